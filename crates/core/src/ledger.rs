@@ -1,0 +1,522 @@
+//! The double-entry ledger's rules: account kinds, the postings of each journal kind, and
+//! applying a journal to locked balances (every journal sums to zero; user accounts never go
+//! below zero available).
+
+use crate::ids::{AccountId, EntryId, JournalId, UserId};
+use crate::money::Amount;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    Main,
+    Savings,
+    /// The platform's side of money entering or leaving users' accounts. May go negative.
+    System,
+}
+
+impl AccountKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Main => "main",
+            Self::Savings => "savings",
+            Self::System => "system",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "main" => Self::Main,
+            "savings" => Self::Savings,
+            "system" => Self::System,
+            _ => return None,
+        })
+    }
+    /// User accounts must never go below zero available; system accounts may.
+    pub const fn is_user(self) -> bool {
+        !matches!(self, Self::System)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SavingsProduct {
+    /// Deposits any time; 3% a year simple interest.
+    Free,
+    /// A fixed `daily_amount` auto-debited at 08:00; no manual deposits; 5% a year.
+    Fixed,
+}
+
+impl SavingsProduct {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Fixed => "fixed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "free" => Some(Self::Free),
+            "fixed" => Some(Self::Fixed),
+            _ => None,
+        }
+    }
+}
+
+/// The platform's own accounts. Their ids are fixed so every instance and both backends
+/// agree on them; the migrations create them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemAccount {
+    /// Money pulled from (or pushed to) users' banks passes through here.
+    BankSettlement,
+    /// Interest paid to savings accounts is drawn from here.
+    InterestExpense,
+}
+
+impl SystemAccount {
+    pub const ALL: [SystemAccount; 2] = [Self::BankSettlement, Self::InterestExpense];
+
+    pub const fn id(self) -> AccountId {
+        AccountId::from_uuid(Uuid::from_u128(match self {
+            Self::BankSettlement => 0x0000_0000_0000_7000_8000_0000_0000_0001,
+            Self::InterestExpense => 0x0000_0000_0000_7000_8000_0000_0000_0002,
+        }))
+    }
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::BankSettlement => "bank_settlement",
+            Self::InterestExpense => "interest_expense",
+        }
+    }
+}
+
+/// What a journal (and each of its entries) records, as shown in history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Charge,
+    Transfer,
+    SavingsDeposit,
+}
+
+impl EntryKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Charge => "charge",
+            Self::Transfer => "transfer",
+            Self::SavingsDeposit => "savings_deposit",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "charge" => Self::Charge,
+            "transfer" => Self::Transfer,
+            "savings_deposit" => Self::SavingsDeposit,
+            _ => return None,
+        })
+    }
+}
+
+/// Who is on the other side of an entry, with the name that side is shown as — fixed when
+/// the entry is written, so a later rename never rewrites history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counterparty {
+    pub name: String,
+    pub user_id: Option<UserId>,
+    pub account_id: Option<AccountId>,
+}
+
+/// A user's account taking part in a journal, with the name the user is known by.
+#[derive(Debug, Clone)]
+pub struct Party {
+    pub user_id: UserId,
+    pub account_id: AccountId,
+    pub name: String,
+}
+
+impl Party {
+    fn as_counterparty(&self, shown_as: &str) -> Counterparty {
+        Counterparty {
+            name: shown_as.to_owned(),
+            user_id: Some(self.user_id),
+            account_id: Some(self.account_id),
+        }
+    }
+}
+
+/// One side of a journal before it is applied: the signed change to an account's posted
+/// balance (positive = money in, negative = money out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    pub account_id: AccountId,
+    pub delta: i64,
+    pub counterparty: Counterparty,
+}
+
+/// A journal that balances: its postings sum to zero and touch distinct accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalDraft {
+    kind: EntryKind,
+    memo: Option<String>,
+    postings: Vec<Posting>,
+}
+
+impl JournalDraft {
+    fn balanced(kind: EntryKind, memo: Option<String>, postings: Vec<Posting>) -> Self {
+        assert!(postings.len() >= 2, "a journal touches at least two accounts");
+        assert_eq!(postings.iter().map(|p| p.delta).sum::<i64>(), 0, "journal must balance");
+        assert!(postings.iter().all(|p| p.delta != 0), "no zero postings");
+        let mut ids: Vec<_> = postings.iter().map(|p| p.account_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), postings.len(), "one posting per account");
+        Self { kind, memo, postings }
+    }
+
+    pub fn kind(&self) -> EntryKind {
+        self.kind
+    }
+    pub fn postings(&self) -> &[Posting] {
+        &self.postings
+    }
+    /// The accounts this journal touches, for locking in ascending id order.
+    pub fn accounts(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.postings.iter().map(|p| p.account_id)
+    }
+}
+
+/// Money pulled from the user's bank into their main account; the bank settlement
+/// account holds the other side.
+pub fn charge_journal(owner: &Party, bank_label: &str, amount: Amount) -> JournalDraft {
+    let bank = Counterparty {
+        name: bank_label.to_owned(),
+        user_id: None,
+        account_id: None,
+    };
+    JournalDraft::balanced(
+        EntryKind::Charge,
+        None,
+        vec![
+            Posting {
+                account_id: owner.account_id,
+                delta: amount.won(),
+                counterparty: bank,
+            },
+            Posting {
+                account_id: SystemAccount::BankSettlement.id(),
+                delta: -amount.won(),
+                counterparty: owner.as_counterparty(&owner.name),
+            },
+        ],
+    )
+}
+
+/// A P2P transfer. The receiver sees the sender as `display_name`; the sender's own entry
+/// shows the receiver's real name.
+pub fn transfer_journal(
+    from: &Party,
+    to: &Party,
+    display_name: &str,
+    memo: Option<String>,
+    amount: Amount,
+) -> JournalDraft {
+    JournalDraft::balanced(
+        EntryKind::Transfer,
+        memo,
+        vec![
+            Posting {
+                account_id: from.account_id,
+                delta: -amount.won(),
+                counterparty: to.as_counterparty(&to.name),
+            },
+            Posting {
+                account_id: to.account_id,
+                delta: amount.won(),
+                counterparty: from.as_counterparty(display_name),
+            },
+        ],
+    )
+}
+
+/// A move from the owner's main account into one of their savings accounts.
+pub fn savings_deposit_journal(main: &Party, savings: AccountId, amount: Amount) -> JournalDraft {
+    JournalDraft::balanced(
+        EntryKind::SavingsDeposit,
+        None,
+        vec![
+            Posting {
+                account_id: main.account_id,
+                delta: -amount.won(),
+                counterparty: Counterparty {
+                    name: main.name.clone(),
+                    user_id: Some(main.user_id),
+                    account_id: Some(savings),
+                },
+            },
+            Posting {
+                account_id: savings,
+                delta: amount.won(),
+                counterparty: main.as_counterparty(&main.name),
+            },
+        ],
+    )
+}
+
+/// An account's balances as read under its row lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountBalance {
+    pub id: AccountId,
+    pub owner: Option<UserId>,
+    pub kind: AccountKind,
+    /// Money that has settled into the account.
+    pub posted: i64,
+    /// Money held by open pending transfers out of the account.
+    pub pending_out: i64,
+}
+
+impl AccountBalance {
+    pub fn available(&self) -> i64 {
+        self.posted - self.pending_out
+    }
+}
+
+/// One applied line of a journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: EntryId,
+    pub account_id: AccountId,
+    pub owner: Option<UserId>,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub counterparty: Counterparty,
+}
+
+/// A journal applied to balances, ready to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedJournal {
+    pub id: JournalId,
+    pub kind: EntryKind,
+    pub memo: Option<String>,
+    pub occurred_at: Timestamp,
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("account {0} does not have enough available money")]
+    InsufficientFunds(AccountId),
+}
+
+/// A balance that changed while locked: what to write back, with the value read under the
+/// lock so the write can assert nothing else changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BalanceChange {
+    pub before: AccountBalance,
+    pub after: AccountBalance,
+}
+
+/// The accounts a database transaction has locked, with their balances as money moves
+/// through them. Journals are applied here, in memory and in order, under the locks; each
+/// either applies whole or fails alone (a batch of journals can share one set of locks).
+#[derive(Debug, Default)]
+pub struct LockedAccounts {
+    accounts: BTreeMap<AccountId, (AccountBalance, AccountBalance)>,
+}
+
+impl LockedAccounts {
+    pub fn new(rows: impl IntoIterator<Item = AccountBalance>) -> Self {
+        Self {
+            accounts: rows.into_iter().map(|a| (a.id, (a, a))).collect(),
+        }
+    }
+
+    /// The account's current balance inside this transaction.
+    pub fn get(&self, id: AccountId) -> Option<&AccountBalance> {
+        self.accounts.get(&id).map(|(_, now)| now)
+    }
+
+    /// Applies `draft` if every user account it touches stays at or above zero available.
+    /// Panics if the caller did not lock an account the journal touches (a programming error).
+    pub fn post(&mut self, draft: &JournalDraft, id: JournalId, at: Timestamp) -> Result<PostedJournal, LedgerError> {
+        // Check every posting first so that a failure leaves the balances untouched.
+        for p in draft.postings() {
+            let acct = self.locked(p.account_id);
+            let after = acct.posted.checked_add(p.delta).expect("balance overflow");
+            if acct.kind.is_user() && after - acct.pending_out < 0 {
+                return Err(LedgerError::InsufficientFunds(p.account_id));
+            }
+        }
+        let entries = draft
+            .postings()
+            .iter()
+            .map(|p| {
+                let acct = &mut self.accounts.get_mut(&p.account_id).expect("checked").1;
+                acct.posted += p.delta;
+                Entry {
+                    id: EntryId::new(),
+                    account_id: p.account_id,
+                    owner: acct.owner,
+                    delta: p.delta,
+                    balance_after: acct.posted,
+                    counterparty: p.counterparty.clone(),
+                }
+            })
+            .collect();
+        Ok(PostedJournal {
+            id,
+            kind: draft.kind(),
+            memo: draft.memo.clone(),
+            occurred_at: at,
+            entries,
+        })
+    }
+
+    fn locked(&self, id: AccountId) -> &AccountBalance {
+        self.get(id)
+            .unwrap_or_else(|| panic!("account {id} was not locked before posting"))
+    }
+
+    /// The balances that changed, in ascending id order, for writing back.
+    pub fn changes(&self) -> Vec<BalanceChange> {
+        self.accounts
+            .values()
+            .filter(|(before, after)| before != after)
+            .map(|&(before, after)| BalanceChange { before, after })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn user_account(posted: i64, pending_out: i64) -> AccountBalance {
+        AccountBalance {
+            id: AccountId::new(),
+            owner: Some(UserId::new()),
+            kind: AccountKind::Main,
+            posted,
+            pending_out,
+        }
+    }
+
+    fn party(a: &AccountBalance, name: &str) -> Party {
+        Party {
+            user_id: a.owner.unwrap(),
+            account_id: a.id,
+            name: name.into(),
+        }
+    }
+
+    fn amt(w: i64) -> Amount {
+        Amount::parse(w).unwrap()
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-21T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn transfer_moves_money_and_records_names() {
+        let (a, b) = (user_account(30_000, 0), user_account(0, 0));
+        let mut locked = LockedAccounts::new([a, b]);
+        let j = transfer_journal(&party(&a, "Kim"), &party(&b, "Lee"), "K", None, amt(10_000));
+        let posted = locked.post(&j, JournalId::new(), now()).unwrap();
+        assert_eq!(posted.entries.iter().map(|e| e.delta).sum::<i64>(), 0);
+        let out = &posted.entries[0];
+        assert_eq!(
+            (out.delta, out.balance_after, out.counterparty.name.as_str()),
+            (-10_000, 20_000, "Lee")
+        );
+        let inn = &posted.entries[1];
+        assert_eq!(
+            (inn.delta, inn.balance_after, inn.counterparty.name.as_str()),
+            (10_000, 10_000, "K")
+        );
+        assert_eq!(locked.changes().len(), 2);
+    }
+
+    #[test]
+    fn pending_money_is_not_available() {
+        // 30,000 posted with 20,000 held: 10,000 can go, 10,001 cannot.
+        let (a, b) = (user_account(30_000, 20_000), user_account(0, 0));
+        let mut locked = LockedAccounts::new([a, b]);
+        let too_much = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(10_001));
+        assert_eq!(
+            locked.post(&too_much, JournalId::new(), now()),
+            Err(LedgerError::InsufficientFunds(a.id))
+        );
+        assert!(locked.changes().is_empty(), "a failed journal changes nothing");
+        let ok = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(10_000));
+        locked.post(&ok, JournalId::new(), now()).unwrap();
+        assert_eq!(locked.get(a.id).unwrap().available(), 0);
+    }
+
+    #[test]
+    fn system_accounts_may_go_negative() {
+        let a = user_account(0, 0);
+        let settlement = AccountBalance {
+            id: SystemAccount::BankSettlement.id(),
+            owner: None,
+            kind: AccountKind::System,
+            posted: 0,
+            pending_out: 0,
+        };
+        let mut locked = LockedAccounts::new([a, settlement]);
+        locked
+            .post(
+                &charge_journal(&party(&a, "A"), "bank 004", amt(5)),
+                JournalId::new(),
+                now(),
+            )
+            .unwrap();
+        assert_eq!(locked.get(settlement.id).unwrap().posted, -5);
+        assert_eq!(locked.get(a.id).unwrap().posted, 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "was not locked")]
+    fn posting_to_an_unlocked_account_is_a_bug() {
+        let (a, b) = (user_account(10, 0), user_account(0, 0));
+        let mut locked = LockedAccounts::new([a]);
+        let j = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(1));
+        let _ = locked.post(&j, JournalId::new(), now());
+    }
+
+    #[test]
+    fn system_account_ids_are_distinct_and_stable() {
+        assert_ne!(SystemAccount::BankSettlement.id(), SystemAccount::InterestExpense.id());
+        assert_eq!(
+            SystemAccount::BankSettlement.id().to_string(),
+            "00000000-0000-7000-8000-000000000001"
+        );
+    }
+
+    proptest! {
+        /// Any sequence of transfers among a few accounts conserves money and never leaves a
+        /// user account below zero available; failed transfers change nothing.
+        #[test]
+        fn transfers_conserve_money(
+            starts in proptest::collection::vec(0i64..100_000, 2..6),
+            moves in proptest::collection::vec((0usize..6, 0usize..6, 1i64..60_000), 0..60),
+        ) {
+            let accounts: Vec<_> = starts.iter().map(|&s| user_account(s, 0)).collect();
+            let total: i64 = starts.iter().sum();
+            let mut locked = LockedAccounts::new(accounts.clone());
+            for (from, to, won) in moves {
+                let (from, to) = (from % accounts.len(), to % accounts.len());
+                if from == to { continue; }
+                let before = locked.get(accounts[from].id).unwrap().available();
+                let j = transfer_journal(&party(&accounts[from], "f"), &party(&accounts[to], "t"), "f", None, amt(won));
+                let res = locked.post(&j, JournalId::new(), now());
+                prop_assert_eq!(res.is_ok(), before >= won);
+            }
+            let after: i64 = accounts.iter().map(|a| locked.get(a.id).unwrap().posted).sum();
+            prop_assert_eq!(after, total);
+            prop_assert!(accounts.iter().all(|a| locked.get(a.id).unwrap().available() >= 0));
+        }
+    }
+}

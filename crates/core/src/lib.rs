@@ -1,0 +1,15 @@
+//! minipay's rules in one place: money, ids, business time, ledger postings, charge limits and state machines (pure, no IO).
+
+pub mod bank;
+pub mod charge;
+pub mod ids;
+pub mod ledger;
+pub mod money;
+pub mod request;
+pub mod time;
+pub mod transfer;
+pub mod user;
+
+pub use ids::*;
+pub use money::{Amount, AmountError};
+pub use time::{BusinessDate, Clock, ManualClock, SystemClock};

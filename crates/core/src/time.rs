@@ -1,0 +1,186 @@
+//! Time: the injected `Clock` and the `BusinessDate`, a calendar day in Asia/Seoul.
+
+use jiff::civil::{Date, Time};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::{LazyLock, Mutex};
+
+/// Business dates (the daily charge limit, interest, auto-debit) are days in this zone.
+pub static SEOUL: LazyLock<TimeZone> =
+    LazyLock::new(|| TimeZone::get("Asia/Seoul").expect("the bundled tzdb has Asia/Seoul"));
+
+/// Where every piece of logic reads "now". Never read the OS clock inside logic.
+pub trait Clock: Send + Sync + 'static {
+    /// The current instant, truncated to whole microseconds (the database's precision),
+    /// so that a value written and read back compares equal.
+    fn now(&self) -> Timestamp;
+}
+
+/// Truncates to microseconds, the precision both databases store.
+pub fn to_micros(ts: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(ts.as_microsecond()).expect("in range")
+}
+
+/// The operating system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        to_micros(Timestamp::now())
+    }
+}
+
+/// A clock that stands still between calls: tests and demos move it by hand.
+/// Refused in production mode.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<Timestamp>,
+}
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> Self {
+        Self {
+            now: Mutex::new(to_micros(start)),
+        }
+    }
+
+    pub fn set(&self, now: Timestamp) {
+        *self.now.lock().expect("clock lock") = to_micros(now);
+    }
+
+    /// Moves the clock forward (or back, for a negative duration) and returns the new now.
+    pub fn advance(&self, by: SignedDuration) -> Timestamp {
+        let mut now = self.now.lock().expect("clock lock");
+        *now = to_micros(now.checked_add(by).expect("clock stays in range"));
+        *now
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.now.lock().expect("clock lock")
+    }
+}
+
+/// A calendar day in Asia/Seoul. Keys the daily charge limit, so the limit "resets" at
+/// 00:00 Seoul time simply because the key changes — no reset job, no blackout window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct BusinessDate(Date);
+
+impl BusinessDate {
+    /// The Seoul calendar day that contains `at`.
+    pub fn containing(at: Timestamp) -> Self {
+        Self(at.to_zoned(SEOUL.clone()).date())
+    }
+
+    pub const fn from_date(date: Date) -> Self {
+        Self(date)
+    }
+
+    pub const fn date(self) -> Date {
+        self.0
+    }
+
+    /// The instant this day begins (00:00 in Seoul).
+    pub fn starts_at(self) -> Timestamp {
+        self.at(Time::midnight())
+    }
+
+    /// The instant of a wall-clock time on this day in Seoul (e.g. 04:00 for interest).
+    pub fn at(self, time: Time) -> Timestamp {
+        self.0
+            .to_datetime(time)
+            .to_zoned(SEOUL.clone())
+            .expect("Seoul wall-clock times exist")
+            .timestamp()
+    }
+
+    pub fn next(self) -> Self {
+        Self(self.0.tomorrow().expect("date in range"))
+    }
+
+    /// The instant this day ends and the next begins: when a daily limit resets.
+    pub fn ends_at(self) -> Timestamp {
+        self.next().starts_at()
+    }
+}
+
+impl fmt::Display for BusinessDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn seoul_midnight_is_15_utc() {
+        let d = BusinessDate::containing(ts("2026-11-21T14:59:59Z"));
+        assert_eq!(d.to_string(), "2026-11-21");
+        let d2 = BusinessDate::containing(ts("2026-11-21T15:00:00Z"));
+        assert_eq!(d2.to_string(), "2026-11-22");
+        assert_eq!(d.ends_at(), ts("2026-11-21T15:00:00Z"));
+        assert_eq!(d2.starts_at(), ts("2026-11-21T15:00:00Z"));
+    }
+
+    #[test]
+    fn wall_clock_slots() {
+        let d = BusinessDate::containing(ts("2026-11-21T00:00:00Z"));
+        assert_eq!(d.at(Time::constant(4, 0, 0, 0)), ts("2026-11-20T19:00:00Z"));
+    }
+
+    #[test]
+    fn manual_clock_stands_still_and_truncates() {
+        let c = ManualClock::new(ts("2026-01-01T00:00:00.123456789Z"));
+        assert_eq!(c.now(), ts("2026-01-01T00:00:00.123456Z"));
+        assert_eq!(c.now(), c.now());
+        c.advance(SignedDuration::from_secs(60));
+        assert_eq!(c.now(), ts("2026-01-01T00:01:00.123456Z"));
+    }
+
+    // Unix seconds between 1990 and 2100: Seoul has had no DST since 1988.
+    fn modern_instant() -> impl Strategy<Value = Timestamp> {
+        (631_152_000i64..4_102_444_800).prop_map(|s| Timestamp::from_second(s).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn an_instant_lies_inside_its_business_date(at in modern_instant()) {
+            let d = BusinessDate::containing(at);
+            prop_assert!(d.starts_at() <= at);
+            prop_assert!(at < d.ends_at());
+        }
+
+        #[test]
+        fn business_days_are_24_hours_and_contiguous(at in modern_instant()) {
+            let d = BusinessDate::containing(at);
+            prop_assert_eq!(d.ends_at().duration_since(d.starts_at()), SignedDuration::from_hours(24));
+            prop_assert_eq!(BusinessDate::containing(d.ends_at()), d.next());
+            prop_assert_eq!(d.next().starts_at(), d.ends_at());
+        }
+
+        #[test]
+        fn business_date_ignores_the_process_time_zone(at in modern_instant()) {
+            // The date is a function of the instant alone: 00:00 Seoul is 15:00 UTC the day before.
+            let utc_date = at.to_zoned(TimeZone::UTC).date();
+            let seoul = BusinessDate::containing(at).date();
+            let hour = at.to_zoned(TimeZone::UTC).hour();
+            if hour >= 15 {
+                prop_assert_eq!(seoul, utc_date.tomorrow().unwrap());
+            } else {
+                prop_assert_eq!(seoul, utc_date);
+            }
+        }
+    }
+}

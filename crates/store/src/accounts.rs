@@ -1,0 +1,309 @@
+//! Ledger accounts: reading them, opening savings accounts, locking them in id order and
+//! writing applied journals (balances, journals, entries) back.
+
+use crate::session::{Db, Session};
+use crate::types::DbTime;
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use minipay_core::ledger::{AccountBalance, AccountKind, LockedAccounts, PostedJournal, SavingsProduct};
+use minipay_core::{AccountId, UserId};
+use uuid::Uuid;
+
+/// A user's account as shown to them (`balance` is the posted balance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub owner: Option<UserId>,
+    pub kind: AccountKind,
+    pub product: Option<SavingsProduct>,
+    pub daily_amount: Option<i64>,
+    pub posted: i64,
+    pub pending_out: i64,
+    pub created_at: Timestamp,
+}
+
+impl Account {
+    pub fn available(&self) -> i64 {
+        self.posted - self.pending_out
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: Uuid,
+    owner_user_id: Option<Uuid>,
+    kind: String,
+    product: Option<String>,
+    daily_amount: Option<i64>,
+    posted: i64,
+    pending_out: i64,
+    created_at: DbTime,
+}
+
+impl TryFrom<AccountRow> for Account {
+    type Error = StoreError;
+    fn try_from(r: AccountRow) -> Result<Self> {
+        let product = match r.product {
+            Some(p) => Some(SavingsProduct::parse(&p).ok_or_else(|| StoreError::corrupt(&p))?),
+            None => None,
+        };
+        Ok(Self {
+            id: AccountId::from_uuid(r.id),
+            owner: r.owner_user_id.map(UserId::from_uuid),
+            kind: AccountKind::parse(&r.kind).ok_or_else(|| StoreError::corrupt(&r.kind))?,
+            product,
+            daily_amount: r.daily_amount,
+            posted: r.posted,
+            pending_out: r.pending_out,
+            created_at: r.created_at.0,
+        })
+    }
+}
+
+impl From<&Account> for AccountBalance {
+    fn from(a: &Account) -> Self {
+        AccountBalance {
+            id: a.id,
+            owner: a.owner,
+            kind: a.kind,
+            posted: a.posted,
+            pending_out: a.pending_out,
+        }
+    }
+}
+
+macro_rules! select_accounts {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, owner_user_id, kind, product, daily_amount, posted, pending_out, created_at FROM accounts ",
+            $rest
+        )
+    };
+}
+
+impl Session {
+    pub async fn account(&mut self, id: AccountId) -> Result<Option<Account>> {
+        let row: Option<AccountRow> = on_db!(self, c => sqlx::query_as(select_accounts!("WHERE id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(c)
+            .await)?;
+        row.map(Account::try_from).transpose()
+    }
+
+    /// The user's accounts, main first, then savings in the order they were opened.
+    pub async fn accounts_of(&mut self, owner: UserId) -> Result<Vec<Account>> {
+        let rows: Vec<AccountRow> = on_db!(self, c => sqlx::query_as(select_accounts!(
+            "WHERE owner_user_id = $1 ORDER BY CASE kind WHEN 'main' THEN 0 ELSE 1 END, created_at, id"
+        ))
+        .bind(owner.as_uuid())
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    pub async fn insert_savings_account(
+        &mut self,
+        id: AccountId,
+        owner: UserId,
+        product: SavingsProduct,
+        daily_amount: Option<i64>,
+        at: Timestamp,
+    ) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query(
+            "INSERT INTO accounts (id, owner_user_id, kind, product, daily_amount, created_at)
+             VALUES ($1, $2, 'savings', $3, $4, $5)",
+        )
+        .bind(id.as_uuid())
+        .bind(owner.as_uuid())
+        .bind(product.as_str())
+        .bind(daily_amount)
+        .bind(DbTime(at))
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Locks the given accounts for the rest of the transaction, always in ascending id
+    /// order (so two transactions touching the same accounts can never deadlock), and returns
+    /// their balances as of the lock. Unknown ids are simply absent from the result.
+    pub async fn lock_accounts(&mut self, ids: impl IntoIterator<Item = AccountId>) -> Result<LockedAccounts> {
+        self.assert_writable();
+        let mut ids: Vec<Uuid> = ids.into_iter().map(|id| id.as_uuid()).collect();
+        ids.sort();
+        ids.dedup();
+        let rows: Vec<AccountRow> = match self.db() {
+            // FOR NO KEY UPDATE: excludes other writers of these rows, but not the key-share
+            // locks that foreign-key checks take. The lock is taken row by row in ORDER BY order.
+            Db::Pg(c) => {
+                sqlx::query_as(select_accounts!("WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE"))
+                    .bind(&ids)
+                    .fetch_all(c)
+                    .await?
+            }
+            // SQLite: BEGIN IMMEDIATE already holds the database's single write lock.
+            Db::Sqlite(c) => {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    let row = sqlx::query_as(select_accounts!("WHERE id = $1"))
+                        .bind(id)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                    rows.extend(row);
+                }
+                rows
+            }
+        };
+        let accounts: Vec<Account> = rows.into_iter().map(Account::try_from).collect::<Result<_>>()?;
+        Ok(LockedAccounts::new(accounts.iter().map(AccountBalance::from)))
+    }
+
+    /// Writes back what was applied under the locks: the changed balances (asserting each
+    /// row still holds the value read under the lock), the journals and their entries.
+    pub async fn write_postings(&mut self, locked: &LockedAccounts, journals: &[PostedJournal]) -> Result<()> {
+        self.assert_writable();
+        let changes = locked.changes();
+        match self.db() {
+            Db::Pg(c) => {
+                let ids: Vec<Uuid> = changes.iter().map(|ch| ch.after.id.as_uuid()).collect();
+                let old_posted: Vec<i64> = changes.iter().map(|ch| ch.before.posted).collect();
+                let old_pending: Vec<i64> = changes.iter().map(|ch| ch.before.pending_out).collect();
+                let posted: Vec<i64> = changes.iter().map(|ch| ch.after.posted).collect();
+                let pending: Vec<i64> = changes.iter().map(|ch| ch.after.pending_out).collect();
+                let updated = sqlx::query(
+                    "UPDATE accounts AS a SET posted = v.posted, pending_out = v.pending_out
+                     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
+                          AS v(id, old_posted, old_pending, posted, pending_out)
+                     WHERE a.id = v.id AND a.posted = v.old_posted AND a.pending_out = v.old_pending",
+                )
+                .bind(&ids)
+                .bind(&old_posted)
+                .bind(&old_pending)
+                .bind(&posted)
+                .bind(&pending)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                if updated != changes.len() as u64 {
+                    return Err(StoreError::LostUpdate(format!(
+                        "{updated} of {} rows matched",
+                        changes.len()
+                    )));
+                }
+                insert_journals_pg(c, journals).await
+            }
+            Db::Sqlite(c) => {
+                for ch in &changes {
+                    let updated = sqlx::query(
+                        "UPDATE accounts SET posted = $2, pending_out = $3 WHERE id = $1 AND posted = $4 AND pending_out = $5",
+                    )
+                    .bind(ch.after.id.as_uuid())
+                    .bind(ch.after.posted)
+                    .bind(ch.after.pending_out)
+                    .bind(ch.before.posted)
+                    .bind(ch.before.pending_out)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                    if updated != 1 {
+                        return Err(StoreError::LostUpdate(ch.after.id.to_string()));
+                    }
+                }
+                insert_journals_sqlite(c, journals).await
+            }
+        }
+    }
+}
+
+async fn insert_journals_pg(c: &mut sqlx::PgConnection, journals: &[PostedJournal]) -> Result<()> {
+    if journals.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = journals.iter().map(|j| j.id.as_uuid()).collect();
+    let kinds: Vec<&str> = journals.iter().map(|j| j.kind.as_str()).collect();
+    let memos: Vec<Option<&str>> = journals.iter().map(|j| j.memo.as_deref()).collect();
+    let ats: Vec<DbTime> = journals.iter().map(|j| DbTime(j.occurred_at)).collect();
+    sqlx::query(
+        "INSERT INTO journals (id, kind, memo, occurred_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&memos)
+    .bind(&ats)
+    .execute(&mut *c)
+    .await?;
+
+    let entries = || journals.iter().flat_map(|j| j.entries.iter().map(move |e| (j, e)));
+    let e_ids: Vec<Uuid> = entries().map(|(_, e)| e.id.as_uuid()).collect();
+    let e_journal: Vec<Uuid> = entries().map(|(j, _)| j.id.as_uuid()).collect();
+    let e_account: Vec<Uuid> = entries().map(|(_, e)| e.account_id.as_uuid()).collect();
+    let e_owner: Vec<Option<Uuid>> = entries().map(|(_, e)| e.owner.map(|o| o.as_uuid())).collect();
+    let e_kind: Vec<&str> = entries().map(|(j, _)| j.kind.as_str()).collect();
+    let e_amount: Vec<i64> = entries().map(|(_, e)| e.delta).collect();
+    let e_after: Vec<i64> = entries().map(|(_, e)| e.balance_after).collect();
+    let e_cp_name: Vec<&str> = entries().map(|(_, e)| e.counterparty.name.as_str()).collect();
+    let e_cp_user: Vec<Option<Uuid>> = entries()
+        .map(|(_, e)| e.counterparty.user_id.map(|u| u.as_uuid()))
+        .collect();
+    let e_cp_acct: Vec<Option<Uuid>> = entries()
+        .map(|(_, e)| e.counterparty.account_id.map(|a| a.as_uuid()))
+        .collect();
+    let e_memo: Vec<Option<&str>> = entries().map(|(j, _)| j.memo.as_deref()).collect();
+    let e_at: Vec<DbTime> = entries().map(|(j, _)| DbTime(j.occurred_at)).collect();
+    sqlx::query(
+        "INSERT INTO entries (id, journal_id, account_id, owner_user_id, kind, amount, balance_after,
+                              counterparty_name, counterparty_user_id, counterparty_account_id, memo, occurred_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[], $7::int8[],
+                              $8::text[], $9::uuid[], $10::uuid[], $11::text[], $12::timestamptz[])",
+    )
+    .bind(&e_ids)
+    .bind(&e_journal)
+    .bind(&e_account)
+    .bind(&e_owner)
+    .bind(&e_kind)
+    .bind(&e_amount)
+    .bind(&e_after)
+    .bind(&e_cp_name)
+    .bind(&e_cp_user)
+    .bind(&e_cp_acct)
+    .bind(&e_memo)
+    .bind(&e_at)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+async fn insert_journals_sqlite(c: &mut sqlx::SqliteConnection, journals: &[PostedJournal]) -> Result<()> {
+    for j in journals {
+        sqlx::query("INSERT INTO journals (id, kind, memo, occurred_at) VALUES ($1, $2, $3, $4)")
+            .bind(j.id.as_uuid())
+            .bind(j.kind.as_str())
+            .bind(j.memo.as_deref())
+            .bind(DbTime(j.occurred_at))
+            .execute(&mut *c)
+            .await?;
+        for e in &j.entries {
+            sqlx::query(
+                "INSERT INTO entries (id, journal_id, account_id, owner_user_id, kind, amount, balance_after,
+                                      counterparty_name, counterparty_user_id, counterparty_account_id, memo, occurred_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(e.id.as_uuid())
+            .bind(j.id.as_uuid())
+            .bind(e.account_id.as_uuid())
+            .bind(e.owner.map(|o| o.as_uuid()))
+            .bind(j.kind.as_str())
+            .bind(e.delta)
+            .bind(e.balance_after)
+            .bind(&e.counterparty.name)
+            .bind(e.counterparty.user_id.map(|u| u.as_uuid()))
+            .bind(e.counterparty.account_id.map(|a| a.as_uuid()))
+            .bind(j.memo.as_deref())
+            .bind(DbTime(j.occurred_at))
+            .execute(&mut *c)
+            .await?;
+        }
+    }
+    Ok(())
+}

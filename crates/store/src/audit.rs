@@ -1,0 +1,136 @@
+//! The ledger audit: checks DESIGN.md's invariants against the stored data, and totals that
+//! show whether a request changed anything at all.
+
+use crate::Result;
+use crate::session::Session;
+use serde_json::json;
+
+/// Violations found by [`Session::check_invariants`]; empty when the ledger is sound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvariantReport {
+    pub violations: Vec<String>,
+}
+
+impl InvariantReport {
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Counts and sums over everything a money request can change. Two equal snapshots around
+/// a rejected request show it changed nothing (invariant 6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct LedgerTotals {
+    pub journals: i64,
+    pub entries: i64,
+    pub transfers: i64,
+    pub charges: i64,
+    pub charge_limit_used: i64,
+    pub posted_abs_sum: i64,
+    pub pending_out_sum: i64,
+}
+
+impl LedgerTotals {
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "journals": self.journals, "entries": self.entries, "transfers": self.transfers,
+            "charges": self.charges, "charge_limit_used": self.charge_limit_used,
+            "posted_abs_sum": self.posted_abs_sum, "pending_out_sum": self.pending_out_sum,
+        })
+    }
+}
+
+/// Each check is a query returning one text row per violation (at most 20).
+const CHECKS: &[(&str, &str)] = &[
+    (
+        "1 journal does not sum to zero",
+        "SELECT CAST(journal_id AS TEXT) FROM (
+             SELECT j.id AS journal_id, COALESCE(SUM(e.amount), 0) AS total, COUNT(e.id) AS n
+             FROM journals j LEFT JOIN entries e ON e.journal_id = j.id GROUP BY j.id) AS t
+         WHERE total <> 0 OR n < 2 LIMIT 20",
+    ),
+    (
+        "1 entry without a journal",
+        "SELECT CAST(e.id AS TEXT) FROM entries e LEFT JOIN journals j ON j.id = e.journal_id
+         WHERE j.id IS NULL LIMIT 20",
+    ),
+    (
+        "2 sum of all posted balances is not zero",
+        "SELECT CAST(SUM(posted) AS TEXT) FROM accounts HAVING SUM(posted) <> 0",
+    ),
+    (
+        "3 posted differs from opening balance + entries",
+        "SELECT CAST(a.id AS TEXT) FROM accounts a
+         LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM entries GROUP BY account_id) e ON e.account_id = a.id
+         WHERE a.posted <> a.opening_balance + COALESCE(e.total, 0) LIMIT 20",
+    ),
+    (
+        "3 balance_after does not follow from the previous entry",
+        "SELECT CAST(id AS TEXT) FROM (
+             SELECT e.id, e.amount, e.balance_after, a.opening_balance,
+                    LAG(e.balance_after) OVER (PARTITION BY e.account_id ORDER BY e.occurred_at, e.id) AS prev
+             FROM entries e JOIN accounts a ON a.id = e.account_id) AS t
+         WHERE balance_after - amount <> COALESCE(prev, opening_balance) LIMIT 20",
+    ),
+    (
+        "4 pending_out differs from open pending transfers",
+        "SELECT CAST(a.id AS TEXT) FROM accounts a
+         LEFT JOIN (SELECT from_account_id, SUM(amount) AS total FROM transfers WHERE status = 'pending'
+                    GROUP BY from_account_id) p ON p.from_account_id = a.id
+         WHERE a.pending_out <> COALESCE(p.total, 0) LIMIT 20",
+    ),
+    (
+        "5 user account below zero available",
+        "SELECT CAST(id AS TEXT) FROM accounts WHERE kind <> 'system' AND posted - pending_out < 0 LIMIT 20",
+    ),
+    (
+        "charge limit usage differs from the charges that count against it",
+        "SELECT CAST(l.user_id AS TEXT) FROM charge_limits l
+         LEFT JOIN (SELECT user_id, business_date, SUM(amount) AS total FROM charges WHERE status <> 'failed'
+                    GROUP BY user_id, business_date) c
+           ON c.user_id = l.user_id AND c.business_date = l.business_date
+         WHERE l.used <> COALESCE(c.total, 0) LIMIT 20",
+    ),
+    (
+        "completed charge without its journal",
+        "SELECT CAST(c.id AS TEXT) FROM charges c LEFT JOIN journals j ON j.id = c.journal_id
+         WHERE c.status = 'completed' AND (j.id IS NULL OR j.kind <> 'charge') LIMIT 20",
+    ),
+    (
+        "completed transfer without its journal",
+        "SELECT CAST(t.id AS TEXT) FROM transfers t LEFT JOIN journals j ON j.id = t.journal_id
+         WHERE t.status = 'completed' AND j.id IS NULL LIMIT 20",
+    ),
+];
+
+impl Session {
+    /// Checks the ledger invariants (DESIGN.md 1–5, plus the charge-limit and
+    /// journal-reference rules) over the whole database.
+    #[tracing::instrument(name = "minipay.store.check_invariants", skip_all)]
+    pub async fn check_invariants(&mut self) -> Result<InvariantReport> {
+        let mut report = InvariantReport::default();
+        for (name, sql) in CHECKS {
+            let sql = sqlx::SqlStr::from_static(sql);
+            let bad: Vec<Option<String>> = on_db!(self, c => sqlx::query_scalar(sql.clone()).fetch_all(c).await)?;
+            for b in bad {
+                report.violations.push(format!("{name}: {}", b.unwrap_or_default()));
+            }
+        }
+        Ok(report)
+    }
+
+    pub async fn ledger_totals(&mut self) -> Result<LedgerTotals> {
+        let totals = on_db!(self, c => sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM journals) AS journals,
+                    (SELECT COUNT(*) FROM entries) AS entries,
+                    (SELECT COUNT(*) FROM transfers) AS transfers,
+                    (SELECT COUNT(*) FROM charges) AS charges,
+                    CAST((SELECT COALESCE(SUM(used), 0) FROM charge_limits) AS BIGINT) AS charge_limit_used,
+                    CAST((SELECT COALESCE(SUM(ABS(posted)), 0) FROM accounts) AS BIGINT) AS posted_abs_sum,
+                    CAST((SELECT COALESCE(SUM(pending_out), 0) FROM accounts) AS BIGINT) AS pending_out_sum",
+        )
+        .fetch_one(c)
+        .await)?;
+        Ok(totals)
+    }
+}

@@ -1,0 +1,159 @@
+//! Idempotency-Key records: claim a key, store the response to replay, release it.
+
+use crate::Result;
+use crate::session::Session;
+use crate::types::DbTime;
+use jiff::Timestamp;
+use minipay_core::{ChargeId, UserId};
+
+/// A response stored under an idempotency key, replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// The outcome of trying to claim a key for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This request owns the key now; it must complete or release it in its transaction.
+    Claimed,
+    /// The key already finished with the same request: replay its response.
+    Replay(StoredResponse),
+    /// The key is held by a request still running (e.g. waiting on the bank).
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    request_hash: Vec<u8>,
+    state: String,
+    response_status: Option<i32>,
+    response_body: Option<String>,
+}
+
+impl Session {
+    /// Claims `key` for `user`'s request with fingerprint `hash`. On PostgreSQL a second
+    /// request racing for the same key waits on the first one's insert and then sees its
+    /// committed outcome, so concurrent duplicates replay instead of executing twice. A key
+    /// whose record has expired is claimed afresh.
+    pub async fn claim_idempotency_key(
+        &mut self,
+        user: UserId,
+        key: &str,
+        hash: &[u8],
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Claim> {
+        self.assert_writable();
+        let claimed = on_db!(self, c => sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, state, created_at, expires_at)
+             VALUES ($1, $2, $3, 'in_progress', $4, $5)
+             ON CONFLICT (user_id, key) DO UPDATE
+                SET request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL,
+                    response_body = NULL, charge_id = NULL, created_at = excluded.created_at,
+                    expires_at = excluded.expires_at
+              WHERE idempotency_keys.expires_at <= excluded.created_at",
+        )
+        .bind(user.as_uuid())
+        .bind(key)
+        .bind(hash)
+        .bind(DbTime(now))
+        .bind(DbTime(expires_at))
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?
+            == 1;
+        if claimed {
+            return Ok(Claim::Claimed);
+        }
+        let row: Option<KeyRow> = on_db!(self, c => sqlx::query_as(
+            "SELECT request_hash, state, response_status, response_body FROM idempotency_keys
+             WHERE user_id = $1 AND key = $2",
+        )
+        .bind(user.as_uuid())
+        .bind(key)
+        .fetch_optional(c)
+        .await)?;
+        Ok(match row {
+            // Released between our insert and this read: the other request gave up; the
+            // client may simply retry.
+            None => Claim::InProgress,
+            Some(r) if r.request_hash != hash => Claim::Mismatch,
+            Some(r) if r.state == "completed" => Claim::Replay(StoredResponse {
+                status: r.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
+                body: r.response_body.unwrap_or_default(),
+            }),
+            Some(_) => Claim::InProgress,
+        })
+    }
+
+    /// Stores the final response for a claimed key.
+    pub async fn complete_idempotency_key(&mut self, user: UserId, key: &str, response: &StoredResponse) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query(
+            "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4, charge_id = NULL
+             WHERE user_id = $1 AND key = $2",
+        )
+        .bind(user.as_uuid())
+        .bind(key)
+        .bind(i32::from(response.status))
+        .bind(&response.body)
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Notes that the request holding `key` is waiting on a bank pull, so that whoever
+    /// resolves the pull can also release the key.
+    pub async fn attach_charge_to_key(&mut self, user: UserId, key: &str, charge: ChargeId) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query("UPDATE idempotency_keys SET charge_id = $3 WHERE user_id = $1 AND key = $2")
+            .bind(user.as_uuid())
+            .bind(key)
+            .bind(charge.as_uuid())
+            .execute(c)
+            .await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Forgets a claim whose request did not finish (a transient failure): the client may
+    /// retry with the same key.
+    pub async fn release_idempotency_key(&mut self, user: UserId, key: &str) -> Result<()> {
+        on_db!(self, c => sqlx::query(
+            "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND state = 'in_progress'",
+        )
+        .bind(user.as_uuid())
+        .bind(key)
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Releases any in-progress claim waiting on `charge` (used when recovery resolves it).
+    pub async fn release_keys_waiting_on(&mut self, charge: ChargeId) -> Result<u64> {
+        self.assert_writable();
+        let n = on_db!(self, c => sqlx::query(
+            "DELETE FROM idempotency_keys WHERE charge_id = $1 AND state = 'in_progress'",
+        )
+        .bind(charge.as_uuid())
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(n)
+    }
+
+    /// Deletes up to `limit` records that expired before `now`; returns how many.
+    pub async fn purge_idempotency_keys(&mut self, now: Timestamp, limit: u32) -> Result<u64> {
+        let n = on_db!(self, c => sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (user_id, key) IN (
+                 SELECT user_id, key FROM idempotency_keys WHERE expires_at <= $1 AND state = 'completed'
+                 ORDER BY expires_at LIMIT $2)",
+        )
+        .bind(DbTime(now))
+        .bind(i64::from(limit))
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,41 @@
+//! minipay's persistence: one interface (`Store`, `Session`) over PostgreSQL and SQLite.
+//!
+//! The set of backends is closed, so the interface is a pair of types whose methods dispatch
+//! on the backend rather than a trait object: SQL that is the same on both engines is written
+//! once (`$N` placeholders work on both), and SQL that differs — row locks, bulk writes via
+//! `UNNEST` — is visibly written per engine. Both backends pass the same black-box suite.
+
+/// Runs the same expression on whichever engine the session is on. The expression is
+/// type-checked once per engine, so shared SQL must be valid on both.
+macro_rules! on_db {
+    ($session:expr, $c:ident => $body:expr) => {
+        match $session.db() {
+            $crate::session::Db::Pg($c) => $body,
+            $crate::session::Db::Sqlite($c) => $body,
+        }
+    };
+}
+
+mod accounts;
+mod audit;
+mod bank_accounts;
+mod charges;
+mod error;
+mod idempotency;
+mod limits;
+pub(crate) mod session;
+mod transfers;
+mod types;
+mod users;
+
+pub use accounts::Account;
+pub use audit::{InvariantReport, LedgerTotals};
+pub use bank_accounts::{BankAccount, NewBankAccount};
+pub use charges::{Charge, NewCharge};
+pub use error::StoreError;
+pub use idempotency::{Claim, StoredResponse};
+pub use session::{BackendKind, Session, Store, StoreOptions};
+pub use transfers::{Direction, NewTransfer, Transfer, TransferCursor};
+pub use users::{NewUser, User};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

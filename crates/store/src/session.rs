@@ -1,0 +1,239 @@
+//! Connecting, migrating, and the `Session` every query runs in (a transaction or a read).
+
+use crate::Result;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgConnection, PgPool, Postgres, SqlStr, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Postgres,
+    Sqlite,
+}
+
+/// Pool settings. Every limit is named with its unit.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// PostgreSQL: connections in the pool.
+    pub pg_connections_max: u32,
+    /// SQLite: connections for reads (writes use one connection: SQLite has one writer).
+    pub sqlite_readers_max: u32,
+    /// How long a request waits for a free connection before failing.
+    pub acquire_timeout_ms: u64,
+    /// SQLite: how long a statement waits for another process's write lock.
+    pub sqlite_busy_timeout_ms: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            pg_connections_max: 16,
+            sqlite_readers_max: 4,
+            acquire_timeout_ms: 30_000,
+            sqlite_busy_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Postgres(PgPool),
+    /// SQLite allows one writer at a time; a one-connection writer pool makes writers queue
+    /// fairly in the pool instead of spinning on SQLITE_BUSY. Readers run beside it (WAL).
+    Sqlite {
+        writer: SqlitePool,
+        reader: SqlitePool,
+    },
+}
+
+/// The database: a pool (or two, on SQLite). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `postgres://...` or `sqlite://PATH` (the file is created if missing).
+    pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Self> {
+        let acquire = Duration::from_millis(opts.acquire_timeout_ms);
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)?.application_name("minipay");
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.pg_connections_max)
+                .acquire_timeout(acquire)
+                .connect_with(connect)
+                .await?;
+            Backend::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: an acknowledged payment survives a power cut, not just a crash.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_millis(opts.sqlite_busy_timeout_ms));
+            let writer = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(acquire)
+                .connect_with(connect.clone())
+                .await?;
+            let reader = SqlitePoolOptions::new()
+                .max_connections(opts.sqlite_readers_max)
+                .acquire_timeout(acquire)
+                .connect_with(connect.read_only(true))
+                .await?;
+            Backend::Sqlite { writer, reader }
+        } else {
+            return Err(crate::StoreError::Corrupt(format!(
+                "unsupported database URL (expected postgres:// or sqlite://): {url}"
+            )));
+        };
+        Ok(Self { backend })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Postgres(_) => BackendKind::Postgres,
+            Backend::Sqlite { .. } => BackendKind::Sqlite,
+        }
+    }
+
+    /// Applies the embedded migrations for this backend. Safe to run from several
+    /// instances at once (the migrator takes a database lock).
+    #[tracing::instrument(name = "minipay.store.migrate", skip_all, err)]
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Postgres(pool) => migrator(BackendKind::Postgres).run(pool).await?,
+            Backend::Sqlite { writer, .. } => migrator(BackendKind::Sqlite).run(writer).await?,
+        }
+        Ok(())
+    }
+
+    /// Starts a write transaction. PostgreSQL: READ COMMITTED, with money rows locked
+    /// explicitly (see docs/decisions.md). SQLite: `BEGIN IMMEDIATE` on the single writer.
+    pub async fn begin(&self) -> Result<Session> {
+        let conn = match &self.backend {
+            Backend::Postgres(pool) => Conn::PgTx(pool.begin().await?),
+            Backend::Sqlite { writer, .. } => Conn::SqliteTx(writer.begin_with("BEGIN IMMEDIATE").await?),
+        };
+        Ok(Session { conn })
+    }
+
+    /// A connection for reads outside any transaction (each statement sees committed data).
+    pub async fn read(&self) -> Result<Session> {
+        let conn = match &self.backend {
+            Backend::Postgres(pool) => Conn::PgRead(pool.acquire().await?),
+            Backend::Sqlite { reader, .. } => Conn::SqliteRead(reader.acquire().await?),
+        };
+        Ok(Session { conn })
+    }
+
+    /// Whether the database answers (for `/health/ready`).
+    pub async fn ping(&self) -> Result<()> {
+        let mut s = self.read().await?;
+        on_db!(s, c => sqlx::query("SELECT 1").execute(c).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Postgres(pool) => pool.close().await,
+            Backend::Sqlite { writer, reader } => {
+                writer.close().await;
+                reader.close().await;
+            }
+        }
+    }
+}
+
+fn migrator(kind: BackendKind) -> Migrator {
+    let files: &[(i64, &str, &'static str)] = match kind {
+        BackendKind::Postgres => &[(1, "wallet", include_str!("../migrations/postgres/0001_wallet.sql"))],
+        BackendKind::Sqlite => &[(1, "wallet", include_str!("../migrations/sqlite/0001_wallet.sql"))],
+    };
+    Migrator::with_migrations(
+        files
+            .iter()
+            .map(|&(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    SqlStr::from_static(sql),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+enum Conn {
+    PgTx(Transaction<'static, Postgres>),
+    PgRead(PoolConnection<Postgres>),
+    SqliteTx(Transaction<'static, Sqlite>),
+    SqliteRead(PoolConnection<Sqlite>),
+}
+
+/// A unit of work: a write transaction from [`Store::begin`] or a read connection from
+/// [`Store::read`]. Every query in this crate is a method on `Session`, so any write can
+/// join the caller's transaction (a posting, its entries and its idempotency record commit
+/// together). Dropping a transaction without `commit` rolls it back.
+pub struct Session {
+    conn: Conn,
+}
+
+/// The connection a query runs on, by engine.
+pub(crate) enum Db<'a> {
+    Pg(&'a mut PgConnection),
+    Sqlite(&'a mut SqliteConnection),
+}
+
+impl Session {
+    pub(crate) fn db(&mut self) -> Db<'_> {
+        match &mut self.conn {
+            Conn::PgTx(tx) => Db::Pg(tx),
+            Conn::PgRead(c) => Db::Pg(c),
+            Conn::SqliteTx(tx) => Db::Sqlite(tx),
+            Conn::SqliteRead(c) => Db::Sqlite(c),
+        }
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.conn {
+            Conn::PgTx(_) | Conn::PgRead(_) => BackendKind::Postgres,
+            Conn::SqliteTx(_) | Conn::SqliteRead(_) => BackendKind::Sqlite,
+        }
+    }
+
+    /// Commits a transaction; a no-op for a read session.
+    pub async fn commit(self) -> Result<()> {
+        match self.conn {
+            Conn::PgTx(tx) => tx.commit().await?,
+            Conn::SqliteTx(tx) => tx.commit().await?,
+            Conn::PgRead(_) | Conn::SqliteRead(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Rolls a transaction back explicitly (dropping does the same, later).
+    pub async fn rollback(self) -> Result<()> {
+        match self.conn {
+            Conn::PgTx(tx) => tx.rollback().await?,
+            Conn::SqliteTx(tx) => tx.rollback().await?,
+            Conn::PgRead(_) | Conn::SqliteRead(_) => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn assert_writable(&self) {
+        assert!(
+            matches!(self.conn, Conn::PgTx(_) | Conn::SqliteTx(_)),
+            "writes must run inside a transaction"
+        );
+    }
+}

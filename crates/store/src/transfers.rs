@@ -1,0 +1,182 @@
+//! Transfers between users' main accounts.
+
+use crate::session::Session;
+use crate::types::DbTime;
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use minipay_core::transfer::TransferStatus;
+use minipay_core::{AccountId, Amount, ChargeId, JournalId, TransferId, UserId};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub id: TransferId,
+    pub status: TransferStatus,
+    pub amount: Amount,
+    pub from_account_id: AccountId,
+    pub to_account_id: AccountId,
+    pub from_user_id: UserId,
+    pub to_user_id: UserId,
+    pub from_name: String,
+    pub display_name: String,
+    pub memo: Option<String>,
+    pub auto_charged: i64,
+    pub charge_id: Option<ChargeId>,
+    pub journal_id: Option<JournalId>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+}
+
+/// A new transfer row; the same shape as a stored one.
+pub type NewTransfer = Transfer;
+
+/// Which side of a transfer the caller is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// Position in a newest-first list: the last item's `(created_at, id)`.
+pub type TransferCursor = (Timestamp, TransferId);
+
+#[derive(sqlx::FromRow)]
+struct TransferRow {
+    id: Uuid,
+    status: String,
+    amount: i64,
+    from_account_id: Uuid,
+    to_account_id: Uuid,
+    from_user_id: Uuid,
+    to_user_id: Uuid,
+    from_name: String,
+    display_name: String,
+    memo: Option<String>,
+    auto_charged: i64,
+    charge_id: Option<Uuid>,
+    journal_id: Option<Uuid>,
+    created_at: DbTime,
+    expires_at: Option<DbTime>,
+    resolved_at: Option<DbTime>,
+}
+
+impl TryFrom<TransferRow> for Transfer {
+    type Error = StoreError;
+    fn try_from(r: TransferRow) -> Result<Self> {
+        Ok(Self {
+            id: TransferId::from_uuid(r.id),
+            status: TransferStatus::parse(&r.status).ok_or_else(|| StoreError::corrupt(&r.status))?,
+            amount: Amount::parse(r.amount).map_err(StoreError::corrupt)?,
+            from_account_id: AccountId::from_uuid(r.from_account_id),
+            to_account_id: AccountId::from_uuid(r.to_account_id),
+            from_user_id: UserId::from_uuid(r.from_user_id),
+            to_user_id: UserId::from_uuid(r.to_user_id),
+            from_name: r.from_name,
+            display_name: r.display_name,
+            memo: r.memo,
+            auto_charged: r.auto_charged,
+            charge_id: r.charge_id.map(ChargeId::from_uuid),
+            journal_id: r.journal_id.map(JournalId::from_uuid),
+            created_at: r.created_at.0,
+            expires_at: r.expires_at.map(|t| t.0),
+            resolved_at: r.resolved_at.map(|t| t.0),
+        })
+    }
+}
+
+macro_rules! select_transfers {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id, from_name,
+                    display_name, memo, auto_charged, charge_id, journal_id, created_at, expires_at, resolved_at
+             FROM transfers ",
+            $rest
+        )
+    };
+}
+
+impl Session {
+    pub async fn insert_transfer(&mut self, t: &NewTransfer) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query(
+            "INSERT INTO transfers (id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id,
+                                    from_name, display_name, memo, auto_charged, charge_id, journal_id, created_at,
+                                    expires_at, resolved_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(t.id.as_uuid())
+        .bind(t.status.as_str())
+        .bind(t.amount.won())
+        .bind(t.from_account_id.as_uuid())
+        .bind(t.to_account_id.as_uuid())
+        .bind(t.from_user_id.as_uuid())
+        .bind(t.to_user_id.as_uuid())
+        .bind(&t.from_name)
+        .bind(&t.display_name)
+        .bind(t.memo.as_deref())
+        .bind(t.auto_charged)
+        .bind(t.charge_id.map(|c| c.as_uuid()))
+        .bind(t.journal_id.map(|j| j.as_uuid()))
+        .bind(DbTime(t.created_at))
+        .bind(t.expires_at.map(DbTime))
+        .bind(t.resolved_at.map(DbTime))
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn transfer(&mut self, id: TransferId) -> Result<Option<Transfer>> {
+        let row: Option<TransferRow> = on_db!(self, c => sqlx::query_as(select_transfers!("WHERE id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(c)
+            .await)?;
+        row.map(Transfer::try_from).transpose()
+    }
+
+    /// A user's transfers, newest first, optionally one direction and one status, after the
+    /// keyset cursor. Fetches `limit` rows.
+    pub async fn transfers_of(
+        &mut self,
+        user: UserId,
+        direction: Option<Direction>,
+        status: Option<TransferStatus>,
+        after: Option<TransferCursor>,
+        limit: u32,
+    ) -> Result<Vec<Transfer>> {
+        let (after_at, after_id) = match after {
+            Some((at, id)) => (Some(DbTime(at)), Some(id.as_uuid())),
+            None => (None, None),
+        };
+        let outgoing = direction != Some(Direction::Incoming);
+        let incoming = direction != Some(Direction::Outgoing);
+        // Each side has its own (user, created_at, id) index; the UNION ALL lets both be used.
+        // Each side has its own (user, created_at, id) index; each branch reads at most
+        // `limit` rows from its index and the outer query merges them.
+        let rows: Vec<TransferRow> = on_db!(self, c => sqlx::query_as(concat!(
+            "SELECT * FROM (SELECT * FROM (",
+            select_transfers!(
+                "WHERE $2 AND from_user_id = $1 AND ($4 IS NULL OR status = $4)
+                   AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6))
+                 ORDER BY created_at DESC, id DESC LIMIT $7"
+            ),
+            ") AS o UNION ALL SELECT * FROM (",
+            select_transfers!(
+                "WHERE $3 AND to_user_id = $1 AND ($4 IS NULL OR status = $4)
+                   AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6))
+                 ORDER BY created_at DESC, id DESC LIMIT $7"
+            ),
+            ") AS i) AS t ORDER BY created_at DESC, id DESC LIMIT $7"
+        ))
+        .bind(user.as_uuid())
+        .bind(outgoing)
+        .bind(incoming)
+        .bind(status.map(TransferStatus::as_str))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Transfer::try_from).collect()
+    }
+}
