@@ -1,1 +1,180 @@
-fn main() {}
+//! The `minipay` binary: parses the command line and hands over to the library crates.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use minipay_bank::BankSimulator;
+use minipay_server::config::SettingsLayer;
+use minipay_server::{Application, ClockKind, RunMode};
+use minipay_store::{Store, StoreOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "minipay",
+    version,
+    about = "A payments platform server: wallet, bank link, remittance, card gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (embedded SQLite and the built-in bank simulator by default).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long, env = "MINIPAY_DATABASE_URL", default_value = "sqlite://minipay.db")]
+        database_url: String,
+    },
+    /// Run a simulator of an outside system.
+    Sim {
+        #[command(subcommand)]
+        system: SimCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// The open-banking bank simulator over HTTP (account numbers choose its behaviour).
+    Bank {
+        #[arg(long, env = "MINIPAY_SIM_LISTEN", default_value = "127.0.0.1:9090")]
+        listen: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ClockArg {
+    System,
+    Manual,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Dev,
+    Production,
+}
+
+/// Each flag can also be given as its `MINIPAY_*` variable; both beat the config file.
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML file with the same settings (keys: listen, database_url, admin_token, jwt_secret,
+    /// clock, mode, bank_url, recovery_interval_secs, db_connections_max).
+    #[arg(long, env = "MINIPAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port.
+    #[arg(long, env = "MINIPAY_LISTEN")]
+    listen: Option<String>,
+    /// sqlite://PATH or postgres://... [default: sqlite://minipay.db].
+    #[arg(long, env = "MINIPAY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Bearer token for /v1/admin/* [default: generated and logged, dev mode only].
+    #[arg(long, env = "MINIPAY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Key that signs access tokens [default: generated, dev mode only].
+    #[arg(long, env = "MINIPAY_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// `manual` enables the manual clock (refused in production mode) [default: system].
+    #[arg(long, env = "MINIPAY_CLOCK", value_enum)]
+    clock: Option<ClockArg>,
+    /// `production` refuses generated secrets and the manual clock [default: dev].
+    #[arg(long, env = "MINIPAY_MODE", value_enum)]
+    mode: Option<ModeArg>,
+    /// Base URL of an external open-banking API [default: the built-in simulator].
+    #[arg(long, env = "MINIPAY_BANK_URL")]
+    bank_url: Option<String>,
+    /// Seconds between charge-recovery runs; 0 runs it only at start [default: 30].
+    #[arg(long, env = "MINIPAY_RECOVERY_INTERVAL_SECS")]
+    recovery_interval_secs: Option<u64>,
+    /// PostgreSQL connection pool size [default: 16].
+    #[arg(long, env = "MINIPAY_DB_CONNECTIONS_MAX")]
+    db_connections_max: Option<u32>,
+}
+
+impl ServeArgs {
+    fn into_layer(self) -> (Option<PathBuf>, SettingsLayer) {
+        let layer = SettingsLayer {
+            listen: self.listen,
+            database_url: self.database_url,
+            admin_token: self.admin_token,
+            jwt_secret: self.jwt_secret,
+            clock: self.clock.map(|c| match c {
+                ClockArg::System => ClockKind::System,
+                ClockArg::Manual => ClockKind::Manual,
+            }),
+            mode: self.mode.map(|m| match m {
+                ModeArg::Dev => RunMode::Dev,
+                ModeArg::Production => RunMode::Production,
+            }),
+            bank_url: self.bank_url,
+            recovery_interval_secs: self.recovery_interval_secs,
+            db_connections_max: self.db_connections_max,
+        };
+        (self.config, layer)
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MINIPAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let (config, flags) = args.into_layer();
+            let file = match config {
+                Some(path) => SettingsLayer::from_toml_file(&path)?,
+                None => SettingsLayer::default(),
+            };
+            let settings = flags.over(file).into_settings();
+            let app = Application::build(settings).await?;
+            println!("listening on http://{}", app.local_addr());
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Migrate { database_url } => {
+            let store = Store::connect(&database_url, &StoreOptions::default())
+                .await
+                .with_context(|| format!("connecting to {}", minipay_server::redact_url(&database_url)))?;
+            store.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Sim {
+            system: SimCommand::Bank { listen },
+        } => {
+            let sim = Arc::new(BankSimulator::new());
+            let (addr, server) = sim.serve(&listen).await.with_context(|| format!("binding {listen}"))?;
+            println!("listening on http://{addr}");
+            tokio::select! {
+                _ = server => Ok(()),
+                _ = shutdown_signal() => Ok(()),
+            }
+        }
+    }
+}

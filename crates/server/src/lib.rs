@@ -1,1 +1,14 @@
-//! placeholder
+//! minipay's HTTP server: thin handlers that parse, authenticate, authorize, call a
+//! service and map its errors; the OpenAPI document; metrics and health.
+
+mod app;
+pub mod config;
+mod error;
+mod extract;
+mod openapi;
+mod routes;
+mod state;
+
+pub use app::{Application, REQUEST_BODY_BYTES_MAX, redact_url, router};
+pub use config::{ClockKind, RunMode, Settings};
+pub use state::{AppContext, AppState};

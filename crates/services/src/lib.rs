@@ -1,1 +1,66 @@
-//! placeholder
+//! minipay's use-cases. Each owns its transaction boundaries, checks every money rule under
+//! the row locks, and never calls the bank while a database transaction is open.
+
+pub mod auth;
+mod bank_accounts;
+mod charges;
+pub mod error;
+pub mod idempotency;
+pub mod jobs;
+mod pagination;
+mod transfers;
+mod users;
+pub mod views;
+mod wallet_accounts;
+
+pub use bank_accounts::RegisterBankAccount;
+pub use charges::{ChargeOutcome, RecoveryConfig};
+pub use error::{ErrorCode, ServiceError, ServiceResult};
+pub use idempotency::{IdempotentRequest, Reply};
+pub use transfers::{TransferListFilter, TransferRecipient, TransferRequest};
+pub use users::{NewUserRequest, UpdateUserRequest};
+pub use wallet_accounts::OpenSavingsRequest;
+
+use auth::{LoginThrottle, Secret, Tokens};
+use minipay_bank::Bank;
+use minipay_core::Clock;
+use minipay_store::Store;
+use std::sync::Arc;
+
+/// What the wallet needs to be built.
+pub struct WalletConfig {
+    /// Signs access tokens.
+    pub jwt_secret: Secret,
+    pub recovery: RecoveryConfig,
+}
+
+/// The wallet's use-cases over one store, one bank and one clock.
+pub struct Wallet {
+    store: Store,
+    bank: Arc<dyn Bank>,
+    clock: Arc<dyn Clock>,
+    tokens: Tokens,
+    throttle: LoginThrottle,
+    recovery: RecoveryConfig,
+}
+
+impl Wallet {
+    pub fn new(store: Store, bank: Arc<dyn Bank>, clock: Arc<dyn Clock>, config: WalletConfig) -> Self {
+        Self {
+            store,
+            bank,
+            clock,
+            tokens: Tokens::new(&config.jwt_secret),
+            throttle: LoginThrottle::default(),
+            recovery: config.recovery,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+}

@@ -143,6 +143,22 @@ impl Session {
         Ok(n)
     }
 
+    /// Completes any in-progress claim waiting on `charge` with `response` (used when
+    /// recovery finds that a requested charge landed: a retry must replay it, not pull again).
+    pub async fn complete_keys_waiting_on(&mut self, charge: ChargeId, response: &StoredResponse) -> Result<u64> {
+        self.assert_writable();
+        let n = on_db!(self, c => sqlx::query(
+            "UPDATE idempotency_keys SET state = 'completed', response_status = $2, response_body = $3, charge_id = NULL
+             WHERE charge_id = $1 AND state = 'in_progress'",
+        )
+        .bind(charge.as_uuid())
+        .bind(i32::from(response.status))
+        .bind(&response.body)
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+        Ok(n)
+    }
+
     /// Deletes up to `limit` records that expired before `now`; returns how many.
     pub async fn purge_idempotency_keys(&mut self, now: Timestamp, limit: u32) -> Result<u64> {
         let n = on_db!(self, c => sqlx::query(

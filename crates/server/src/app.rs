@@ -1,0 +1,235 @@
+//! Building the application: store, bank, clock, wallet, router and background work.
+
+use crate::config::{ClockKind, Settings};
+use crate::error::error_response;
+use crate::openapi::ApiDoc;
+use crate::routes::{accounts, admin, bank_accounts, health, transfers, users};
+use crate::state::{AppContext, AppState};
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use minipay_bank::{Bank, BankPolicy, BankSimulator, HttpBank, ResilientBank};
+use minipay_core::{Clock, ManualClock, SystemClock};
+use minipay_services::auth::Secret;
+use minipay_services::{ErrorCode, RecoveryConfig, Wallet, WalletConfig};
+use minipay_store::{Store, StoreOptions};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Request bodies larger than this are refused with 413.
+pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// A built server: bound to its port, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    recovery_interval: Option<Duration>,
+    /// The admin token in force (generated in dev mode when none was configured).
+    pub admin_token: Secret,
+}
+
+impl Application {
+    /// Connects and migrates the database, wires the wallet and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let store = Store::connect(
+            &settings.database_url,
+            &StoreOptions {
+                pg_connections_max: settings.db_connections_max,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
+        store.migrate().await.context("running migrations")?;
+
+        let (clock, manual_clock): (Arc<dyn Clock>, _) = match settings.clock {
+            ClockKind::System => (Arc::new(SystemClock), None),
+            ClockKind::Manual => {
+                let manual = Arc::new(ManualClock::new(SystemClock.now()));
+                (manual.clone(), Some(manual))
+            }
+        };
+        let (raw_bank, bank_sim): (Arc<dyn Bank>, _) = match &settings.bank_url {
+            Some(url) => (Arc::new(HttpBank::new(url).context("bank URL")?), None),
+            None => {
+                let sim = Arc::new(BankSimulator::new());
+                (sim.clone(), Some(sim))
+            }
+        };
+        let bank = Arc::new(ResilientBank::new(raw_bank, BankPolicy::default()));
+
+        let admin_token = settings.admin_token.clone().unwrap_or_else(|| {
+            let token = Secret::generate();
+            tracing::warn!(
+                admin_token = token.expose(),
+                "no MINIPAY_ADMIN_TOKEN set; generated one for this run"
+            );
+            token
+        });
+        let jwt_secret = settings.jwt_secret.clone().unwrap_or_else(Secret::generate);
+        let wallet = Wallet::new(
+            store,
+            bank,
+            clock,
+            WalletConfig {
+                jwt_secret,
+                recovery: RecoveryConfig::default(),
+            },
+        );
+        let state = Arc::new(AppContext {
+            wallet,
+            admin_token: admin_token.clone(),
+            manual_clock,
+            bank_sim,
+            metrics: prometheus(),
+        });
+        let router = router(state.clone());
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let recovery_interval =
+            (settings.recovery_interval_secs > 0).then(|| Duration::from_secs(settings.recovery_interval_secs));
+        Ok(Self {
+            listener,
+            router,
+            state,
+            recovery_interval,
+            admin_token,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs until `shutdown` resolves: the recovery step once at start, then on its timer,
+    /// and the HTTP server.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let interval = self.recovery_interval;
+        let recovery = tokio::spawn(async move { recovery_loop(state, interval).await });
+        let served = axum::serve(
+            self.listener,
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        recovery.abort();
+        served.context("serving HTTP")
+    }
+}
+
+async fn recovery_loop(state: AppState, interval: Option<Duration>) {
+    loop {
+        let now = state.wallet.clock().now();
+        match state.wallet.recover_charges(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(resolved = n, "charge recovery"),
+            Err(e) => tracing::error!(error = ?e, "charge recovery failed"),
+        }
+        match interval {
+            Some(every) => tokio::time::sleep(every).await,
+            None => return,
+        }
+    }
+}
+
+/// The routes, documented and wired to `state`.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(users::sign_up))
+        .routes(routes!(users::token))
+        .routes(routes!(users::me, users::update_me))
+        .routes(routes!(users::lookup))
+        .routes(routes!(bank_accounts::register, bank_accounts::list))
+        .routes(routes!(bank_accounts::balance))
+        .routes(routes!(accounts::list, accounts::open))
+        .routes(routes!(accounts::get))
+        .routes(routes!(accounts::charge))
+        .routes(routes!(accounts::deposit))
+        .routes(routes!(accounts::charge_limit))
+        .routes(routes!(transfers::create, transfers::list))
+        .routes(routes!(transfers::get))
+        .routes(routes!(admin::run_job))
+        .routes(routes!(admin::get_clock, admin::set_clock))
+        .routes(routes!(admin::advance_clock))
+        .routes(routes!(admin::set_bank_sim, admin::get_bank_sim))
+        .routes(routes!(admin::audit))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::metrics))
+        .split_for_parts();
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { error_response(ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error_response(ErrorCode::MethodNotAllowed, "this endpoint does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(ErrorCode::Internal, "internal error")
+        }))
+        .with_state(state)
+}
+
+/// Counts requests and their latency by route template and status.
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("minipay_http_requests_total", &labels).increment(1);
+    metrics::histogram!("minipay_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    res
+}
+
+/// The process-wide Prometheus recorder (installed once, shared by every app in the process).
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then ours simply stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The URL without its password, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,206 @@
+//! Server settings: what API.md's "Running the server" table lists, plus operational knobs,
+//! with the checks that production mode makes.
+
+use minipay_services::auth::Secret;
+use serde::Deserialize;
+
+/// How the server reads time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockKind {
+    #[default]
+    System,
+    /// Stands still until moved through `/v1/admin/clock`. Refused in production mode.
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    #[default]
+    Dev,
+    /// Refuses generated secrets and the manual clock.
+    Production,
+}
+
+/// Everything `minipay serve` needs. Every field has a safe default for a local run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// `sqlite://PATH` (created if missing) or `postgres://...`.
+    pub database_url: String,
+    /// Bearer token for `/v1/admin/*`; generated and logged in dev mode when unset.
+    pub admin_token: Option<Secret>,
+    /// Signs access tokens; generated in dev mode when unset.
+    pub jwt_secret: Option<Secret>,
+    pub clock: ClockKind,
+    pub mode: RunMode,
+    /// Base URL of an external open-banking API; unset = the built-in bank simulator.
+    pub bank_url: Option<String>,
+    /// Seconds between runs of the charge-recovery step (0 = only at start).
+    pub recovery_interval_secs: u64,
+    /// PostgreSQL pool size.
+    pub db_connections_max: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://minipay.db".into(),
+            admin_token: None,
+            jwt_secret: None,
+            clock: ClockKind::System,
+            mode: RunMode::Dev,
+            bank_url: None,
+            recovery_interval_secs: 30,
+            db_connections_max: 16,
+        }
+    }
+}
+
+/// Secrets shorter than this are refused in production.
+const SECRET_LEN_MIN: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("production mode needs {0} to be set (a generated value would change at every start)")]
+    MissingSecret(&'static str),
+    #[error("production mode refuses {0} shorter than {SECRET_LEN_MIN} characters")]
+    WeakSecret(&'static str),
+    #[error("production mode refuses the manual clock")]
+    ManualClockInProduction,
+}
+
+impl Settings {
+    /// Checks the settings against the run mode.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.mode == RunMode::Production {
+            for (name, secret) in [
+                ("MINIPAY_ADMIN_TOKEN", &self.admin_token),
+                ("MINIPAY_JWT_SECRET", &self.jwt_secret),
+            ] {
+                match secret {
+                    None => return Err(SettingsError::MissingSecret(name)),
+                    Some(s) if s.expose().len() < SECRET_LEN_MIN => return Err(SettingsError::WeakSecret(name)),
+                    Some(_) => {}
+                }
+            }
+            if self.clock == ClockKind::Manual {
+                return Err(SettingsError::ManualClockInProduction);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_refuses_insecure_defaults() {
+        let mut s = Settings {
+            mode: RunMode::Production,
+            ..Settings::default()
+        };
+        assert!(matches!(s.validate(), Err(SettingsError::MissingSecret(_))));
+        s.admin_token = Some(Secret::new("x".repeat(40)));
+        s.jwt_secret = Some(Secret::new("short"));
+        assert!(matches!(
+            s.validate(),
+            Err(SettingsError::WeakSecret("MINIPAY_JWT_SECRET"))
+        ));
+        s.jwt_secret = Some(Secret::new("y".repeat(40)));
+        assert!(s.validate().is_ok());
+        s.clock = ClockKind::Manual;
+        assert!(matches!(s.validate(), Err(SettingsError::ManualClockInProduction)));
+        assert!(
+            Settings {
+                clock: ClockKind::Manual,
+                ..Settings::default()
+            }
+            .validate()
+            .is_ok()
+        );
+    }
+}
+
+/// One layer of settings (a config file, or flags and environment variables): every field
+/// optional. Layers stack — flags and `MINIPAY_*` variables over the file over the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsLayer {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub clock: Option<ClockKind>,
+    pub mode: Option<RunMode>,
+    pub bank_url: Option<String>,
+    pub recovery_interval_secs: Option<u64>,
+    pub db_connections_max: Option<u32>,
+}
+
+impl SettingsLayer {
+    /// Reads a TOML file whose keys are the field names above.
+    pub fn from_toml_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// `self` where set, else `lower`.
+    pub fn over(self, lower: Self) -> Self {
+        Self {
+            listen: self.listen.or(lower.listen),
+            database_url: self.database_url.or(lower.database_url),
+            admin_token: self.admin_token.or(lower.admin_token),
+            jwt_secret: self.jwt_secret.or(lower.jwt_secret),
+            clock: self.clock.or(lower.clock),
+            mode: self.mode.or(lower.mode),
+            bank_url: self.bank_url.or(lower.bank_url),
+            recovery_interval_secs: self.recovery_interval_secs.or(lower.recovery_interval_secs),
+            db_connections_max: self.db_connections_max.or(lower.db_connections_max),
+        }
+    }
+
+    /// Fills what is still unset with the defaults.
+    pub fn into_settings(self) -> Settings {
+        let d = Settings::default();
+        let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+        Settings {
+            listen: self.listen.unwrap_or(d.listen),
+            database_url: self.database_url.unwrap_or(d.database_url),
+            admin_token: non_empty(self.admin_token).map(Secret::new),
+            jwt_secret: non_empty(self.jwt_secret).map(Secret::new),
+            clock: self.clock.unwrap_or(d.clock),
+            mode: self.mode.unwrap_or(d.mode),
+            bank_url: non_empty(self.bank_url),
+            recovery_interval_secs: self.recovery_interval_secs.unwrap_or(d.recovery_interval_secs),
+            db_connections_max: self.db_connections_max.unwrap_or(d.db_connections_max),
+        }
+    }
+}
+
+#[cfg(test)]
+mod layer_tests {
+    use super::*;
+
+    #[test]
+    fn flags_over_file_over_defaults() {
+        let file: SettingsLayer =
+            toml::from_str("listen = \"0.0.0.0:9000\"\nclock = \"manual\"\nrecovery_interval_secs = 5").unwrap();
+        let flags = SettingsLayer {
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let s = flags.over(file).into_settings();
+        assert_eq!(s.listen, "127.0.0.1:1");
+        assert_eq!(s.clock, ClockKind::Manual);
+        assert_eq!(s.recovery_interval_secs, 5);
+        assert_eq!(s.database_url, "sqlite://minipay.db");
+        assert!(toml::from_str::<SettingsLayer>("no_such_key = 1").is_err());
+    }
+}

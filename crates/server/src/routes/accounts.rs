@@ -1,0 +1,129 @@
+//! Accounts, charges, the charge limit and savings deposits.
+
+use super::reply;
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiPath, CurrentUser, IdempotencyHeader};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use minipay_core::{AccountId, Amount};
+use minipay_services::views::{AccountView, ChargeLimitView, ChargeView, DepositView, Items};
+use minipay_services::{IdempotentRequest, OpenSavingsRequest, ServiceError};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = Items<AccountView>)))]
+pub async fn list(State(app): State<AppState>, CurrentUser(me): CurrentUser) -> ApiResult<Json<Items<AccountView>>> {
+    Ok(Json(app.wallet.accounts(me).await?))
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = AccountView), (status = 404, description = "not_found")))]
+pub async fn get(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiPath(id): ApiPath<AccountId>,
+) -> ApiResult<Json<AccountView>> {
+    Ok(Json(app.wallet.account(me, id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAccountBody {
+    /// Must be `savings` (the main account is created at signup).
+    kind: String,
+    /// `free` (deposit any time, 3%/year) or `fixed` (daily auto-debit, 5%/year).
+    product: String,
+    /// Required for `fixed`: won auto-debited from the main account every day at 08:00.
+    daily_amount: Option<i64>,
+}
+
+/// Opens a savings account. Accepts `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = OpenAccountBody,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = AccountView), (status = 400, description = "validation_failed")))]
+pub async fn open(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    IdempotencyHeader(key): IdempotencyHeader,
+    ApiJson(b): ApiJson<OpenAccountBody>,
+) -> ApiResult<Response> {
+    let req = OpenSavingsRequest::parse(&b.kind, &b.product, b.daily_amount)?;
+    let idem = IdempotentRequest::new(key, "open_account", "", &req);
+    Ok(reply(
+        app.wallet.open_savings(me, req, idem).await?,
+        StatusCode::CREATED,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmountBody {
+    /// Won, `1 ..= 1_000_000_000_000`.
+    amount: i64,
+}
+
+impl AmountBody {
+    fn amount(&self) -> Result<Amount, ServiceError> {
+        Amount::parse(self.amount).map_err(ServiceError::validation)
+    }
+}
+
+/// Charges the main account from the registered bank account, under the daily limit.
+/// Accepts `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/accounts/{id}/charges", tag = "accounts", security(("bearer" = [])),
+    request_body = AmountBody, params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = ChargeView),
+              (status = 409, description = "invalid_state: no bank account, or not a main account"),
+              (status = 422, description = "daily_limit_exceeded, bank_declined"),
+              (status = 503, description = "bank_unavailable: nothing was charged, or the outcome is being resolved")))]
+pub async fn charge(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiPath(id): ApiPath<AccountId>,
+    IdempotencyHeader(key): IdempotencyHeader,
+    ApiJson(b): ApiJson<AmountBody>,
+) -> ApiResult<Response> {
+    let amount = b.amount()?;
+    let idem = IdempotentRequest::new(key, "charge", &id.to_string(), &amount);
+    Ok(reply(
+        app.wallet.charge(me, id, amount, idem).await?,
+        StatusCode::CREATED,
+    ))
+}
+
+/// Moves money from the main account into a `free` savings account (never auto-charges).
+/// Accepts `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "accounts", security(("bearer" = [])),
+    request_body = AmountBody, params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = DepositView), (status = 400, description = "validation_failed: not a savings account"),
+              (status = 409, description = "invalid_state: a fixed savings account"),
+              (status = 422, description = "insufficient_funds")))]
+pub async fn deposit(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiPath(id): ApiPath<AccountId>,
+    IdempotencyHeader(key): IdempotencyHeader,
+    ApiJson(b): ApiJson<AmountBody>,
+) -> ApiResult<Response> {
+    let amount = b.amount()?;
+    let idem = IdempotentRequest::new(key, "deposit", &id.to_string(), &amount);
+    Ok(reply(
+        app.wallet.deposit_to_savings(me, id, amount, idem).await?,
+        StatusCode::CREATED,
+    ))
+}
+
+/// Today's charge limit (the Seoul business date), with when it resets.
+#[utoipa::path(get, path = "/v1/charge-limit", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = ChargeLimitView)))]
+pub async fn charge_limit(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+) -> ApiResult<Json<ChargeLimitView>> {
+    Ok(Json(app.wallet.charge_limit(me).await?))
+}

@@ -1,0 +1,209 @@
+//! Admin and operations: running jobs by hand, the manual clock, the bank simulator's fault
+//! knobs and the ledger audit. All need the admin token.
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Admin, ApiJson, ApiPath};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use jiff::{SignedDuration, Timestamp};
+use minipay_bank::{SimFaults, SimStats};
+use minipay_services::ServiceError;
+use minipay_services::jobs::JobRunReport;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunJobBody {
+    /// Run as of this instant (default: now).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    at: Option<Timestamp>,
+}
+
+/// Runs a job as of `at`. Jobs: `charge-recovery`, `idempotency-cleanup`.
+#[utoipa::path(post, path = "/v1/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
+    params(("name" = String, Path)), request_body(content = RunJobBody, description = "optional"),
+    responses((status = 200, body = JobRunReport), (status = 404, description = "not_found: unknown job")))]
+pub async fn run_job(
+    State(app): State<AppState>,
+    _admin: Admin,
+    ApiPath(name): ApiPath<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<JobRunReport>> {
+    // The body is optional: none means "now".
+    let at = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let b: RunJobBody = serde_json::from_slice(&body).map_err(crate::error::validation)?;
+        b.at
+    };
+    let at = at.unwrap_or_else(|| app.wallet.clock().now());
+    Ok(Json(app.wallet.run_job(&name, at).await?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClockView {
+    #[schema(value_type = String, format = DateTime)]
+    now: Timestamp,
+}
+
+fn manual_clock(app: &AppState) -> Result<&minipay_core::ManualClock, ApiError> {
+    app.manual_clock.as_deref().ok_or(ApiError(ServiceError::NotFound(
+        "manual clock (start with MINIPAY_CLOCK=manual)",
+    )))
+}
+
+/// The manual clock's time (404 unless the server runs on the manual clock).
+#[utoipa::path(get, path = "/v1/admin/clock", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = ClockView), (status = 404, description = "not_found: not on the manual clock")))]
+pub async fn get_clock(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json<ClockView>> {
+    use minipay_core::Clock;
+    Ok(Json(ClockView {
+        now: manual_clock(&app)?.now(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetClockBody {
+    #[schema(value_type = String, format = DateTime)]
+    now: Timestamp,
+}
+
+#[utoipa::path(put, path = "/v1/admin/clock", tag = "admin", security(("admin" = [])), request_body = SetClockBody,
+    responses((status = 200, body = ClockView)))]
+pub async fn set_clock(
+    State(app): State<AppState>,
+    _admin: Admin,
+    ApiJson(b): ApiJson<SetClockBody>,
+) -> ApiResult<Json<ClockView>> {
+    manual_clock(&app)?.set(b.now);
+    get_clock(State(app), Admin).await
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceClockBody {
+    seconds: i64,
+}
+
+/// Bound on one clock move (ten years), so arithmetic cannot leave the representable range.
+const CLOCK_ADVANCE_SECS_MAX: i64 = 10 * 366 * 86_400;
+
+#[utoipa::path(post, path = "/v1/admin/clock/advance", tag = "admin", security(("admin" = [])),
+    request_body = AdvanceClockBody, responses((status = 200, body = ClockView)))]
+pub async fn advance_clock(
+    State(app): State<AppState>,
+    _admin: Admin,
+    ApiJson(b): ApiJson<AdvanceClockBody>,
+) -> ApiResult<Json<ClockView>> {
+    let clock = manual_clock(&app)?;
+    if b.seconds.abs() > CLOCK_ADVANCE_SECS_MAX {
+        return Err(ServiceError::validation("seconds must be within ten years").into());
+    }
+    Ok(Json(ClockView {
+        now: clock.advance(SignedDuration::from_secs(b.seconds)),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BankSimBody {
+    /// Extra latency added to every bank call.
+    latency_ms: Option<u64>,
+    /// Share of calls that fail with 503, 0.0–1.0.
+    error_rate: Option<f64>,
+    /// Status inquiries fail (with `0005` accounts this leaves a charge's outcome unknown
+    /// until recovery runs with inquiries working again).
+    inquiries_unavailable: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BankSimView {
+    latency_ms: u64,
+    error_rate: f64,
+    inquiries_unavailable: bool,
+    #[schema(value_type = Object)]
+    stats: SimStats,
+}
+
+/// Maximum injected latency (one minute).
+const SIM_LATENCY_MS_MAX: u64 = 60_000;
+
+fn sim_view(sim: &minipay_bank::BankSimulator) -> BankSimView {
+    let f = sim.faults();
+    BankSimView {
+        latency_ms: f.latency_ms,
+        error_rate: f.error_rate,
+        stats: sim.stats(),
+    }
+}
+
+/// Sets the built-in bank simulator's fault knobs (404 with an external bank).
+#[utoipa::path(put, path = "/v1/admin/bank-sim", tag = "admin", security(("admin" = [])), request_body = BankSimBody,
+    responses((status = 200, body = BankSimView), (status = 400, description = "validation_failed"),
+              (status = 404, description = "not_found: an external bank is configured")))]
+pub async fn set_bank_sim(
+    State(app): State<AppState>,
+    _admin: Admin,
+    ApiJson(b): ApiJson<BankSimBody>,
+) -> ApiResult<Json<BankSimView>> {
+    let sim = app
+        .bank_sim
+        .as_ref()
+        .ok_or(ServiceError::NotFound("built-in bank simulator"))?;
+    let mut faults: SimFaults = sim.faults();
+    if let Some(ms) = b.latency_ms {
+        if ms > SIM_LATENCY_MS_MAX {
+            return Err(ServiceError::validation("latency_ms must be at most 60000").into());
+        }
+        faults.latency_ms = ms;
+    }
+    if let Some(rate) = b.error_rate {
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(ServiceError::validation("error_rate must be between 0.0 and 1.0").into());
+        }
+        faults.error_rate = rate;
+    }
+    if let Some(off) = b.inquiries_unavailable {
+        faults.inquiries_unavailable = off;
+    }
+    sim.set_faults(faults);
+    Ok(Json(sim_view(sim)))
+}
+
+/// The simulator's fault knobs and how many calls it has answered.
+#[utoipa::path(get, path = "/v1/admin/bank-sim", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = BankSimView)))]
+pub async fn get_bank_sim(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json<BankSimView>> {
+    let sim = app
+        .bank_sim
+        .as_ref()
+        .ok_or(ServiceError::NotFound("built-in bank simulator"))?;
+    Ok(Json(sim_view(sim)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditView {
+    /// True when every invariant holds.
+    ok: bool,
+    violations: Vec<String>,
+    /// Counts and sums over everything a money request can change.
+    #[schema(value_type = Object)]
+    totals: serde_json::Value,
+}
+
+/// Checks the ledger invariants over the whole database (an expensive full scan).
+#[utoipa::path(get, path = "/v1/admin/ledger/audit", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = AuditView)))]
+pub async fn audit(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json<AuditView>> {
+    let mut s = app.wallet.store().read().await.map_err(ServiceError::from)?;
+    let report = s.check_invariants().await.map_err(ServiceError::from)?;
+    let totals = s.ledger_totals().await.map_err(ServiceError::from)?;
+    Ok(Json(AuditView {
+        ok: report.is_ok(),
+        violations: report.violations,
+        totals: totals.to_json(),
+    }))
+}

@@ -1,0 +1,62 @@
+//! Registered bank accounts.
+
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiPath, CurrentUser};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use minipay_core::BankAccountId;
+use minipay_services::RegisterBankAccount;
+use minipay_services::views::{BankAccountView, BankBalanceView, Items};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    /// 3 digits, e.g. `004`.
+    bank_code: String,
+    /// 6–20 digits. With the built-in simulator the last four digits choose its behaviour.
+    account_number: String,
+    holder_name: String,
+}
+
+/// Registers a bank account with the bank (open-banking fin account).
+#[utoipa::path(post, path = "/v1/bank-accounts", tag = "bank accounts", security(("bearer" = [])),
+    request_body = RegisterBody,
+    responses((status = 201, body = BankAccountView), (status = 409, description = "conflict: already registered"),
+              (status = 422, description = "bank_declined"), (status = 503, description = "bank_unavailable")))]
+pub async fn register(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiJson(b): ApiJson<RegisterBody>,
+) -> ApiResult<(StatusCode, Json<BankAccountView>)> {
+    let req = RegisterBankAccount::parse(&b.bank_code, &b.account_number, &b.holder_name)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(app.wallet.register_bank_account(me, req).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/bank-accounts", tag = "bank accounts", security(("bearer" = [])),
+    responses((status = 200, body = Items<BankAccountView>)))]
+pub async fn list(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+) -> ApiResult<Json<Items<BankAccountView>>> {
+    Ok(Json(app.wallet.bank_accounts(me).await?))
+}
+
+/// The balance at the bank; the last known value with `stale: true` when the bank is slow or down.
+#[utoipa::path(get, path = "/v1/bank-accounts/{id}/balance", tag = "bank accounts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = BankBalanceView), (status = 404, description = "not_found"),
+              (status = 503, description = "bank_unavailable and no balance known yet")))]
+pub async fn balance(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiPath(id): ApiPath<BankAccountId>,
+) -> ApiResult<Json<BankBalanceView>> {
+    Ok(Json(app.wallet.bank_balance(me, id).await?))
+}

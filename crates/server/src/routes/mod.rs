@@ -1,0 +1,33 @@
+//! The HTTP routes, one module per API section, and the reply helper for money POSTs.
+
+pub mod accounts;
+pub mod admin;
+pub mod bank_accounts;
+pub mod health;
+pub mod transfers;
+pub mod users;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use minipay_services::Reply;
+use serde::Serialize;
+
+/// Answers a money POST: a fresh result with `status`, or a stored reply byte for byte
+/// (whatever its status) marked `Idempotent-Replayed: true`.
+pub fn reply<T: Serialize>(r: Reply<T>, status: StatusCode) -> Response {
+    match r {
+        Reply::Fresh(v) => (status, Json(v)).into_response(),
+        Reply::Replayed(stored) => {
+            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut res = (status, stored.body).into_response();
+            let headers = res.headers_mut();
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            res
+        }
+    }
+}

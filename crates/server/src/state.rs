@@ -1,0 +1,20 @@
+//! What every handler can reach: the wallet, the admin token, and the dev-only knobs.
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use minipay_bank::BankSimulator;
+use minipay_core::ManualClock;
+use minipay_services::Wallet;
+use minipay_services::auth::Secret;
+use std::sync::Arc;
+
+pub type AppState = Arc<AppContext>;
+
+pub struct AppContext {
+    pub wallet: Wallet,
+    pub admin_token: Secret,
+    /// Present only when the server runs on the manual clock.
+    pub manual_clock: Option<Arc<ManualClock>>,
+    /// Present only when the server uses the built-in bank simulator.
+    pub bank_sim: Option<Arc<BankSimulator>>,
+    pub metrics: PrometheusHandle,
+}

@@ -1,0 +1,400 @@
+//! Charges: pulling money from the user's bank under the daily limit, as a small state
+//! machine — record the intent and commit; call the bank with no transaction open; record
+//! the outcome in a new transaction; a recovery step resolves what was left unknown by
+//! asking the bank, never by pulling again.
+
+use crate::Wallet;
+use crate::error::{ServiceError, ServiceResult};
+use crate::idempotency::{IdempotentRequest, Reply, claim, conclude};
+use crate::views::{AccountView, ChargeView};
+use crate::wallet_accounts::owned;
+use anyhow::Context;
+use jiff::{SignedDuration, Timestamp};
+use minipay_bank::{BankError, TransferRequest, TransferStatus};
+use minipay_core::charge::{ChargePurpose, ChargeStatus};
+use minipay_core::ledger::{AccountKind, LockedAccounts, Party, PostedJournal, SystemAccount, charge_journal};
+use minipay_core::{AccountId, Amount, BusinessDate, ChargeId, JournalId, UserId};
+use minipay_store::{BankAccount, Charge, NewCharge, Session, StoredResponse, User};
+
+/// How the recovery step treats open charges. Every limit is named with its unit.
+#[derive(Debug, Clone)]
+pub struct RecoveryConfig {
+    /// Charges younger than this are left to the request that is still handling them. Must
+    /// be well above the longest a request can spend on a pull (deadline × attempts).
+    pub grace_secs: i64,
+    /// Charges examined per batch.
+    pub batch_max: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            grace_secs: 60,
+            batch_max: 100,
+        }
+    }
+}
+
+/// How a pull ended, as far as the platform can tell after asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// The money left the user's bank account.
+    Taken,
+    /// The money did not move; the error says why.
+    NotTaken(BankError),
+    /// Neither the pull nor the status inquiry gave an answer. Recovery will ask again.
+    Unknown,
+}
+
+/// A charge recorded and committed, waiting for its bank call.
+pub(crate) struct StartedCharge {
+    pub charge: Charge,
+    pub bank_account: BankAccount,
+}
+
+impl Wallet {
+    /// Counts the amount against today's limit and records the intent, in the caller's
+    /// transaction. Fails with `daily_limit_exceeded`, changing nothing, if it does not fit.
+    pub(crate) async fn start_charge_in(
+        &self,
+        tx: &mut Session,
+        user: &User,
+        bank_account: BankAccount,
+        amount: Amount,
+        purpose: ChargePurpose,
+    ) -> ServiceResult<StartedCharge> {
+        let now = self.clock.now();
+        let today = BusinessDate::containing(now);
+        if tx.reserve_charge_limit(user.id, today, amount).await?.is_none() {
+            let limit = tx.charge_limit(user.id, today).await?;
+            return Err(ServiceError::DailyLimitExceeded(limit));
+        }
+        let charge = NewCharge {
+            id: ChargeId::new(),
+            user_id: user.id,
+            account_id: user.main_account_id,
+            bank_account_id: bank_account.id,
+            amount,
+            business_date: today,
+            purpose,
+            at: now,
+        };
+        tx.insert_charge(&charge).await?;
+        let charge = tx.charge(charge.id).await?.context("charge just inserted")?;
+        Ok(StartedCharge { charge, bank_account })
+    }
+
+    /// Calls the bank for a recorded charge. No database transaction may be open. The
+    /// charge id is the bank transfer id, so the bank executes it at most once; a timeout is
+    /// followed by one status inquiry, never by a second pull.
+    pub(crate) async fn pull(&self, started: &StartedCharge) -> ChargeOutcome {
+        let StartedCharge { charge, bank_account } = started;
+        let tran_id = charge.id.to_string();
+        let req = TransferRequest {
+            tran_id: tran_id.clone(),
+            fintech_use_num: bank_account.fintech_use_num.clone(),
+            amount: charge.amount.won(),
+            print_content: "minipay charge".into(),
+        };
+        let outcome = match self.bank.pull(&req).await {
+            Ok(_) => ChargeOutcome::Taken,
+            Err(e) if e.nothing_happened() => ChargeOutcome::NotTaken(e),
+            Err(e) => {
+                tracing::warn!(charge = %charge.id, error = %e, "pull outcome unknown; asking the bank");
+                self.ask_bank(&tran_id).await
+            }
+        };
+        metrics::counter!("minipay_charges_total", "outcome" => outcome_label(&outcome)).increment(1);
+        outcome
+    }
+
+    async fn ask_bank(&self, tran_id: &str) -> ChargeOutcome {
+        match self.bank.transfer_status(tran_id).await {
+            Ok(TransferStatus::Completed) => ChargeOutcome::Taken,
+            Ok(TransferStatus::Failed | TransferStatus::NotFound) => {
+                ChargeOutcome::NotTaken(BankError::Unavailable("the bank did not complete the transfer".into()))
+            }
+            Ok(TransferStatus::Processing) | Err(_) => ChargeOutcome::Unknown,
+        }
+    }
+
+    /// Posts a charge whose money was taken, in the caller's transaction, into accounts the
+    /// caller has locked (the user's main account and the bank settlement account). `None`
+    /// if the charge was already resolved by someone else (it is posted exactly once).
+    pub(crate) async fn complete_charge_in(
+        &self,
+        tx: &mut Session,
+        locked: &mut LockedAccounts,
+        charge: &Charge,
+        owner_name: &str,
+        bank_label: &str,
+    ) -> ServiceResult<Option<PostedJournal>> {
+        let now = self.clock.now();
+        let journal_id = JournalId::new();
+        if !tx
+            .resolve_charge(charge.id, ChargeStatus::Completed, None, Some(journal_id), now)
+            .await?
+        {
+            return Ok(None);
+        }
+        let owner = Party {
+            user_id: charge.user_id,
+            account_id: charge.account_id,
+            name: owner_name.to_owned(),
+        };
+        let posted = locked
+            .post(&charge_journal(&owner, bank_label, charge.amount), journal_id, now)
+            .expect("crediting a user account cannot overdraw it");
+        Ok(Some(posted))
+    }
+
+    /// Marks a charge whose money did not move as failed and gives its amount back to the
+    /// daily limit. Returns whether this call resolved it.
+    pub(crate) async fn fail_charge_in(&self, tx: &mut Session, charge: &Charge, code: &str) -> ServiceResult<bool> {
+        if !tx
+            .resolve_charge(charge.id, ChargeStatus::Failed, Some(code), None, self.clock.now())
+            .await?
+        {
+            return Ok(false);
+        }
+        tx.release_charge_limit(charge.user_id, charge.business_date, charge.amount)
+            .await?;
+        Ok(true)
+    }
+
+    /// The accounts a landed charge touches, to lock before posting it.
+    pub(crate) fn charge_accounts(charge: &Charge) -> [AccountId; 2] {
+        [charge.account_id, SystemAccount::BankSettlement.id()]
+    }
+
+    /// `POST /v1/accounts/{main}/charges`: pulls `amount` from the caller's registered bank
+    /// account into their main account.
+    #[tracing::instrument(name = "minipay.charges.create", skip_all, err)]
+    pub async fn charge(
+        &self,
+        me: UserId,
+        account: AccountId,
+        amount: Amount,
+        idem: Option<IdempotentRequest>,
+    ) -> ServiceResult<Reply<ChargeView>> {
+        // 1. Record the intent (and claim the key) and commit.
+        let mut tx = self.store.begin().await?;
+        if let Some(stored) = claim(&mut tx, me, idem.as_ref(), self.clock.now()).await? {
+            return Ok(Reply::Replayed(stored));
+        }
+        let started = match self.begin_charge_in(&mut tx, me, account, amount).await {
+            Ok(started) => started,
+            Err(e) => return conclude(tx, me, idem.as_ref(), 201, Err(e)).await,
+        };
+        if let Some(req) = &idem {
+            tx.attach_charge_to_key(me, req.key(), started.charge.id).await?;
+        }
+        tx.commit().await?;
+
+        // 2. Call the bank with no transaction open.
+        let outcome = self.pull(&started).await;
+
+        // 3. Record the outcome.
+        let charge = &started.charge;
+        let mut tx = self.store.begin().await?;
+        match outcome {
+            ChargeOutcome::Taken => {
+                let user = tx.user(me).await?.context("caller exists")?;
+                let mut locked = tx.lock_accounts(Self::charge_accounts(charge)).await?;
+                let label = started.bank_account.label();
+                let Some(posted) = self
+                    .complete_charge_in(&mut tx, &mut locked, charge, &user.name, &label)
+                    .await?
+                else {
+                    tx.rollback().await?;
+                    return Err(settled_elsewhere());
+                };
+                tx.write_postings(&locked, std::slice::from_ref(&posted)).await?;
+                let view = self.charge_view_in(&mut tx, charge).await?;
+                conclude(tx, me, idem.as_ref(), 201, Ok(view)).await
+            }
+            ChargeOutcome::NotTaken(e) => {
+                self.fail_charge_in(&mut tx, charge, failure_code(&e)).await?;
+                self.finish_not_taken(tx, me, idem.as_ref(), e).await
+            }
+            ChargeOutcome::Unknown => self.leave_unknown(tx, charge).await,
+        }
+    }
+
+    async fn begin_charge_in(
+        &self,
+        tx: &mut Session,
+        me: UserId,
+        account: AccountId,
+        amount: Amount,
+    ) -> ServiceResult<StartedCharge> {
+        let main = owned(tx.account(account).await?, me)?;
+        if main.kind != AccountKind::Main {
+            return Err(ServiceError::InvalidState("charges go into the main account".into()));
+        }
+        let user = tx.user(me).await?.context("caller exists")?;
+        let bank = tx
+            .charging_bank_account(me)
+            .await?
+            .ok_or_else(|| ServiceError::InvalidState("register a bank account before charging".into()))?;
+        self.start_charge_in(tx, &user, bank, amount, ChargePurpose::Charge)
+            .await
+    }
+
+    /// Ends a request whose pull certainly did not take money: a decline is final (stored
+    /// under the key); an unavailable bank is transient (the key is released for a retry).
+    /// The failed charge row and the released limit commit either way.
+    pub(crate) async fn finish_not_taken<T: serde::Serialize>(
+        &self,
+        mut tx: Session,
+        me: UserId,
+        idem: Option<&IdempotentRequest>,
+        e: BankError,
+    ) -> ServiceResult<Reply<T>> {
+        match e {
+            BankError::Declined(reason) => conclude(tx, me, idem, 201, Err(ServiceError::BankDeclined(reason))).await,
+            other => {
+                if let Some(req) = idem {
+                    tx.release_idempotency_key(me, req.key()).await?;
+                }
+                tx.commit().await?;
+                Err(ServiceError::BankUnavailable(format!(
+                    "the bank is unavailable; nothing was charged ({other})"
+                )))
+            }
+        }
+    }
+
+    /// The bank gave no answer: the charge stays open (with its key held) for recovery.
+    pub(crate) async fn leave_unknown<T>(&self, mut tx: Session, charge: &Charge) -> ServiceResult<Reply<T>> {
+        tx.mark_charge_unknown(charge.id).await?;
+        tx.commit().await?;
+        Err(ServiceError::BankUnavailable(
+            "the bank did not confirm the charge; it will be resolved with the bank shortly, never charged twice"
+                .into(),
+        ))
+    }
+
+    /// Resolves open charges older than the grace period by asking the bank what happened
+    /// (the recovery step: run at start and on a timer). Returns how many it resolved.
+    #[tracing::instrument(name = "minipay.charges.recover", skip_all, err)]
+    pub async fn recover_charges(&self, at: Timestamp) -> ServiceResult<u64> {
+        let before = at - SignedDuration::from_secs(self.recovery.grace_secs);
+        let mut cursor = None;
+        let mut resolved = 0;
+        loop {
+            let batch = self
+                .store
+                .read()
+                .await?
+                .open_charges(before, cursor, self.recovery.batch_max)
+                .await?;
+            let Some(last) = batch.last() else { break };
+            cursor = Some((last.created_at, last.id));
+            for charge in &batch {
+                if self.recover_charge(charge).await? {
+                    resolved += 1;
+                }
+            }
+            if batch.len() < self.recovery.batch_max as usize {
+                break;
+            }
+        }
+        Ok(resolved)
+    }
+
+    async fn recover_charge(&self, charge: &Charge) -> ServiceResult<bool> {
+        let outcome = self.ask_bank(&charge.id.to_string()).await;
+        let mut tx = self.store.begin().await?;
+        let resolved = match outcome {
+            ChargeOutcome::Taken => {
+                let user = tx.user(charge.user_id).await?.context("charge owner exists")?;
+                let bank = tx
+                    .bank_account(charge.bank_account_id)
+                    .await?
+                    .context("charge bank account exists")?;
+                let mut locked = tx.lock_accounts(Self::charge_accounts(charge)).await?;
+                match self
+                    .complete_charge_in(&mut tx, &mut locked, charge, &user.name, &bank.label())
+                    .await?
+                {
+                    Some(posted) => {
+                        tx.write_postings(&locked, std::slice::from_ref(&posted)).await?;
+                        self.settle_waiting_keys(&mut tx, charge).await?;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            ChargeOutcome::NotTaken(_) => {
+                let failed = self.fail_charge_in(&mut tx, charge, "not_taken").await?;
+                if failed {
+                    // Nothing was charged: a retry may try again.
+                    tx.release_keys_waiting_on(charge.id).await?;
+                }
+                failed
+            }
+            ChargeOutcome::Unknown => {
+                tx.mark_charge_unknown(charge.id).await?;
+                false
+            }
+        };
+        tx.commit().await?;
+        if resolved {
+            tracing::info!(charge = %charge.id, outcome = ?outcome, "recovered a charge");
+        }
+        Ok(resolved)
+    }
+
+    /// After recovery posts a charge, the request that asked for it (which answered 503)
+    /// gets its final answer: a requested charge replays as the completed charge — a retry
+    /// must not pull again; an auto-charge's transfer never ran, so its key is released and
+    /// a retry makes the transfer from the money now in the main account.
+    async fn settle_waiting_keys(&self, tx: &mut Session, charge: &Charge) -> ServiceResult<()> {
+        match charge.purpose {
+            ChargePurpose::Charge => {
+                let view = self.charge_view_in(tx, charge).await?;
+                let body = serde_json::to_string(&view).expect("views serialise");
+                tx.complete_keys_waiting_on(charge.id, &StoredResponse { status: 201, body })
+                    .await?;
+            }
+            ChargePurpose::AutoCharge => {
+                tx.release_keys_waiting_on(charge.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn charge_view_in(&self, tx: &mut Session, charge: &Charge) -> ServiceResult<ChargeView> {
+        let main = tx.account(charge.account_id).await?.context("main account exists")?;
+        let limit = tx.charge_limit(charge.user_id, charge.business_date).await?;
+        Ok(ChargeView {
+            id: charge.id,
+            amount: charge.amount.won(),
+            status: ChargeStatus::Completed.as_str().into(),
+            account: AccountView::from(&main),
+            limit: limit.into(),
+        })
+    }
+}
+
+pub(crate) fn settled_elsewhere() -> ServiceError {
+    ServiceError::BankUnavailable("the charge was settled by the recovery step meanwhile; check your balance".into())
+}
+
+pub(crate) fn failure_code(e: &BankError) -> &'static str {
+    match e {
+        BankError::Declined(_) => "declined",
+        BankError::Unavailable(_) => "unavailable",
+        BankError::Timeout | BankError::Protocol(_) => "not_taken",
+    }
+}
+
+fn outcome_label(o: &ChargeOutcome) -> &'static str {
+    match o {
+        ChargeOutcome::Taken => "taken",
+        ChargeOutcome::NotTaken(BankError::Declined(_)) => "declined",
+        ChargeOutcome::NotTaken(_) => "not_taken",
+        ChargeOutcome::Unknown => "unknown",
+    }
+}

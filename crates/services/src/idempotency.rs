@@ -1,0 +1,108 @@
+//! Idempotency-Key handling: a request's fingerprint, claiming its key inside the money
+//! transaction, and storing the reply in that same transaction.
+
+use crate::error::{ServiceError, ServiceResult};
+use jiff::{SignedDuration, Timestamp};
+use minipay_core::UserId;
+use minipay_core::request::{IDEMPOTENCY_KEY_TTL_HOURS, IdempotencyKey};
+use minipay_store::{Claim, Session, StoredResponse};
+use serde::Serialize;
+
+/// A money request that carries an `Idempotency-Key`: the key and a SHA-256 of what the
+/// request asks for (operation, target and the validated body), so that reusing the key for
+/// anything else is caught.
+#[derive(Debug, Clone)]
+pub struct IdempotentRequest {
+    key: IdempotencyKey,
+    fingerprint: Vec<u8>,
+}
+
+impl IdempotentRequest {
+    pub fn new(key: Option<IdempotencyKey>, operation: &str, target: &str, body: &impl Serialize) -> Option<Self> {
+        let key = key?;
+        let canonical = serde_json::to_vec(&(operation, target, body)).expect("request bodies serialise");
+        let fingerprint = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical)
+            .as_ref()
+            .to_vec();
+        Some(Self { key, fingerprint })
+    }
+
+    pub fn key(&self) -> &str {
+        self.key.as_str()
+    }
+}
+
+/// The answer to a money request: executed now, or the stored answer to an earlier request
+/// with the same key (replayed byte for byte, whatever its status).
+#[derive(Debug)]
+pub enum Reply<T> {
+    Fresh(T),
+    Replayed(StoredResponse),
+}
+
+impl<T> Reply<T> {
+    /// The fresh value; panics on a replay (for tests and internal callers without keys).
+    pub fn into_fresh(self) -> T {
+        match self {
+            Self::Fresh(v) => v,
+            Self::Replayed(_) => panic!("expected a fresh reply"),
+        }
+    }
+}
+
+/// Claims the request's key in `tx`. `Ok(Some(..))` is a stored reply to return instead of
+/// executing; `Ok(None)` means this request owns the key (or has none) and goes ahead.
+pub(crate) async fn claim(
+    tx: &mut Session,
+    user: UserId,
+    req: Option<&IdempotentRequest>,
+    now: Timestamp,
+) -> ServiceResult<Option<StoredResponse>> {
+    let Some(req) = req else { return Ok(None) };
+    let expires = now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS);
+    match tx
+        .claim_idempotency_key(user, req.key(), &req.fingerprint, now, expires)
+        .await?
+    {
+        Claim::Claimed => Ok(None),
+        Claim::Replay(stored) => Ok(Some(stored)),
+        Claim::Mismatch => Err(ServiceError::IdempotencyKeyReused),
+        Claim::InProgress => Err(ServiceError::Conflict(
+            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+        )),
+    }
+}
+
+/// Ends a money transaction: stores the reply under the key (if any) and commits, or rolls
+/// back on a transient failure (which leaves the key free for a retry).
+///
+/// A *final* error commits what the transaction wrote. Callers return final errors either
+/// before writing anything, or when what they wrote must stand (a charge that landed even
+/// though the transfer it was for could not complete).
+pub(crate) async fn conclude<T: Serialize>(
+    mut tx: Session,
+    user: UserId,
+    req: Option<&IdempotentRequest>,
+    success_status: u16,
+    result: ServiceResult<T>,
+) -> ServiceResult<Reply<T>> {
+    let stored = match &result {
+        Ok(v) => StoredResponse {
+            status: success_status,
+            body: serde_json::to_string(v).expect("views serialise"),
+        },
+        Err(e) if e.is_final() => StoredResponse {
+            status: e.code().status(),
+            body: e.body().to_string(),
+        },
+        Err(_) => {
+            tx.rollback().await?;
+            return result.map(Reply::Fresh);
+        }
+    };
+    if let Some(req) = req {
+        tx.complete_idempotency_key(user, req.key(), &stored).await?;
+    }
+    tx.commit().await?;
+    result.map(Reply::Fresh)
+}

@@ -1,0 +1,231 @@
+//! The JSON shapes of the API (API.md): what responses look like, built from store records.
+
+use jiff::Timestamp;
+use minipay_core::charge::ChargeLimit;
+use minipay_core::ledger::{AccountKind, SavingsProduct};
+use minipay_core::transfer::{TransferMode, TransferStatus};
+use minipay_core::{AccountId, BankAccountId, BusinessDate, ChargeId, JournalId, TransferId, UserId};
+use minipay_store::{Account, BankAccount, Transfer, User};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub main_account_id: AccountId,
+    #[schema(value_type = String, example = "immediate")]
+    pub transfer_mode: TransferMode,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            name: u.name.clone(),
+            main_account_id: u.main_account_id,
+            transfer_mode: u.transfer_mode,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// A user as seen by another user looking for someone to pay.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserLookupView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: UserId,
+    pub name: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub main_account_id: AccountId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    pub access_token: String,
+    pub token_type: String,
+    /// Seconds until the token expires (by the server's clock).
+    pub expires_in: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: AccountId,
+    #[schema(value_type = String, example = "main")]
+    pub kind: AccountKind,
+    #[schema(value_type = Option<String>, example = "free")]
+    pub product: Option<SavingsProduct>,
+    /// Posted balance in won.
+    pub balance: i64,
+    /// Held by open pending transfers out of this account.
+    pub pending_out: i64,
+    /// `balance - pending_out`: what can be spent now.
+    pub available: i64,
+    pub daily_amount: Option<i64>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        Self {
+            id: a.id,
+            kind: a.kind,
+            product: a.product,
+            balance: a.posted,
+            pending_out: a.pending_out,
+            available: a.available(),
+            daily_amount: a.daily_amount,
+            created_at: a.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChargeLimitView {
+    #[schema(value_type = String, format = Date)]
+    pub date: BusinessDate,
+    pub limit: i64,
+    pub used: i64,
+    pub remaining: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub resets_at: Timestamp,
+}
+
+impl From<ChargeLimit> for ChargeLimitView {
+    fn from(l: ChargeLimit) -> Self {
+        Self {
+            date: l.date,
+            limit: l.limit,
+            used: l.used,
+            remaining: l.remaining(),
+            resets_at: l.resets_at(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChargeView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: ChargeId,
+    pub amount: i64,
+    /// Always `completed` in a 201 answer.
+    pub status: String,
+    pub account: AccountView,
+    pub limit: ChargeLimitView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DepositView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: JournalId,
+    pub amount: i64,
+    pub account: AccountView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransferView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: TransferId,
+    #[schema(value_type = String, example = "completed")]
+    pub status: TransferStatus,
+    pub amount: i64,
+    #[schema(value_type = String, format = Uuid)]
+    pub from_account_id: AccountId,
+    #[schema(value_type = String, format = Uuid)]
+    pub to_account_id: AccountId,
+    #[schema(value_type = String, format = Uuid)]
+    pub from_user_id: UserId,
+    #[schema(value_type = String, format = Uuid)]
+    pub to_user_id: UserId,
+    /// The sender's real name when the transfer was made.
+    pub from_name: String,
+    /// The name the receiver sees.
+    pub display_name: String,
+    pub memo: Option<String>,
+    /// Won charged from the sender's bank to cover this transfer (0 if none).
+    pub auto_charged: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub resolved_at: Option<Timestamp>,
+}
+
+impl From<&Transfer> for TransferView {
+    fn from(t: &Transfer) -> Self {
+        Self {
+            id: t.id,
+            status: t.status,
+            amount: t.amount.won(),
+            from_account_id: t.from_account_id,
+            to_account_id: t.to_account_id,
+            from_user_id: t.from_user_id,
+            to_user_id: t.to_user_id,
+            from_name: t.from_name.clone(),
+            display_name: t.display_name.clone(),
+            memo: t.memo.clone(),
+            auto_charged: t.auto_charged,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            resolved_at: t.resolved_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BankAccountView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: BankAccountId,
+    pub bank_code: String,
+    pub account_number_masked: String,
+    pub holder_name: String,
+    pub status: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+impl From<&BankAccount> for BankAccountView {
+    fn from(b: &BankAccount) -> Self {
+        Self {
+            id: b.id,
+            bank_code: b.bank_code.clone(),
+            account_number_masked: b.account_number_masked.clone(),
+            holder_name: b.holder_name.clone(),
+            status: b.status.clone(),
+            created_at: b.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BankBalanceView {
+    pub balance: i64,
+    /// When the bank reported this balance.
+    #[schema(value_type = String, format = DateTime)]
+    pub as_of: Timestamp,
+    /// True when the bank was slow or down and this is the last known value.
+    pub stale: bool,
+}
+
+/// A page of a cursor-paginated list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `?cursor=` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A list that is not paginated (it is small by construction).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}
