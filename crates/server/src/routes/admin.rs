@@ -136,6 +136,7 @@ fn sim_view(sim: &minipay_bank::BankSimulator) -> BankSimView {
     BankSimView {
         latency_ms: f.latency_ms,
         error_rate: f.error_rate,
+        inquiries_unavailable: f.inquiries_unavailable,
         stats: sim.stats(),
     }
 }
