@@ -24,7 +24,9 @@ pub struct LedgerTotals {
     pub journals: i64,
     pub entries: i64,
     pub transfers: i64,
-    pub charges: i64,
+    /// Completed charges only: a failed attempt leaves a row (the record of where the money
+    /// is), but moves nothing.
+    pub charges_completed: i64,
     pub charge_limit_used: i64,
     pub posted_abs_sum: i64,
     pub pending_out_sum: i64,
@@ -34,7 +36,7 @@ impl LedgerTotals {
     pub fn to_json(&self) -> serde_json::Value {
         json!({
             "journals": self.journals, "entries": self.entries, "transfers": self.transfers,
-            "charges": self.charges, "charge_limit_used": self.charge_limit_used,
+            "charges_completed": self.charges_completed, "charge_limit_used": self.charge_limit_used,
             "posted_abs_sum": self.posted_abs_sum, "pending_out_sum": self.pending_out_sum,
         })
     }
@@ -124,7 +126,7 @@ impl Session {
             "SELECT (SELECT COUNT(*) FROM journals) AS journals,
                     (SELECT COUNT(*) FROM entries) AS entries,
                     (SELECT COUNT(*) FROM transfers) AS transfers,
-                    (SELECT COUNT(*) FROM charges) AS charges,
+                    (SELECT COUNT(*) FROM charges WHERE status = 'completed') AS charges_completed,
                     CAST((SELECT COALESCE(SUM(used), 0) FROM charge_limits) AS BIGINT) AS charge_limit_used,
                     CAST((SELECT COALESCE(SUM(ABS(posted)), 0) FROM accounts) AS BIGINT) AS posted_abs_sum,
                     CAST((SELECT COALESCE(SUM(pending_out), 0) FROM accounts) AS BIGINT) AS pending_out_sum",

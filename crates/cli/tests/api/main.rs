@@ -1,1 +1,15 @@
+//! Black-box API tests: each starts the real server on a random port with a fresh database
+//! and talks HTTP; every scenario runs on SQLite and on PostgreSQL, and the ledger audit
+//! (DESIGN.md invariants) runs after each one.
 
+mod helpers;
+
+mod accounts;
+mod bank_faults;
+mod binary;
+mod charges;
+mod concurrency;
+mod operations;
+mod transfers;
+mod users;
+mod validation;

@@ -1,0 +1,517 @@
+//! The test harness: a real server per test (random port, fresh SQLite file or PostgreSQL
+//! database), an HTTP client with one method per endpoint, and the invariant audit.
+
+use minipay_server::{Application, ClockKind, Settings};
+use minipay_services::auth::Secret;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-that-is-long-enough-0123";
+/// Tests start at noon in Seoul, far from the midnight limit reset.
+pub const T0: &str = "2026-11-21T03:00:00Z";
+/// A bank account number whose pulls succeed (the simulator's default behaviour).
+pub const GOOD_BANK_ACCOUNT: &str = "1002003001";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+fn init_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter("info")
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// A database made for one test and removed after it.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("MINIPAY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn postgres_required() -> bool {
+    std::env::var("MINIPAY_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") || std::env::var_os("CI").is_some()
+}
+
+impl TestDb {
+    /// A fresh database, or `None` when PostgreSQL is unreachable and not required (the
+    /// test then passes with a visible skip message).
+    pub async fn create(backend: Backend) -> Option<Self> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("minipay-test-{id}.db"));
+                Some(Self {
+                    url: format!("sqlite://{}", path.display()),
+                    cleanup: Cleanup::File(path),
+                })
+            }
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let admin_url = postgres_admin_url();
+                let connect = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    sqlx::PgConnection::connect(&admin_url),
+                )
+                .await;
+                let mut conn = match connect {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) if !postgres_required() => return skip(&admin_url, &e.to_string()),
+                    Err(_) if !postgres_required() => return skip(&admin_url, "timed out"),
+                    other => panic!(
+                        "PostgreSQL is required but unreachable at {admin_url}: {:?}",
+                        other.err()
+                    ),
+                };
+                let name = format!("minipay_test_{id}");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(b, _)| b)
+                    .to_owned();
+                Some(Self {
+                    url: format!("{base}/{name}"),
+                    cleanup: Cleanup::Postgres { admin_url, name },
+                })
+            }
+        }
+    }
+
+    async fn remove(&self) {
+        match &self.cleanup {
+            Cleanup::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                use sqlx::Connection;
+                if let Ok(mut c) = sqlx::PgConnection::connect(admin_url).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+fn skip(url: &str, why: &str) -> Option<TestDb> {
+    eprintln!(
+        "SKIPPED (PostgreSQL half): no PostgreSQL at {url} ({why}). \
+         Set MINIPAY_TEST_POSTGRES_URL, or MINIPAY_TEST_REQUIRE_POSTGRES=1 to make this a failure."
+    );
+    None
+}
+
+/// A running server and a client for it. Cheap to clone (for concurrent requests).
+#[derive(Clone)]
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub backend: Backend,
+    running: Arc<Running>,
+}
+
+struct Running {
+    db: TestDb,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    server: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
+}
+
+/// The settings every test server starts with: manual clock, no background recovery timer
+/// (tests run the recovery job by hand).
+pub fn test_settings(db_url: &str) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".into(),
+        database_url: db_url.into(),
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
+        jwt_secret: Some(Secret::new("test-jwt-secret-that-is-long-enough-0123")),
+        clock: ClockKind::Manual,
+        recovery_interval_secs: 0,
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    init_logs();
+    let db = TestDb::create(backend).await?;
+    let mut settings = test_settings(&db.url);
+    configure(&mut settings);
+    Some(start(backend, db, settings).await)
+}
+
+/// Starts a server on an existing database (e.g. a second instance on the same one).
+pub async fn start(backend: Backend, db: TestDb, settings: Settings) -> TestApp {
+    let app = Application::build(settings).await.expect("application builds");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let app = TestApp {
+        base,
+        http,
+        backend,
+        running: Arc::new(Running {
+            db,
+            stop: Mutex::new(Some(stop)),
+            server: Mutex::new(Some(server)),
+        }),
+    };
+    if app.admin_get("/v1/admin/clock").await.status == 200 {
+        app.set_clock(T0).await;
+    }
+    app
+}
+
+/// Runs a scenario on a fresh server, then audits the ledger and tears everything down.
+pub async fn run<F, Fut>(backend: Backend, scenario: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(app) = spawn_app(backend).await else { return };
+    scenario(app.clone()).await;
+    app.assert_invariants().await;
+    app.teardown().await;
+}
+
+/// Declares scenarios that run once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                $crate::helpers::run($crate::helpers::Backend::Sqlite, super::$name).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                $crate::helpers::run($crate::helpers::Backend::Postgres, super::$name).await
+            }
+        }
+    )+};
+}
+
+/// An HTTP answer: status, parsed JSON body (or the text as a JSON string) and headers.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    /// The stable error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
+    }
+
+    /// Asserts an error answer with this status and code, and that it has a message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "unexpected answer: {}",
+            self.text
+        );
+        assert!(
+            self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no message: {}",
+            self.text
+        );
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.text);
+        &self.body
+    }
+}
+
+/// A signed-up, logged-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub token: String,
+    pub main_account_id: String,
+}
+
+static USER_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl TestApp {
+    pub async fn teardown(self) {
+        if let Some(stop) = self.running.stop.lock().unwrap().take() {
+            let _ = stop.send(());
+        }
+        let server = self.running.server.lock().unwrap().take();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+        self.running.db.remove().await;
+    }
+
+    pub fn db_url(&self) -> &str {
+        &self.running.db.url
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request reaches the server");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
+        assert_ne!(status, 500, "the server answered 500: {text}");
+        Resp {
+            status,
+            body,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.request(Method::GET, path, Some(token), None, None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.request(Method::POST, path, Some(token), None, Some(body)).await
+    }
+    pub async fn post_keyed(&self, path: &str, token: &str, key: &str, body: Value) -> Resp {
+        self.request(Method::POST, path, Some(token), Some(key), Some(body))
+            .await
+    }
+    pub async fn admin_get(&self, path: &str) -> Resp {
+        self.request(Method::GET, path, Some(ADMIN_TOKEN), None, None).await
+    }
+    pub async fn admin_post(&self, path: &str, body: Value) -> Resp {
+        self.request(Method::POST, path, Some(ADMIN_TOKEN), None, Some(body))
+            .await
+    }
+    pub async fn admin_put(&self, path: &str, body: Value) -> Resp {
+        self.request(Method::PUT, path, Some(ADMIN_TOKEN), None, Some(body))
+            .await
+    }
+
+    // --- users -------------------------------------------------------------------------
+
+    pub async fn sign_up_raw(&self, email: &str, password: &str, name: &str) -> Resp {
+        let body = json!({"email": email, "password": password, "name": name});
+        self.request(Method::POST, "/v1/users", None, None, Some(body)).await
+    }
+
+    pub async fn log_in(&self, email: &str, password: &str) -> Resp {
+        let body = json!({"email": email, "password": password});
+        self.request(Method::POST, "/v1/auth/token", None, None, Some(body))
+            .await
+    }
+
+    /// A new user with a unique email, logged in.
+    pub async fn user(&self, name: &str) -> TestUser {
+        let n = USER_SEQ.fetch_add(1, Ordering::Relaxed);
+        let email = format!(
+            "{}-{n}-{}@example.com",
+            name.to_lowercase(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let created = self.sign_up_raw(&email, "password-123", name).await;
+        let created = created.assert_status(201).clone();
+        let token = self.log_in(&email, "password-123").await;
+        let token = token.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+        TestUser {
+            id: created["id"].as_str().unwrap().to_owned(),
+            email,
+            name: name.to_owned(),
+            token,
+            main_account_id: created["main_account_id"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn register_bank(&self, user: &TestUser, account_number: &str) -> Resp {
+        let body = json!({"bank_code": "004", "account_number": account_number, "holder_name": user.name});
+        self.post("/v1/bank-accounts", &user.token, body).await
+    }
+
+    /// A new user with a working bank account.
+    pub async fn user_with_bank(&self, name: &str) -> TestUser {
+        self.user_with_bank_number(name, GOOD_BANK_ACCOUNT).await
+    }
+
+    pub async fn user_with_bank_number(&self, name: &str, number: &str) -> TestUser {
+        let user = self.user(name).await;
+        self.register_bank(&user, number).await.assert_status(201);
+        user
+    }
+
+    /// A new user whose main account holds `won` (charged from their bank).
+    pub async fn funded_user(&self, name: &str, won: i64) -> TestUser {
+        let user = self.user_with_bank(name).await;
+        if won > 0 {
+            self.charge(&user, won).await.assert_status(201);
+        }
+        user
+    }
+
+    // --- money -------------------------------------------------------------------------
+
+    pub async fn charge(&self, user: &TestUser, won: i64) -> Resp {
+        self.post(
+            &format!("/v1/accounts/{}/charges", user.main_account_id),
+            &user.token,
+            json!({"amount": won}),
+        )
+        .await
+    }
+
+    pub async fn transfer(&self, from: &TestUser, to: &TestUser, won: i64) -> Resp {
+        self.post(
+            "/v1/transfers",
+            &from.token,
+            json!({"to_user_id": to.id, "amount": won}),
+        )
+        .await
+    }
+
+    pub async fn account(&self, user: &TestUser, id: &str) -> Value {
+        self.get(&format!("/v1/accounts/{id}"), &user.token)
+            .await
+            .assert_status(200)
+            .clone()
+    }
+
+    /// The user's main account balance.
+    pub async fn balance(&self, user: &TestUser) -> i64 {
+        self.account(user, &user.main_account_id).await["balance"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub async fn limit_used(&self, user: &TestUser) -> i64 {
+        self.get("/v1/charge-limit", &user.token).await.assert_status(200)["used"]
+            .as_i64()
+            .unwrap()
+    }
+
+    // --- operations --------------------------------------------------------------------
+
+    pub async fn set_clock(&self, at: &str) {
+        self.admin_put("/v1/admin/clock", json!({"now": at}))
+            .await
+            .assert_status(200);
+    }
+
+    pub async fn advance_clock(&self, seconds: i64) -> String {
+        let r = self
+            .admin_post("/v1/admin/clock/advance", json!({"seconds": seconds}))
+            .await;
+        r.assert_status(200)["now"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn run_job(&self, name: &str) -> Value {
+        self.admin_post(&format!("/v1/admin/jobs/{name}/run"), json!({}))
+            .await
+            .assert_status(200)
+            .clone()
+    }
+
+    pub async fn bank_sim(&self) -> Value {
+        self.admin_get("/v1/admin/bank-sim").await.assert_status(200).clone()
+    }
+
+    pub async fn set_bank_sim(&self, knobs: Value) {
+        self.admin_put("/v1/admin/bank-sim", knobs).await.assert_status(200);
+    }
+
+    /// Counts and sums over everything a money request can change.
+    pub async fn totals(&self) -> Value {
+        self.admin_get("/v1/admin/ledger/audit").await.assert_status(200)["totals"].clone()
+    }
+
+    /// DESIGN.md invariants 1–5 (and the charge-limit and journal-reference rules).
+    pub async fn assert_invariants(&self) {
+        let audit = self.admin_get("/v1/admin/ledger/audit").await;
+        let audit = audit.assert_status(200);
+        assert_eq!(
+            audit["ok"],
+            json!(true),
+            "ledger invariants violated on {:?}: {}",
+            self.backend,
+            audit["violations"]
+        );
+    }
+
+    /// Invariant 6: runs `rejected` (which must answer a 4xx/5xx) and checks nothing changed.
+    pub async fn assert_changes_nothing<Fut: Future<Output = Resp>>(&self, rejected: Fut) -> Resp {
+        let before = self.totals().await;
+        let resp = rejected.await;
+        assert!(
+            resp.status >= 400,
+            "expected a rejection, got {}: {}",
+            resp.status,
+            resp.text
+        );
+        assert_eq!(
+            self.totals().await,
+            before,
+            "a rejected request changed the ledger: {}",
+            resp.text
+        );
+        resp
+    }
+}
