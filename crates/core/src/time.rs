@@ -40,28 +40,58 @@ pub struct ManualClock {
     now: Mutex<Timestamp>,
 }
 
+/// The manual clock stays within these years, so that every date computation built on it
+/// (token expiry, 72-hour holds, a year of interest) stays far from the representable edge.
+pub const MANUAL_CLOCK_YEARS: std::ops::Range<i16> = 2000..2100;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the manual clock must stay between {}-01-01 and {}-01-01", MANUAL_CLOCK_YEARS.start, MANUAL_CLOCK_YEARS.end)]
+pub struct ClockRangeError;
+
+fn in_manual_range(ts: Timestamp) -> Result<Timestamp, ClockRangeError> {
+    let year = ts.to_zoned(TimeZone::UTC).year();
+    if MANUAL_CLOCK_YEARS.contains(&year) {
+        Ok(to_micros(ts))
+    } else {
+        Err(ClockRangeError)
+    }
+}
+
 impl ManualClock {
+    /// Starts at `start`, or at the start of the allowed range if `start` is outside it.
     pub fn new(start: Timestamp) -> Self {
-        Self {
-            now: Mutex::new(to_micros(start)),
-        }
+        let start = in_manual_range(start).unwrap_or_else(|_| {
+            let first = Date::new(MANUAL_CLOCK_YEARS.start, 1, 1).expect("valid date");
+            first.to_zoned(TimeZone::UTC).expect("valid instant").timestamp()
+        });
+        Self { now: Mutex::new(start) }
     }
 
-    pub fn set(&self, now: Timestamp) {
-        *self.now.lock().expect("clock lock") = to_micros(now);
+    fn guard(&self) -> std::sync::MutexGuard<'_, Timestamp> {
+        // The value is a plain Copy timestamp: a panic elsewhere cannot leave it half-written.
+        self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Moves the clock forward (or back, for a negative duration) and returns the new now.
-    pub fn advance(&self, by: SignedDuration) -> Timestamp {
-        let mut now = self.now.lock().expect("clock lock");
-        *now = to_micros(now.checked_add(by).expect("clock stays in range"));
-        *now
+    /// Sets the clock; refuses (changing nothing) an instant outside `MANUAL_CLOCK_YEARS`.
+    pub fn set(&self, now: Timestamp) -> Result<Timestamp, ClockRangeError> {
+        let now = in_manual_range(now)?;
+        *self.guard() = now;
+        Ok(now)
+    }
+
+    /// Moves the clock forward (or back, for a negative duration) and returns the new now;
+    /// refuses (changing nothing) to leave `MANUAL_CLOCK_YEARS`.
+    pub fn advance(&self, by: SignedDuration) -> Result<Timestamp, ClockRangeError> {
+        let mut now = self.guard();
+        let next = now.checked_add(by).map_err(|_| ClockRangeError)?;
+        *now = in_manual_range(next)?;
+        Ok(*now)
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        *self.now.lock().expect("clock lock")
+        *self.guard()
     }
 }
 
@@ -145,8 +175,18 @@ mod tests {
         let c = ManualClock::new(ts("2026-01-01T00:00:00.123456789Z"));
         assert_eq!(c.now(), ts("2026-01-01T00:00:00.123456Z"));
         assert_eq!(c.now(), c.now());
-        c.advance(SignedDuration::from_secs(60));
+        c.advance(SignedDuration::from_secs(60)).unwrap();
         assert_eq!(c.now(), ts("2026-01-01T00:01:00.123456Z"));
+    }
+
+    #[test]
+    fn manual_clock_refuses_to_leave_its_range() {
+        let c = ManualClock::new(ts("2099-12-31T23:00:00Z"));
+        assert!(c.advance(SignedDuration::from_hours(2)).is_err());
+        assert!(c.advance(SignedDuration::MIN).is_err());
+        assert!(c.set(ts("1999-12-31T23:59:59Z")).is_err());
+        assert_eq!(c.now(), ts("2099-12-31T23:00:00Z"), "a refused move changes nothing");
+        assert!(c.set(ts("2000-01-01T00:00:00Z")).is_ok());
     }
 
     // Unix seconds between 1990 and 2100: Seoul has had no DST since 1988.

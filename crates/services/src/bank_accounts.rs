@@ -95,7 +95,9 @@ impl Wallet {
         match self.bank.balance(&account.fintech_use_num).await {
             Ok(balance) => {
                 let now = self.clock.now();
-                self.store.read().await?.record_bank_balance(id, balance, now).await?;
+                let mut tx = self.store.begin().await?;
+                tx.record_bank_balance(id, balance, now).await?;
+                tx.commit().await?;
                 Ok(BankBalanceView {
                     balance,
                     as_of: now,

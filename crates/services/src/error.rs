@@ -94,6 +94,8 @@ pub enum ServiceError {
     BankUnavailable(String),
     #[error("too many attempts; try again later")]
     RateLimited,
+    #[error("the request body is too large")]
+    PayloadTooLarge,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -113,6 +115,7 @@ impl ServiceError {
             Self::BankDeclined(_) => ErrorCode::BankDeclined,
             Self::BankUnavailable(_) => ErrorCode::BankUnavailable,
             Self::RateLimited => ErrorCode::RateLimited,
+            Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             Self::Internal(_) => ErrorCode::Internal,
         }
     }

@@ -43,12 +43,9 @@ impl Wallet {
     async fn purge_idempotency_keys(&self, at: Timestamp) -> ServiceResult<u64> {
         let mut total = 0;
         loop {
-            let n = self
-                .store
-                .read()
-                .await?
-                .purge_idempotency_keys(at, IDEMPOTENCY_PURGE_BATCH_MAX)
-                .await?;
+            let mut tx = self.store.begin().await?;
+            let n = tx.purge_idempotency_keys(at, IDEMPOTENCY_PURGE_BATCH_MAX).await?;
+            tx.commit().await?;
             total += n;
             if n < u64::from(IDEMPOTENCY_PURGE_BATCH_MAX) {
                 return Ok(total);

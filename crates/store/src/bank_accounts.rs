@@ -132,6 +132,7 @@ impl Session {
 
     /// Remembers the balance the bank just reported (kept if a newer one is already stored).
     pub async fn record_bank_balance(&mut self, id: BankAccountId, balance: i64, at: Timestamp) -> Result<()> {
+        self.assert_writable();
         on_db!(self, c => sqlx::query(
             "UPDATE bank_accounts SET last_balance = $2, last_balance_at = $3
              WHERE id = $1 AND (last_balance_at IS NULL OR last_balance_at <= $3)",

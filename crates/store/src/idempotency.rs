@@ -121,6 +121,7 @@ impl Session {
     /// Forgets a claim whose request did not finish (a transient failure): the client may
     /// retry with the same key.
     pub async fn release_idempotency_key(&mut self, user: UserId, key: &str) -> Result<()> {
+        self.assert_writable();
         on_db!(self, c => sqlx::query(
             "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND state = 'in_progress'",
         )
@@ -161,6 +162,7 @@ impl Session {
 
     /// Deletes up to `limit` records that expired before `now`; returns how many.
     pub async fn purge_idempotency_keys(&mut self, now: Timestamp, limit: u32) -> Result<u64> {
+        self.assert_writable();
         let n = on_db!(self, c => sqlx::query(
             "DELETE FROM idempotency_keys WHERE (user_id, key) IN (
                  SELECT user_id, key FROM idempotency_keys WHERE expires_at <= $1 AND state = 'completed'

@@ -1,1 +1,193 @@
-//! (being written)
+//! When the bank says no, is down, or does not answer: the right error, nothing moved, no
+//! second pull — and an unknown outcome resolved by the status inquiry, never by pulling again.
+
+use crate::helpers::{TestApp, TestUser};
+use crate::on_both_backends;
+use serde_json::{Value, json};
+
+on_both_backends!(
+    a_declined_pull_is_bank_declined_and_moves_nothing,
+    an_unavailable_bank_is_bank_unavailable_and_a_retry_may_try_again,
+    a_pull_that_times_out_untaken_moves_nothing_and_is_not_resent,
+    a_pull_that_times_out_after_taking_is_found_by_the_status_inquiry,
+    an_unknown_charge_is_resolved_by_recovery_and_replays_without_a_second_pull,
+    an_unknown_auto_charge_lands_in_the_main_account_and_a_retry_transfers_it,
+    an_unknown_charge_the_bank_never_took_gives_the_limit_back,
+    a_declined_auto_charge_fails_the_transfer_and_moves_nothing,
+);
+
+async fn pulls(app: &TestApp) -> (i64, i64) {
+    let stats = app.bank_sim().await["stats"].clone();
+    (
+        stats["pulls"].as_i64().unwrap(),
+        stats["pulls_executed"].as_i64().unwrap(),
+    )
+}
+
+async fn charge_keyed(app: &TestApp, user: &TestUser, key: &str, won: i64) -> crate::helpers::Resp {
+    let path = format!("/v1/accounts/{}/charges", user.main_account_id);
+    app.post_keyed(&path, &user.token, key, json!({"amount": won})).await
+}
+
+async fn bank_balance(app: &TestApp, user: &TestUser) -> Value {
+    let banks = app.get("/v1/bank-accounts", &user.token).await;
+    let id = banks.assert_status(200)["items"][0]["id"].as_str().unwrap().to_owned();
+    app.get(&format!("/v1/bank-accounts/{id}/balance"), &user.token)
+        .await
+        .assert_status(200)["balance"]
+        .clone()
+}
+
+async fn a_declined_pull_is_bank_declined_and_moves_nothing(app: TestApp) {
+    let user = app.user_with_bank_number("Kim", "1110000002").await;
+    let r = app
+        .assert_changes_nothing(charge_keyed(&app, &user, "k1", 10_000))
+        .await;
+    r.assert_error(422, "bank_declined");
+    assert_eq!(app.limit_used(&user).await, 0);
+    assert_eq!(pulls(&app).await, (1, 0));
+    // A decline is a final answer: the same key replays it without calling the bank again.
+    let again = charge_keyed(&app, &user, "k1", 10_000).await;
+    assert_eq!((again.status, &again.body), (422, &r.body));
+    assert_eq!(pulls(&app).await, (1, 0));
+}
+
+async fn an_unavailable_bank_is_bank_unavailable_and_a_retry_may_try_again(app: TestApp) {
+    let user = app.user_with_bank_number("Kim", "1110000003").await;
+    let r = app
+        .assert_changes_nothing(charge_keyed(&app, &user, "k1", 10_000))
+        .await;
+    r.assert_error(503, "bank_unavailable");
+    assert_eq!(app.limit_used(&user).await, 0);
+    // Transient: the key was not used up; the retry reaches the bank again (and fails again).
+    let again = app
+        .assert_changes_nothing(charge_keyed(&app, &user, "k1", 10_000))
+        .await;
+    again.assert_error(503, "bank_unavailable");
+    assert_eq!(pulls(&app).await.1, 0);
+
+    // A bank outage on a healthy account: the same.
+    let healthy = app.user_with_bank("Lee").await;
+    app.set_bank_sim(json!({"error_rate": 1.0})).await;
+    app.assert_changes_nothing(app.charge(&healthy, 10_000))
+        .await
+        .assert_error(503, "bank_unavailable");
+    app.set_bank_sim(json!({"error_rate": 0.0})).await;
+    app.charge(&healthy, 10_000).await.assert_status(201);
+}
+
+async fn a_pull_that_times_out_untaken_moves_nothing_and_is_not_resent(app: TestApp) {
+    let user = app.user_with_bank_number("Kim", "1110000004").await;
+    let before = pulls(&app).await;
+    let r = app.assert_changes_nothing(app.charge(&user, 10_000)).await;
+    r.assert_error(503, "bank_unavailable");
+    let after = pulls(&app).await;
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 0),
+        "one pull, never resent after a timeout"
+    );
+    assert_eq!(app.limit_used(&user).await, 0);
+    assert_eq!(bank_balance(&app, &user).await, json!(100_000_000));
+}
+
+async fn a_pull_that_times_out_after_taking_is_found_by_the_status_inquiry(app: TestApp) {
+    let user = app.user_with_bank_number("Kim", "1110000005").await;
+    let r = app.charge(&user, 10_000).await;
+    assert_eq!(r.assert_status(201)["account"]["balance"], json!(10_000));
+    assert_eq!(pulls(&app).await, (1, 1), "the inquiry found it: no second pull");
+    assert_eq!(bank_balance(&app, &user).await, json!(99_990_000));
+    assert_eq!(app.limit_used(&user).await, 10_000);
+}
+
+async fn an_unknown_charge_is_resolved_by_recovery_and_replays_without_a_second_pull(app: TestApp) {
+    let user = app.user_with_bank_number("Kim", "1110000005").await;
+    app.set_bank_sim(json!({"inquiries_unavailable": true})).await;
+    let r = charge_keyed(&app, &user, "charge-unknown", 10_000).await;
+    r.assert_error(503, "bank_unavailable");
+    // The outcome is open: no money credited yet, the limit stays reserved, the key is held.
+    assert_eq!(app.balance(&user).await, 0);
+    assert_eq!(app.limit_used(&user).await, 10_000);
+    charge_keyed(&app, &user, "charge-unknown", 10_000)
+        .await
+        .assert_error(409, "conflict");
+
+    // Recovery leaves young charges to their request, then asks the bank.
+    app.set_bank_sim(json!({"inquiries_unavailable": false})).await;
+    assert_eq!(app.run_job("charge-recovery").await["processed"], json!(0));
+    app.advance_clock(61).await;
+    assert_eq!(app.run_job("charge-recovery").await["processed"], json!(1));
+    assert_eq!(
+        app.run_job("charge-recovery").await["processed"],
+        json!(0),
+        "resolved exactly once"
+    );
+    assert_eq!(app.balance(&user).await, 10_000);
+    assert_eq!(pulls(&app).await, (1, 1));
+
+    // The retry replays the completed charge; the bank is not asked to pull again.
+    let replay = charge_keyed(&app, &user, "charge-unknown", 10_000).await;
+    let replay = replay.assert_status(201);
+    assert_eq!(
+        (replay["status"].clone(), replay["amount"].clone()),
+        (json!("completed"), json!(10_000))
+    );
+    assert_eq!(pulls(&app).await, (1, 1));
+    assert_eq!(app.balance(&user).await, 10_000);
+}
+
+async fn an_unknown_auto_charge_lands_in_the_main_account_and_a_retry_transfers_it(app: TestApp) {
+    let kim = app.user_with_bank_number("Kim", "1110000005").await;
+    let lee = app.user("Lee").await;
+    app.set_bank_sim(json!({"inquiries_unavailable": true})).await;
+    let body = json!({"to_user_id": lee.id, "amount": 7_000});
+    let r = app
+        .post_keyed("/v1/transfers", &kim.token, "pay-lee", body.clone())
+        .await;
+    r.assert_error(503, "bank_unavailable");
+    assert_eq!((app.balance(&kim).await, app.balance(&lee).await), (0, 0));
+
+    app.set_bank_sim(json!({"inquiries_unavailable": false})).await;
+    app.advance_clock(61).await;
+    assert_eq!(app.run_job("charge-recovery").await["processed"], json!(1));
+    // The charged 10,000 stands as a normal charge; the transfer did not happen.
+    assert_eq!((app.balance(&kim).await, app.balance(&lee).await), (10_000, 0));
+
+    // The retry makes the transfer from that money, without charging again.
+    let retry = app.post_keyed("/v1/transfers", &kim.token, "pay-lee", body).await;
+    assert_eq!(retry.assert_status(201)["auto_charged"], json!(0));
+    assert_eq!((app.balance(&kim).await, app.balance(&lee).await), (3_000, 7_000));
+    assert_eq!(pulls(&app).await, (1, 1));
+    assert_eq!(app.limit_used(&kim).await, 10_000);
+}
+
+async fn an_unknown_charge_the_bank_never_took_gives_the_limit_back(app: TestApp) {
+    let user = app.user_with_bank_number("Kim", "1110000004").await;
+    app.set_bank_sim(json!({"inquiries_unavailable": true})).await;
+    charge_keyed(&app, &user, "k", 50_000)
+        .await
+        .assert_error(503, "bank_unavailable");
+    assert_eq!(app.limit_used(&user).await, 50_000);
+    app.set_bank_sim(json!({"inquiries_unavailable": false})).await;
+    app.advance_clock(61).await;
+    assert_eq!(app.run_job("charge-recovery").await["processed"], json!(1));
+    assert_eq!(app.limit_used(&user).await, 0);
+    assert_eq!(app.balance(&user).await, 0);
+    // The key is free again: the retry tries the bank afresh (and this account always times out).
+    charge_keyed(&app, &user, "k", 50_000)
+        .await
+        .assert_error(503, "bank_unavailable");
+    assert_eq!(pulls(&app).await, (2, 0));
+}
+
+async fn a_declined_auto_charge_fails_the_transfer_and_moves_nothing(app: TestApp) {
+    let kim = app.user_with_bank_number("Kim", "1110000002").await;
+    let lee = app.user("Lee").await;
+    let r = app.assert_changes_nothing(app.transfer(&kim, &lee, 5_000)).await;
+    r.assert_error(422, "bank_declined");
+    let unavailable = app.user_with_bank_number("Park", "1110000003").await;
+    app.assert_changes_nothing(app.transfer(&unavailable, &lee, 5_000))
+        .await
+        .assert_error(503, "bank_unavailable");
+    assert_eq!(app.balance(&lee).await, 0);
+}

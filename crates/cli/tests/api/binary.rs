@@ -1,1 +1,210 @@
-//! (being written)
+//! The `minipay` binary itself: `serve` on its embedded defaults, production mode's refusals,
+//! `migrate`, `sim bank` as the external bank of a server, and the midnight reset with the
+//! process in UTC.
+
+use crate::helpers::{Backend, TestApp, TestDb, minipay_bin, spawn_process, spawn_serve_process};
+use serde_json::json;
+
+#[tokio::test]
+async fn serve_runs_on_embedded_sqlite_and_the_built_in_bank_with_no_configuration() {
+    let dir = std::env::temp_dir().join(format!("minipay-defaults-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = tokio::process::Command::new(minipay_bin());
+    // Only the port is chosen, to avoid clashing with other tests: everything else is default.
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .env("MINIPAY_LOG", "warn");
+    for var in [
+        "MINIPAY_DATABASE_URL",
+        "MINIPAY_BANK_URL",
+        "MINIPAY_CLOCK",
+        "MINIPAY_MODE",
+        "MINIPAY_CONFIG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let base = {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        line.unwrap()
+            .split("listening on ")
+            .nth(1)
+            .expect("the listening line")
+            .trim()
+            .to_owned()
+    };
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/health/ready")).send().await.unwrap().status(),
+        200
+    );
+    let signup = json!({"email": "kim@example.com", "password": "password-123", "name": "Kim"});
+    let r = http
+        .post(format!("{base}/v1/users"))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(
+        dir.join("minipay.db").exists(),
+        "the embedded database is created in the working directory"
+    );
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = tokio::process::Command::new(minipay_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "expected minipay to refuse to start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn production_mode_refuses_generated_secrets_and_the_manual_clock() {
+    let db = format!(
+        "sqlite://{}",
+        std::env::temp_dir().join("minipay-prod-refusal.db").display()
+    );
+    let base = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--mode",
+        "production",
+        "--database-url",
+        db.as_str(),
+    ];
+    let err = refused(&base, &[]).await;
+    assert!(err.contains("MINIPAY_ADMIN_TOKEN"), "{err}");
+    let strong = "x".repeat(40);
+    let err = refused(
+        &base,
+        &[("MINIPAY_ADMIN_TOKEN", &strong), ("MINIPAY_JWT_SECRET", "short")],
+    )
+    .await;
+    assert!(err.contains("MINIPAY_JWT_SECRET"), "{err}");
+    let secrets = [
+        ("MINIPAY_ADMIN_TOKEN", strong.as_str()),
+        ("MINIPAY_JWT_SECRET", strong.as_str()),
+    ];
+    let err = refused(&[&base[..], &["--clock", "manual"]].concat(), &secrets).await;
+    assert!(err.contains("manual clock"), "{err}");
+}
+
+async fn migrate_applies_and_is_repeatable(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    for _ in 0..2 {
+        let out = tokio::process::Command::new(minipay_bin())
+            .args(["migrate", "--database-url", &db.url])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
+    }
+    db.remove().await;
+}
+
+/// The server's bank is `minipay sim bank` over HTTP: the open-banking client end to end.
+async fn a_server_uses_the_bank_simulator_over_http(backend: Backend) {
+    let (mut sim, sim_url) = spawn_process(&["sim", "bank", "--listen", "127.0.0.1:0"], &[]).await;
+    let Some(app) = spawn_serve_process(backend, &[("MINIPAY_BANK_URL", &sim_url)]).await else {
+        return;
+    };
+    let kim = app.user_with_bank("Kim").await;
+    let lee = app.user("Lee").await;
+    app.charge(&kim, 10_000).await.assert_status(201);
+    assert_eq!(
+        app.transfer(&kim, &lee, 15_000).await.assert_status(201)["auto_charged"],
+        json!(10_000)
+    );
+
+    let declined = app.user_with_bank_number("Park", "1110000002").await;
+    app.assert_changes_nothing(app.charge(&declined, 10_000))
+        .await
+        .assert_error(422, "bank_declined");
+    let timeout = app.user_with_bank_number("Choi", "1110000004").await;
+    app.assert_changes_nothing(app.charge(&timeout, 10_000))
+        .await
+        .assert_error(503, "bank_unavailable");
+    let taken = app.user_with_bank_number("Jung", "1110000005").await;
+    app.charge(&taken, 10_000).await.assert_status(201);
+    app.register_bank(&lee, "1110000009")
+        .await
+        .assert_error(422, "bank_declined");
+
+    // The knobs belong to the built-in simulator only.
+    app.admin_get("/v1/admin/bank-sim").await.assert_error(404, "not_found");
+    let stats: serde_json::Value = reqwest::get(format!("{sim_url}/admin/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["pulls_executed"], json!(3), "{stats}");
+    assert_eq!(stats["pulls"], json!(5), "one pull per charge, none resent: {stats}");
+
+    app.assert_invariants().await;
+    app.teardown().await;
+    let _ = sim.kill().await;
+}
+
+async fn the_limit_resets_at_seoul_midnight_with_the_process_in_utc(backend: Backend) {
+    let Some(app) = spawn_serve_process(backend, &[("TZ", "UTC")]).await else {
+        return;
+    };
+    limit_reset_scenario(&app).await;
+    app.assert_invariants().await;
+    app.teardown().await;
+}
+
+async fn limit_reset_scenario(app: &TestApp) {
+    app.set_clock("2026-11-21T14:59:30Z").await; // 23:59:30 in Seoul, 14:59:30 in the process's zone
+    let user = app.user_with_bank("Kim").await;
+    app.charge(&user, 3_000_000).await.assert_status(201);
+    app.charge(&user, 10_000)
+        .await
+        .assert_error(422, "daily_limit_exceeded");
+    app.advance_clock(30).await;
+    let limit = app.get("/v1/charge-limit", &user.token).await;
+    let limit = limit.assert_status(200);
+    assert_eq!(
+        (limit["date"].clone(), limit["used"].clone()),
+        (json!("2026-11-22"), json!(0))
+    );
+    assert_eq!(limit["resets_at"], json!("2026-11-22T15:00:00Z"));
+    app.charge(&user, 3_000_000).await.assert_status(201);
+}
+
+macro_rules! process_tests {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name(crate::helpers::Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() { super::$name(crate::helpers::Backend::Postgres).await }
+        }
+    )+};
+}
+
+process_tests!(
+    migrate_applies_and_is_repeatable,
+    a_server_uses_the_bank_simulator_over_http,
+    the_limit_resets_at_seoul_midnight_with_the_process_in_utc,
+);

@@ -165,3 +165,33 @@ async fn the_same_idempotency_key_ten_times_makes_one_transfer(app: TestApp) {
         .await
         .assert_status(201);
 }
+
+/// Two server instances on one database: transfers sent through both, against one hot
+/// receiver and between the same pair in both directions, all land exactly once.
+async fn two_instances_share_one_database(app: TestApp) {
+    use crate::helpers::{Backend, TestDb, start, test_settings};
+    if app.backend == Backend::Sqlite {
+        return; // the embedded database serves one process; several instances is a PostgreSQL setup
+    }
+    let second = start(app.backend, TestDb::borrow(app.db_url()), test_settings(app.db_url())).await;
+    let receiver = app.user("Receiver").await;
+    let senders = users(&app, 20, 10_000).await;
+    let sends = senders.iter().cloned().enumerate().map(|(i, s)| {
+        let via = if i % 2 == 0 { app.clone() } else { second.clone() };
+        let receiver = receiver.clone();
+        async move {
+            let first = via.transfer(&s, &receiver, 5_000).await;
+            let again = via.transfer(&s, &receiver, 5_000).await;
+            (first, again)
+        }
+    });
+    for (a, b) in join_all(sends).await {
+        a.assert_status(201);
+        b.assert_status(201);
+    }
+    assert_eq!(second.balance(&receiver).await, 200_000);
+    second.assert_invariants().await;
+    second.teardown().await;
+}
+
+on_both_backends!(two_instances_share_one_database);

@@ -43,8 +43,13 @@ pub struct TestDb {
 }
 
 enum Cleanup {
+    /// Another test app owns the database and removes it.
+    Borrowed,
     File(PathBuf),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 fn postgres_admin_url() -> String {
@@ -102,8 +107,17 @@ impl TestDb {
         }
     }
 
-    async fn remove(&self) {
+    /// The same database, for a second server instance; the first one removes it.
+    pub fn borrow(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            cleanup: Cleanup::Borrowed,
+        }
+    }
+
+    pub async fn remove(&self) {
         match &self.cleanup {
+            Cleanup::Borrowed => {}
             Cleanup::File(path) => {
                 for suffix in ["", "-wal", "-shm"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -143,7 +157,13 @@ pub struct TestApp {
 struct Running {
     db: TestDb,
     stop: Mutex<Option<oneshot::Sender<()>>>,
-    server: Mutex<Option<JoinHandle<anyhow::Result<()>>>>,
+    server: Mutex<Option<Server>>,
+}
+
+/// The server under test: in this process, or the real `minipay` binary as a child process.
+enum Server {
+    InProcess(JoinHandle<anyhow::Result<()>>),
+    Process(tokio::process::Child),
 }
 
 /// The settings every test server starts with: manual clock, no background recovery timer
@@ -191,13 +211,80 @@ pub async fn start(backend: Backend, db: TestDb, settings: Settings) -> TestApp 
         running: Arc::new(Running {
             db,
             stop: Mutex::new(Some(stop)),
-            server: Mutex::new(Some(server)),
+            server: Mutex::new(Some(Server::InProcess(server))),
         }),
     };
     if app.admin_get("/v1/admin/clock").await.status == 200 {
         app.set_clock(T0).await;
     }
     app
+}
+
+/// The path of the `minipay` binary cargo built for these tests.
+pub fn minipay_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_minipay")
+}
+
+/// Runs `minipay ARGS` as a child process and waits for its `listening on http://...` line.
+pub async fn spawn_process(args: &[&str], env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut cmd = tokio::process::Command::new(minipay_bin());
+    cmd.args(args)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("minipay starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let wait = async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                return addr.trim().to_owned();
+            }
+        }
+        panic!("minipay exited before listening");
+    };
+    let base = tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+        .await
+        .expect("listening within 60 s");
+    (child, base)
+}
+
+/// `minipay serve` as a child process on a fresh database of `backend`, on the manual clock,
+/// with `env` added to its environment. `None` when PostgreSQL is skipped.
+pub async fn spawn_serve_process(backend: Backend, env: &[(&str, &str)]) -> Option<TestApp> {
+    let db = TestDb::create(backend).await?;
+    let mut all = vec![
+        ("MINIPAY_LISTEN", "127.0.0.1:0"),
+        ("MINIPAY_DATABASE_URL", db.url.as_str()),
+        ("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("MINIPAY_JWT_SECRET", "test-jwt-secret-that-is-long-enough-0123"),
+        ("MINIPAY_CLOCK", "manual"),
+        ("MINIPAY_RECOVERY_INTERVAL_SECS", "0"),
+        ("MINIPAY_LOG", "warn"),
+    ];
+    all.extend_from_slice(env);
+    let (child, base) = spawn_process(&["serve"], &all).await;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let server = Mutex::new(Some(Server::Process(child)));
+    let app = TestApp {
+        base,
+        http,
+        backend,
+        running: Arc::new(Running {
+            db,
+            stop: Mutex::new(None),
+            server,
+        }),
+    };
+    app.set_clock(T0).await;
+    Some(app)
 }
 
 /// Runs a scenario on a fresh server, then audits the ledger and tears everything down.
@@ -285,8 +372,14 @@ impl TestApp {
             let _ = stop.send(());
         }
         let server = self.running.server.lock().unwrap().take();
-        if let Some(server) = server {
-            let _ = server.await;
+        match server {
+            Some(Server::InProcess(task)) => {
+                let _ = task.await;
+            }
+            Some(Server::Process(mut child)) => {
+                let _ = child.kill().await;
+            }
+            None => {}
         }
         self.running.db.remove().await;
     }

@@ -29,8 +29,15 @@ pub async fn run_job(
     State(app): State<AppState>,
     _admin: Admin,
     ApiPath(name): ApiPath<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Json<JobRunReport>> {
+    let body = body.map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(ServiceError::PayloadTooLarge)
+        } else {
+            crate::error::validation(r.body_text())
+        }
+    })?;
     // The body is optional: none means "now".
     let at = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -78,8 +85,8 @@ pub async fn set_clock(
     _admin: Admin,
     ApiJson(b): ApiJson<SetClockBody>,
 ) -> ApiResult<Json<ClockView>> {
-    manual_clock(&app)?.set(b.now);
-    get_clock(State(app), Admin).await
+    let now = manual_clock(&app)?.set(b.now).map_err(ServiceError::validation)?;
+    Ok(Json(ClockView { now }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -99,12 +106,13 @@ pub async fn advance_clock(
     ApiJson(b): ApiJson<AdvanceClockBody>,
 ) -> ApiResult<Json<ClockView>> {
     let clock = manual_clock(&app)?;
-    if b.seconds.abs() > CLOCK_ADVANCE_SECS_MAX {
+    if b.seconds.unsigned_abs() > CLOCK_ADVANCE_SECS_MAX.unsigned_abs() {
         return Err(ServiceError::validation("seconds must be within ten years").into());
     }
-    Ok(Json(ClockView {
-        now: clock.advance(SignedDuration::from_secs(b.seconds)),
-    }))
+    let now = clock
+        .advance(SignedDuration::from_secs(b.seconds))
+        .map_err(ServiceError::validation)?;
+    Ok(Json(ClockView { now }))
 }
 
 #[derive(Deserialize, ToSchema)]
