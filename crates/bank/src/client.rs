@@ -23,6 +23,8 @@ pub(crate) mod wire {
     /// Deposit transfer: the push.
     pub(crate) const DEPOSIT_PATH: &str = "/v2.0/transfer/deposit/fin_num";
     pub(crate) const TRANSFER_RESULT_PATH: &str = "/v2.0/transfer/result";
+    /// Voids a transfer id the bank has not executed (same bodies as the result inquiry).
+    pub(crate) const TRANSFER_CANCEL_PATH: &str = "/v2.0/transfer/cancel";
 
     pub(crate) const RSP_CODE_OK: &str = "A0000";
     pub(crate) const RSP_CODE_BAD_REQUEST: &str = "A0001";
@@ -243,6 +245,14 @@ impl Bank for HttpBank {
             bank_tran_id: tran_id.to_owned(),
         };
         let result: wire::TransferResultResponseBody = self.post(wire::TRANSFER_RESULT_PATH, &body).await?;
+        Ok(result.status)
+    }
+
+    async fn cancel_transfer(&self, tran_id: &str) -> Result<TransferStatus, BankError> {
+        let body = wire::TransferResultRequestBody {
+            bank_tran_id: tran_id.to_owned(),
+        };
+        let result: wire::TransferResultResponseBody = self.post(wire::TRANSFER_CANCEL_PATH, &body).await?;
         Ok(result.status)
     }
 }

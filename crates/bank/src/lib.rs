@@ -96,4 +96,9 @@ pub trait Bank: Send + Sync + 'static {
     async fn push(&self, req: &TransferRequest) -> Result<TransferReceipt, BankError>;
     /// The outcome of the transfer the platform sent under `tran_id`.
     async fn transfer_status(&self, tran_id: &str) -> Result<TransferStatus, BankError>;
+    /// Voids `tran_id` unless the bank already executed it; afterwards the bank refuses any
+    /// transfer under that id (a request still in flight will be declined when it arrives).
+    /// Answers `Failed` (void: no money moved, and none ever will) or `Completed` (too late:
+    /// it executed). This is what makes "the bank has no record of it" a safe conclusion.
+    async fn cancel_transfer(&self, tran_id: &str) -> Result<TransferStatus, BankError>;
 }

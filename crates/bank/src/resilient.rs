@@ -77,6 +77,15 @@ async fn deadline<T>(ms: u64, call: impl Future<Output = Result<T, BankError>>) 
         .unwrap_or(Err(BankError::Timeout))
 }
 
+/// A transfer whose answer made no sense may or may not have executed: treat it as a timeout
+/// (ask the status inquiry), never as a failure.
+fn unknown_if_garbled(e: BankError) -> BankError {
+    match e {
+        BankError::Protocol(_) => BankError::Timeout,
+        e => e,
+    }
+}
+
 #[async_trait]
 impl Bank for ResilientBank {
     async fn register_account(&self, req: &RegisterAccount) -> Result<FinAccount, BankError> {
@@ -93,24 +102,24 @@ impl Bank for ResilientBank {
         let res = self
             .with_retries(self.policy.transfer_timeout_ms, || self.inner.pull(req))
             .await;
-        res.map_err(|e| match e {
-            BankError::Protocol(_) => BankError::Timeout,
-            e => e,
-        })
+        res.map_err(unknown_if_garbled)
     }
 
     async fn push(&self, req: &TransferRequest) -> Result<TransferReceipt, BankError> {
         let res = self
             .with_retries(self.policy.transfer_timeout_ms, || self.inner.push(req))
             .await;
-        res.map_err(|e| match e {
-            BankError::Protocol(_) => BankError::Timeout,
-            e => e,
-        })
+        res.map_err(unknown_if_garbled)
     }
 
     async fn transfer_status(&self, tran_id: &str) -> Result<TransferStatus, BankError> {
         self.with_retries(self.policy.inquiry_timeout_ms, || self.inner.transfer_status(tran_id))
+            .await
+    }
+
+    async fn cancel_transfer(&self, tran_id: &str) -> Result<TransferStatus, BankError> {
+        // Safe to repeat: voiding a voided id changes nothing.
+        self.with_retries(self.policy.inquiry_timeout_ms, || self.inner.cancel_transfer(tran_id))
             .await
     }
 }

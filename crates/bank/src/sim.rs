@@ -55,6 +55,9 @@ pub struct SimFaults {
     /// Status inquiries answer Unavailable: with `0005` accounts this leaves a pull's outcome
     /// unknown to the caller, for exercising recovery.
     pub inquiries_unavailable: bool,
+    /// Pulls are lost on the way: the bank never sees them (nothing recorded, nothing moved)
+    /// and the caller times out. Only the status inquiry and a cancel can settle such a pull.
+    pub pulls_lost: bool,
 }
 
 impl SimFaults {
@@ -80,6 +83,7 @@ pub struct SimStats {
     pub pushes: u64,
     pub pushes_executed: u64,
     pub status_inquiries: u64,
+    pub cancels: u64,
 }
 
 /// What the bank does with an account, chosen by the account number's last digits.
@@ -156,6 +160,15 @@ enum TransferKind {
 struct Account {
     behaviour: AccountBehaviour,
     balance_won: i64,
+    /// The holder's name as first registered; later registrations must match it (the
+    /// simulator's stand-in for the bank's real-name check).
+    holder_name: Option<String>,
+}
+
+/// Holder names compare without case and surrounding or repeated spaces.
+fn same_holder(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    norm(a) == norm(b)
 }
 
 /// A transfer the bank processed; a repeat of its `tran_id` gets `outcome` again.
@@ -272,7 +285,14 @@ impl SimState {
         {
             return Err(BankError::Declined("registration refused".into()));
         }
-        account(&mut self.accounts, &fintech_use_num)?;
+        let account = account(&mut self.accounts, &fintech_use_num)?;
+        match &account.holder_name {
+            Some(holder) if !same_holder(holder, &req.holder_name) => {
+                return Err(BankError::Declined("the account holder's name does not match".into()));
+            }
+            Some(_) => {}
+            None => account.holder_name = Some(req.holder_name.trim().to_owned()),
+        }
         Ok(FinAccount { fintech_use_num })
     }
 
@@ -294,6 +314,16 @@ impl SimState {
             .map_or(TransferStatus::NotFound, |t| t.status))
     }
 
+    fn cancel(&mut self, tran_id: &str) -> Result<TransferStatus, BankError> {
+        self.stats.cancels += 1;
+        self.injected_outage()?;
+        let record = self
+            .transfers
+            .entry(tran_id.to_owned())
+            .or_insert_with(|| TransferRecord::failed(BankError::Declined("the transfer was canceled".into())));
+        Ok(record.status)
+    }
+
     fn transfer(&mut self, kind: TransferKind, req: &TransferRequest) -> Result<TransferReceipt, BankError> {
         match kind {
             TransferKind::Pull => {
@@ -303,6 +333,9 @@ impl SimState {
             TransferKind::Push => self.stats.pushes += 1,
         }
         self.injected_outage()?;
+        if kind == TransferKind::Pull && self.faults.pulls_lost {
+            return Err(BankError::Timeout);
+        }
         if let Some(seen) = self.transfers.get(&req.tran_id) {
             return seen.outcome.clone();
         }
@@ -381,6 +414,7 @@ fn account<'a>(
     Ok(accounts.entry(fintech_use_num.to_owned()).or_insert_with(|| Account {
         behaviour,
         balance_won: behaviour.initial_balance_won(),
+        holder_name: None,
     }))
 }
 
@@ -432,6 +466,7 @@ impl BankSimulator {
             .route(wire::WITHDRAW_PATH, post(http_pull))
             .route(wire::DEPOSIT_PATH, post(http_push))
             .route(wire::TRANSFER_RESULT_PATH, post(http_transfer_result))
+            .route(wire::TRANSFER_CANCEL_PATH, post(http_transfer_cancel))
             .route(ADMIN_FAULTS_PATH, get(http_faults).put(http_set_faults))
             .route(ADMIN_STATS_PATH, get(http_stats))
             .with_state(self)
@@ -495,6 +530,10 @@ impl Bank for BankSimulator {
 
     async fn transfer_status(&self, tran_id: &str) -> Result<TransferStatus, BankError> {
         self.read(|state| state.transfer_status(tran_id)).await
+    }
+
+    async fn cancel_transfer(&self, tran_id: &str) -> Result<TransferStatus, BankError> {
+        self.read(|state| state.cancel(tran_id)).await
     }
 }
 
@@ -627,6 +666,21 @@ async fn http_transfer_result(
                 status,
             }),
     )
+}
+
+async fn http_transfer_cancel(
+    State(sim): SimHandle,
+    body: Result<Json<wire::TransferResultRequestBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_request(rejection.body_text()),
+    };
+    let status = sim.cancel_transfer(&body.bank_tran_id).await;
+    respond(status.map(|status| wire::TransferResultResponseBody {
+        rsp_code: wire::RSP_CODE_OK.into(),
+        status,
+    }))
 }
 
 async fn http_faults(State(sim): SimHandle) -> Json<SimFaults> {

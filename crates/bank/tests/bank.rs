@@ -59,6 +59,9 @@ on_both_transports!(
     slow_balance_inquiry_times_out_under_policy,
     slow_pull_commits_before_answering,
     resilient_retry_after_unavailable_pulls_once,
+    cancel_voids_an_unexecuted_transfer_for_good,
+    cancel_after_execution_reports_completed,
+    registration_checks_the_holder_name,
 );
 
 fn register_request(account_number: &str) -> RegisterAccount {
@@ -91,6 +94,42 @@ async fn balance(bank: &Arc<dyn Bank>, fintech_use_num: &str) -> i64 {
 
 async fn status(bank: &Arc<dyn Bank>, tran_id: &str) -> TransferStatus {
     bank.transfer_status(tran_id).await.expect("status inquiry")
+}
+
+async fn cancel_voids_an_unexecuted_transfer_for_good(bank: Arc<dyn Bank>, sim: Arc<BankSimulator>) {
+    let fin = register(&bank, NORMAL_ACCOUNT).await;
+    // Never seen: the cancel voids the id, and a pull arriving later under it is refused.
+    assert_eq!(bank.cancel_transfer("T-late").await.unwrap(), TransferStatus::Failed);
+    assert_eq!(status(&bank, "T-late").await, TransferStatus::Failed);
+    let late = bank.pull(&transfer("T-late", &fin, 10_000)).await;
+    assert!(matches!(late, Err(BankError::Declined(_))), "{late:?}");
+    assert_eq!(balance(&bank, &fin).await, INITIAL_BALANCE_WON);
+    assert_eq!(sim.stats().pulls_executed, 0);
+    // Cancelling again changes nothing.
+    assert_eq!(bank.cancel_transfer("T-late").await.unwrap(), TransferStatus::Failed);
+    assert_eq!(sim.stats().cancels, 2);
+}
+
+async fn cancel_after_execution_reports_completed(bank: Arc<dyn Bank>, sim: Arc<BankSimulator>) {
+    let fin = register(&bank, NORMAL_ACCOUNT).await;
+    bank.pull(&transfer("T-done", &fin, 10_000)).await.unwrap();
+    assert_eq!(bank.cancel_transfer("T-done").await.unwrap(), TransferStatus::Completed);
+    assert_eq!(status(&bank, "T-done").await, TransferStatus::Completed);
+    assert_eq!(balance(&bank, &fin).await, INITIAL_BALANCE_WON - 10_000);
+    assert_eq!(sim.stats().pulls_executed, 1);
+}
+
+async fn registration_checks_the_holder_name(bank: Arc<dyn Bank>, _sim: Arc<BankSimulator>) {
+    register(&bank, NORMAL_ACCOUNT).await; // as "Kim"
+    let mut other = register_request(NORMAL_ACCOUNT);
+    other.holder_name = "  kim ".into();
+    assert!(
+        bank.register_account(&other).await.is_ok(),
+        "case and spaces do not matter"
+    );
+    other.holder_name = "Lee".into();
+    let refused = bank.register_account(&other).await;
+    assert!(matches!(refused, Err(BankError::Declined(_))), "{refused:?}");
 }
 
 async fn registration_normal_and_refused(bank: Arc<dyn Bank>, sim: Arc<BankSimulator>) {

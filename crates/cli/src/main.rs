@@ -79,6 +79,9 @@ struct ServeArgs {
     /// `manual` enables the manual clock (refused in production mode) [default: system].
     #[arg(long, env = "MINIPAY_CLOCK", value_enum)]
     clock: Option<ClockArg>,
+    /// Where the manual clock starts, RFC 3339 [default: the system time at start].
+    #[arg(long, env = "MINIPAY_CLOCK_START")]
+    clock_start: Option<jiff::Timestamp>,
     /// `production` refuses generated secrets and the manual clock [default: dev].
     #[arg(long, env = "MINIPAY_MODE", value_enum)]
     mode: Option<ModeArg>,
@@ -104,6 +107,7 @@ impl ServeArgs {
                 ClockArg::System => ClockKind::System,
                 ClockArg::Manual => ClockKind::Manual,
             }),
+            clock_start: self.clock_start,
             mode: self.mode.map(|m| match m {
                 ModeArg::Dev => RunMode::Dev,
                 ModeArg::Production => RunMode::Production,

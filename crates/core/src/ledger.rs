@@ -4,7 +4,7 @@
 
 use crate::ids::{AccountId, EntryId, JournalId, UserId};
 use crate::money::Amount;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -274,6 +274,8 @@ pub struct AccountBalance {
     pub posted: i64,
     /// Money held by open pending transfers out of the account.
     pub pending_out: i64,
+    /// When the account's latest entry happened: a new entry is never earlier.
+    pub last_entry_at: Option<Timestamp>,
 }
 
 impl AccountBalance {
@@ -339,7 +341,11 @@ impl LockedAccounts {
 
     /// Applies `draft` if every user account it touches stays at or above zero available.
     /// Panics if the caller did not lock an account the journal touches (a programming error).
-    pub fn post(&mut self, draft: &JournalDraft, id: JournalId, at: Timestamp) -> Result<PostedJournal, LedgerError> {
+    ///
+    /// The journal happens at `now`, or just after the latest entry of any account it touches
+    /// if that is later (another instance's clock may run ahead of ours), so each account's
+    /// entries are strictly ordered in time in the order its balance changed.
+    pub fn post(&mut self, draft: &JournalDraft, id: JournalId, now: Timestamp) -> Result<PostedJournal, LedgerError> {
         // Check every posting first so that a failure leaves the balances untouched.
         for p in draft.postings() {
             let acct = self.locked(p.account_id);
@@ -348,12 +354,19 @@ impl LockedAccounts {
                 return Err(LedgerError::InsufficientFunds(p.account_id));
             }
         }
+        let at = draft
+            .postings()
+            .iter()
+            .filter_map(|p| self.locked(p.account_id).last_entry_at)
+            .map(|last| last + SignedDuration::from_micros(1))
+            .fold(now, Timestamp::max);
         let entries = draft
             .postings()
             .iter()
             .map(|p| {
                 let acct = &mut self.accounts.get_mut(&p.account_id).expect("checked").1;
                 acct.posted += p.delta;
+                acct.last_entry_at = Some(at);
                 Entry {
                     id: EntryId::new(),
                     account_id: p.account_id,
@@ -400,6 +413,7 @@ mod tests {
             kind: AccountKind::Main,
             posted,
             pending_out,
+            last_entry_at: None,
         }
     }
 
@@ -464,6 +478,7 @@ mod tests {
             kind: AccountKind::System,
             posted: 0,
             pending_out: 0,
+            last_entry_at: None,
         };
         let mut locked = LockedAccounts::new([a, settlement]);
         locked
@@ -484,6 +499,27 @@ mod tests {
         let mut locked = LockedAccounts::new([a]);
         let j = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(1));
         let _ = locked.post(&j, JournalId::new(), now());
+    }
+
+    #[test]
+    fn entries_never_go_back_in_time_on_an_account() {
+        // Another instance wrote the receiver's last entry with a clock 5 ms ahead of ours.
+        let ahead: Timestamp = "2026-11-21T00:00:00.005Z".parse().unwrap();
+        let a = user_account(10, 0);
+        let b = AccountBalance {
+            last_entry_at: Some(ahead),
+            ..user_account(0, 0)
+        };
+        let mut locked = LockedAccounts::new([a, b]);
+        let j = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(1));
+        let first = locked.post(&j, JournalId::new(), now()).unwrap();
+        assert_eq!(first.occurred_at, "2026-11-21T00:00:00.005001Z".parse().unwrap());
+        let second = locked.post(&j, JournalId::new(), now()).unwrap();
+        assert!(
+            second.occurred_at > first.occurred_at,
+            "strictly after the previous entry"
+        );
+        assert_eq!(locked.get(a.id).unwrap().last_entry_at, Some(second.occurred_at));
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub const MANUAL_CLOCK_YEARS: std::ops::Range<i16> = 2000..2100;
 #[error("the manual clock must stay between {}-01-01 and {}-01-01", MANUAL_CLOCK_YEARS.start, MANUAL_CLOCK_YEARS.end)]
 pub struct ClockRangeError;
 
+/// Checks that an instant given from outside (the manual clock, a job's "as of") lies within
+/// `MANUAL_CLOCK_YEARS`, truncated to microseconds.
+pub fn plausible_instant(ts: Timestamp) -> Result<Timestamp, ClockRangeError> {
+    in_manual_range(ts)
+}
+
 fn in_manual_range(ts: Timestamp) -> Result<Timestamp, ClockRangeError> {
     let year = ts.to_zoned(TimeZone::UTC).year();
     if MANUAL_CLOCK_YEARS.contains(&year) {

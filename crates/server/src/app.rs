@@ -58,7 +58,8 @@ impl Application {
         let (clock, manual_clock): (Arc<dyn Clock>, _) = match settings.clock {
             ClockKind::System => (Arc::new(SystemClock), None),
             ClockKind::Manual => {
-                let manual = Arc::new(ManualClock::new(SystemClock.now()));
+                let start = settings.clock_start.unwrap_or_else(|| SystemClock.now());
+                let manual = Arc::new(ManualClock::new(start));
                 (manual.clone(), Some(manual))
             }
         };

@@ -35,6 +35,8 @@ pub struct Settings {
     /// Signs access tokens; generated in dev mode when unset.
     pub jwt_secret: Option<Secret>,
     pub clock: ClockKind,
+    /// Where the manual clock starts (default: the system time at start).
+    pub clock_start: Option<jiff::Timestamp>,
     pub mode: RunMode,
     /// Base URL of an external open-banking API; unset = the built-in bank simulator.
     pub bank_url: Option<String>,
@@ -52,6 +54,7 @@ impl Default for Settings {
             admin_token: None,
             jwt_secret: None,
             clock: ClockKind::System,
+            clock_start: None,
             mode: RunMode::Dev,
             bank_url: None,
             recovery_interval_secs: 30,
@@ -137,6 +140,7 @@ pub struct SettingsLayer {
     pub admin_token: Option<String>,
     pub jwt_secret: Option<String>,
     pub clock: Option<ClockKind>,
+    pub clock_start: Option<jiff::Timestamp>,
     pub mode: Option<RunMode>,
     pub bank_url: Option<String>,
     pub recovery_interval_secs: Option<u64>,
@@ -159,6 +163,7 @@ impl SettingsLayer {
             admin_token: self.admin_token.or(lower.admin_token),
             jwt_secret: self.jwt_secret.or(lower.jwt_secret),
             clock: self.clock.or(lower.clock),
+            clock_start: self.clock_start.or(lower.clock_start),
             mode: self.mode.or(lower.mode),
             bank_url: self.bank_url.or(lower.bank_url),
             recovery_interval_secs: self.recovery_interval_secs.or(lower.recovery_interval_secs),
@@ -176,6 +181,7 @@ impl SettingsLayer {
             admin_token: non_empty(self.admin_token).map(Secret::new),
             jwt_secret: non_empty(self.jwt_secret).map(Secret::new),
             clock: self.clock.unwrap_or(d.clock),
+            clock_start: self.clock_start.or(d.clock_start),
             mode: self.mode.unwrap_or(d.mode),
             bank_url: non_empty(self.bank_url),
             recovery_interval_secs: self.recovery_interval_secs.unwrap_or(d.recovery_interval_secs),

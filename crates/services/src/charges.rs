@@ -108,12 +108,20 @@ impl Wallet {
         outcome
     }
 
+    /// Finds out from the bank what became of `tran_id`. "No record" is not an answer — the
+    /// pull may still be on its way — so it is turned into one by voiding the id: once the
+    /// bank confirms the void, the pull can never execute, and "not taken" is final.
     async fn ask_bank(&self, tran_id: &str) -> ChargeOutcome {
+        let not_taken =
+            || ChargeOutcome::NotTaken(BankError::Unavailable("the bank did not complete the transfer".into()));
         match self.bank.transfer_status(tran_id).await {
             Ok(TransferStatus::Completed) => ChargeOutcome::Taken,
-            Ok(TransferStatus::Failed | TransferStatus::NotFound) => {
-                ChargeOutcome::NotTaken(BankError::Unavailable("the bank did not complete the transfer".into()))
-            }
+            Ok(TransferStatus::Failed) => not_taken(),
+            Ok(TransferStatus::NotFound) => match self.bank.cancel_transfer(tran_id).await {
+                Ok(TransferStatus::Completed) => ChargeOutcome::Taken,
+                Ok(TransferStatus::Failed | TransferStatus::NotFound) => not_taken(),
+                Ok(TransferStatus::Processing) | Err(_) => ChargeOutcome::Unknown,
+            },
             Ok(TransferStatus::Processing) | Err(_) => ChargeOutcome::Unknown,
         }
     }
@@ -135,6 +143,14 @@ impl Wallet {
             .resolve_charge(charge.id, ChargeStatus::Completed, None, Some(journal_id), now)
             .await?
         {
+            let now_status = tx.charge(charge.id).await?.map(|c| c.status);
+            if now_status == Some(ChargeStatus::Failed) {
+                // Cannot happen while the bank honours voids: a charge is failed only after the
+                // bank said the money was not (and never will be) taken. If it does, a person
+                // must reconcile it with the bank.
+                metrics::counter!("minipay_charge_conflicts_total").increment(1);
+                tracing::error!(charge = %charge.id, "the bank reports money taken for a charge already failed");
+            }
             return Ok(None);
         }
         let owner = Party {
@@ -186,10 +202,7 @@ impl Wallet {
             Ok(started) => started,
             Err(e) => return conclude(tx, me, idem.as_ref(), 201, Err(e)).await,
         };
-        if let Some(req) = &idem {
-            tx.attach_charge_to_key(me, req.key(), started.charge.id).await?;
-        }
-        tx.commit().await?;
+        self.commit_intent(tx, me, idem.as_ref(), &started).await?;
 
         // 2. Call the bank with no transaction open.
         let outcome = self.pull(&started).await;
@@ -207,7 +220,7 @@ impl Wallet {
                     .await?
                 else {
                     tx.rollback().await?;
-                    return Err(settled_elsewhere());
+                    return self.charge_settled_elsewhere(me, charge, idem.as_ref()).await;
                 };
                 tx.write_postings(&locked, std::slice::from_ref(&posted)).await?;
                 let view = self.charge_view_in(&mut tx, charge).await?;
@@ -239,6 +252,22 @@ impl Wallet {
             .ok_or_else(|| ServiceError::InvalidState("register a bank account before charging".into()))?;
         self.start_charge_in(tx, &user, bank, amount, ChargePurpose::Charge)
             .await
+    }
+
+    /// Commits a recorded charge intent, noting it on the request's idempotency key so that
+    /// whoever resolves the charge can settle the key too.
+    pub(crate) async fn commit_intent(
+        &self,
+        mut tx: Session,
+        me: UserId,
+        idem: Option<&IdempotentRequest>,
+        started: &StartedCharge,
+    ) -> ServiceResult<()> {
+        if let Some(req) = idem {
+            tx.attach_charge_to_key(me, req.key(), started.charge.id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Ends a request whose pull certainly did not take money: a decline is final (stored
@@ -292,8 +321,14 @@ impl Wallet {
             let Some(last) = batch.last() else { break };
             cursor = Some((last.created_at, last.id));
             for charge in &batch {
-                if self.recover_charge(charge).await? {
-                    resolved += 1;
+                // One charge that cannot be resolved now must not hold up the others.
+                match self.recover_charge(charge).await {
+                    Ok(true) => resolved += 1,
+                    Ok(false) => {}
+                    Err(e) => {
+                        metrics::counter!("minipay_charge_recovery_errors_total").increment(1);
+                        tracing::error!(charge = %charge.id, error = ?e, "charge recovery failed; will retry");
+                    }
                 }
             }
             if batch.len() < self.recovery.batch_max as usize {
@@ -365,6 +400,29 @@ impl Wallet {
         Ok(())
     }
 
+    /// The recovery step resolved this request's charge first (possible when instances'
+    /// clocks disagree). If the money landed, the answer is the completed charge — recovery
+    /// stored it under the key — otherwise the charge failed and nothing moved.
+    async fn charge_settled_elsewhere(
+        &self,
+        me: UserId,
+        charge: &Charge,
+        idem: Option<&IdempotentRequest>,
+    ) -> ServiceResult<Reply<ChargeView>> {
+        let mut tx = self.store.begin().await?;
+        let status = tx.charge(charge.id).await?.map(|c| c.status);
+        if status != Some(ChargeStatus::Completed) {
+            return Err(settled_elsewhere());
+        }
+        if let Some(stored) = claim(&mut tx, me, idem, self.clock.now()).await? {
+            return Ok(Reply::Replayed(stored));
+        }
+        // No key (or its record is gone): answer with the charge as it stands.
+        let view = self.charge_view_in(&mut tx, charge).await?;
+        tx.rollback().await?;
+        Ok(Reply::Fresh(view))
+    }
+
     async fn charge_view_in(&self, tx: &mut Session, charge: &Charge) -> ServiceResult<ChargeView> {
         let main = tx.account(charge.account_id).await?.context("main account exists")?;
         let limit = tx.charge_limit(charge.user_id, charge.business_date).await?;
@@ -379,7 +437,7 @@ impl Wallet {
 }
 
 pub(crate) fn settled_elsewhere() -> ServiceError {
-    ServiceError::BankUnavailable("the charge was settled by the recovery step meanwhile; check your balance".into())
+    ServiceError::BankUnavailable("the bank did not complete the charge; nothing was charged".into())
 }
 
 pub(crate) fn failure_code(e: &BankError) -> &'static str {

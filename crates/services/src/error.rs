@@ -121,11 +121,15 @@ impl ServiceError {
     }
 
     /// Whether a request that ended with this error has a final answer worth replaying
-    /// under its idempotency key. Transient failures are not stored: the client may retry.
+    /// under its idempotency key.
+    ///
+    /// Stored: the refusals of a money decision (`insufficient_funds`, `daily_limit_exceeded`,
+    /// `bank_declined`). Not stored: bad or unknown input, wrong state, conflicts and transient
+    /// failures — a corrected retry under the same key runs afresh.
     pub fn is_final(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            Self::BankUnavailable(_) | Self::Internal(_) | Self::RateLimited | Self::Conflict(_)
+            Self::InsufficientFunds(_) | Self::DailyLimitExceeded(_) | Self::BankDeclined(_)
         )
     }
 

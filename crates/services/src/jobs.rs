@@ -3,6 +3,7 @@
 use crate::Wallet;
 use crate::error::{ServiceError, ServiceResult};
 use jiff::Timestamp;
+use minipay_core::time::plausible_instant;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -25,7 +26,14 @@ pub struct JobRunReport {
 impl Wallet {
     /// Runs job `name` as of `at`.
     #[tracing::instrument(name = "minipay.jobs.run", skip(self), err)]
+    ///
+    /// `at` may not be in the future: a job run ahead of time would cut short the windows
+    /// that protect work still in progress (a pull's grace period, a key's retention).
     pub async fn run_job(&self, name: &str, at: Timestamp) -> ServiceResult<JobRunReport> {
+        let at = plausible_instant(at).map_err(ServiceError::validation)?;
+        if at > self.clock.now() {
+            return Err(ServiceError::validation("at must not be in the future"));
+        }
         let processed = match name {
             "charge-recovery" => self.recover_charges(at).await?,
             "idempotency-cleanup" => self.purge_idempotency_keys(at).await?,

@@ -7,7 +7,7 @@ use crate::idempotency::{IdempotentRequest, Reply, claim, conclude};
 use crate::pagination::{decode_cursor, encode_cursor};
 use crate::views::{Page, TransferView};
 use anyhow::Context;
-use minipay_core::charge::{ChargePurpose, auto_charge_amount};
+use minipay_core::charge::{ChargePurpose, ChargeStatus, auto_charge_amount};
 use minipay_core::ledger::PostedJournal;
 use minipay_core::ledger::{AccountKind, LedgerError, LockedAccounts, Party, SystemAccount, transfer_journal};
 use minipay_core::request::{PageLimit, bounded_text};
@@ -88,6 +88,14 @@ pub struct TransferListFilter {
     pub status: Option<TransferStatus>,
 }
 
+/// How one attempt at a transfer ended.
+#[allow(clippy::large_enum_variant)] // returned once per request, never stored
+enum Attempt {
+    Done(Reply<TransferView>),
+    /// Its auto-charge was completed by the recovery step: try again from the money now there.
+    FundedElsewhere,
+}
+
 /// Sender and receiver of a transfer being made.
 struct Sides {
     sender: User,
@@ -111,13 +119,31 @@ impl Wallet {
         req: TransferRequest,
         idem: Option<IdempotentRequest>,
     ) -> ServiceResult<Reply<TransferView>> {
-        let mut tx = self.store.begin().await?;
-        if let Some(stored) = claim(&mut tx, me, idem.as_ref(), self.clock.now()).await? {
-            return Ok(Reply::Replayed(stored));
+        match self.try_transfer(me, &req, idem.as_ref()).await? {
+            Attempt::Done(reply) => Ok(reply),
+            // The auto-charge landed in the main account through the recovery step, which
+            // released the key: the transfer is made from that money (no second charge).
+            Attempt::FundedElsewhere => match self.try_transfer(me, &req, idem.as_ref()).await? {
+                Attempt::Done(reply) => Ok(reply),
+                Attempt::FundedElsewhere => Err(settled_elsewhere()),
+            },
         }
-        let sides = match self.transfer_sides(&mut tx, me, &req).await {
+    }
+
+    async fn try_transfer(
+        &self,
+        me: UserId,
+        req: &TransferRequest,
+        idem: Option<&IdempotentRequest>,
+    ) -> ServiceResult<Attempt> {
+        let reply = |r: ServiceResult<Reply<TransferView>>| r.map(Attempt::Done);
+        let mut tx = self.store.begin().await?;
+        if let Some(stored) = claim(&mut tx, me, idem, self.clock.now()).await? {
+            return Ok(Attempt::Done(Reply::Replayed(stored)));
+        }
+        let sides = match self.transfer_sides(&mut tx, me, req).await {
             Ok(sides) => sides,
-            Err(e) => return conclude(tx, me, idem.as_ref(), 201, Err(e)).await,
+            Err(e) => return reply(conclude(tx, me, idem, 201, Err(e)).await),
         };
         let mut locked = tx.lock_accounts(sides.accounts()).await?;
         let available = locked
@@ -126,8 +152,13 @@ impl Wallet {
             .available();
         let Some(shortfall) = auto_charge_amount(available, req.amount) else {
             // Enough money: the whole transfer is this one transaction.
-            let result = self.post_transfer_in(&mut tx, &mut locked, &sides, &req, None).await;
-            return conclude(tx, me, idem.as_ref(), 201, result).await;
+            let posted = self
+                .apply_transfer(&mut locked, &sides, req)
+                .expect("available covers the amount");
+            let view = self
+                .write_transfer(&mut tx, &locked, &sides, req, &[posted], None)
+                .await?;
+            return reply(conclude(tx, me, idem, 201, Ok(view)).await);
         };
 
         // Short: record an auto-charge of the rounded shortfall, then call the bank outside
@@ -143,12 +174,9 @@ impl Wallet {
         };
         let started = match started {
             Ok(started) => started,
-            Err(e) => return conclude(tx, me, idem.as_ref(), 201, Err(e)).await,
+            Err(e) => return reply(conclude(tx, me, idem, 201, Err(e)).await),
         };
-        if let Some(req) = &idem {
-            tx.attach_charge_to_key(me, req.key(), started.charge.id).await?;
-        }
-        tx.commit().await?;
+        self.commit_intent(tx, me, idem, &started).await?;
 
         let outcome = self.pull(&started).await;
 
@@ -168,30 +196,37 @@ impl Wallet {
                     .await?
                 else {
                     tx.rollback().await?;
-                    return Err(settled_elsewhere());
+                    let status = self.store.read().await?.charge(charge.id).await?.map(|c| c.status);
+                    return match status {
+                        Some(ChargeStatus::Completed) => Ok(Attempt::FundedElsewhere),
+                        _ => Err(settled_elsewhere()),
+                    };
                 };
-                let result = self
-                    .post_transfer_in(&mut tx, &mut locked, &sides, &req, Some((charge, &charge_posted)))
-                    .await;
-                if result.is_err() {
-                    // The charge landed but another payment spent the money meanwhile: the
-                    // charge stands as a normal charge in the sender's main account.
-                    tx.write_postings(&locked, std::slice::from_ref(&charge_posted)).await?;
-                }
-                let result = result.map_err(|_| {
-                    ServiceError::InsufficientFunds(format!(
-                        "{} won was charged from your bank account and is in your main account, but another payment \
-                         used the money meanwhile, so the transfer was not made",
-                        charge.amount.won()
-                    ))
-                });
-                conclude(tx, me, idem.as_ref(), 201, result).await
+                let result = match self.apply_transfer(&mut locked, &sides, req) {
+                    Ok(posted) => {
+                        let journals = [charge_posted, posted];
+                        Ok(self
+                            .write_transfer(&mut tx, &locked, &sides, req, &journals, Some(charge))
+                            .await?)
+                    }
+                    Err(LedgerError::InsufficientFunds(_)) => {
+                        // The charge landed but another payment spent the money meanwhile: the
+                        // charge stands as a normal charge in the sender's main account.
+                        tx.write_postings(&locked, std::slice::from_ref(&charge_posted)).await?;
+                        Err(ServiceError::InsufficientFunds(format!(
+                            "{} won was charged from your bank account and is in your main account, but another \
+                             payment used the money meanwhile, so the transfer was not made",
+                            charge.amount.won()
+                        )))
+                    }
+                };
+                reply(conclude(tx, me, idem, 201, result).await)
             }
             ChargeOutcome::NotTaken(e) => {
                 self.fail_charge_in(&mut tx, charge, failure_code(&e)).await?;
-                self.finish_not_taken(tx, me, idem.as_ref(), e).await
+                reply(self.finish_not_taken(tx, me, idem, e).await)
             }
-            ChargeOutcome::Unknown => self.leave_unknown(tx, charge).await,
+            ChargeOutcome::Unknown => reply(self.leave_unknown(tx, charge).await),
         }
     }
 
@@ -223,19 +258,16 @@ impl Wallet {
         Ok(Sides { sender, receiver })
     }
 
-    /// Applies the transfer to the locked balances and writes it (with the charge that
-    /// funded it, if any). Fails with `insufficient_funds` before writing anything.
-    async fn post_transfer_in(
+    /// Applies the transfer to the locked balances, in memory; on `InsufficientFunds` the
+    /// balances are untouched and nothing has been written.
+    fn apply_transfer(
         &self,
-        tx: &mut Session,
         locked: &mut LockedAccounts,
         sides: &Sides,
         req: &TransferRequest,
-        funded_by: Option<(&Charge, &PostedJournal)>,
-    ) -> ServiceResult<TransferView> {
-        let now = self.clock.now();
+    ) -> Result<PostedJournal, LedgerError> {
         let (sender, receiver) = (&sides.sender, &sides.receiver);
-        let display_name = req.display_name.clone().unwrap_or_else(|| sender.name.clone());
+        let display_name = req.display_name.as_deref().unwrap_or(&sender.name);
         let from = Party {
             user_id: sender.id,
             account_id: sender.main_account_id,
@@ -246,16 +278,24 @@ impl Wallet {
             account_id: receiver.main_account_id,
             name: receiver.name.clone(),
         };
-        let journal = transfer_journal(&from, &to, &display_name, req.memo.clone(), req.amount);
-        let posted = locked
-            .post(&journal, JournalId::new(), now)
-            .map_err(|LedgerError::InsufficientFunds(_)| {
-                ServiceError::InsufficientFunds("not enough available money".into())
-            })?;
-        let mut journals = Vec::with_capacity(2);
-        journals.extend(funded_by.map(|(_, j)| j.clone()));
-        journals.push(posted);
-        tx.write_postings(locked, &journals).await?;
+        let journal = transfer_journal(&from, &to, display_name, req.memo.clone(), req.amount);
+        locked.post(&journal, JournalId::new(), self.clock.now())
+    }
+
+    /// Writes an applied transfer: the balances, its journal (last in `journals`, after the
+    /// charge that funded it, if any) and the transfer row.
+    async fn write_transfer(
+        &self,
+        tx: &mut Session,
+        locked: &LockedAccounts,
+        sides: &Sides,
+        req: &TransferRequest,
+        journals: &[PostedJournal],
+        funded_by: Option<&Charge>,
+    ) -> ServiceResult<TransferView> {
+        let (sender, receiver) = (&sides.sender, &sides.receiver);
+        let journal = journals.last().expect("the transfer's journal");
+        tx.write_postings(locked, journals).await?;
         let transfer = Transfer {
             id: TransferId::new(),
             status: TransferStatus::Completed,
@@ -265,18 +305,18 @@ impl Wallet {
             from_user_id: sender.id,
             to_user_id: receiver.id,
             from_name: sender.name.clone(),
-            display_name,
+            display_name: req.display_name.clone().unwrap_or_else(|| sender.name.clone()),
             memo: req.memo.clone(),
-            auto_charged: funded_by.map_or(0, |(c, _)| c.amount.won()),
-            charge_id: funded_by.map(|(c, _)| c.id),
-            journal_id: journals.last().map(|j| j.id),
-            created_at: now,
+            auto_charged: funded_by.map_or(0, |c| c.amount.won()),
+            charge_id: funded_by.map(|c| c.id),
+            journal_id: Some(journal.id),
+            created_at: journal.occurred_at,
             expires_at: None,
-            resolved_at: Some(now),
+            resolved_at: Some(journal.occurred_at),
         };
         tx.insert_transfer(&transfer).await?;
-        metrics::counter!("minipay_transfers_total", "auto_charged" => if funded_by.is_some() { "yes" } else { "no" })
-            .increment(1);
+        let label = if funded_by.is_some() { "yes" } else { "no" };
+        metrics::counter!("minipay_transfers_total", "auto_charged" => label).increment(1);
         Ok(TransferView::from(&transfer))
     }
 

@@ -5,7 +5,7 @@ use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
-use minipay_core::ledger::{AccountBalance, AccountKind, LockedAccounts, PostedJournal, SavingsProduct};
+use minipay_core::ledger::{AccountBalance, AccountKind, LockedAccounts, PostedJournal, SavingsProduct, SystemAccount};
 use minipay_core::{AccountId, UserId};
 use uuid::Uuid;
 
@@ -19,6 +19,8 @@ pub struct Account {
     pub daily_amount: Option<i64>,
     pub posted: i64,
     pub pending_out: i64,
+    /// When the latest entry on this account happened.
+    pub last_entry_at: Option<Timestamp>,
     pub created_at: Timestamp,
 }
 
@@ -37,6 +39,7 @@ struct AccountRow {
     daily_amount: Option<i64>,
     posted: i64,
     pending_out: i64,
+    last_entry_at: Option<DbTime>,
     created_at: DbTime,
 }
 
@@ -55,6 +58,7 @@ impl TryFrom<AccountRow> for Account {
             daily_amount: r.daily_amount,
             posted: r.posted,
             pending_out: r.pending_out,
+            last_entry_at: r.last_entry_at.map(|t| t.0),
             created_at: r.created_at.0,
         })
     }
@@ -68,14 +72,20 @@ impl From<&Account> for AccountBalance {
             kind: a.kind,
             posted: a.posted,
             pending_out: a.pending_out,
+            last_entry_at: a.last_entry_at,
         }
     }
+}
+
+/// System accounts have fixed ids below every UUIDv7 (see `SystemAccount::id`).
+fn is_system_account(id: Uuid) -> bool {
+    SystemAccount::ALL.iter().any(|s| s.id().as_uuid() == id)
 }
 
 macro_rules! select_accounts {
     ($rest:literal) => {
         concat!(
-            "SELECT id, owner_user_id, kind, product, daily_amount, posted, pending_out, created_at FROM accounts ",
+            "SELECT id, owner_user_id, kind, product, daily_amount, posted, pending_out, last_entry_at, created_at FROM accounts ",
             $rest
         )
     };
@@ -124,22 +134,28 @@ impl Session {
         Ok(())
     }
 
-    /// Locks the given accounts for the rest of the transaction, always in ascending id
-    /// order (so two transactions touching the same accounts can never deadlock), and returns
-    /// their balances as of the lock. Unknown ids are simply absent from the result.
+    /// Locks the given accounts for the rest of the transaction and returns their balances as
+    /// of the lock. Unknown ids are simply absent from the result.
+    ///
+    /// Every lock in the system is taken here, in one total order — users' accounts by
+    /// ascending id, then system accounts by ascending id — so two transactions touching the
+    /// same accounts can never deadlock. System accounts (touched by every charge) come last
+    /// so that their lock is held for the shortest time.
     pub async fn lock_accounts(&mut self, ids: impl IntoIterator<Item = AccountId>) -> Result<LockedAccounts> {
         self.assert_writable();
         let mut ids: Vec<Uuid> = ids.into_iter().map(|id| id.as_uuid()).collect();
-        ids.sort();
+        ids.sort_by_key(|id| (is_system_account(*id), *id));
         ids.dedup();
         let rows: Vec<AccountRow> = match self.db() {
             // FOR NO KEY UPDATE: excludes other writers of these rows, but not the key-share
             // locks that foreign-key checks take. The lock is taken row by row in ORDER BY order.
             Db::Pg(c) => {
-                sqlx::query_as(select_accounts!("WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE"))
-                    .bind(&ids)
-                    .fetch_all(c)
-                    .await?
+                sqlx::query_as(select_accounts!(
+                    "WHERE id = ANY($1) ORDER BY kind = 'system', id FOR NO KEY UPDATE"
+                ))
+                .bind(&ids)
+                .fetch_all(c)
+                .await?
             }
             // SQLite: BEGIN IMMEDIATE already holds the database's single write lock.
             Db::Sqlite(c) => {
@@ -170,10 +186,12 @@ impl Session {
                 let old_pending: Vec<i64> = changes.iter().map(|ch| ch.before.pending_out).collect();
                 let posted: Vec<i64> = changes.iter().map(|ch| ch.after.posted).collect();
                 let pending: Vec<i64> = changes.iter().map(|ch| ch.after.pending_out).collect();
+                let last_entry: Vec<Option<DbTime>> =
+                    changes.iter().map(|ch| ch.after.last_entry_at.map(DbTime)).collect();
                 let updated = sqlx::query(
-                    "UPDATE accounts AS a SET posted = v.posted, pending_out = v.pending_out
-                     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])
-                          AS v(id, old_posted, old_pending, posted, pending_out)
+                    "UPDATE accounts AS a SET posted = v.posted, pending_out = v.pending_out, last_entry_at = v.last_entry_at
+                     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[])
+                          AS v(id, old_posted, old_pending, posted, pending_out, last_entry_at)
                      WHERE a.id = v.id AND a.posted = v.old_posted AND a.pending_out = v.old_pending",
                 )
                 .bind(&ids)
@@ -181,6 +199,7 @@ impl Session {
                 .bind(&old_pending)
                 .bind(&posted)
                 .bind(&pending)
+                .bind(&last_entry)
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
@@ -195,13 +214,15 @@ impl Session {
             Db::Sqlite(c) => {
                 for ch in &changes {
                     let updated = sqlx::query(
-                        "UPDATE accounts SET posted = $2, pending_out = $3 WHERE id = $1 AND posted = $4 AND pending_out = $5",
+                        "UPDATE accounts SET posted = $2, pending_out = $3, last_entry_at = $6
+                         WHERE id = $1 AND posted = $4 AND pending_out = $5",
                     )
                     .bind(ch.after.id.as_uuid())
                     .bind(ch.after.posted)
                     .bind(ch.after.pending_out)
                     .bind(ch.before.posted)
                     .bind(ch.before.pending_out)
+                    .bind(ch.after.last_entry_at.map(DbTime))
                     .execute(&mut *c)
                     .await?
                     .rows_affected();

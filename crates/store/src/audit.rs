@@ -42,33 +42,29 @@ impl LedgerTotals {
     }
 }
 
-/// Each check is a query returning one text row per violation (at most 20).
+/// Each check is a query returning the id of each offending row (at most 20). Ids are
+/// decoded as UUIDs on both engines (casting a SQLite BLOB to TEXT would not give their text).
 const CHECKS: &[(&str, &str)] = &[
     (
-        "1 journal does not sum to zero",
-        "SELECT CAST(journal_id AS TEXT) FROM (
+        "1 journal does not sum to zero (or has fewer than two entries)",
+        "SELECT journal_id FROM (
              SELECT j.id AS journal_id, COALESCE(SUM(e.amount), 0) AS total, COUNT(e.id) AS n
              FROM journals j LEFT JOIN entries e ON e.journal_id = j.id GROUP BY j.id) AS t
          WHERE total <> 0 OR n < 2 LIMIT 20",
     ),
     (
         "1 entry without a journal",
-        "SELECT CAST(e.id AS TEXT) FROM entries e LEFT JOIN journals j ON j.id = e.journal_id
-         WHERE j.id IS NULL LIMIT 20",
-    ),
-    (
-        "2 sum of all posted balances is not zero",
-        "SELECT CAST(SUM(posted) AS TEXT) FROM accounts HAVING SUM(posted) <> 0",
+        "SELECT e.id FROM entries e LEFT JOIN journals j ON j.id = e.journal_id WHERE j.id IS NULL LIMIT 20",
     ),
     (
         "3 posted differs from opening balance + entries",
-        "SELECT CAST(a.id AS TEXT) FROM accounts a
+        "SELECT a.id FROM accounts a
          LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM entries GROUP BY account_id) e ON e.account_id = a.id
          WHERE a.posted <> a.opening_balance + COALESCE(e.total, 0) LIMIT 20",
     ),
     (
         "3 balance_after does not follow from the previous entry",
-        "SELECT CAST(id AS TEXT) FROM (
+        "SELECT id FROM (
              SELECT e.id, e.amount, e.balance_after, a.opening_balance,
                     LAG(e.balance_after) OVER (PARTITION BY e.account_id ORDER BY e.occurred_at, e.id) AS prev
              FROM entries e JOIN accounts a ON a.id = e.account_id) AS t
@@ -76,31 +72,38 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     (
         "4 pending_out differs from open pending transfers",
-        "SELECT CAST(a.id AS TEXT) FROM accounts a
+        "SELECT a.id FROM accounts a
          LEFT JOIN (SELECT from_account_id, SUM(amount) AS total FROM transfers WHERE status = 'pending'
                     GROUP BY from_account_id) p ON p.from_account_id = a.id
          WHERE a.pending_out <> COALESCE(p.total, 0) LIMIT 20",
     ),
     (
         "5 user account below zero available",
-        "SELECT CAST(id AS TEXT) FROM accounts WHERE kind <> 'system' AND posted - pending_out < 0 LIMIT 20",
+        "SELECT id FROM accounts WHERE kind <> 'system' AND posted - pending_out < 0 LIMIT 20",
     ),
     (
         "charge limit usage differs from the charges that count against it",
-        "SELECT CAST(l.user_id AS TEXT) FROM charge_limits l
+        "SELECT l.user_id FROM charge_limits l
          LEFT JOIN (SELECT user_id, business_date, SUM(amount) AS total FROM charges WHERE status <> 'failed'
                     GROUP BY user_id, business_date) c
            ON c.user_id = l.user_id AND c.business_date = l.business_date
          WHERE l.used <> COALESCE(c.total, 0) LIMIT 20",
     ),
     (
+        "charges counting against a limit that records none of them",
+        "SELECT c.user_id FROM (SELECT user_id, business_date, SUM(amount) AS total FROM charges
+                                WHERE status <> 'failed' GROUP BY user_id, business_date) c
+         LEFT JOIN charge_limits l ON l.user_id = c.user_id AND l.business_date = c.business_date
+         WHERE l.user_id IS NULL LIMIT 20",
+    ),
+    (
         "completed charge without its journal",
-        "SELECT CAST(c.id AS TEXT) FROM charges c LEFT JOIN journals j ON j.id = c.journal_id
+        "SELECT c.id FROM charges c LEFT JOIN journals j ON j.id = c.journal_id
          WHERE c.status = 'completed' AND (j.id IS NULL OR j.kind <> 'charge') LIMIT 20",
     ),
     (
         "completed transfer without its journal",
-        "SELECT CAST(t.id AS TEXT) FROM transfers t LEFT JOIN journals j ON j.id = t.journal_id
+        "SELECT t.id FROM transfers t LEFT JOIN journals j ON j.id = t.journal_id
          WHERE t.status = 'completed' AND j.id IS NULL LIMIT 20",
     ),
 ];
@@ -111,12 +114,22 @@ impl Session {
     #[tracing::instrument(name = "minipay.store.check_invariants", skip_all)]
     pub async fn check_invariants(&mut self) -> Result<InvariantReport> {
         let mut report = InvariantReport::default();
+        let total: Option<i64> = on_db!(self, c => sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(posted), 0) AS BIGINT) FROM accounts"
+        )
+        .fetch_one(c)
+        .await)?;
+        if total != Some(0) {
+            report
+                .violations
+                .push(format!("2 sum of all posted balances is not zero: {total:?}"));
+        }
         for (name, sql) in CHECKS {
             let sql = sqlx::SqlStr::from_static(sql);
-            let bad: Vec<Option<String>> = on_db!(self, c => sqlx::query_scalar(sql.clone()).fetch_all(c).await)?;
-            for b in bad {
-                report.violations.push(format!("{name}: {}", b.unwrap_or_default()));
-            }
+            let bad: Vec<uuid::Uuid> = on_db!(self, c => sqlx::query_scalar(sql.clone()).fetch_all(c).await)?;
+            report
+                .violations
+                .extend(bad.into_iter().map(|id| format!("{name}: {id}")));
         }
         Ok(report)
     }

@@ -154,13 +154,13 @@ impl Session {
         after: Option<(Timestamp, ChargeId)>,
         limit: u32,
     ) -> Result<Vec<Charge>> {
+        // No cursor: start below every real row (one statement, one plan, for every page).
         let (after_at, after_id) = match after {
-            Some((at, id)) => (Some(DbTime(at)), Some(id.as_uuid())),
-            None => (None, None),
+            Some((at, id)) => (DbTime(at), id.as_uuid()),
+            None => (DbTime(Timestamp::UNIX_EPOCH), Uuid::nil()),
         };
         let rows: Vec<ChargeRow> = on_db!(self, c => sqlx::query_as(select_charges!(
-            "WHERE status IN ('pending', 'unknown') AND created_at < $1
-               AND ($2 IS NULL OR created_at > $2 OR (created_at = $2 AND id > $3))
+            "WHERE status IN ('pending', 'unknown') AND created_at < $1 AND (created_at, id) > ($2, $3)
              ORDER BY created_at, id LIMIT $4"
         ))
         .bind(DbTime(before))

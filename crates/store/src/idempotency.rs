@@ -26,6 +26,16 @@ pub enum Claim {
     Mismatch,
 }
 
+fn expect_one_key(updated: u64, key: &str) -> Result<()> {
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(crate::StoreError::Corrupt(format!(
+            "idempotency key {key:?} is no longer held by this request"
+        )))
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct KeyRow {
     request_hash: Vec<u8>,
@@ -55,7 +65,7 @@ impl Session {
                 SET request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL,
                     response_body = NULL, charge_id = NULL, created_at = excluded.created_at,
                     expires_at = excluded.expires_at
-              WHERE idempotency_keys.expires_at <= excluded.created_at",
+              WHERE idempotency_keys.expires_at <= excluded.created_at AND idempotency_keys.state = 'completed'",
         )
         .bind(user.as_uuid())
         .bind(key)
@@ -90,11 +100,13 @@ impl Session {
     }
 
     /// Stores the final response for a claimed key.
+    /// Fails if this request no longer holds the key (someone else completed or released it):
+    /// the caller must then roll back rather than commit money under a key it does not own.
     pub async fn complete_idempotency_key(&mut self, user: UserId, key: &str, response: &StoredResponse) -> Result<()> {
         self.assert_writable();
-        on_db!(self, c => sqlx::query(
+        let n = on_db!(self, c => sqlx::query(
             "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4, charge_id = NULL
-             WHERE user_id = $1 AND key = $2",
+             WHERE user_id = $1 AND key = $2 AND state = 'in_progress'",
         )
         .bind(user.as_uuid())
         .bind(key)
@@ -102,20 +114,22 @@ impl Session {
         .bind(&response.body)
         .execute(c)
         .await.map(|r| r.rows_affected()))?;
-        Ok(())
+        expect_one_key(n, key)
     }
 
     /// Notes that the request holding `key` is waiting on a bank pull, so that whoever
     /// resolves the pull can also release the key.
     pub async fn attach_charge_to_key(&mut self, user: UserId, key: &str, charge: ChargeId) -> Result<()> {
         self.assert_writable();
-        on_db!(self, c => sqlx::query("UPDATE idempotency_keys SET charge_id = $3 WHERE user_id = $1 AND key = $2")
-            .bind(user.as_uuid())
-            .bind(key)
-            .bind(charge.as_uuid())
-            .execute(c)
-            .await.map(|r| r.rows_affected()))?;
-        Ok(())
+        let n = on_db!(self, c => sqlx::query(
+            "UPDATE idempotency_keys SET charge_id = $3 WHERE user_id = $1 AND key = $2 AND state = 'in_progress'",
+        )
+        .bind(user.as_uuid())
+        .bind(key)
+        .bind(charge.as_uuid())
+        .execute(c)
+        .await.map(|r| r.rows_affected()))?;
+        expect_one_key(n, key)
     }
 
     /// Forgets a claim whose request did not finish (a transient failure): the client may

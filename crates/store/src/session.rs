@@ -153,8 +153,22 @@ impl Store {
 
 fn migrator(kind: BackendKind) -> Migrator {
     let files: &[(i64, &str, &'static str)] = match kind {
-        BackendKind::Postgres => &[(1, "wallet", include_str!("../migrations/postgres/0001_wallet.sql"))],
-        BackendKind::Sqlite => &[(1, "wallet", include_str!("../migrations/sqlite/0001_wallet.sql"))],
+        BackendKind::Postgres => &[
+            (1, "wallet", include_str!("../migrations/postgres/0001_wallet.sql")),
+            (
+                2,
+                "entry order and fin accounts",
+                include_str!("../migrations/postgres/0002_entry_order_and_fin_accounts.sql"),
+            ),
+        ],
+        BackendKind::Sqlite => &[
+            (1, "wallet", include_str!("../migrations/sqlite/0001_wallet.sql")),
+            (
+                2,
+                "entry order and fin accounts",
+                include_str!("../migrations/sqlite/0002_entry_order_and_fin_accounts.sql"),
+            ),
+        ],
     };
     Migrator::with_migrations(
         files

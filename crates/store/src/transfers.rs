@@ -144,26 +144,24 @@ impl Session {
         after: Option<TransferCursor>,
         limit: u32,
     ) -> Result<Vec<Transfer>> {
+        // No cursor: start above every real row, so one statement (and one plan) serves all pages.
         let (after_at, after_id) = match after {
-            Some((at, id)) => (Some(DbTime(at)), Some(id.as_uuid())),
-            None => (None, None),
+            Some((at, id)) => (DbTime(at), id.as_uuid()),
+            None => (DbTime(Timestamp::MAX), Uuid::max()),
         };
         let outgoing = direction != Some(Direction::Incoming);
         let incoming = direction != Some(Direction::Outgoing);
-        // Each side has its own (user, created_at, id) index; the UNION ALL lets both be used.
         // Each side has its own (user, created_at, id) index; each branch reads at most
-        // `limit` rows from its index and the outer query merges them.
+        // `limit` rows from its index (a row-value range scan) and the outer query merges them.
         let rows: Vec<TransferRow> = on_db!(self, c => sqlx::query_as(concat!(
             "SELECT * FROM (SELECT * FROM (",
             select_transfers!(
-                "WHERE $2 AND from_user_id = $1 AND ($4 IS NULL OR status = $4)
-                   AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6))
+                "WHERE $2 AND from_user_id = $1 AND ($4 IS NULL OR status = $4) AND (created_at, id) < ($5, $6)
                  ORDER BY created_at DESC, id DESC LIMIT $7"
             ),
             ") AS o UNION ALL SELECT * FROM (",
             select_transfers!(
-                "WHERE $3 AND to_user_id = $1 AND ($4 IS NULL OR status = $4)
-                   AND ($5 IS NULL OR created_at < $5 OR (created_at = $5 AND id < $6))
+                "WHERE $3 AND to_user_id = $1 AND ($4 IS NULL OR status = $4) AND (created_at, id) < ($5, $6)
                  ORDER BY created_at DESC, id DESC LIMIT $7"
             ),
             ") AS i) AS t ORDER BY created_at DESC, id DESC LIMIT $7"

@@ -14,6 +14,10 @@ on_both_backends!(
     an_unknown_auto_charge_lands_in_the_main_account_and_a_retry_transfers_it,
     an_unknown_charge_the_bank_never_took_gives_the_limit_back,
     a_declined_auto_charge_fails_the_transfer_and_moves_nothing,
+    a_lost_pull_is_voided_at_the_bank_and_nothing_moves,
+    recovery_voids_a_pull_the_bank_never_saw,
+    recovery_settling_a_charge_in_flight_still_answers_the_charge,
+    recovery_settling_an_auto_charge_in_flight_still_makes_the_transfer,
 );
 
 async fn pulls(app: &TestApp) -> (i64, i64) {
@@ -190,4 +194,97 @@ async fn a_declined_auto_charge_fails_the_transfer_and_moves_nothing(app: TestAp
         .await
         .assert_error(503, "bank_unavailable");
     assert_eq!(app.balance(&lee).await, 0);
+}
+
+async fn cancels(app: &TestApp) -> i64 {
+    app.bank_sim().await["stats"]["cancels"].as_i64().unwrap()
+}
+
+async fn a_lost_pull_is_voided_at_the_bank_and_nothing_moves(app: TestApp) {
+    let user = app.user_with_bank("Kim").await;
+    app.set_bank_sim(json!({"pulls_lost": true})).await;
+    // The bank never saw the pull: "no record" is made final by voiding the id at the bank.
+    let r = app.assert_changes_nothing(charge_keyed(&app, &user, "k", 10_000)).await;
+    r.assert_error(503, "bank_unavailable");
+    assert_eq!(cancels(&app).await, 1);
+    assert_eq!(app.limit_used(&user).await, 0);
+    assert_eq!(bank_balance(&app, &user).await, json!(100_000_000));
+    // The key was released: the retry is a new pull under a new id, and it works.
+    app.set_bank_sim(json!({"pulls_lost": false})).await;
+    charge_keyed(&app, &user, "k", 10_000).await.assert_status(201);
+    assert_eq!(pulls(&app).await, (2, 1));
+}
+
+async fn recovery_voids_a_pull_the_bank_never_saw(app: TestApp) {
+    let user = app.user_with_bank("Kim").await;
+    app.set_bank_sim(json!({"pulls_lost": true, "inquiries_unavailable": true}))
+        .await;
+    charge_keyed(&app, &user, "k", 20_000)
+        .await
+        .assert_error(503, "bank_unavailable");
+    assert_eq!(app.limit_used(&user).await, 20_000, "held while the outcome is unknown");
+    assert_eq!(cancels(&app).await, 0);
+
+    app.set_bank_sim(json!({"pulls_lost": false, "inquiries_unavailable": false}))
+        .await;
+    app.advance_clock(61).await;
+    assert_eq!(app.run_job("charge-recovery").await["processed"], json!(1));
+    assert_eq!(
+        cancels(&app).await,
+        1,
+        "the unseen pull was voided before it was failed"
+    );
+    assert_eq!(app.limit_used(&user).await, 0);
+    assert_eq!(app.balance(&user).await, 0);
+    assert_eq!(bank_balance(&app, &user).await, json!(100_000_000));
+    // The retry runs afresh.
+    charge_keyed(&app, &user, "k", 20_000).await.assert_status(201);
+}
+
+/// Holds the next pull at the bank for `ms` after the money moves, then makes the bank quick
+/// again, so that recovery (with the clock moved past its grace period) settles the charge
+/// while the request is still waiting for the bank's answer.
+async fn settle_while_in_flight<F>(app: &TestApp, request: F) -> crate::helpers::Resp
+where
+    F: std::future::Future<Output = crate::helpers::Resp> + Send + 'static,
+{
+    app.set_bank_sim(json!({"latency_ms": 1_500})).await;
+    let in_flight = tokio::spawn(request);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.set_bank_sim(json!({"latency_ms": 0})).await;
+    app.advance_clock(61).await;
+    assert_eq!(app.run_job("charge-recovery").await["processed"], json!(1));
+    in_flight.await.unwrap()
+}
+
+async fn recovery_settling_a_charge_in_flight_still_answers_the_charge(app: TestApp) {
+    let user = app.user_with_bank("Kim").await;
+    let request = {
+        let (app, user) = (app.clone(), user.clone());
+        async move { charge_keyed(&app, &user, "k", 10_000).await }
+    };
+    let r = settle_while_in_flight(&app, request).await;
+    assert_eq!(r.assert_status(201)["account"]["balance"], json!(10_000));
+    assert_eq!(app.balance(&user).await, 10_000);
+    assert_eq!(pulls(&app).await, (1, 1));
+    let again = charge_keyed(&app, &user, "k", 10_000).await;
+    assert_eq!(again.assert_status(201), &r.body);
+}
+
+async fn recovery_settling_an_auto_charge_in_flight_still_makes_the_transfer(app: TestApp) {
+    let kim = app.user_with_bank("Kim").await;
+    let lee = app.user("Lee").await;
+    let request = {
+        let (app, kim, lee) = (app.clone(), kim.clone(), lee.clone());
+        async move {
+            let body = json!({"to_user_id": lee.id, "amount": 7_000});
+            app.post_keyed("/v1/transfers", &kim.token, "pay", body).await
+        }
+    };
+    let r = settle_while_in_flight(&app, request).await;
+    // Recovery posted the 10,000 charge; the transfer was made from it, with no second pull.
+    assert_eq!(r.assert_status(201)["amount"], json!(7_000));
+    assert_eq!((app.balance(&kim).await, app.balance(&lee).await), (3_000, 7_000));
+    assert_eq!(pulls(&app).await, (1, 1));
+    assert_eq!(app.limit_used(&kim).await, 10_000);
 }

@@ -7,6 +7,7 @@ use serde_json::json;
 on_both_backends!(
     a_charge_moves_money_from_the_bank_into_the_main_account,
     charges_need_a_registered_bank_account_and_a_main_account,
+    a_bank_account_can_be_linked_by_its_holder_only,
     the_daily_limit_refuses_what_does_not_fit_and_changes_nothing,
     the_limit_resets_at_midnight_in_seoul,
     a_charge_with_an_idempotency_key_happens_once,
@@ -17,7 +18,8 @@ async fn a_charge_moves_money_from_the_bank_into_the_main_account(app: TestApp) 
     let user = app.user_with_bank("Kim").await;
     let banks = app.get("/v1/bank-accounts", &user.token).await;
     let bank = banks.assert_status(200)["items"][0].clone();
-    assert_eq!(bank["account_number_masked"], json!("******3001"));
+    let masked = bank["account_number_masked"].as_str().unwrap();
+    assert!(masked.starts_with("******") && masked.len() == 10, "{masked}");
     assert_eq!(bank["status"], json!("registered"));
     let bank_id = bank["id"].as_str().unwrap();
 
@@ -43,9 +45,36 @@ async fn a_charge_moves_money_from_the_bank_into_the_main_account(app: TestApp) 
     assert_eq!(app.bank_sim().await["stats"]["pulls_executed"], json!(1));
 
     // Registering the same bank account again is a conflict.
-    app.register_bank(&user, crate::helpers::GOOD_BANK_ACCOUNT)
+    let again = app
+        .user_with_bank_number("Kim2", crate::helpers::GOOD_BANK_ACCOUNT)
+        .await;
+    app.register_bank(&again, crate::helpers::GOOD_BANK_ACCOUNT)
         .await
         .assert_error(409, "conflict");
+}
+
+async fn a_bank_account_can_be_linked_by_its_holder_only(app: TestApp) {
+    let kim = app
+        .user_with_bank_number("Kim", crate::helpers::GOOD_BANK_ACCOUNT)
+        .await;
+    // Someone else linking Kim's account: refused, whatever name they give.
+    let lee = app.user("Lee").await;
+    let as_kim = json!({"bank_code": "004", "account_number": crate::helpers::GOOD_BANK_ACCOUNT, "holder_name": "Kim"});
+    app.post("/v1/bank-accounts", &lee.token, as_kim)
+        .await
+        .assert_error(409, "conflict");
+    // An account first registered by its holder refuses another holder name at the bank.
+    let park = app.user("Park").await;
+    app.register_bank(&park, "7770001111").await.assert_status(201);
+    let choi = app.user("Choi").await;
+    let wrong = json!({"bank_code": "004", "account_number": "7770001111", "holder_name": "Choi"});
+    app.post("/v1/bank-accounts", &choi.token, wrong)
+        .await
+        .assert_error(422, "bank_declined");
+    let banks = app.get("/v1/bank-accounts", &lee.token).await;
+    assert_eq!(banks.assert_status(200)["items"], json!([]));
+    app.charge(&lee, 10_000).await.assert_error(409, "invalid_state");
+    assert_eq!(app.balance(&kim).await, 0);
 }
 
 async fn charges_need_a_registered_bank_account_and_a_main_account(app: TestApp) {

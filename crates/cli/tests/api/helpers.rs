@@ -15,8 +15,17 @@ use tokio::task::JoinHandle;
 pub const ADMIN_TOKEN: &str = "test-admin-token-that-is-long-enough-0123";
 /// Tests start at noon in Seoul, far from the midnight limit reset.
 pub const T0: &str = "2026-11-21T03:00:00Z";
-/// A bank account number whose pulls succeed (the simulator's default behaviour).
+/// A bank account number whose pulls succeed (the simulator's default behaviour). A bank
+/// account belongs to one user: use it once per test, or `fresh_bank_account_number()`.
 pub const GOOD_BANK_ACCOUNT: &str = "1002003001";
+
+static BANK_ACCOUNT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A bank account number no other test user has linked, with the simulator's default
+/// behaviour (it ends in 1, never in one of the test suffixes 0002–0009).
+pub fn fresh_bank_account_number() -> String {
+    format!("9{:08}1", BANK_ACCOUNT_SEQ.fetch_add(1, Ordering::Relaxed))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -175,6 +184,7 @@ pub fn test_settings(db_url: &str) -> Settings {
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         jwt_secret: Some(Secret::new("test-jwt-secret-that-is-long-enough-0123")),
         clock: ClockKind::Manual,
+        clock_start: Some(T0.parse().expect("T0 is a timestamp")),
         recovery_interval_secs: 0,
         ..Settings::default()
     }
@@ -263,6 +273,7 @@ pub async fn spawn_serve_process(backend: Backend, env: &[(&str, &str)]) -> Opti
         ("MINIPAY_ADMIN_TOKEN", ADMIN_TOKEN),
         ("MINIPAY_JWT_SECRET", "test-jwt-secret-that-is-long-enough-0123"),
         ("MINIPAY_CLOCK", "manual"),
+        ("MINIPAY_CLOCK_START", T0),
         ("MINIPAY_RECOVERY_INTERVAL_SECS", "0"),
         ("MINIPAY_LOG", "warn"),
     ];
@@ -326,6 +337,21 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Reads an answer; a 500 fails the test on the spot (bad input must never cause one).
+    pub async fn read(res: reqwest::Response) -> Self {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
+        assert_ne!(status, 500, "the server answered 500: {text}");
+        Self {
+            status,
+            body,
+            headers,
+            text,
+        }
+    }
+
     /// The stable error code of an error answer.
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("<no error code>")
@@ -406,18 +432,7 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.expect("request reaches the server");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
-        assert_ne!(status, 500, "the server answered 500: {text}");
-        Resp {
-            status,
-            body,
-            headers,
-            text,
-        }
+        Resp::read(req.send().await.expect("request reaches the server")).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
@@ -481,9 +496,9 @@ impl TestApp {
         self.post("/v1/bank-accounts", &user.token, body).await
     }
 
-    /// A new user with a working bank account.
+    /// A new user with a working bank account of their own.
     pub async fn user_with_bank(&self, name: &str) -> TestUser {
-        self.user_with_bank_number(name, GOOD_BANK_ACCOUNT).await
+        self.user_with_bank_number(name, &fresh_bank_account_number()).await
     }
 
     pub async fn user_with_bank_number(&self, name: &str, number: &str) -> TestUser {

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod accounts;
+mod audit;
 mod bank_faults;
 mod binary;
 mod charges;

@@ -31,18 +31,7 @@ async fn send_bytes(
     if let Some(ct) = content_type {
         req = req.header(reqwest::header::CONTENT_TYPE, ct);
     }
-    let res = req.send().await.expect("request reaches the server");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let text = res.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
-    assert_ne!(status, 500, "the server answered 500: {text}");
-    Resp {
-        status,
-        body,
-        headers,
-        text,
-    }
+    Resp::read(req.send().await.expect("request reaches the server")).await
 }
 
 async fn get_public(app: &TestApp, path: &str) -> Resp {

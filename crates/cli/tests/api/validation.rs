@@ -35,18 +35,7 @@ async fn send_text(app: &TestApp, method: Method, path: &str, token: Option<&str
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let res = req.send().await.expect("request reaches the server");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let text = res.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()));
-    assert_ne!(status, 500, "the server answered 500: {text}");
-    Resp {
-        status,
-        body,
-        headers,
-        text,
-    }
+    Resp::read(req.send().await.expect("request reaches the server")).await
 }
 
 /// Bodies that are not a JSON object of the expected shape, whatever the endpoint.

@@ -125,6 +125,8 @@ pub struct BankSimBody {
     /// Status inquiries fail (with `0005` accounts this leaves a charge's outcome unknown
     /// until recovery runs with inquiries working again).
     inquiries_unavailable: Option<bool>,
+    /// Pulls never reach the bank and time out (settled by inquiry and cancel).
+    pulls_lost: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -132,6 +134,7 @@ pub struct BankSimView {
     latency_ms: u64,
     error_rate: f64,
     inquiries_unavailable: bool,
+    pulls_lost: bool,
     #[schema(value_type = Object)]
     stats: SimStats,
 }
@@ -145,6 +148,7 @@ fn sim_view(sim: &minipay_bank::BankSimulator) -> BankSimView {
         latency_ms: f.latency_ms,
         error_rate: f.error_rate,
         inquiries_unavailable: f.inquiries_unavailable,
+        pulls_lost: f.pulls_lost,
         stats: sim.stats(),
     }
 }
@@ -177,6 +181,9 @@ pub async fn set_bank_sim(
     }
     if let Some(off) = b.inquiries_unavailable {
         faults.inquiries_unavailable = off;
+    }
+    if let Some(lost) = b.pulls_lost {
+        faults.pulls_lost = lost;
     }
     sim.set_faults(faults);
     Ok(Json(sim_view(sim)))
