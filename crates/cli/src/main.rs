@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use minipay_bank::BankSimulator;
 use minipay_server::config::SettingsLayer;
-use minipay_server::{Application, ClockKind, RunMode};
+use minipay_server::{Application, ClockKind, Core, RunMode};
 use minipay_store::{Store, StoreOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +34,27 @@ enum Command {
         #[command(subcommand)]
         system: SimCommand,
     },
+    /// Run a scheduled job by hand, or list them.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start
+enum JobsCommand {
+    /// Run job NAME once "as of" a time (default now), recorded in the run history.
+    Run {
+        name: String,
+        /// RFC 3339 instant, e.g. 2026-11-22T04:00:00+09:00 [default: now].
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// List the jobs and when they run.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -61,7 +82,7 @@ enum ModeArg {
 #[derive(Args)]
 struct ServeArgs {
     /// TOML file with the same settings (keys: listen, database_url, admin_token, jwt_secret,
-    /// clock, mode, bank_url, recovery_interval_secs, db_connections_max).
+    /// clock, clock_start, mode, bank_url, scheduler, scheduler_tick_ms, db_connections_max).
     #[arg(long, env = "MINIPAY_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port.
@@ -88,15 +109,29 @@ struct ServeArgs {
     /// Base URL of an external open-banking API [default: the built-in simulator].
     #[arg(long, env = "MINIPAY_BANK_URL")]
     bank_url: Option<String>,
-    /// Seconds between charge-recovery runs; 0 runs it only at start [default: 30].
-    #[arg(long, env = "MINIPAY_RECOVERY_INTERVAL_SECS")]
-    recovery_interval_secs: Option<u64>,
+    /// Run scheduled jobs in this instance: `true` or `false` [default: true]. Each slot
+    /// runs once however many instances schedule.
+    #[arg(long, env = "MINIPAY_SCHEDULER")]
+    scheduler: Option<bool>,
+    /// How often the scheduler looks for due slots, in milliseconds [default: 1000].
+    #[arg(long, env = "MINIPAY_SCHEDULER_TICK_MS")]
+    scheduler_tick_ms: Option<u64>,
     /// PostgreSQL connection pool size [default: 16].
     #[arg(long, env = "MINIPAY_DB_CONNECTIONS_MAX")]
     db_connections_max: Option<u32>,
 }
 
 impl ServeArgs {
+    /// Flags and variables over the config file over the defaults.
+    fn settings(self) -> anyhow::Result<minipay_server::Settings> {
+        let (config, flags) = self.into_layer();
+        let file = match config {
+            Some(path) => SettingsLayer::from_toml_file(&path)?,
+            None => SettingsLayer::default(),
+        };
+        Ok(flags.over(file).into_settings())
+    }
+
     fn into_layer(self) -> (Option<PathBuf>, SettingsLayer) {
         let layer = SettingsLayer {
             listen: self.listen,
@@ -113,7 +148,8 @@ impl ServeArgs {
                 ModeArg::Production => RunMode::Production,
             }),
             bank_url: self.bank_url,
-            recovery_interval_secs: self.recovery_interval_secs,
+            scheduler: self.scheduler,
+            scheduler_tick_ms: self.scheduler_tick_ms,
             db_connections_max: self.db_connections_max,
         };
         (self.config, layer)
@@ -151,13 +187,7 @@ async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
         Command::Serve(args) => {
-            let (config, flags) = args.into_layer();
-            let file = match config {
-                Some(path) => SettingsLayer::from_toml_file(&path)?,
-                None => SettingsLayer::default(),
-            };
-            let settings = flags.over(file).into_settings();
-            let app = Application::build(settings).await?;
+            let app = Application::build(args.settings()?).await?;
             println!("listening on http://{}", app.local_addr());
             app.run_until(shutdown_signal()).await
         }
@@ -168,6 +198,27 @@ async fn main() -> anyhow::Result<()> {
             store.migrate().await?;
             println!("migrations applied");
             Ok(())
+        }
+        Command::Jobs {
+            action: JobsCommand::List,
+        } => {
+            for (name, when) in minipay_services::jobs::SCHEDULES {
+                println!("{name:<22} {when}");
+            }
+            Ok(())
+        }
+        Command::Jobs {
+            action: JobsCommand::Run { name, at, serve },
+        } => {
+            let settings = serve.settings()?;
+            let core = Core::build(&settings).await?;
+            let at = at.unwrap_or_else(|| core.wallet.clock().now());
+            let report = core.jobs.run_by_hand(&name, at).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            match report.error {
+                Some(e) => anyhow::bail!("job {name} failed: {e}"),
+                None => Ok(()),
+            }
         }
         Command::Sim {
             system: SimCommand::Bank { listen },

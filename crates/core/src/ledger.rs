@@ -99,6 +99,12 @@ pub enum EntryKind {
     Charge,
     Transfer,
     SavingsDeposit,
+    /// The 08:00 debit from the main account into a fixed savings account.
+    AutoDebit,
+    /// The 04:00 daily interest credited to a savings account.
+    Interest,
+    /// A participant paying their share of a split bill.
+    SettlementPayment,
 }
 
 impl EntryKind {
@@ -107,6 +113,9 @@ impl EntryKind {
             Self::Charge => "charge",
             Self::Transfer => "transfer",
             Self::SavingsDeposit => "savings_deposit",
+            Self::AutoDebit => "auto_debit",
+            Self::Interest => "interest",
+            Self::SettlementPayment => "settlement_payment",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -114,6 +123,9 @@ impl EntryKind {
             "charge" => Self::Charge,
             "transfer" => Self::Transfer,
             "savings_deposit" => Self::SavingsDeposit,
+            "auto_debit" => Self::AutoDebit,
+            "interest" => Self::Interest,
+            "settlement_payment" => Self::SettlementPayment,
             _ => return None,
         })
     }
@@ -213,9 +225,10 @@ pub fn charge_journal(owner: &Party, bank_label: &str, amount: Amount) -> Journa
     )
 }
 
-/// A P2P transfer. The receiver sees the sender as `display_name`; the sender's own entry
+/// A P2P transfer (`Transfer` or `SettlementPayment`). The receiver sees the sender as `display_name`; the sender's own entry
 /// shows the receiver's real name.
 pub fn transfer_journal(
+    kind: EntryKind,
     from: &Party,
     to: &Party,
     display_name: &str,
@@ -223,7 +236,7 @@ pub fn transfer_journal(
     amount: Amount,
 ) -> JournalDraft {
     JournalDraft::balanced(
-        EntryKind::Transfer,
+        kind,
         memo,
         vec![
             Posting {
@@ -240,10 +253,15 @@ pub fn transfer_journal(
     )
 }
 
-/// A move from the owner's main account into one of their savings accounts.
-pub fn savings_deposit_journal(main: &Party, savings: AccountId, amount: Amount) -> JournalDraft {
+/// A move from the owner's main account into one of their savings accounts: a manual deposit
+/// (`SavingsDeposit`) or the fixed product's daily debit (`AutoDebit`).
+pub fn savings_deposit_journal(kind: EntryKind, main: &Party, savings: AccountId, amount: Amount) -> JournalDraft {
+    assert!(
+        matches!(kind, EntryKind::SavingsDeposit | EntryKind::AutoDebit),
+        "not a savings deposit: {kind:?}"
+    );
     JournalDraft::balanced(
-        EntryKind::SavingsDeposit,
+        kind,
         None,
         vec![
             Posting {
@@ -262,6 +280,36 @@ pub fn savings_deposit_journal(main: &Party, savings: AccountId, amount: Amount)
             },
         ],
     )
+}
+
+/// One interest run over a batch of savings accounts: each account's interest, all drawn from
+/// the interest expense account. `None` when nothing is paid (every amount is zero).
+pub fn interest_journal(payments: &[(AccountId, i64)]) -> Option<JournalDraft> {
+    let paying: Vec<_> = payments.iter().filter(|(_, won)| *won > 0).collect();
+    if paying.is_empty() {
+        return None;
+    }
+    assert!(payments.iter().all(|(_, won)| *won >= 0), "interest is never negative");
+    let total: i64 = paying.iter().map(|(_, won)| won).sum();
+    let interest = |name: &str| Counterparty {
+        name: name.to_owned(),
+        user_id: None,
+        account_id: None,
+    };
+    let mut postings: Vec<Posting> = paying
+        .iter()
+        .map(|&&(account_id, won)| Posting {
+            account_id,
+            delta: won,
+            counterparty: interest("Interest"),
+        })
+        .collect();
+    postings.push(Posting {
+        account_id: SystemAccount::InterestExpense.id(),
+        delta: -total,
+        counterparty: interest("Savings interest"),
+    });
+    Some(JournalDraft::balanced(EntryKind::Interest, None, postings))
 }
 
 /// An account's balances as read under its row lock.
@@ -391,6 +439,32 @@ impl LockedAccounts {
             .unwrap_or_else(|| panic!("account {id} was not locked before posting"))
     }
 
+    /// Holds `amount` out of a user account's available balance (a pending transfer): the
+    /// money stays posted but cannot be spent. Fails, changing nothing, if it is not there.
+    pub fn hold(&mut self, account: AccountId, amount: Amount) -> Result<(), LedgerError> {
+        let acct = self.locked(account);
+        assert!(acct.kind.is_user(), "holds are on user accounts");
+        if acct.available() < amount.won() {
+            return Err(LedgerError::InsufficientFunds(account));
+        }
+        self.accounts.get_mut(&account).expect("locked").1.pending_out += amount.won();
+        Ok(())
+    }
+
+    /// Releases a hold made by `hold` (the pending transfer was accepted, canceled or expired).
+    pub fn release(&mut self, account: AccountId, amount: Amount) {
+        let acct = &mut self
+            .accounts
+            .get_mut(&account)
+            .unwrap_or_else(|| panic!("account {account} not locked"))
+            .1;
+        assert!(
+            acct.pending_out >= amount.won(),
+            "releasing more than is held on {account}"
+        );
+        acct.pending_out -= amount.won();
+    }
+
     /// The balances that changed, in ascending id order, for writing back.
     pub fn changes(&self) -> Vec<BalanceChange> {
         self.accounts
@@ -437,7 +511,14 @@ mod tests {
     fn transfer_moves_money_and_records_names() {
         let (a, b) = (user_account(30_000, 0), user_account(0, 0));
         let mut locked = LockedAccounts::new([a, b]);
-        let j = transfer_journal(&party(&a, "Kim"), &party(&b, "Lee"), "K", None, amt(10_000));
+        let j = transfer_journal(
+            EntryKind::Transfer,
+            &party(&a, "Kim"),
+            &party(&b, "Lee"),
+            "K",
+            None,
+            amt(10_000),
+        );
         let posted = locked.post(&j, JournalId::new(), now()).unwrap();
         assert_eq!(posted.entries.iter().map(|e| e.delta).sum::<i64>(), 0);
         let out = &posted.entries[0];
@@ -458,13 +539,27 @@ mod tests {
         // 30,000 posted with 20,000 held: 10,000 can go, 10,001 cannot.
         let (a, b) = (user_account(30_000, 20_000), user_account(0, 0));
         let mut locked = LockedAccounts::new([a, b]);
-        let too_much = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(10_001));
+        let too_much = transfer_journal(
+            EntryKind::Transfer,
+            &party(&a, "A"),
+            &party(&b, "B"),
+            "A",
+            None,
+            amt(10_001),
+        );
         assert_eq!(
             locked.post(&too_much, JournalId::new(), now()),
             Err(LedgerError::InsufficientFunds(a.id))
         );
         assert!(locked.changes().is_empty(), "a failed journal changes nothing");
-        let ok = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(10_000));
+        let ok = transfer_journal(
+            EntryKind::Transfer,
+            &party(&a, "A"),
+            &party(&b, "B"),
+            "A",
+            None,
+            amt(10_000),
+        );
         locked.post(&ok, JournalId::new(), now()).unwrap();
         assert_eq!(locked.get(a.id).unwrap().available(), 0);
     }
@@ -497,8 +592,41 @@ mod tests {
     fn posting_to_an_unlocked_account_is_a_bug() {
         let (a, b) = (user_account(10, 0), user_account(0, 0));
         let mut locked = LockedAccounts::new([a]);
-        let j = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(1));
+        let j = transfer_journal(EntryKind::Transfer, &party(&a, "A"), &party(&b, "B"), "A", None, amt(1));
         let _ = locked.post(&j, JournalId::new(), now());
+    }
+
+    #[test]
+    fn holds_reduce_available_until_released() {
+        let a = user_account(30_000, 0);
+        let mut locked = LockedAccounts::new([a]);
+        locked.hold(a.id, amt(20_000)).unwrap();
+        assert_eq!(locked.get(a.id).unwrap().available(), 10_000);
+        assert_eq!(
+            locked.hold(a.id, amt(10_001)),
+            Err(LedgerError::InsufficientFunds(a.id))
+        );
+        assert_eq!(
+            locked.get(a.id).unwrap().pending_out,
+            20_000,
+            "a refused hold changes nothing"
+        );
+        locked.release(a.id, amt(20_000));
+        assert_eq!(locked.get(a.id).unwrap().available(), 30_000);
+    }
+
+    #[test]
+    fn interest_is_drawn_from_the_interest_expense_account() {
+        let (s1, s2, s3) = (AccountId::new(), AccountId::new(), AccountId::new());
+        assert_eq!(interest_journal(&[(s1, 0)]), None);
+        let j = interest_journal(&[(s1, 136), (s2, 0), (s3, 82)]).unwrap();
+        assert_eq!(j.kind(), EntryKind::Interest);
+        assert_eq!(j.postings().len(), 3);
+        assert_eq!(
+            j.postings().last().unwrap().account_id,
+            SystemAccount::InterestExpense.id()
+        );
+        assert_eq!(j.postings().last().unwrap().delta, -218);
     }
 
     #[test]
@@ -511,7 +639,7 @@ mod tests {
             ..user_account(0, 0)
         };
         let mut locked = LockedAccounts::new([a, b]);
-        let j = transfer_journal(&party(&a, "A"), &party(&b, "B"), "A", None, amt(1));
+        let j = transfer_journal(EntryKind::Transfer, &party(&a, "A"), &party(&b, "B"), "A", None, amt(1));
         let first = locked.post(&j, JournalId::new(), now()).unwrap();
         assert_eq!(first.occurred_at, "2026-11-21T00:00:00.005001Z".parse().unwrap());
         let second = locked.post(&j, JournalId::new(), now()).unwrap();
@@ -546,7 +674,7 @@ mod tests {
                 let (from, to) = (from % accounts.len(), to % accounts.len());
                 if from == to { continue; }
                 let before = locked.get(accounts[from].id).unwrap().available();
-                let j = transfer_journal(&party(&accounts[from], "f"), &party(&accounts[to], "t"), "f", None, amt(won));
+                let j = transfer_journal(EntryKind::Transfer, &party(&accounts[from], "f"), &party(&accounts[to], "t"), "f", None, amt(won));
                 let res = locked.post(&j, JournalId::new(), now());
                 prop_assert_eq!(res.is_ok(), before >= won);
             }

@@ -3,9 +3,12 @@
 pub mod bank;
 pub mod charge;
 pub mod ids;
+pub mod interest;
 pub mod ledger;
 pub mod money;
 pub mod request;
+pub mod schedule;
+pub mod split;
 pub mod time;
 pub mod transfer;
 pub mod user;

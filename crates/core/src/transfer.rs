@@ -68,9 +68,35 @@ impl TransferStatus {
     }
 }
 
+/// How long a pending transfer waits for the receiver before it expires and the money returns.
+pub const PENDING_TTL_HOURS: i64 = 72;
+/// The receiver is reminded once when this much time is left.
+pub const REMINDER_LEAD_HOURS: i64 = 24;
+
+/// When a pending transfer made at `created_at` expires.
+pub fn pending_expires_at(created_at: jiff::Timestamp) -> jiff::Timestamp {
+    created_at + jiff::SignedDuration::from_hours(PENDING_TTL_HOURS)
+}
+
+/// Pending transfers expiring at or before this instant are due their reminder at `now`.
+pub fn reminder_due_until(now: jiff::Timestamp) -> jiff::Timestamp {
+    now + jiff::SignedDuration::from_hours(REMINDER_LEAD_HOURS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_timing() {
+        let t: jiff::Timestamp = "2026-11-21T03:00:00Z".parse().unwrap();
+        let expires = pending_expires_at(t);
+        assert_eq!(expires.to_string(), "2026-11-24T03:00:00Z");
+        // Reminder due from T+48h (24 hours left), not a minute before.
+        let at_48h = t + jiff::SignedDuration::from_hours(48);
+        assert!(expires <= reminder_due_until(at_48h));
+        assert!(expires > reminder_due_until(at_48h - jiff::SignedDuration::from_mins(1)));
+    }
 
     #[test]
     fn only_pending_resolves() {

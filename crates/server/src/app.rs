@@ -3,7 +3,7 @@
 use crate::config::{ClockKind, Settings};
 use crate::error::error_response;
 use crate::openapi::ApiDoc;
-use crate::routes::{accounts, admin, bank_accounts, health, transfers, users};
+use crate::routes::{accounts, admin, bank_accounts, health, settlements, transfers, users};
 use crate::state::{AppContext, AppState};
 use anyhow::Context;
 use axum::Router;
@@ -13,7 +13,9 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use minipay_bank::{Bank, BankPolicy, BankSimulator, HttpBank, ResilientBank};
 use minipay_core::{Clock, ManualClock, SystemClock};
+use minipay_jobs::JobRunner;
 use minipay_services::auth::Secret;
+use minipay_services::jobs::job_runner;
 use minipay_services::{ErrorCode, RecoveryConfig, Wallet, WalletConfig};
 use minipay_store::{Store, StoreOptions};
 use std::net::SocketAddr;
@@ -30,19 +32,18 @@ use utoipa_swagger_ui::SwaggerUi;
 /// Request bodies larger than this are refused with 413.
 pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
 
-/// A built server: bound to its port, ready to run.
-pub struct Application {
-    listener: TcpListener,
-    router: Router,
-    state: AppState,
-    recovery_interval: Option<Duration>,
-    /// The admin token in force (generated in dev mode when none was configured).
-    pub admin_token: Secret,
+/// The wallet and its jobs, wired from settings: what `serve` runs behind HTTP, and what
+/// `minipay jobs run` runs without it.
+pub struct Core {
+    pub wallet: Arc<Wallet>,
+    pub jobs: Arc<JobRunner>,
+    pub manual_clock: Option<Arc<ManualClock>>,
+    pub bank_sim: Option<Arc<BankSimulator>>,
 }
 
-impl Application {
-    /// Connects and migrates the database, wires the wallet and binds the listener.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+impl Core {
+    /// Connects and migrates the database and wires the wallet, its bank and clock, and jobs.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         settings.validate()?;
         let store = Store::connect(
             &settings.database_url,
@@ -71,7 +72,37 @@ impl Application {
             }
         };
         let bank = Arc::new(ResilientBank::new(raw_bank, BankPolicy::default()));
+        let jwt_secret = settings.jwt_secret.clone().unwrap_or_else(Secret::generate);
+        let config = WalletConfig {
+            jwt_secret,
+            recovery: RecoveryConfig::default(),
+        };
+        let wallet = Arc::new(Wallet::new(store, bank, clock, config));
+        let jobs = Arc::new(job_runner(&wallet));
+        Ok(Self {
+            wallet,
+            jobs,
+            manual_clock,
+            bank_sim,
+        })
+    }
+}
 
+/// A built server: bound to its port, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    /// How often the scheduler looks for due job slots; `None` when it is off.
+    scheduler_tick: Option<Duration>,
+    /// The admin token in force (generated in dev mode when none was configured).
+    pub admin_token: Secret,
+}
+
+impl Application {
+    /// Builds the core, the router, and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let core = Core::build(&settings).await?;
         let admin_token = settings.admin_token.clone().unwrap_or_else(|| {
             let token = Secret::generate();
             tracing::warn!(
@@ -80,34 +111,26 @@ impl Application {
             );
             token
         });
-        let jwt_secret = settings.jwt_secret.clone().unwrap_or_else(Secret::generate);
-        let wallet = Wallet::new(
-            store,
-            bank,
-            clock,
-            WalletConfig {
-                jwt_secret,
-                recovery: RecoveryConfig::default(),
-            },
-        );
         let state = Arc::new(AppContext {
-            wallet,
+            wallet: core.wallet,
+            jobs: core.jobs,
             admin_token: admin_token.clone(),
-            manual_clock,
-            bank_sim,
+            manual_clock: core.manual_clock,
+            bank_sim: core.bank_sim,
             metrics: prometheus(),
         });
         let router = router(state.clone());
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
-        let recovery_interval =
-            (settings.recovery_interval_secs > 0).then(|| Duration::from_secs(settings.recovery_interval_secs));
+        let scheduler_tick = settings
+            .scheduler
+            .then(|| Duration::from_millis(settings.scheduler_tick_ms.max(10)));
         Ok(Self {
             listener,
             router,
             state,
-            recovery_interval,
+            scheduler_tick,
             admin_token,
         })
     }
@@ -120,35 +143,31 @@ impl Application {
         &self.state
     }
 
-    /// Runs until `shutdown` resolves: the recovery step once at start, then on its timer,
-    /// and the HTTP server.
+    /// Serves HTTP until `shutdown` resolves, with the scheduler running beside it (its first
+    /// pass, at start, catches up the most recent missed slot of each job).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let state = self.state.clone();
-        let interval = self.recovery_interval;
-        let recovery = tokio::spawn(async move { recovery_loop(state, interval).await });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let scheduler = self.scheduler_tick.map(|tick| {
+            let jobs = self.state.jobs.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                jobs.run_scheduler(tick, async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+            })
+        });
         let served = axum::serve(
             self.listener,
             self.router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await;
-        recovery.abort();
+        let _ = stop_tx.send(true);
+        if let Some(s) = scheduler {
+            let _ = s.await;
+        }
         served.context("serving HTTP")
-    }
-}
-
-async fn recovery_loop(state: AppState, interval: Option<Duration>) {
-    loop {
-        let now = state.wallet.clock().now();
-        match state.wallet.recover_charges(now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(resolved = n, "charge recovery"),
-            Err(e) => tracing::error!(error = ?e, "charge recovery failed"),
-        }
-        match interval {
-            Some(every) => tokio::time::sleep(every).await,
-            None => return,
-        }
     }
 }
 
@@ -168,6 +187,13 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(accounts::charge_limit))
         .routes(routes!(transfers::create, transfers::list))
         .routes(routes!(transfers::get))
+        .routes(routes!(transfers::accept))
+        .routes(routes!(transfers::cancel))
+        .routes(routes!(settlements::create, settlements::list))
+        .routes(routes!(settlements::get))
+        .routes(routes!(settlements::pay))
+        .routes(routes!(settlements::notifications))
+        .routes(routes!(admin::job_runs))
         .routes(routes!(admin::run_job))
         .routes(routes!(admin::get_clock, admin::set_clock))
         .routes(routes!(admin::advance_clock))

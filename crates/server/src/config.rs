@@ -40,8 +40,10 @@ pub struct Settings {
     pub mode: RunMode,
     /// Base URL of an external open-banking API; unset = the built-in bank simulator.
     pub bank_url: Option<String>,
-    /// Seconds between runs of the charge-recovery step (0 = only at start).
-    pub recovery_interval_secs: u64,
+    /// Run scheduled jobs in this instance (any number of instances may: each slot runs once).
+    pub scheduler: bool,
+    /// How often the scheduler looks for due slots.
+    pub scheduler_tick_ms: u64,
     /// PostgreSQL pool size.
     pub db_connections_max: u32,
 }
@@ -57,7 +59,8 @@ impl Default for Settings {
             clock_start: None,
             mode: RunMode::Dev,
             bank_url: None,
-            recovery_interval_secs: 30,
+            scheduler: true,
+            scheduler_tick_ms: 1_000,
             db_connections_max: 16,
         }
     }
@@ -143,7 +146,8 @@ pub struct SettingsLayer {
     pub clock_start: Option<jiff::Timestamp>,
     pub mode: Option<RunMode>,
     pub bank_url: Option<String>,
-    pub recovery_interval_secs: Option<u64>,
+    pub scheduler: Option<bool>,
+    pub scheduler_tick_ms: Option<u64>,
     pub db_connections_max: Option<u32>,
 }
 
@@ -166,7 +170,8 @@ impl SettingsLayer {
             clock_start: self.clock_start.or(lower.clock_start),
             mode: self.mode.or(lower.mode),
             bank_url: self.bank_url.or(lower.bank_url),
-            recovery_interval_secs: self.recovery_interval_secs.or(lower.recovery_interval_secs),
+            scheduler: self.scheduler.or(lower.scheduler),
+            scheduler_tick_ms: self.scheduler_tick_ms.or(lower.scheduler_tick_ms),
             db_connections_max: self.db_connections_max.or(lower.db_connections_max),
         }
     }
@@ -184,7 +189,8 @@ impl SettingsLayer {
             clock_start: self.clock_start.or(d.clock_start),
             mode: self.mode.unwrap_or(d.mode),
             bank_url: non_empty(self.bank_url),
-            recovery_interval_secs: self.recovery_interval_secs.unwrap_or(d.recovery_interval_secs),
+            scheduler: self.scheduler.unwrap_or(d.scheduler),
+            scheduler_tick_ms: self.scheduler_tick_ms.unwrap_or(d.scheduler_tick_ms),
             db_connections_max: self.db_connections_max.unwrap_or(d.db_connections_max),
         }
     }
@@ -197,7 +203,7 @@ mod layer_tests {
     #[test]
     fn flags_over_file_over_defaults() {
         let file: SettingsLayer =
-            toml::from_str("listen = \"0.0.0.0:9000\"\nclock = \"manual\"\nrecovery_interval_secs = 5").unwrap();
+            toml::from_str("listen = \"0.0.0.0:9000\"\nclock = \"manual\"\nscheduler_tick_ms = 5").unwrap();
         let flags = SettingsLayer {
             listen: Some("127.0.0.1:1".into()),
             ..Default::default()
@@ -205,7 +211,8 @@ mod layer_tests {
         let s = flags.over(file).into_settings();
         assert_eq!(s.listen, "127.0.0.1:1");
         assert_eq!(s.clock, ClockKind::Manual);
-        assert_eq!(s.recovery_interval_secs, 5);
+        assert_eq!(s.scheduler_tick_ms, 5);
+        assert!(s.scheduler);
         assert_eq!(s.database_url, "sqlite://minipay.db");
         assert!(toml::from_str::<SettingsLayer>("no_such_key = 1").is_err());
     }

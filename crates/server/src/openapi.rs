@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "minipay", description = "Wallet API: users, accounts on a double-entry ledger, charges under a \
         daily limit, transfers with auto-charge. Errors are {\"error\": {\"code\", \"message\"}} with a stable code."),
     modifiers(&Security),
-    tags((name = "users"), (name = "accounts"), (name = "bank accounts"), (name = "transfers"),
+    tags((name = "users"), (name = "accounts"), (name = "bank accounts"), (name = "transfers"), (name = "settlements"), (name = "notifications"),
          (name = "admin", description = "Needs the admin token"), (name = "operations"))
 )]
 pub struct ApiDoc;

@@ -3,6 +3,7 @@
 use metrics_exporter_prometheus::PrometheusHandle;
 use minipay_bank::BankSimulator;
 use minipay_core::ManualClock;
+use minipay_jobs::JobRunner;
 use minipay_services::Wallet;
 use minipay_services::auth::Secret;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use std::sync::Arc;
 pub type AppState = Arc<AppContext>;
 
 pub struct AppContext {
-    pub wallet: Wallet,
+    pub wallet: Arc<Wallet>,
+    pub jobs: Arc<JobRunner>,
     pub admin_token: Secret,
     /// Present only when the server runs on the manual clock.
     pub manual_clock: Option<Arc<ManualClock>>,

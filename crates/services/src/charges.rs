@@ -9,12 +9,18 @@ use crate::idempotency::{IdempotentRequest, Reply, claim, conclude};
 use crate::views::{AccountView, ChargeView};
 use crate::wallet_accounts::owned;
 use anyhow::Context;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use minipay_bank::{BankError, TransferRequest, TransferStatus};
 use minipay_core::charge::{ChargePurpose, ChargeStatus};
 use minipay_core::ledger::{AccountKind, LockedAccounts, Party, PostedJournal, SystemAccount, charge_journal};
 use minipay_core::{AccountId, Amount, BusinessDate, ChargeId, JournalId, UserId};
 use minipay_store::{BankAccount, Charge, NewCharge, Session, StoredResponse, User};
+
+/// The queued job that settles a charge whose request may have died.
+pub const RECOVER_CHARGE: &str = "charge.recover";
+/// Attempts before a charge whose outcome stays unknown is handed to a person (dead letter):
+/// with the queue's backoff (30 s doubling to an hour) that is about 15 hours of asking.
+pub const RECOVERY_ATTEMPTS_MAX: i32 = 20;
 
 /// How the recovery step treats open charges. Every limit is named with its unit.
 #[derive(Debug, Clone)]
@@ -22,16 +28,11 @@ pub struct RecoveryConfig {
     /// Charges younger than this are left to the request that is still handling them. Must
     /// be well above the longest a request can spend on a pull (deadline × attempts).
     pub grace_secs: i64,
-    /// Charges examined per batch.
-    pub batch_max: u32,
 }
 
 impl Default for RecoveryConfig {
     fn default() -> Self {
-        Self {
-            grace_secs: 60,
-            batch_max: 100,
-        }
+        Self { grace_secs: 60 }
     }
 }
 
@@ -80,6 +81,12 @@ impl Wallet {
             at: now,
         };
         tx.insert_charge(&charge).await?;
+        // The follow-up exists iff the intent does: if this request dies before recording
+        // the bank's answer, the recovery job settles the charge.
+        let recover_at = now + SignedDuration::from_secs(self.recovery.grace_secs);
+        let payload = serde_json::json!({ "charge_id": charge.id });
+        tx.enqueue_job(RECOVER_CHARGE, &payload, recover_at, RECOVERY_ATTEMPTS_MAX, now)
+            .await?;
         let charge = tx.charge(charge.id).await?.context("charge just inserted")?;
         Ok(StartedCharge { charge, bank_account })
     }
@@ -304,38 +311,34 @@ impl Wallet {
         ))
     }
 
-    /// Resolves open charges older than the grace period by asking the bank what happened
-    /// (the recovery step: run at start and on a timer). Returns how many it resolved.
-    #[tracing::instrument(name = "minipay.charges.recover", skip_all, err)]
-    pub async fn recover_charges(&self, at: Timestamp) -> ServiceResult<u64> {
-        let before = at - SignedDuration::from_secs(self.recovery.grace_secs);
-        let mut cursor = None;
-        let mut resolved = 0;
-        loop {
-            let batch = self
-                .store
-                .read()
-                .await?
-                .open_charges(before, cursor, self.recovery.batch_max)
-                .await?;
-            let Some(last) = batch.last() else { break };
-            cursor = Some((last.created_at, last.id));
-            for charge in &batch {
-                // One charge that cannot be resolved now must not hold up the others.
-                match self.recover_charge(charge).await {
-                    Ok(true) => resolved += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        metrics::counter!("minipay_charge_recovery_errors_total").increment(1);
-                        tracing::error!(charge = %charge.id, error = ?e, "charge recovery failed; will retry");
-                    }
-                }
-            }
-            if batch.len() < self.recovery.batch_max as usize {
-                break;
-            }
+    /// Settles one charge whose request may have died: asks the bank (voiding an id it has
+    /// no record of) and posts or fails the charge. `Ok(true)` if this call resolved it,
+    /// `Ok(false)` if it was already resolved; an outcome still unknown is an error to retry.
+    pub(crate) async fn recover_charge_by_id(&self, id: ChargeId) -> Result<bool, String> {
+        let charge = self
+            .store
+            .read()
+            .await
+            .map_err(|e| e.to_string())?
+            .charge(id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(charge) = charge.filter(|c| c.status.is_open()) else {
+            return Ok(false);
+        };
+        match self.recover_charge(&charge).await {
+            Ok(true) => Ok(true),
+            Ok(false) if self.charge_is_open(id).await => Err("the bank has not confirmed the outcome yet".into()),
+            Ok(false) => Ok(false),
+            Err(e) => Err(format!("{e:#}")),
         }
-        Ok(resolved)
+    }
+
+    async fn charge_is_open(&self, id: ChargeId) -> bool {
+        match self.store.read().await {
+            Ok(mut s) => s.charge(id).await.ok().flatten().is_some_and(|c| c.status.is_open()),
+            Err(_) => true,
+        }
     }
 
     async fn recover_charge(&self, charge: &Charge) -> ServiceResult<bool> {

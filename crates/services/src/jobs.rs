@@ -1,54 +1,150 @@
-//! Maintenance jobs that can be run by hand "as of" a time (`POST /v1/admin/jobs/{name}/run`).
+//! The jobs minipay runs, and when: each is a `ScheduledJob` for the runner (once per slot
+//! across instances) that can also be run by hand "as of" a time.
 
 use crate::Wallet;
-use crate::error::{ServiceError, ServiceResult};
+use crate::charges::RECOVER_CHARGE;
+use crate::savings::{AUTO_DEBIT_TIME, INTEREST_TIME};
+use async_trait::async_trait;
 use jiff::Timestamp;
-use minipay_core::time::plausible_instant;
-use serde::Serialize;
-use utoipa::ToSchema;
+use minipay_core::ChargeId;
+use minipay_core::schedule::Schedule;
+use minipay_jobs::{JobOutcome, JobRunner, QueueHandler, Retry, ScheduledJob, drain_queue};
+use minipay_store::QueuedJob;
+use serde_json::json;
+use std::sync::Arc;
 
 /// Expired idempotency records deleted per statement.
 const IDEMPOTENCY_PURGE_BATCH_MAX: u32 = 1_000;
 
-/// The jobs this build knows, by name.
-pub const JOB_NAMES: &[&str] = &["charge-recovery", "idempotency-cleanup"];
+/// Every job this build runs, by name and schedule (times are Asia/Seoul).
+pub fn all_jobs(wallet: &Arc<Wallet>) -> Vec<Arc<dyn ScheduledJob>> {
+    let job = |name, schedule, kind| -> Arc<dyn ScheduledJob> {
+        Arc::new(WalletJob {
+            wallet: wallet.clone(),
+            name,
+            schedule,
+            kind,
+        })
+    };
+    vec![
+        job(
+            "pending-reminders",
+            Schedule::Every { seconds: 60 },
+            Kind::PendingReminders,
+        ),
+        job("pending-expiry", Schedule::Every { seconds: 60 }, Kind::PendingExpiry),
+        job("savings-interest", daily(INTEREST_TIME), Kind::SavingsInterest),
+        job("savings-auto-debit", daily(AUTO_DEBIT_TIME), Kind::SavingsAutoDebit),
+        job("charge-recovery", Schedule::Every { seconds: 10 }, Kind::ChargeRecovery),
+        job(
+            "idempotency-cleanup",
+            Schedule::Every { seconds: 3_600 },
+            Kind::IdempotencyCleanup,
+        ),
+    ]
+}
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct JobRunReport {
-    pub job: String,
-    #[schema(value_type = String, format = DateTime)]
-    pub at: Timestamp,
-    /// How many items the run changed.
-    pub processed: u64,
-    pub details: serde_json::Value,
+fn daily(t: jiff::civil::Time) -> Schedule {
+    Schedule::Daily {
+        hour: t.hour(),
+        minute: t.minute(),
+    }
+}
+
+/// The runner for every job of this build.
+pub fn job_runner(wallet: &Arc<Wallet>) -> JobRunner {
+    JobRunner::new(wallet.store().clone(), wallet.clock().clone(), all_jobs(wallet))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    PendingReminders,
+    PendingExpiry,
+    SavingsInterest,
+    SavingsAutoDebit,
+    ChargeRecovery,
+    IdempotencyCleanup,
+}
+
+struct WalletJob {
+    wallet: Arc<Wallet>,
+    name: &'static str,
+    schedule: Schedule,
+    kind: Kind,
+}
+
+#[async_trait]
+impl ScheduledJob for WalletJob {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    async fn run(&self, at: Timestamp) -> anyhow::Result<JobOutcome> {
+        let w = &self.wallet;
+        Ok(match self.kind {
+            Kind::PendingReminders => counted(w.remind_pending_transfers(at).await?),
+            Kind::PendingExpiry => counted(w.expire_pending_transfers(at).await?),
+            Kind::SavingsInterest => {
+                let r = w.pay_interest(at).await?;
+                JobOutcome {
+                    processed: r.paid_accounts,
+                    details: serde_json::to_value(r)?,
+                }
+            }
+            Kind::SavingsAutoDebit => {
+                let r = w.run_auto_debits(at).await?;
+                JobOutcome {
+                    processed: r.completed + r.failed,
+                    details: serde_json::to_value(r)?,
+                }
+            }
+            Kind::ChargeRecovery => {
+                let handler = RecoverCharges { wallet: w.clone() };
+                let r = drain_queue(w.store(), &handler, at).await?;
+                JobOutcome {
+                    processed: r.changed,
+                    details: serde_json::to_value(r)?,
+                }
+            }
+            Kind::IdempotencyCleanup => counted(w.purge_idempotency_keys(at).await?),
+        })
+    }
+}
+
+fn counted(n: u64) -> JobOutcome {
+    JobOutcome {
+        processed: n,
+        details: json!({}),
+    }
+}
+
+/// Settles charges whose requests may have died (the `charge.recover` queued jobs).
+struct RecoverCharges {
+    wallet: Arc<Wallet>,
+}
+
+#[async_trait]
+impl QueueHandler for RecoverCharges {
+    fn kind(&self) -> &'static str {
+        RECOVER_CHARGE
+    }
+
+    async fn handle(&self, job: &QueuedJob) -> Result<bool, Retry> {
+        let id: ChargeId = job.payload["charge_id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Retry(format!("malformed payload {}", job.payload)))?;
+        self.wallet.recover_charge_by_id(id).await.map_err(Retry)
+    }
 }
 
 impl Wallet {
-    /// Runs job `name` as of `at`.
-    #[tracing::instrument(name = "minipay.jobs.run", skip(self), err)]
-    ///
-    /// `at` may not be in the future: a job run ahead of time would cut short the windows
-    /// that protect work still in progress (a pull's grace period, a key's retention).
-    pub async fn run_job(&self, name: &str, at: Timestamp) -> ServiceResult<JobRunReport> {
-        let at = plausible_instant(at).map_err(ServiceError::validation)?;
-        if at > self.clock.now() {
-            return Err(ServiceError::validation("at must not be in the future"));
-        }
-        let processed = match name {
-            "charge-recovery" => self.recover_charges(at).await?,
-            "idempotency-cleanup" => self.purge_idempotency_keys(at).await?,
-            _ => return Err(ServiceError::NotFound("job")),
-        };
-        Ok(JobRunReport {
-            job: name.to_owned(),
-            at,
-            processed,
-            details: serde_json::json!({}),
-        })
-    }
-
     /// Deletes idempotency records past their retention, in bounded batches.
-    async fn purge_idempotency_keys(&self, at: Timestamp) -> ServiceResult<u64> {
+    async fn purge_idempotency_keys(&self, at: Timestamp) -> anyhow::Result<u64> {
         let mut total = 0;
         loop {
             let mut tx = self.store.begin().await?;
@@ -61,3 +157,52 @@ impl Wallet {
         }
     }
 }
+
+impl Wallet {
+    /// The job run history, newest first.
+    pub async fn job_runs(
+        &self,
+        job: Option<&str>,
+        limit: minipay_core::request::PageLimit,
+        cursor: Option<&str>,
+    ) -> crate::ServiceResult<crate::views::Page<minipay_store::JobRun>> {
+        let after = cursor.map(crate::pagination::decode_cursor).transpose()?;
+        let mut rows = self.store.read().await?.job_runs(job, after, limit.get() + 1).await?;
+        let next_cursor = if rows.len() > limit.get() as usize {
+            rows.truncate(limit.get() as usize);
+            rows.last()
+                .map(|r| crate::pagination::encode_cursor(r.started_at, r.id))
+        } else {
+            None
+        };
+        Ok(crate::views::Page {
+            items: rows,
+            next_cursor,
+        })
+    }
+}
+
+/// The jobs and when they run, for `minipay jobs list` and the docs (times Asia/Seoul).
+pub const SCHEDULES: &[(&str, &str)] = &[
+    ("pending-reminders", "every minute: one reminder when 24 hours are left"),
+    (
+        "pending-expiry",
+        "every minute: expire pending transfers after 72 hours",
+    ),
+    (
+        "savings-interest",
+        "daily 04:00: one day of simple interest per savings account",
+    ),
+    (
+        "savings-auto-debit",
+        "daily 08:00: fixed savings daily_amount from the main account",
+    ),
+    (
+        "charge-recovery",
+        "every 10 seconds: settle bank pulls whose outcome is unknown",
+    ),
+    (
+        "idempotency-cleanup",
+        "hourly: delete idempotency records past 48 hours",
+    ),
+];

@@ -4,18 +4,21 @@ use crate::Wallet;
 use crate::charges::{ChargeOutcome, failure_code, settled_elsewhere};
 use crate::error::{ServiceError, ServiceResult};
 use crate::idempotency::{IdempotentRequest, Reply, claim, conclude};
+use crate::notify;
 use crate::pagination::{decode_cursor, encode_cursor};
-use crate::views::{Page, TransferView};
+use crate::views::{Page, SettlementView, TransferView};
 use anyhow::Context;
 use minipay_core::charge::{ChargePurpose, ChargeStatus, auto_charge_amount};
-use minipay_core::ledger::PostedJournal;
-use minipay_core::ledger::{AccountKind, LedgerError, LockedAccounts, Party, SystemAccount, transfer_journal};
+use minipay_core::ledger::{
+    AccountKind, EntryKind, LedgerError, LockedAccounts, Party, PostedJournal, SystemAccount, transfer_journal,
+};
 use minipay_core::request::{PageLimit, bounded_text};
-use minipay_core::transfer::{TransferMode, TransferStatus};
+use minipay_core::transfer::{TransferMode, TransferStatus, pending_expires_at};
 use minipay_core::user::NAME_LEN_MAX;
 use minipay_core::{AccountId, Amount, JournalId, TransferId, UserId};
 use minipay_store::{Charge, Direction, Session, Transfer, User};
 use serde::Serialize;
+use uuid::Uuid;
 
 /// Memos are short notes shown to both sides.
 pub const MEMO_LEN_MAX: usize = 200;
@@ -88,18 +91,37 @@ pub struct TransferListFilter {
     pub status: Option<TransferStatus>,
 }
 
-/// How one attempt at a transfer ended.
+/// What a payment is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PaymentPurpose {
+    /// `POST /v1/transfers`.
+    Transfer,
+    /// A participant's share of a split bill: the share is marked paid in the transaction
+    /// that moves the money.
+    SettlementShare(Uuid),
+}
+
+/// What a completed payment answers with: the transfer, or the settlement whose share it paid.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub(crate) enum PaymentView {
+    Transfer(TransferView),
+    Settlement(SettlementView),
+}
+
+/// How one attempt at a payment ended.
 #[allow(clippy::large_enum_variant)] // returned once per request, never stored
 enum Attempt {
-    Done(Reply<TransferView>),
+    Done(Reply<PaymentView>),
     /// Its auto-charge was completed by the recovery step: try again from the money now there.
     FundedElsewhere,
 }
 
-/// Sender and receiver of a transfer being made.
+/// Sender and receiver of a payment being made, and how it is made.
 struct Sides {
     sender: User,
     receiver: User,
+    mode: TransferMode,
 }
 
 impl Sides {
@@ -111,7 +133,8 @@ impl Sides {
 impl Wallet {
     /// `POST /v1/transfers`. If the sender's available balance is short, the shortfall is
     /// charged from their bank in whole 10,000-won units under the daily limit first; if that
-    /// is not allowed or fails, nothing moves.
+    /// is not allowed or fails, nothing moves. In `pending` mode the money is held out of the
+    /// sender's available balance until the receiver accepts (or it is canceled or expires).
     #[tracing::instrument(name = "minipay.transfers.create", skip_all, err)]
     pub async fn transfer(
         &self,
@@ -119,31 +142,49 @@ impl Wallet {
         req: TransferRequest,
         idem: Option<IdempotentRequest>,
     ) -> ServiceResult<Reply<TransferView>> {
-        match self.try_transfer(me, &req, idem.as_ref()).await? {
+        match self.pay(me, &req, idem.as_ref(), PaymentPurpose::Transfer, 201).await? {
+            Reply::Fresh(PaymentView::Transfer(view)) => Ok(Reply::Fresh(view)),
+            Reply::Fresh(PaymentView::Settlement(_)) => unreachable!("a transfer answers with the transfer"),
+            Reply::Replayed(stored) => Ok(Reply::Replayed(stored)),
+        }
+    }
+
+    /// Makes a payment (a transfer, or a settlement share) and answers with `success_status`.
+    pub(crate) async fn pay(
+        &self,
+        me: UserId,
+        req: &TransferRequest,
+        idem: Option<&IdempotentRequest>,
+        purpose: PaymentPurpose,
+        success_status: u16,
+    ) -> ServiceResult<Reply<PaymentView>> {
+        match self.try_pay(me, req, idem, purpose, success_status).await? {
             Attempt::Done(reply) => Ok(reply),
             // The auto-charge landed in the main account through the recovery step, which
-            // released the key: the transfer is made from that money (no second charge).
-            Attempt::FundedElsewhere => match self.try_transfer(me, &req, idem.as_ref()).await? {
+            // released the key: the payment is made from that money (no second charge).
+            Attempt::FundedElsewhere => match self.try_pay(me, req, idem, purpose, success_status).await? {
                 Attempt::Done(reply) => Ok(reply),
                 Attempt::FundedElsewhere => Err(settled_elsewhere()),
             },
         }
     }
 
-    async fn try_transfer(
+    async fn try_pay(
         &self,
         me: UserId,
         req: &TransferRequest,
         idem: Option<&IdempotentRequest>,
+        purpose: PaymentPurpose,
+        status: u16,
     ) -> ServiceResult<Attempt> {
-        let reply = |r: ServiceResult<Reply<TransferView>>| r.map(Attempt::Done);
+        let reply = |r: ServiceResult<Reply<PaymentView>>| r.map(Attempt::Done);
         let mut tx = self.store.begin().await?;
         if let Some(stored) = claim(&mut tx, me, idem, self.clock.now()).await? {
             return Ok(Attempt::Done(Reply::Replayed(stored)));
         }
-        let sides = match self.transfer_sides(&mut tx, me, req).await {
+        let sides = match self.payment_sides(&mut tx, me, req, purpose).await {
             Ok(sides) => sides,
-            Err(e) => return reply(conclude(tx, me, idem, 201, Err(e)).await),
+            Err(e) => return reply(conclude(tx, me, idem, status, Err(e)).await),
         };
         let mut locked = tx.lock_accounts(sides.accounts()).await?;
         let available = locked
@@ -151,14 +192,14 @@ impl Wallet {
             .context("sender account locked")?
             .available();
         let Some(shortfall) = auto_charge_amount(available, req.amount) else {
-            // Enough money: the whole transfer is this one transaction.
-            let posted = self
-                .apply_transfer(&mut locked, &sides, req)
+            // Enough money: the whole payment is this one transaction.
+            let applied = self
+                .apply_payment(&mut locked, &sides, req)
                 .expect("available covers the amount");
             let view = self
-                .write_transfer(&mut tx, &locked, &sides, req, &[posted], None)
+                .write_payment(&mut tx, &locked, &sides, req, purpose, applied, None)
                 .await?;
-            return reply(conclude(tx, me, idem, 201, Ok(view)).await);
+            return reply(conclude(tx, me, idem, status, Ok(view)).await);
         };
 
         // Short: record an auto-charge of the rounded shortfall, then call the bank outside
@@ -174,7 +215,7 @@ impl Wallet {
         };
         let started = match started {
             Ok(started) => started,
-            Err(e) => return reply(conclude(tx, me, idem, 201, Err(e)).await),
+            Err(e) => return reply(conclude(tx, me, idem, status, Err(e)).await),
         };
         self.commit_intent(tx, me, idem, &started).await?;
 
@@ -184,12 +225,10 @@ impl Wallet {
         let mut tx = self.store.begin().await?;
         match outcome {
             ChargeOutcome::Taken => {
-                let accounts = [
-                    sides.sender.main_account_id,
-                    sides.receiver.main_account_id,
-                    SystemAccount::BankSettlement.id(),
-                ];
-                let mut locked = tx.lock_accounts(accounts).await?;
+                let [sender, receiver] = sides.accounts();
+                let mut locked = tx
+                    .lock_accounts([sender, receiver, SystemAccount::BankSettlement.id()])
+                    .await?;
                 let label = started.bank_account.label();
                 let Some(charge_posted) = self
                     .complete_charge_in(&mut tx, &mut locked, charge, &sides.sender.name, &label)
@@ -202,11 +241,11 @@ impl Wallet {
                         _ => Err(settled_elsewhere()),
                     };
                 };
-                let result = match self.apply_transfer(&mut locked, &sides, req) {
-                    Ok(posted) => {
-                        let journals = [charge_posted, posted];
+                let result = match self.apply_payment(&mut locked, &sides, req) {
+                    Ok(applied) => {
+                        let funded = Some((charge, charge_posted));
                         Ok(self
-                            .write_transfer(&mut tx, &locked, &sides, req, &journals, Some(charge))
+                            .write_payment(&mut tx, &locked, &sides, req, purpose, applied, funded)
                             .await?)
                     }
                     Err(LedgerError::InsufficientFunds(_)) => {
@@ -220,7 +259,7 @@ impl Wallet {
                         )))
                     }
                 };
-                reply(conclude(tx, me, idem, 201, result).await)
+                reply(conclude(tx, me, idem, status, result).await)
             }
             ChargeOutcome::NotTaken(e) => {
                 self.fail_charge_in(&mut tx, charge, failure_code(&e)).await?;
@@ -230,8 +269,14 @@ impl Wallet {
         }
     }
 
-    /// Resolves and checks both sides of a transfer (read in the transaction).
-    async fn transfer_sides(&self, tx: &mut Session, me: UserId, req: &TransferRequest) -> ServiceResult<Sides> {
+    /// Resolves and checks both sides of a payment (read in the transaction).
+    async fn payment_sides(
+        &self,
+        tx: &mut Session,
+        me: UserId,
+        req: &TransferRequest,
+        purpose: PaymentPurpose,
+    ) -> ServiceResult<Sides> {
         let sender = tx
             .user(me)
             .await?
@@ -250,55 +295,77 @@ impl Wallet {
         if receiver.id == sender.id {
             return Err(ServiceError::validation("you cannot send money to yourself"));
         }
-        if req.mode.unwrap_or(sender.transfer_mode) == TransferMode::Pending {
-            return Err(ServiceError::InvalidState(
-                "pending transfers are not available yet; send with mode \"immediate\"".into(),
-            ));
+        if let PaymentPurpose::SettlementShare(settlement) = purpose {
+            self.check_share_payable(tx, settlement, me).await?;
         }
-        Ok(Sides { sender, receiver })
+        let mode = match purpose {
+            PaymentPurpose::Transfer => req.mode.unwrap_or(sender.transfer_mode),
+            // A share is paid with a normal immediate transfer.
+            PaymentPurpose::SettlementShare(_) => TransferMode::Immediate,
+        };
+        Ok(Sides { sender, receiver, mode })
     }
 
-    /// Applies the transfer to the locked balances, in memory; on `InsufficientFunds` the
-    /// balances are untouched and nothing has been written.
-    fn apply_transfer(
+    /// Applies the payment to the locked balances, in memory: an immediate transfer is posted
+    /// (its journal returned); a pending one only holds the money. On `InsufficientFunds` the
+    /// balances are untouched.
+    fn apply_payment(
         &self,
         locked: &mut LockedAccounts,
         sides: &Sides,
         req: &TransferRequest,
-    ) -> Result<PostedJournal, LedgerError> {
-        let (sender, receiver) = (&sides.sender, &sides.receiver);
-        let display_name = req.display_name.as_deref().unwrap_or(&sender.name);
-        let from = Party {
-            user_id: sender.id,
-            account_id: sender.main_account_id,
-            name: sender.name.clone(),
-        };
-        let to = Party {
-            user_id: receiver.id,
-            account_id: receiver.main_account_id,
-            name: receiver.name.clone(),
-        };
-        let journal = transfer_journal(&from, &to, display_name, req.memo.clone(), req.amount);
-        locked.post(&journal, JournalId::new(), self.clock.now())
+    ) -> Result<Option<PostedJournal>, LedgerError> {
+        match sides.mode {
+            TransferMode::Pending => {
+                locked.hold(sides.sender.main_account_id, req.amount)?;
+                Ok(None)
+            }
+            TransferMode::Immediate => {
+                let (sender, receiver) = (&sides.sender, &sides.receiver);
+                let display_name = req.display_name.as_deref().unwrap_or(&sender.name);
+                let journal = transfer_journal(
+                    EntryKind::Transfer,
+                    &party(sender),
+                    &party(receiver),
+                    display_name,
+                    req.memo.clone(),
+                    req.amount,
+                );
+                locked.post(&journal, JournalId::new(), self.clock.now()).map(Some)
+            }
+        }
     }
 
-    /// Writes an applied transfer: the balances, its journal (last in `journals`, after the
-    /// charge that funded it, if any) and the transfer row.
-    async fn write_transfer(
+    /// Writes an applied payment: the balances and journals (the funding charge's first), the
+    /// transfer row, what it tells people, and the settlement share it pays.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_payment(
         &self,
         tx: &mut Session,
         locked: &LockedAccounts,
         sides: &Sides,
         req: &TransferRequest,
-        journals: &[PostedJournal],
-        funded_by: Option<&Charge>,
-    ) -> ServiceResult<TransferView> {
+        purpose: PaymentPurpose,
+        transfer_journal: Option<PostedJournal>,
+        funded_by: Option<(&Charge, PostedJournal)>,
+    ) -> ServiceResult<PaymentView> {
         let (sender, receiver) = (&sides.sender, &sides.receiver);
-        let journal = journals.last().expect("the transfer's journal");
-        tx.write_postings(locked, journals).await?;
+        let now = transfer_journal
+            .as_ref()
+            .map_or_else(|| self.clock.now(), |j| j.occurred_at);
+        let transfer_journal_id = transfer_journal.as_ref().map(|j| j.id);
+        let charge = funded_by.as_ref().map(|(c, _)| *c);
+        let mut journals: Vec<PostedJournal> = funded_by.map(|(_, j)| j).into_iter().collect();
+        journals.extend(transfer_journal);
+        tx.write_postings(locked, &journals).await?;
+        let pending = sides.mode == TransferMode::Pending;
         let transfer = Transfer {
             id: TransferId::new(),
-            status: TransferStatus::Completed,
+            status: if pending {
+                TransferStatus::Pending
+            } else {
+                TransferStatus::Completed
+            },
             amount: req.amount,
             from_account_id: sender.main_account_id,
             to_account_id: receiver.main_account_id,
@@ -307,17 +374,35 @@ impl Wallet {
             from_name: sender.name.clone(),
             display_name: req.display_name.clone().unwrap_or_else(|| sender.name.clone()),
             memo: req.memo.clone(),
-            auto_charged: funded_by.map_or(0, |c| c.amount.won()),
-            charge_id: funded_by.map(|c| c.id),
-            journal_id: Some(journal.id),
-            created_at: journal.occurred_at,
-            expires_at: None,
-            resolved_at: Some(journal.occurred_at),
+            auto_charged: charge.map_or(0, |c| c.amount.won()),
+            charge_id: charge.map(|c| c.id),
+            journal_id: transfer_journal_id,
+            created_at: now,
+            expires_at: pending.then(|| pending_expires_at(now)),
+            resolved_at: (!pending).then_some(now),
+            kind: match purpose {
+                PaymentPurpose::Transfer => EntryKind::Transfer,
+                PaymentPurpose::SettlementShare(_) => EntryKind::SettlementPayment,
+            },
+            reminded_at: None,
         };
         tx.insert_transfer(&transfer).await?;
-        let label = if funded_by.is_some() { "yes" } else { "no" };
-        metrics::counter!("minipay_transfers_total", "auto_charged" => label).increment(1);
-        Ok(TransferView::from(&transfer))
+        if pending {
+            let note = notify::pending_received(&transfer, now);
+            tx.insert_notifications(std::slice::from_ref(&note)).await?;
+        }
+        let label = if charge.is_some() { "yes" } else { "no" };
+        metrics::counter!("minipay_transfers_total", "mode" => sides.mode.as_str(), "auto_charged" => label)
+            .increment(1);
+        match purpose {
+            PaymentPurpose::Transfer => Ok(PaymentView::Transfer(TransferView::from(&transfer))),
+            PaymentPurpose::SettlementShare(settlement) => {
+                let view = self
+                    .record_share_paid(tx, settlement, sender.id, transfer.id, now)
+                    .await?;
+                Ok(PaymentView::Settlement(view))
+            }
+        }
     }
 
     /// A transfer the caller sent or received; anyone else's is `not_found`.
@@ -356,5 +441,14 @@ impl Wallet {
             items: rows.iter().map(TransferView::from).collect(),
             next_cursor,
         })
+    }
+}
+
+/// A user's main account as a party to a payment, under their current name.
+pub(crate) fn party(user: &User) -> Party {
+    Party {
+        user_id: user.id,
+        account_id: user.main_account_id,
+        name: user.name.clone(),
     }
 }

@@ -5,7 +5,7 @@ use minipay_core::charge::ChargeLimit;
 use minipay_core::ledger::{AccountKind, SavingsProduct};
 use minipay_core::transfer::{TransferMode, TransferStatus};
 use minipay_core::{AccountId, BankAccountId, BusinessDate, ChargeId, JournalId, TransferId, UserId};
-use minipay_store::{Account, BankAccount, Transfer, User};
+use minipay_store::{Account, BankAccount, Notification, Settlement, ShareStatus, Transfer, User};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -228,4 +228,81 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Items<T> {
     pub items: Vec<T>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ShareView {
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub amount: i64,
+    /// `requested` or `paid`.
+    pub status: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub transfer_id: Option<TransferId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SettlementView {
+    pub id: uuid::Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub requester_user_id: UserId,
+    pub total_amount: i64,
+    /// `equal` or `random`.
+    pub method: String,
+    pub memo: Option<String>,
+    /// `open` until every share is paid, then `completed`.
+    pub status: String,
+    pub shares: Vec<ShareView>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+impl From<&Settlement> for SettlementView {
+    fn from(s: &Settlement) -> Self {
+        Self {
+            id: s.id,
+            requester_user_id: s.requester_user_id,
+            total_amount: s.total_amount,
+            method: s.method.as_str().to_owned(),
+            memo: s.memo.clone(),
+            status: if s.completed { "completed" } else { "open" }.to_owned(),
+            shares: s
+                .shares
+                .iter()
+                .map(|sh| ShareView {
+                    user_id: sh.user_id,
+                    amount: sh.amount,
+                    status: match sh.status {
+                        ShareStatus::Requested => "requested",
+                        ShareStatus::Paid => "paid",
+                    }
+                    .to_owned(),
+                    transfer_id: sh.transfer_id,
+                })
+                .collect(),
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NotificationView {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// The ids of the related objects (`transfer_id`, `settlement_id`, `account_id`).
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+impl From<&Notification> for NotificationView {
+    fn from(n: &Notification) -> Self {
+        Self {
+            id: n.id,
+            kind: n.kind.clone(),
+            created_at: n.created_at,
+            data: n.data.clone(),
+        }
+    }
 }

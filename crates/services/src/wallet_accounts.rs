@@ -5,7 +5,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::idempotency::{IdempotentRequest, Reply, claim, conclude};
 use crate::views::{AccountView, ChargeLimitView, DepositView, Items};
 use anyhow::Context;
-use minipay_core::ledger::{AccountKind, LedgerError, Party, SavingsProduct, savings_deposit_journal};
+use minipay_core::ledger::{AccountKind, EntryKind, LedgerError, Party, SavingsProduct, savings_deposit_journal};
 use minipay_core::{AccountId, Amount, BusinessDate, JournalId, UserId};
 use minipay_store::{Account, Session};
 use serde::Serialize;
@@ -134,13 +134,14 @@ impl Wallet {
             account_id: user.main_account_id,
             name: user.name.clone(),
         };
-        let journal = savings_deposit_journal(&main, savings, amount);
+        let journal = savings_deposit_journal(EntryKind::SavingsDeposit, &main, savings, amount);
         let posted = locked
             .post(&journal, JournalId::new(), now)
             .map_err(|LedgerError::InsufficientFunds(_)| {
                 ServiceError::InsufficientFunds("the main account does not have enough available money".into())
             })?;
         tx.write_postings(&locked, std::slice::from_ref(&posted)).await?;
+        tx.add_principal(savings, amount).await?;
         let account = tx.account(savings).await?.context("savings account exists")?;
         Ok(DepositView {
             id: posted.id,

@@ -2,11 +2,11 @@
 //! writing applied journals (balances, journals, entries) back.
 
 use crate::session::{Db, Session};
-use crate::types::DbTime;
+use crate::types::{DbDate, DbTime};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
 use minipay_core::ledger::{AccountBalance, AccountKind, LockedAccounts, PostedJournal, SavingsProduct, SystemAccount};
-use minipay_core::{AccountId, UserId};
+use minipay_core::{AccountId, BusinessDate, UserId};
 use uuid::Uuid;
 
 /// A user's account as shown to them (`balance` is the posted balance).
@@ -31,7 +31,7 @@ impl Account {
 }
 
 #[derive(sqlx::FromRow)]
-struct AccountRow {
+pub(crate) struct AccountRow {
     id: Uuid,
     owner_user_id: Option<Uuid>,
     kind: String,
@@ -91,6 +91,11 @@ macro_rules! select_accounts {
     };
 }
 
+/// `SELECT <account columns> FROM accounts`, for queries built elsewhere in the crate.
+pub(crate) fn select_accounts_sql() -> &'static str {
+    select_accounts!("")
+}
+
 impl Session {
     pub async fn account(&mut self, id: AccountId) -> Result<Option<Account>> {
         let row: Option<AccountRow> = on_db!(self, c => sqlx::query_as(select_accounts!("WHERE id = $1"))
@@ -111,6 +116,8 @@ impl Session {
         rows.into_iter().map(Account::try_from).collect()
     }
 
+    /// Opens a savings account. Interest counts from the day after opening: it is marked paid
+    /// through the opening business date.
     pub async fn insert_savings_account(
         &mut self,
         id: AccountId,
@@ -121,14 +128,15 @@ impl Session {
     ) -> Result<()> {
         self.assert_writable();
         on_db!(self, c => sqlx::query(
-            "INSERT INTO accounts (id, owner_user_id, kind, product, daily_amount, created_at)
-             VALUES ($1, $2, 'savings', $3, $4, $5)",
+            "INSERT INTO accounts (id, owner_user_id, kind, product, daily_amount, created_at, interest_paid_through)
+             VALUES ($1, $2, 'savings', $3, $4, $5, $6)",
         )
         .bind(id.as_uuid())
         .bind(owner.as_uuid())
         .bind(product.as_str())
         .bind(daily_amount)
         .bind(DbTime(at))
+        .bind(DbDate(BusinessDate::containing(at).date()))
         .execute(c)
         .await.map(|r| r.rows_affected()))?;
         Ok(())

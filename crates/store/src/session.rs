@@ -160,6 +160,11 @@ fn migrator(kind: BackendKind) -> Migrator {
                 "entry order and fin accounts",
                 include_str!("../migrations/postgres/0002_entry_order_and_fin_accounts.sql"),
             ),
+            (
+                3,
+                "jobs, pending, savings, settlements",
+                include_str!("../migrations/postgres/0003_jobs_pending_savings_settlements.sql"),
+            ),
         ],
         BackendKind::Sqlite => &[
             (1, "wallet", include_str!("../migrations/sqlite/0001_wallet.sql")),
@@ -167,6 +172,11 @@ fn migrator(kind: BackendKind) -> Migrator {
                 2,
                 "entry order and fin accounts",
                 include_str!("../migrations/sqlite/0002_entry_order_and_fin_accounts.sql"),
+            ),
+            (
+                3,
+                "jobs, pending, savings, settlements",
+                include_str!("../migrations/sqlite/0003_jobs_pending_savings_settlements.sql"),
             ),
         ],
     };

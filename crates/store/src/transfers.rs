@@ -4,6 +4,7 @@ use crate::session::Session;
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
+use minipay_core::ledger::EntryKind;
 use minipay_core::transfer::TransferStatus;
 use minipay_core::{AccountId, Amount, ChargeId, JournalId, TransferId, UserId};
 use uuid::Uuid;
@@ -26,6 +27,10 @@ pub struct Transfer {
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub resolved_at: Option<Timestamp>,
+    /// `Transfer`, or `SettlementPayment` when it pays a share of a split bill.
+    pub kind: EntryKind,
+    /// When the receiver was reminded of a pending transfer (at most once).
+    pub reminded_at: Option<Timestamp>,
 }
 
 /// A new transfer row; the same shape as a stored one.
@@ -59,6 +64,8 @@ struct TransferRow {
     created_at: DbTime,
     expires_at: Option<DbTime>,
     resolved_at: Option<DbTime>,
+    kind: String,
+    reminded_at: Option<DbTime>,
 }
 
 impl TryFrom<TransferRow> for Transfer {
@@ -81,6 +88,8 @@ impl TryFrom<TransferRow> for Transfer {
             created_at: r.created_at.0,
             expires_at: r.expires_at.map(|t| t.0),
             resolved_at: r.resolved_at.map(|t| t.0),
+            kind: EntryKind::parse(&r.kind).ok_or_else(|| StoreError::corrupt(&r.kind))?,
+            reminded_at: r.reminded_at.map(|t| t.0),
         })
     }
 }
@@ -89,7 +98,8 @@ macro_rules! select_transfers {
     ($rest:literal) => {
         concat!(
             "SELECT id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id, from_name,
-                    display_name, memo, auto_charged, charge_id, journal_id, created_at, expires_at, resolved_at
+                    display_name, memo, auto_charged, charge_id, journal_id, created_at, expires_at, resolved_at,
+                    kind, reminded_at
              FROM transfers ",
             $rest
         )
@@ -102,8 +112,8 @@ impl Session {
         on_db!(self, c => sqlx::query(
             "INSERT INTO transfers (id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id,
                                     from_name, display_name, memo, auto_charged, charge_id, journal_id, created_at,
-                                    expires_at, resolved_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                                    expires_at, resolved_at, kind)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(t.id.as_uuid())
         .bind(t.status.as_str())
@@ -121,6 +131,7 @@ impl Session {
         .bind(DbTime(t.created_at))
         .bind(t.expires_at.map(DbTime))
         .bind(t.resolved_at.map(DbTime))
+        .bind(t.kind.as_str())
         .execute(c)
         .await.map(|r| r.rows_affected()))?;
         Ok(())
@@ -175,6 +186,129 @@ impl Session {
         .bind(i64::from(limit))
         .fetch_all(c)
         .await)?;
+        rows.into_iter().map(Transfer::try_from).collect()
+    }
+
+    /// Moves a pending transfer to its final state, only if it is still pending (and, for
+    /// accept and cancel, not yet due to expire). Returns whether this call made the change:
+    /// exactly one of accept, cancel and expire wins.
+    pub async fn resolve_pending_transfer(
+        &mut self,
+        id: TransferId,
+        status: TransferStatus,
+        journal_id: Option<JournalId>,
+        at: Timestamp,
+    ) -> Result<bool> {
+        self.assert_writable();
+        assert!(
+            TransferStatus::Pending.can_become(status),
+            "not a resolution: {status:?}"
+        );
+        // Accept and cancel must happen before the expiry; the expiry at or after it.
+        let sql = if status == TransferStatus::Expired {
+            "UPDATE transfers SET status = $2, journal_id = $3, resolved_at = $4
+             WHERE id = $1 AND status = 'pending' AND expires_at <= $4"
+        } else {
+            "UPDATE transfers SET status = $2, journal_id = $3, resolved_at = $4
+             WHERE id = $1 AND status = 'pending' AND expires_at > $4"
+        };
+        let n = on_db!(self, c => sqlx::query(sql)
+            .bind(id.as_uuid())
+            .bind(status.as_str())
+            .bind(journal_id.map(|j| j.as_uuid()))
+            .bind(DbTime(at))
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Pending transfers due to expire at `at`, in (expires_at, id) order after the cursor.
+    pub async fn expiring_transfers(
+        &mut self,
+        at: Timestamp,
+        after: Option<(Timestamp, TransferId)>,
+        limit: u32,
+    ) -> Result<Vec<Transfer>> {
+        let (after_at, after_id) = match after {
+            Some((t, id)) => (DbTime(t), id.as_uuid()),
+            None => (DbTime(Timestamp::UNIX_EPOCH), Uuid::nil()),
+        };
+        let rows: Vec<TransferRow> = on_db!(self, c => sqlx::query_as(select_transfers!(
+            "WHERE status = 'pending' AND expires_at <= $1 AND (expires_at, id) > ($2, $3)
+             ORDER BY expires_at, id LIMIT $4"
+        ))
+        .bind(DbTime(at))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Transfer::try_from).collect()
+    }
+
+    /// Marks up to `limit` pending transfers expiring at or before `due_until` as reminded at
+    /// `at`, each at most once ever, and returns them (for their notifications).
+    pub async fn mark_reminded(&mut self, due_until: Timestamp, at: Timestamp, limit: u32) -> Result<Vec<Transfer>> {
+        self.assert_writable();
+        // The outer `reminded_at IS NULL` is re-checked under each row's lock, so two
+        // instances can never both remind the same transfer.
+        let rows: Vec<TransferRow> = on_db!(self, c => sqlx::query_as(
+            "UPDATE transfers SET reminded_at = $2
+             WHERE id IN (SELECT id FROM transfers
+                          WHERE status = 'pending' AND reminded_at IS NULL AND expires_at <= $1
+                          ORDER BY expires_at, id LIMIT $3)
+               AND status = 'pending' AND reminded_at IS NULL
+             RETURNING id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id, from_name,
+                       display_name, memo, auto_charged, charge_id, journal_id, created_at, expires_at, resolved_at,
+                       kind, reminded_at",
+        )
+        .bind(DbTime(due_until))
+        .bind(DbTime(at))
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Transfer::try_from).collect()
+    }
+
+    /// Expires these pending transfers (those still pending and due at `at`) and returns the
+    /// ones this call expired: exactly once each, whoever else is trying.
+    pub async fn expire_pending_transfers(&mut self, ids: &[TransferId], at: Timestamp) -> Result<Vec<Transfer>> {
+        self.assert_writable();
+        let rows: Vec<TransferRow> = match self.db() {
+            crate::session::Db::Pg(c) => {
+                let ids: Vec<Uuid> = ids.iter().map(|t| t.as_uuid()).collect();
+                sqlx::query_as(
+                    "UPDATE transfers SET status = 'expired', resolved_at = $2
+                     WHERE id = ANY($1) AND status = 'pending' AND expires_at <= $2
+                     RETURNING id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id, from_name,
+                               display_name, memo, auto_charged, charge_id, journal_id, created_at, expires_at,
+                               resolved_at, kind, reminded_at",
+                )
+                .bind(&ids)
+                .bind(DbTime(at))
+                .fetch_all(c)
+                .await?
+            }
+            crate::session::Db::Sqlite(c) => {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let row: Option<TransferRow> = sqlx::query_as(
+                        "UPDATE transfers SET status = 'expired', resolved_at = $2
+                         WHERE id = $1 AND status = 'pending' AND expires_at <= $2
+                         RETURNING id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id,
+                                   from_name, display_name, memo, auto_charged, charge_id, journal_id, created_at,
+                                   expires_at, resolved_at, kind, reminded_at",
+                    )
+                    .bind(id.as_uuid())
+                    .bind(DbTime(at))
+                    .fetch_optional(&mut *c)
+                    .await?;
+                    rows.extend(row);
+                }
+                rows
+            }
+        };
         rows.into_iter().map(Transfer::try_from).collect()
     }
 }

@@ -185,7 +185,7 @@ pub fn test_settings(db_url: &str) -> Settings {
         jwt_secret: Some(Secret::new("test-jwt-secret-that-is-long-enough-0123")),
         clock: ClockKind::Manual,
         clock_start: Some(T0.parse().expect("T0 is a timestamp")),
-        recovery_interval_secs: 0,
+        scheduler: false,
         ..Settings::default()
     }
 }
@@ -274,7 +274,7 @@ pub async fn spawn_serve_process(backend: Backend, env: &[(&str, &str)]) -> Opti
         ("MINIPAY_JWT_SECRET", "test-jwt-secret-that-is-long-enough-0123"),
         ("MINIPAY_CLOCK", "manual"),
         ("MINIPAY_CLOCK_START", T0),
-        ("MINIPAY_RECOVERY_INTERVAL_SECS", "0"),
+        ("MINIPAY_SCHEDULER", "false"),
         ("MINIPAY_LOG", "warn"),
     ];
     all.extend_from_slice(env);

@@ -8,29 +8,48 @@ use axum::Json;
 use axum::extract::State;
 use jiff::{SignedDuration, Timestamp};
 use minipay_bank::{SimFaults, SimStats};
+use minipay_core::time::plausible_instant;
+use minipay_jobs::RunError;
 use minipay_services::ServiceError;
-use minipay_services::jobs::JobRunReport;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunJobBody {
-    /// Run as of this instant (default: now).
+    /// Run as of this instant (default: now). Not in the future.
     #[schema(value_type = Option<String>, format = DateTime)]
     at: Option<Timestamp>,
 }
 
-/// Runs a job as of `at`. Jobs: `charge-recovery`, `idempotency-cleanup`.
+/// One run of a job, as `POST .../run` answers and the run history lists it.
+#[derive(Serialize, ToSchema)]
+pub struct JobRunView {
+    job: String,
+    /// The scheduled slot, or the "as of" time of a run by hand.
+    #[schema(value_type = String, format = DateTime)]
+    at: Timestamp,
+    /// How many items the run changed.
+    processed: u64,
+    #[schema(value_type = Object)]
+    details: serde_json::Value,
+    /// Why the run failed (it is recorded either way).
+    error: Option<String>,
+}
+
+/// Runs a job as of `at` (default now; not in the future) and records the run. Jobs:
+/// `pending-reminders`, `pending-expiry`, `savings-interest`, `savings-auto-debit`,
+/// `charge-recovery`, `idempotency-cleanup`.
 #[utoipa::path(post, path = "/v1/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path)), request_body(content = RunJobBody, description = "optional"),
-    responses((status = 200, body = JobRunReport), (status = 404, description = "not_found: unknown job")))]
+    responses((status = 200, body = JobRunView), (status = 400, description = "validation_failed: `at` in the future"),
+              (status = 404, description = "not_found: unknown job")))]
 pub async fn run_job(
     State(app): State<AppState>,
     _admin: Admin,
     ApiPath(name): ApiPath<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<JobRunReport>> {
+) -> ApiResult<Json<JobRunView>> {
     let body = body.map_err(|r| {
         if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError(ServiceError::PayloadTooLarge)
@@ -45,8 +64,92 @@ pub async fn run_job(
         let b: RunJobBody = serde_json::from_slice(&body).map_err(crate::error::validation)?;
         b.at
     };
-    let at = at.unwrap_or_else(|| app.wallet.clock().now());
-    Ok(Json(app.wallet.run_job(&name, at).await?))
+    let now = app.wallet.clock().now();
+    let at = match at {
+        None => now,
+        Some(at) => {
+            let at = plausible_instant(at).map_err(ServiceError::validation)?;
+            if at > now {
+                return Err(ServiceError::validation("at must not be in the future").into());
+            }
+            at
+        }
+    };
+    let report = app.jobs.run_by_hand(&name, at).await.map_err(|e| match e {
+        RunError::UnknownJob(_) => ServiceError::NotFound("job"),
+        RunError::Store(e) => ServiceError::from(e),
+    })?;
+    Ok(Json(JobRunView {
+        job: report.job,
+        at: report.at,
+        processed: report.processed,
+        details: report.details,
+        error: report.error,
+    }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RunsQuery {
+    /// Only this job's runs.
+    job: Option<String>,
+    /// 1–200, default 50.
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A run in the history.
+#[derive(Serialize, ToSchema)]
+pub struct JobRunRecord {
+    id: uuid::Uuid,
+    job: String,
+    #[schema(value_type = String, format = DateTime)]
+    slot: Timestamp,
+    /// `scheduled` or `manual`.
+    trigger: String,
+    instance: String,
+    #[schema(value_type = String, format = DateTime)]
+    started: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    finished: Option<Timestamp>,
+    processed: Option<i64>,
+    #[schema(value_type = Option<Object>)]
+    details: Option<serde_json::Value>,
+    error: Option<String>,
+}
+
+/// The run history, newest first: scheduled runs (one per slot across instances) and runs by hand.
+#[utoipa::path(get, path = "/v1/admin/jobs/runs", tag = "admin", security(("admin" = [])), params(RunsQuery),
+    responses((status = 200, body = minipay_services::views::Page<JobRunRecord>)))]
+pub async fn job_runs(
+    State(app): State<AppState>,
+    _admin: Admin,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<RunsQuery>,
+) -> ApiResult<Json<minipay_services::views::Page<JobRunRecord>>> {
+    let limit = minipay_core::request::PageLimit::parse(q.limit).map_err(ServiceError::validation)?;
+    let page = app
+        .wallet
+        .job_runs(q.job.as_deref(), limit, q.cursor.as_deref())
+        .await?;
+    let items = page
+        .items
+        .into_iter()
+        .map(|r| JobRunRecord {
+            id: r.id,
+            job: r.job,
+            slot: r.slot,
+            trigger: r.trigger,
+            instance: r.instance,
+            started: r.started_at,
+            finished: r.finished_at,
+            processed: r.processed,
+            details: r.details,
+            error: r.error,
+        })
+        .collect();
+    Ok(Json(minipay_services::views::Page {
+        items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]

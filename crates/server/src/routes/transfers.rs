@@ -12,7 +12,7 @@ use minipay_core::request::PageLimit;
 use minipay_core::transfer::TransferStatus;
 use minipay_core::{AccountId, TransferId, UserId};
 use minipay_services::views::{Page, TransferView};
-use minipay_services::{IdempotentRequest, ServiceError, TransferListFilter, TransferRequest};
+use minipay_services::{IdempotentRequest, PendingAction, ServiceError, TransferListFilter, TransferRequest};
 use minipay_store::Direction;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -105,5 +105,44 @@ pub async fn list(
     let filter = TransferListFilter { direction, status };
     Ok(Json(
         app.wallet.transfers(me, filter, limit, q.cursor.as_deref()).await?,
+    ))
+}
+
+/// Accepts a pending transfer (the receiver): the held money moves. Exactly one of accept,
+/// cancel and the 72-hour expiry wins; the others get `409 invalid_state`. Accepts
+/// `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/transfers/{id}/accept", tag = "transfers", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = TransferView), (status = 404, description = "not_found"),
+              (status = 409, description = "invalid_state: not pending any more, or not the receiver")))]
+pub async fn accept(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiPath(id): ApiPath<TransferId>,
+    IdempotencyHeader(key): IdempotencyHeader,
+) -> ApiResult<Response> {
+    let idem = IdempotentRequest::new(key, "accept", &id.to_string(), &());
+    Ok(reply(
+        app.wallet.resolve_pending(me, id, PendingAction::Accept, idem).await?,
+        StatusCode::OK,
+    ))
+}
+
+/// Cancels a pending transfer (the sender): the held money is released. Accepts
+/// `Idempotency-Key`.
+#[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = TransferView), (status = 404, description = "not_found"),
+              (status = 409, description = "invalid_state: not pending any more, or not the sender")))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiPath(id): ApiPath<TransferId>,
+    IdempotencyHeader(key): IdempotencyHeader,
+) -> ApiResult<Response> {
+    let idem = IdempotentRequest::new(key, "cancel", &id.to_string(), &());
+    Ok(reply(
+        app.wallet.resolve_pending(me, id, PendingAction::Cancel, idem).await?,
+        StatusCode::OK,
     ))
 }

@@ -1,0 +1,8 @@
+//! The job runner: scheduled jobs that run once per slot however many instances run, runs
+//! by hand "as of" a time, the run history, and draining the durable queue.
+
+mod queue;
+mod runner;
+
+pub use queue::{QueueHandler, QueueReport, Retry, drain_queue};
+pub use runner::{JobOutcome, JobRunner, RunError, RunReport, ScheduledJob};

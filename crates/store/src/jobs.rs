@@ -1,0 +1,325 @@
+//! The job runner's tables: the run history (whose rows are also the once-per-slot claims)
+//! and the durable queue.
+
+use crate::session::{Db, Session};
+use crate::types::DbTime;
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use uuid::Uuid;
+
+/// One run of a job, scheduled or by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    pub id: Uuid,
+    pub job: String,
+    pub slot: Timestamp,
+    pub trigger: String,
+    pub instance: String,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub processed: Option<i64>,
+    pub details: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRunRow {
+    id: Uuid,
+    job: String,
+    slot: DbTime,
+    trigger: String,
+    instance: String,
+    started_at: DbTime,
+    finished_at: Option<DbTime>,
+    processed: Option<i64>,
+    details: Option<String>,
+    error: Option<String>,
+}
+
+impl TryFrom<JobRunRow> for JobRun {
+    type Error = StoreError;
+    fn try_from(r: JobRunRow) -> Result<Self> {
+        Ok(Self {
+            id: r.id,
+            job: r.job,
+            slot: r.slot.0,
+            trigger: r.trigger,
+            instance: r.instance,
+            started_at: r.started_at.0,
+            finished_at: r.finished_at.map(|t| t.0),
+            processed: r.processed,
+            details: r
+                .details
+                .map(|d| serde_json::from_str(&d))
+                .transpose()
+                .map_err(StoreError::corrupt)?,
+            error: r.error,
+        })
+    }
+}
+
+/// A unit of durable work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub run_at: Timestamp,
+    /// Attempts made so far, this one included once claimed.
+    pub attempts: i32,
+    pub attempts_max: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct QueuedJobRow {
+    id: Uuid,
+    kind: String,
+    payload: String,
+    run_at: DbTime,
+    attempts: i32,
+    attempts_max: i32,
+}
+
+impl TryFrom<QueuedJobRow> for QueuedJob {
+    type Error = StoreError;
+    fn try_from(r: QueuedJobRow) -> Result<Self> {
+        Ok(Self {
+            id: r.id,
+            kind: r.kind,
+            payload: serde_json::from_str(&r.payload).map_err(StoreError::corrupt)?,
+            run_at: r.run_at.0,
+            attempts: r.attempts,
+            attempts_max: r.attempts_max,
+        })
+    }
+}
+
+impl Session {
+    /// Claims the scheduled run of `job` for `slot`: exactly one caller across all instances
+    /// gets `Some(run id)`. A claim whose run never finished and started before `stale_before`
+    /// (its instance died) is taken over.
+    pub async fn claim_job_slot(
+        &mut self,
+        job: &str,
+        slot: Timestamp,
+        instance: &str,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<Option<Uuid>> {
+        self.assert_writable();
+        let id = Uuid::now_v7();
+        let claimed: Option<Uuid> = on_db!(self, c => sqlx::query_scalar(
+            "INSERT INTO job_runs (id, job, slot, trigger, instance, started_at)
+             VALUES ($1, $2, $3, 'scheduled', $4, $5)
+             ON CONFLICT (job, slot) WHERE trigger = 'scheduled' DO UPDATE
+                SET instance = excluded.instance, started_at = excluded.started_at
+              WHERE job_runs.finished_at IS NULL AND job_runs.started_at < $6
+             RETURNING id",
+        )
+        .bind(id)
+        .bind(job)
+        .bind(DbTime(slot))
+        .bind(instance)
+        .bind(DbTime(now))
+        .bind(DbTime(stale_before))
+        .fetch_optional(c)
+        .await)?;
+        Ok(claimed)
+    }
+
+    /// Records the start of a run by hand ("as of" `slot`).
+    pub async fn insert_manual_run(
+        &mut self,
+        job: &str,
+        slot: Timestamp,
+        instance: &str,
+        now: Timestamp,
+    ) -> Result<Uuid> {
+        self.assert_writable();
+        let id = Uuid::now_v7();
+        on_db!(self, c => sqlx::query(
+            "INSERT INTO job_runs (id, job, slot, trigger, instance, started_at) VALUES ($1, $2, $3, 'manual', $4, $5)",
+        )
+        .bind(id)
+        .bind(job)
+        .bind(DbTime(slot))
+        .bind(instance)
+        .bind(DbTime(now))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(id)
+    }
+
+    pub async fn finish_job_run(
+        &mut self,
+        id: Uuid,
+        now: Timestamp,
+        processed: i64,
+        details: &serde_json::Value,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query(
+            "UPDATE job_runs SET finished_at = $2, processed = $3, details = $4, error = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(DbTime(now))
+        .bind(processed)
+        .bind(details.to_string())
+        .bind(error)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// The scheduled run of `job` for `slot`, if claimed: when it started, and whether it
+    /// finished.
+    pub async fn job_slot(&mut self, job: &str, slot: Timestamp) -> Result<Option<(Timestamp, bool)>> {
+        let row: Option<(DbTime, Option<DbTime>)> = on_db!(self, c => sqlx::query_as(
+            "SELECT started_at, finished_at FROM job_runs WHERE job = $1 AND slot = $2 AND trigger = 'scheduled'",
+        )
+        .bind(job)
+        .bind(DbTime(slot))
+        .fetch_optional(c)
+        .await)?;
+        Ok(row.map(|(started, finished)| (started.0, finished.is_some())))
+    }
+
+    /// Runs, newest first, optionally of one job, after the keyset cursor `(started_at, id)`.
+    pub async fn job_runs(
+        &mut self,
+        job: Option<&str>,
+        after: Option<(Timestamp, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<JobRun>> {
+        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MAX), Uuid::max()), |(t, id)| (DbTime(t), id));
+        let rows: Vec<JobRunRow> = on_db!(self, c => sqlx::query_as(
+            "SELECT id, job, slot, trigger, instance, started_at, finished_at, processed, details, error FROM job_runs
+             WHERE ($1 IS NULL OR job = $1) AND (started_at, id) < ($2, $3)
+             ORDER BY started_at DESC, id DESC LIMIT $4",
+        )
+        .bind(job)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(JobRun::try_from).collect()
+    }
+
+    /// Enqueues durable work, in the caller's transaction (so it exists iff the change that
+    /// needs it commits).
+    pub async fn enqueue_job(
+        &mut self,
+        kind: &str,
+        payload: &serde_json::Value,
+        run_at: Timestamp,
+        attempts_max: i32,
+        now: Timestamp,
+    ) -> Result<Uuid> {
+        self.assert_writable();
+        let id = Uuid::now_v7();
+        on_db!(self, c => sqlx::query(
+            "INSERT INTO queued_jobs (id, kind, payload, run_at, attempts_max, state, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6)",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(payload.to_string())
+        .bind(DbTime(run_at))
+        .bind(attempts_max)
+        .bind(DbTime(now))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(id)
+    }
+
+    /// Claims up to `limit` jobs of `kind` due at `now` — queued, or running with an expired
+    /// lease (their worker died) — leasing them until `lease_until`. Concurrent workers on
+    /// PostgreSQL skip each other's rows (`SKIP LOCKED`); SQLite has a single writer.
+    pub async fn claim_queued_jobs(
+        &mut self,
+        kind: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<QueuedJob>> {
+        self.assert_writable();
+        let rows: Vec<QueuedJobRow> = match self.db() {
+            Db::Pg(c) => sqlx::query_as(
+                "UPDATE queued_jobs SET state = 'running', attempts = attempts + 1, locked_until = $3, updated_at = $2
+                     WHERE id IN (SELECT id FROM queued_jobs
+                                  WHERE kind = $1 AND run_at <= $2
+                                    AND (state = 'queued' OR (state = 'running' AND locked_until < $2))
+                                  ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)
+                     RETURNING id, kind, payload, run_at, attempts, attempts_max",
+            )
+            .bind(kind)
+            .bind(DbTime(now))
+            .bind(DbTime(lease_until))
+            .bind(i64::from(limit))
+            .fetch_all(c)
+            .await?,
+            Db::Sqlite(c) => sqlx::query_as(
+                "UPDATE queued_jobs SET state = 'running', attempts = attempts + 1, locked_until = $3, updated_at = $2
+                     WHERE id IN (SELECT id FROM queued_jobs
+                                  WHERE kind = $1 AND run_at <= $2
+                                    AND (state = 'queued' OR (state = 'running' AND locked_until < $2))
+                                  ORDER BY run_at, id LIMIT $4)
+                     RETURNING id, kind, payload, run_at, attempts, attempts_max",
+            )
+            .bind(kind)
+            .bind(DbTime(now))
+            .bind(DbTime(lease_until))
+            .bind(i64::from(limit))
+            .fetch_all(c)
+            .await?,
+        };
+        rows.into_iter().map(QueuedJob::try_from).collect()
+    }
+
+    /// Ends a claimed job: `Done`, back to the queue at `retry_at`, or dead with the reason.
+    pub async fn settle_queued_job(&mut self, id: Uuid, outcome: QueuedOutcome<'_>, now: Timestamp) -> Result<()> {
+        self.assert_writable();
+        let (state, run_at, error) = match outcome {
+            QueuedOutcome::Done => ("done", None, None),
+            QueuedOutcome::Retry { at, error } => ("queued", Some(at), Some(error)),
+            QueuedOutcome::Dead { error } => ("dead", None, Some(error)),
+        };
+        on_db!(self, c => sqlx::query(
+            "UPDATE queued_jobs SET state = $2, run_at = COALESCE($3, run_at), last_error = COALESCE($4, last_error),
+                    locked_until = NULL, updated_at = $5
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(run_at.map(DbTime))
+        .bind(error)
+        .bind(DbTime(now))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// How many queued jobs are in each state, by kind (for operators).
+    pub async fn queue_counts(&mut self) -> Result<Vec<(String, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = on_db!(self, c => sqlx::query_as(
+            "SELECT kind, state, COUNT(*) FROM queued_jobs GROUP BY kind, state ORDER BY kind, state",
+        )
+        .fetch_all(c)
+        .await)?;
+        Ok(rows)
+    }
+}
+
+/// How a claimed queued job ended.
+#[derive(Debug, Clone, Copy)]
+pub enum QueuedOutcome<'a> {
+    Done,
+    Retry { at: Timestamp, error: &'a str },
+    Dead { error: &'a str },
+}
