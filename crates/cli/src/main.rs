@@ -1,5 +1,7 @@
 //! The `minipay` binary: parses the command line and hands over to the library crates.
 
+mod bench;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use minipay_bank::BankSimulator;
@@ -38,6 +40,33 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         action: JobsCommand,
+    },
+    /// Benchmarks (they print a table and write a JSON result; they are not tests).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The 04:00 interest run over many savings accounts, on a scratch PostgreSQL database.
+    Interest {
+        /// A PostgreSQL URL through which a scratch database is created and dropped.
+        #[arg(
+            long,
+            env = "MINIPAY_BENCH_DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: i64,
+        /// Where to write the JSON result.
+        #[arg(long, default_value = "docs/bench/interest.json")]
+        out: PathBuf,
+        /// Keep the scratch database afterwards.
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -219,6 +248,24 @@ async fn main() -> anyhow::Result<()> {
                 Some(e) => anyhow::bail!("job {name} failed: {e}"),
                 None => Ok(()),
             }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Interest {
+                    database_url,
+                    accounts,
+                    out,
+                    keep,
+                },
+        } => {
+            bench::InterestBench {
+                admin_url: database_url,
+                accounts,
+                out,
+                keep,
+            }
+            .run()
+            .await
         }
         Command::Sim {
             system: SimCommand::Bank { listen },

@@ -370,7 +370,7 @@ pub struct BalanceChange {
 /// The accounts a database transaction has locked, with their balances as money moves
 /// through them. Journals are applied here, in memory and in order, under the locks; each
 /// either applies whole or fails alone (a batch of journals can share one set of locks).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LockedAccounts {
     accounts: BTreeMap<AccountId, (AccountBalance, AccountBalance)>,
 }

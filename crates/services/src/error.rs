@@ -86,6 +86,9 @@ pub enum ServiceError {
     IdempotencyKeyReused,
     #[error("{0}")]
     InsufficientFunds(String),
+    /// A settlement share that was paid meanwhile (`409 invalid_state`, and a decided answer).
+    #[error("{0}")]
+    AlreadyPaid(String),
     #[error("the daily charge limit would be exceeded ({} of {} won left today)", .0.remaining(), .0.limit)]
     DailyLimitExceeded(ChargeLimit),
     #[error("the bank declined: {0}")]
@@ -111,6 +114,7 @@ impl ServiceError {
             Self::InvalidState(_) => ErrorCode::InvalidState,
             Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             Self::InsufficientFunds(_) => ErrorCode::InsufficientFunds,
+            Self::AlreadyPaid(_) => ErrorCode::InvalidState,
             Self::DailyLimitExceeded(_) => ErrorCode::DailyLimitExceeded,
             Self::BankDeclined(_) => ErrorCode::BankDeclined,
             Self::BankUnavailable(_) => ErrorCode::BankUnavailable,
@@ -124,12 +128,12 @@ impl ServiceError {
     /// under its idempotency key.
     ///
     /// Stored: the refusals of a money decision (`insufficient_funds`, `daily_limit_exceeded`,
-    /// `bank_declined`). Not stored: bad or unknown input, wrong state, conflicts and transient
-    /// failures — a corrected retry under the same key runs afresh.
+    /// `bank_declined`, a share already paid). Not stored: bad or unknown input, wrong state,
+    /// conflicts and transient failures — a corrected retry under the same key runs afresh.
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            Self::InsufficientFunds(_) | Self::DailyLimitExceeded(_) | Self::BankDeclined(_)
+            Self::InsufficientFunds(_) | Self::DailyLimitExceeded(_) | Self::BankDeclined(_) | Self::AlreadyPaid(_)
         )
     }
 

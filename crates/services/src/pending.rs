@@ -37,6 +37,19 @@ impl Wallet {
         action: PendingAction,
         idem: Option<IdempotentRequest>,
     ) -> ServiceResult<Reply<TransferView>> {
+        // A transfer whose time is up though the expiry job has not run yet is expired first,
+        // in its own transaction: that stands whatever becomes of this request (refused).
+        let now = self.clock.now();
+        if let Some(t) = self.store.read().await?.transfer(id).await?
+            && t.status == TransferStatus::Pending
+            && t.expires_at.is_some_and(|e| e <= now)
+        {
+            let mut tx = self.store.begin().await?;
+            let mut locked = tx.lock_accounts([t.from_account_id]).await?;
+            self.expire_locked(&mut tx, &mut locked, std::slice::from_ref(&t.id), now)
+                .await?;
+            tx.commit().await?;
+        }
         let mut tx = self.store.begin().await?;
         if let Some(stored) = claim(&mut tx, me, idem.as_ref(), self.clock.now()).await? {
             return Ok(Reply::Replayed(stored));
@@ -78,16 +91,22 @@ impl Wallet {
         let mut locked = tx.lock_accounts([t.from_account_id, t.to_account_id]).await?;
         let now = self.clock.now();
         if t.expires_at.is_some_and(|e| e <= now) {
-            // Its time is up though the expiry job has not run yet: expire it now. Committing
-            // that is right whatever this request asked; the request itself is refused.
-            self.expire_locked(tx, &mut locked, std::slice::from_ref(&t.id), now)
-                .await?;
             return Err(already(TransferStatus::Expired));
         }
-        locked.release(t.from_account_id, t.amount);
-        let (status, journal) = match action {
+        // The state change comes first: under the account locks, it sees whatever a competing
+        // accept/cancel/expire committed, and only the winner goes on to move money.
+        let (status, journal_id) = match action {
             PendingAction::Cancel => (TransferStatus::Canceled, None),
-            PendingAction::Accept => {
+            PendingAction::Accept => (TransferStatus::Completed, Some(JournalId::new())),
+        };
+        if !tx.resolve_pending_transfer(t.id, status, journal_id, now).await? {
+            let current = tx.transfer(t.id).await?.map_or(TransferStatus::Expired, |t| t.status);
+            return Err(already(current));
+        }
+        locked.release(t.from_account_id, t.amount);
+        let journal = match journal_id {
+            None => None,
+            Some(journal_id) => {
                 let sender = tx.user(t.from_user_id).await?.context("sender exists")?;
                 let receiver = tx.user(t.to_user_id).await?.context("receiver exists")?;
                 let draft = transfer_journal(
@@ -98,20 +117,13 @@ impl Wallet {
                     t.memo.clone(),
                     t.amount,
                 );
-                let posted = locked
-                    .post(&draft, JournalId::new(), now)
-                    .expect("the held money is there to post");
-                (TransferStatus::Completed, Some(posted))
+                Some(
+                    locked
+                        .post(&draft, journal_id, now)
+                        .expect("the held money is there to post"),
+                )
             }
         };
-        if !tx
-            .resolve_pending_transfer(t.id, status, journal.as_ref().map(|j| j.id), now)
-            .await?
-        {
-            // Another accept/cancel/expire won between our read and our lock.
-            let current = tx.transfer(t.id).await?.map_or(TransferStatus::Expired, |t| t.status);
-            return Err(already(current));
-        }
         tx.write_postings(&locked, journal.as_slice()).await?;
         let resolved = tx.transfer(t.id).await?.context("transfer exists")?;
         Ok(TransferView::from(&resolved))

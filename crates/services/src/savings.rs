@@ -13,7 +13,7 @@ use minipay_core::charge::{ChargePurpose, auto_charge_amount};
 use minipay_core::interest::{accrue_day, annual_rate_bp};
 use minipay_core::ledger::{EntryKind, LedgerError, PostedJournal, SystemAccount, interest_journal};
 use minipay_core::{Amount, BusinessDate, JournalId};
-use minipay_store::{Account, AutoDebitStatus, Session};
+use minipay_store::{Account, AutoDebitStatus, InterestPaid, InterestState, Session};
 use serde::Serialize;
 
 /// Savings accounts paid interest per transaction (one journal, a handful of statements).
@@ -57,22 +57,19 @@ impl Wallet {
             let Some(last) = states.last() else { break };
             cursor = Some(last.account_id);
             let mut payments = Vec::with_capacity(states.len());
-            let mut carries = Vec::with_capacity(states.len());
+            let mut paid_state = Vec::with_capacity(states.len());
             for s in &states {
-                // Accounts opened today are paid through today already; older ones owe a day for
-                // each business date since they were last paid (a missed run is made up).
                 let from = s
                     .paid_through
                     .context("savings accounts record when interest was last paid")?;
                 let days = date.date().since(from.date()).map_err(anyhow::Error::from)?.get_days();
-                let (mut paid, mut carry) = (0, s.carry);
-                for _ in 0..days.max(0) {
-                    let day = accrue_day(s.principal, annual_rate_bp(s.product), carry);
-                    paid += day.paid;
-                    carry = day.carry_out;
-                }
+                let (paid, carry) = interest_for_days(s, days);
                 payments.push((s.account_id, paid));
-                carries.push((s.account_id, carry));
+                paid_state.push(InterestPaid {
+                    account_id: s.account_id,
+                    carry,
+                    basis: s.principal,
+                });
             }
             let posted: Vec<PostedJournal> = match interest_journal(&payments) {
                 Some(draft) => vec![
@@ -83,7 +80,7 @@ impl Wallet {
                 None => Vec::new(),
             };
             tx.write_postings(&locked, &posted).await?;
-            tx.record_interest_paid(date, &carries).await?;
+            tx.record_interest_paid(date, &paid_state).await?;
             tx.commit().await?;
             report.accounts += states.len() as u64;
             report.paid_accounts += payments.iter().filter(|(_, won)| *won > 0).count() as u64;
@@ -271,5 +268,60 @@ impl Wallet {
         let note = notify::auto_debit_failed(owner, savings.id, date, reason, now);
         tx.insert_notifications(std::slice::from_ref(&note)).await?;
         Ok(())
+    }
+}
+
+/// The interest owed for the `days` business dates since the account was last paid (usually
+/// one): the principal it was last paid on earns every one of those days; money deposited
+/// since earns only the latest day (it may have arrived on any of them). Returns the whole won
+/// to pay and the fraction carried, exactly.
+fn interest_for_days(s: &InterestState, days: i32) -> (i64, i64) {
+    let rate = annual_rate_bp(s.product);
+    let (mut paid, mut carry) = (0, s.carry);
+    for day in 1..=days.max(0) {
+        let principal = if day == days {
+            s.principal
+        } else {
+            s.basis.min(s.principal)
+        };
+        let accrued = accrue_day(principal, rate, carry);
+        paid += accrued.paid;
+        carry = accrued.carry_out;
+    }
+    (paid, carry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minipay_core::AccountId;
+    use minipay_core::ledger::SavingsProduct;
+
+    fn state(principal: i64, basis: i64) -> InterestState {
+        InterestState {
+            account_id: AccountId::new(),
+            product: SavingsProduct::Fixed,
+            principal,
+            basis,
+            carry: 0,
+            paid_through: None,
+        }
+    }
+
+    #[test]
+    fn one_day_pays_the_principal() {
+        assert_eq!(interest_for_days(&state(1_000_000, 0), 1).0, 136);
+        assert_eq!(interest_for_days(&state(1_000_000, 1_000_000), 1).0, 136);
+    }
+
+    #[test]
+    fn missed_days_are_paid_on_the_basis_and_new_money_earns_one_day() {
+        // Two days owed; 1,000,000 was there at the last run, 1,000,000 more arrived since.
+        let (paid, _) = interest_for_days(&state(2_000_000, 1_000_000), 2);
+        let exact_units = (1_000_000 * 500) + (2_000_000 * 500);
+        assert_eq!(paid, exact_units / 3_650_000);
+        // Nothing was there before: only the latest day earns.
+        assert_eq!(interest_for_days(&state(1_000_000, 0), 3).0, 136);
+        assert_eq!(interest_for_days(&state(1_000_000, 0), 0).0, 0);
     }
 }

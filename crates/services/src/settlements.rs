@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use minipay_core::request::{PageLimit, bounded_text};
 use minipay_core::split::{PARTICIPANTS_MAX, SeededRng, SplitError, SplitMethod, split};
 use minipay_core::transfer::TransferMode;
-use minipay_core::{Amount, TransferId, UserId};
+use minipay_core::{Amount, UserId};
 use minipay_store::{Session, Settlement, SettlementRole, Share, ShareStatus};
 use serde::Serialize;
 use uuid::Uuid;
@@ -222,21 +222,14 @@ impl Wallet {
         }
     }
 
-    /// Marks the caller's share paid by `transfer` in the payment's transaction (exactly once)
-    /// and completes the settlement when it was the last one.
-    pub(crate) async fn record_share_paid(
+    /// After a share was paid in this transaction: completes the settlement if it was the
+    /// last one, and returns it.
+    pub(crate) async fn settlement_after_payment(
         &self,
         tx: &mut Session,
         id: Uuid,
-        me: UserId,
-        transfer: TransferId,
         at: Timestamp,
     ) -> ServiceResult<SettlementView> {
-        if !tx.mark_share_paid(id, me, Some(transfer), at).await? {
-            return Err(ServiceError::InvalidState(
-                "your share of this settlement is already paid".into(),
-            ));
-        }
         tx.complete_settlement_if_paid(id, at).await?;
         let settlement = tx.settlement(id).await?.ok_or(ServiceError::NotFound("settlement"))?;
         Ok(SettlementView::from(&settlement))

@@ -196,8 +196,13 @@ impl Wallet {
             let applied = self
                 .apply_payment(&mut locked, &sides, req)
                 .expect("available covers the amount");
+            let transfer_id = TransferId::new();
+            if !self.claim_share(&mut tx, purpose, me, transfer_id).await? {
+                let paid = ServiceError::AlreadyPaid("your share of this settlement is already paid".into());
+                return reply(conclude(tx, me, idem, status, Err(paid)).await);
+            }
             let view = self
-                .write_payment(&mut tx, &locked, &sides, req, purpose, applied, None)
+                .write_payment(&mut tx, &locked, &sides, req, purpose, transfer_id, applied, None)
                 .await?;
             return reply(conclude(tx, me, idem, status, Ok(view)).await);
         };
@@ -241,23 +246,39 @@ impl Wallet {
                         _ => Err(settled_elsewhere()),
                     };
                 };
+                let charged = |why: &str| {
+                    format!(
+                        "{} won was charged from your bank account and is in your main account, but {why}, so the \
+                         payment was not made",
+                        charge.amount.won()
+                    )
+                };
+                // Whatever stops the payment now, the charge landed and stands as a normal charge:
+                // each refusal is decided before anything is written, then the charge alone is.
+                let charged_only = locked.clone();
+                let transfer_id = TransferId::new();
                 let result = match self.apply_payment(&mut locked, &sides, req) {
-                    Ok(applied) => {
-                        let funded = Some((charge, charge_posted));
-                        Ok(self
-                            .write_payment(&mut tx, &locked, &sides, req, purpose, applied, funded)
-                            .await?)
-                    }
                     Err(LedgerError::InsufficientFunds(_)) => {
-                        // The charge landed but another payment spent the money meanwhile: the
-                        // charge stands as a normal charge in the sender's main account.
-                        tx.write_postings(&locked, std::slice::from_ref(&charge_posted)).await?;
-                        Err(ServiceError::InsufficientFunds(format!(
-                            "{} won was charged from your bank account and is in your main account, but another \
-                             payment used the money meanwhile, so the transfer was not made",
-                            charge.amount.won()
+                        tx.write_postings(&charged_only, std::slice::from_ref(&charge_posted))
+                            .await?;
+                        Err(ServiceError::InsufficientFunds(charged(
+                            "another payment used the money meanwhile",
                         )))
                     }
+                    Ok(applied) => match self.claim_share(&mut tx, purpose, me, transfer_id).await? {
+                        false => {
+                            tx.write_postings(&charged_only, std::slice::from_ref(&charge_posted))
+                                .await?;
+                            Err(ServiceError::AlreadyPaid(charged("your share was paid meanwhile")))
+                        }
+                        true => {
+                            let funded = Some((charge, charge_posted));
+                            let written = self
+                                .write_payment(&mut tx, &locked, &sides, req, purpose, transfer_id, applied, funded)
+                                .await?;
+                            Ok(written)
+                        }
+                    },
                 };
                 reply(conclude(tx, me, idem, status, result).await)
             }
@@ -292,11 +313,13 @@ impl Wallet {
                 tx.user(owner).await?.context("account owner exists")?
             }
         };
-        if receiver.id == sender.id {
-            return Err(ServiceError::validation("you cannot send money to yourself"));
-        }
+        // A share is checked first: the requester's own share is paid already (409), not a
+        // transfer to themselves (400).
         if let PaymentPurpose::SettlementShare(settlement) = purpose {
             self.check_share_payable(tx, settlement, me).await?;
+        }
+        if receiver.id == sender.id {
+            return Err(ServiceError::validation("you cannot send money to yourself"));
         }
         let mode = match purpose {
             PaymentPurpose::Transfer => req.mode.unwrap_or(sender.transfer_mode),
@@ -336,8 +359,25 @@ impl Wallet {
         }
     }
 
+    /// Marks the settlement share a payment is for as paid by `transfer` (exactly once across
+    /// racing payers); `true` for a plain transfer. Nothing else is written by it.
+    async fn claim_share(
+        &self,
+        tx: &mut Session,
+        purpose: PaymentPurpose,
+        me: UserId,
+        transfer: TransferId,
+    ) -> ServiceResult<bool> {
+        match purpose {
+            PaymentPurpose::Transfer => Ok(true),
+            PaymentPurpose::SettlementShare(settlement) => Ok(tx
+                .mark_share_paid(settlement, me, Some(transfer), self.clock.now())
+                .await?),
+        }
+    }
+
     /// Writes an applied payment: the balances and journals (the funding charge's first), the
-    /// transfer row, what it tells people, and the settlement share it pays.
+    /// transfer row and what it tells people. A settlement share is claimed beforehand.
     #[allow(clippy::too_many_arguments)]
     async fn write_payment(
         &self,
@@ -346,6 +386,7 @@ impl Wallet {
         sides: &Sides,
         req: &TransferRequest,
         purpose: PaymentPurpose,
+        transfer_id: TransferId,
         transfer_journal: Option<PostedJournal>,
         funded_by: Option<(&Charge, PostedJournal)>,
     ) -> ServiceResult<PaymentView> {
@@ -360,7 +401,7 @@ impl Wallet {
         tx.write_postings(locked, &journals).await?;
         let pending = sides.mode == TransferMode::Pending;
         let transfer = Transfer {
-            id: TransferId::new(),
+            id: transfer_id,
             status: if pending {
                 TransferStatus::Pending
             } else {
@@ -396,12 +437,9 @@ impl Wallet {
             .increment(1);
         match purpose {
             PaymentPurpose::Transfer => Ok(PaymentView::Transfer(TransferView::from(&transfer))),
-            PaymentPurpose::SettlementShare(settlement) => {
-                let view = self
-                    .record_share_paid(tx, settlement, sender.id, transfer.id, now)
-                    .await?;
-                Ok(PaymentView::Settlement(view))
-            }
+            PaymentPurpose::SettlementShare(settlement) => Ok(PaymentView::Settlement(
+                self.settlement_after_payment(tx, settlement, now).await?,
+            )),
         }
     }
 

@@ -40,7 +40,7 @@ pub use error::StoreError;
 pub use idempotency::{Claim, StoredResponse};
 pub use jobs::{JobRun, QueuedJob, QueuedOutcome};
 pub use notifications::Notification;
-pub use savings::{AutoDebitStatus, InterestState};
+pub use savings::{AutoDebitStatus, InterestPaid, InterestState};
 pub use session::{BackendKind, Session, Store, StoreOptions};
 pub use settlements::{Settlement, SettlementRole, Share, ShareStatus};
 pub use transfers::{Direction, NewTransfer, Transfer, TransferCursor};

@@ -16,6 +16,8 @@ pub struct InterestState {
     pub account_id: AccountId,
     pub product: SavingsProduct,
     pub principal: i64,
+    /// The principal as of the last interest run.
+    pub basis: i64,
     pub carry: i64,
     /// The last business date interest was paid for.
     pub paid_through: Option<BusinessDate>,
@@ -31,8 +33,18 @@ struct InterestRow {
     pending_out: i64,
     last_entry_at: Option<DbTime>,
     principal: i64,
+    interest_basis: i64,
     interest_carry: i64,
     interest_paid_through: Option<DbDate>,
+}
+
+/// What an interest run leaves on an account: the carried fraction and the principal it
+/// has now been paid on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterestPaid {
+    pub account_id: AccountId,
+    pub carry: i64,
+    pub basis: i64,
 }
 
 /// The result of one auto-debit, recorded on its (account, date) row.
@@ -59,7 +71,7 @@ impl Session {
             crate::BackendKind::Sqlite => "",
         };
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT id, owner_user_id, kind, product, posted, pending_out, last_entry_at, principal, interest_carry,
+            "SELECT id, owner_user_id, kind, product, posted, pending_out, last_entry_at, principal, interest_basis, interest_carry,
                     interest_paid_through
              FROM accounts
              WHERE kind = 'savings' AND id > $1 AND (interest_paid_through IS NULL OR interest_paid_through < $2)
@@ -95,6 +107,7 @@ impl Session {
                 account_id: id,
                 product,
                 principal: r.principal,
+                basis: r.interest_basis,
                 carry: r.interest_carry,
                 paid_through: r.interest_paid_through.map(|d| BusinessDate::from_date(d.0)),
             });
@@ -107,31 +120,37 @@ impl Session {
     }
 
     /// Records that interest was paid through `date` for these accounts, with each one's new
-    /// carried fraction. One statement per batch on PostgreSQL.
-    pub async fn record_interest_paid(&mut self, date: BusinessDate, carries: &[(AccountId, i64)]) -> Result<()> {
+    /// carried fraction and principal basis. One statement per batch on PostgreSQL.
+    pub async fn record_interest_paid(&mut self, date: BusinessDate, paid: &[InterestPaid]) -> Result<()> {
         self.assert_writable();
         match self.db() {
             Db::Pg(c) => {
-                let ids: Vec<Uuid> = carries.iter().map(|(a, _)| a.as_uuid()).collect();
-                let carry: Vec<i64> = carries.iter().map(|(_, c)| *c).collect();
+                let ids: Vec<Uuid> = paid.iter().map(|p| p.account_id.as_uuid()).collect();
+                let carry: Vec<i64> = paid.iter().map(|p| p.carry).collect();
+                let basis: Vec<i64> = paid.iter().map(|p| p.basis).collect();
                 sqlx::query(
-                    "UPDATE accounts AS a SET interest_carry = v.carry, interest_paid_through = $3
-                     FROM UNNEST($1::uuid[], $2::int8[]) AS v(id, carry) WHERE a.id = v.id",
+                    "UPDATE accounts AS a SET interest_carry = v.carry, interest_basis = v.basis, interest_paid_through = $4
+                     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[]) AS v(id, carry, basis) WHERE a.id = v.id",
                 )
                 .bind(&ids)
                 .bind(&carry)
+                .bind(&basis)
                 .bind(DbDate(date.date()))
                 .execute(c)
                 .await?;
             }
             Db::Sqlite(c) => {
-                for (id, carry) in carries {
-                    sqlx::query("UPDATE accounts SET interest_carry = $2, interest_paid_through = $3 WHERE id = $1")
-                        .bind(id.as_uuid())
-                        .bind(carry)
-                        .bind(DbDate(date.date()))
-                        .execute(&mut *c)
-                        .await?;
+                for p in paid {
+                    sqlx::query(
+                        "UPDATE accounts SET interest_carry = $2, interest_basis = $3, interest_paid_through = $4
+                         WHERE id = $1",
+                    )
+                    .bind(p.account_id.as_uuid())
+                    .bind(p.carry)
+                    .bind(p.basis)
+                    .bind(DbDate(date.date()))
+                    .execute(&mut *c)
+                    .await?;
                 }
             }
         }

@@ -151,34 +151,28 @@ impl Store {
     }
 }
 
+/// The embedded migrations of one backend: `(version, file stem)` pairs under
+/// `migrations/<backend>/`, in order. Both backends have the same versions.
+macro_rules! migrations {
+    ($dir:literal: $($version:literal => $stem:literal),+ $(,)?) => {
+        &[$(($version, $stem, include_str!(concat!("../migrations/", $dir, "/", $stem, ".sql")))),+]
+    };
+}
+
 fn migrator(kind: BackendKind) -> Migrator {
     let files: &[(i64, &str, &'static str)] = match kind {
-        BackendKind::Postgres => &[
-            (1, "wallet", include_str!("../migrations/postgres/0001_wallet.sql")),
-            (
-                2,
-                "entry order and fin accounts",
-                include_str!("../migrations/postgres/0002_entry_order_and_fin_accounts.sql"),
-            ),
-            (
-                3,
-                "jobs, pending, savings, settlements",
-                include_str!("../migrations/postgres/0003_jobs_pending_savings_settlements.sql"),
-            ),
-        ],
-        BackendKind::Sqlite => &[
-            (1, "wallet", include_str!("../migrations/sqlite/0001_wallet.sql")),
-            (
-                2,
-                "entry order and fin accounts",
-                include_str!("../migrations/sqlite/0002_entry_order_and_fin_accounts.sql"),
-            ),
-            (
-                3,
-                "jobs, pending, savings, settlements",
-                include_str!("../migrations/sqlite/0003_jobs_pending_savings_settlements.sql"),
-            ),
-        ],
+        BackendKind::Postgres => migrations!("postgres":
+            1 => "0001_wallet",
+            2 => "0002_entry_order_and_fin_accounts",
+            3 => "0003_jobs_pending_savings_settlements",
+            4 => "0004_interest_basis",
+        ),
+        BackendKind::Sqlite => migrations!("sqlite":
+            1 => "0001_wallet",
+            2 => "0002_entry_order_and_fin_accounts",
+            3 => "0003_jobs_pending_savings_settlements",
+            4 => "0004_interest_basis",
+        ),
     };
     Migrator::with_migrations(
         files

@@ -491,6 +491,20 @@ impl TestApp {
         }
     }
 
+    /// A fresh access token for `user` (tokens last an hour of the server's clock).
+    pub async fn log_in_again(&self, user: &mut TestUser) {
+        let token = self.log_in(&user.email, "password-123").await;
+        user.token = token.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    }
+
+    /// Moves the clock and logs the users in again.
+    pub async fn advance_clock_for(&self, seconds: i64, users: &mut [&mut TestUser]) {
+        self.advance_clock(seconds).await;
+        for u in users.iter_mut() {
+            self.log_in_again(u).await;
+        }
+    }
+
     pub async fn register_bank(&self, user: &TestUser, account_number: &str) -> Resp {
         let body = json!({"bank_code": "004", "account_number": account_number, "holder_name": user.name});
         self.post("/v1/bank-accounts", &user.token, body).await
@@ -556,6 +570,47 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn pending_transfer(&self, from: &TestUser, to: &TestUser, won: i64) -> Resp {
+        self.post(
+            "/v1/transfers",
+            &from.token,
+            json!({"to_user_id": to.id, "amount": won, "mode": "pending"}),
+        )
+        .await
+    }
+
+    pub async fn accept(&self, user: &TestUser, transfer_id: &str) -> Resp {
+        self.post(&format!("/v1/transfers/{transfer_id}/accept"), &user.token, json!({}))
+            .await
+    }
+
+    pub async fn cancel(&self, user: &TestUser, transfer_id: &str) -> Resp {
+        self.post(&format!("/v1/transfers/{transfer_id}/cancel"), &user.token, json!({}))
+            .await
+    }
+
+    pub async fn transfer_status(&self, user: &TestUser, transfer_id: &str) -> String {
+        let t = self.get(&format!("/v1/transfers/{transfer_id}"), &user.token).await;
+        t.assert_status(200)["status"].as_str().unwrap().to_owned()
+    }
+
+    /// The user's notifications of one kind (newest first).
+    pub async fn notifications(&self, user: &TestUser, kind: &str) -> Vec<Value> {
+        let page = self.get("/v1/notifications?limit=200", &user.token).await;
+        let items = page.assert_status(200)["items"].as_array().unwrap().clone();
+        items.into_iter().filter(|n| n["kind"] == json!(kind)).collect()
+    }
+
+    /// Opens a savings account for `user` and returns its id.
+    pub async fn open_savings(&self, user: &TestUser, product: &str, daily_amount: Option<i64>) -> String {
+        let mut body = json!({"kind": "savings", "product": product});
+        if let Some(d) = daily_amount {
+            body["daily_amount"] = json!(d);
+        }
+        let r = self.post("/v1/accounts", &user.token, body).await;
+        r.assert_status(201)["id"].as_str().unwrap().to_owned()
+    }
+
     // --- operations --------------------------------------------------------------------
 
     pub async fn set_clock(&self, at: &str) {
@@ -571,6 +626,7 @@ impl TestApp {
         r.assert_status(200)["now"].as_str().unwrap().to_owned()
     }
 
+    /// Runs a job by hand as of the (manual) clock's now.
     pub async fn run_job(&self, name: &str) -> Value {
         self.admin_post(&format!("/v1/admin/jobs/{name}/run"), json!({}))
             .await
