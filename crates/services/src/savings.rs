@@ -17,7 +17,7 @@ use minipay_store::{Account, AutoDebitStatus, InterestPaid, InterestState, Sessi
 use serde::Serialize;
 
 /// Savings accounts paid interest per transaction (one journal, a handful of statements).
-const INTEREST_BATCH_MAX: u32 = 5_000;
+const INTEREST_BATCH_MAX: u32 = 10_000;
 /// Fixed savings accounts read per batch by the auto-debit run.
 const AUTO_DEBIT_BATCH_MAX: u32 = 200;
 /// The daily slots, in Asia/Seoul.
@@ -79,8 +79,7 @@ impl Wallet {
                 ],
                 None => Vec::new(),
             };
-            tx.write_postings(&locked, &posted).await?;
-            tx.record_interest_paid(date, &paid_state).await?;
+            tx.write_interest_postings(&locked, &posted, date, &paid_state).await?;
             tx.commit().await?;
             report.accounts += states.len() as u64;
             report.paid_accounts += payments.iter().filter(|(_, won)| *won > 0).count() as u64;

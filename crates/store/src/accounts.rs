@@ -1,6 +1,7 @@
 //! Ledger accounts: reading them, opening savings accounts, locking them in id order and
 //! writing applied journals (balances, journals, entries) back.
 
+use crate::savings::InterestPaid;
 use crate::session::{Db, Session};
 use crate::types::{DbDate, DbTime};
 use crate::{Result, StoreError};
@@ -185,62 +186,148 @@ impl Session {
     /// Writes back what was applied under the locks: the changed balances (asserting each
     /// row still holds the value read under the lock), the journals and their entries.
     pub async fn write_postings(&mut self, locked: &LockedAccounts, journals: &[PostedJournal]) -> Result<()> {
+        self.write_rows(locked, journals, None).await
+    }
+
+    /// Like `write_postings`, and in the same row writes records interest paid through `date`
+    /// on these savings accounts (paid or not): one UPDATE per batch instead of two.
+    pub async fn write_interest_postings(
+        &mut self,
+        locked: &LockedAccounts,
+        journals: &[PostedJournal],
+        date: BusinessDate,
+        paid: &[InterestPaid],
+    ) -> Result<()> {
+        self.write_rows(locked, journals, Some((date, paid))).await
+    }
+
+    async fn write_rows(
+        &mut self,
+        locked: &LockedAccounts,
+        journals: &[PostedJournal],
+        interest: Option<(BusinessDate, &[InterestPaid])>,
+    ) -> Result<()> {
         self.assert_writable();
-        let changes = locked.changes();
+        let rows = RowWrites::new(locked, interest)?;
         match self.db() {
             Db::Pg(c) => {
-                let ids: Vec<Uuid> = changes.iter().map(|ch| ch.after.id.as_uuid()).collect();
-                let old_posted: Vec<i64> = changes.iter().map(|ch| ch.before.posted).collect();
-                let old_pending: Vec<i64> = changes.iter().map(|ch| ch.before.pending_out).collect();
-                let posted: Vec<i64> = changes.iter().map(|ch| ch.after.posted).collect();
-                let pending: Vec<i64> = changes.iter().map(|ch| ch.after.pending_out).collect();
-                let last_entry: Vec<Option<DbTime>> =
-                    changes.iter().map(|ch| ch.after.last_entry_at.map(DbTime)).collect();
+                let r = &rows;
                 let updated = sqlx::query(
-                    "UPDATE accounts AS a SET posted = v.posted, pending_out = v.pending_out, last_entry_at = v.last_entry_at
-                     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[])
-                          AS v(id, old_posted, old_pending, posted, pending_out, last_entry_at)
+                    "UPDATE accounts AS a
+                        SET posted = v.posted, pending_out = v.pending_out, last_entry_at = v.last_entry_at,
+                            interest_carry = COALESCE(v.carry, a.interest_carry),
+                            interest_basis = COALESCE(v.basis, a.interest_basis),
+                            interest_paid_through = COALESCE(v.paid_through, a.interest_paid_through)
+                     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[],
+                                 $7::int8[], $8::int8[], $9::date[])
+                          AS v(id, old_posted, old_pending, posted, pending_out, last_entry_at, carry, basis, paid_through)
                      WHERE a.id = v.id AND a.posted = v.old_posted AND a.pending_out = v.old_pending",
                 )
-                .bind(&ids)
-                .bind(&old_posted)
-                .bind(&old_pending)
-                .bind(&posted)
-                .bind(&pending)
-                .bind(&last_entry)
+                .bind(&r.ids)
+                .bind(&r.old_posted)
+                .bind(&r.old_pending)
+                .bind(&r.posted)
+                .bind(&r.pending)
+                .bind(&r.last_entry)
+                .bind(&r.carry)
+                .bind(&r.basis)
+                .bind(&r.paid_through)
                 .execute(&mut *c)
                 .await?
                 .rows_affected();
-                if updated != changes.len() as u64 {
+                if updated != r.ids.len() as u64 {
                     return Err(StoreError::LostUpdate(format!(
                         "{updated} of {} rows matched",
-                        changes.len()
+                        r.ids.len()
                     )));
                 }
                 insert_journals_pg(c, journals).await
             }
             Db::Sqlite(c) => {
-                for ch in &changes {
+                for i in 0..rows.ids.len() {
                     let updated = sqlx::query(
-                        "UPDATE accounts SET posted = $2, pending_out = $3, last_entry_at = $6
+                        "UPDATE accounts SET posted = $2, pending_out = $3, last_entry_at = $6,
+                                interest_carry = COALESCE($7, interest_carry),
+                                interest_basis = COALESCE($8, interest_basis),
+                                interest_paid_through = COALESCE($9, interest_paid_through)
                          WHERE id = $1 AND posted = $4 AND pending_out = $5",
                     )
-                    .bind(ch.after.id.as_uuid())
-                    .bind(ch.after.posted)
-                    .bind(ch.after.pending_out)
-                    .bind(ch.before.posted)
-                    .bind(ch.before.pending_out)
-                    .bind(ch.after.last_entry_at.map(DbTime))
+                    .bind(rows.ids[i])
+                    .bind(rows.posted[i])
+                    .bind(rows.pending[i])
+                    .bind(rows.old_posted[i])
+                    .bind(rows.old_pending[i])
+                    .bind(rows.last_entry[i])
+                    .bind(rows.carry[i])
+                    .bind(rows.basis[i])
+                    .bind(rows.paid_through[i])
                     .execute(&mut *c)
                     .await?
                     .rows_affected();
                     if updated != 1 {
-                        return Err(StoreError::LostUpdate(ch.after.id.to_string()));
+                        return Err(StoreError::LostUpdate(rows.ids[i].to_string()));
                     }
                 }
                 insert_journals_sqlite(c, journals).await
             }
         }
+    }
+}
+
+/// The account rows a write touches, column by column (the shape `UNNEST` takes): every
+/// changed balance, plus every account whose interest state is recorded.
+struct RowWrites {
+    ids: Vec<Uuid>,
+    old_posted: Vec<i64>,
+    old_pending: Vec<i64>,
+    posted: Vec<i64>,
+    pending: Vec<i64>,
+    last_entry: Vec<Option<DbTime>>,
+    carry: Vec<Option<i64>>,
+    basis: Vec<Option<i64>>,
+    paid_through: Vec<Option<DbDate>>,
+}
+
+impl RowWrites {
+    fn new(locked: &LockedAccounts, interest: Option<(BusinessDate, &[InterestPaid])>) -> Result<Self> {
+        let mut rows = Self {
+            ids: Vec::new(),
+            old_posted: Vec::new(),
+            old_pending: Vec::new(),
+            posted: Vec::new(),
+            pending: Vec::new(),
+            last_entry: Vec::new(),
+            carry: Vec::new(),
+            basis: Vec::new(),
+            paid_through: Vec::new(),
+        };
+        let paid: std::collections::HashMap<AccountId, &InterestPaid> = interest
+            .map(|(_, p)| p.iter().map(|x| (x.account_id, x)).collect())
+            .unwrap_or_default();
+        let changed: std::collections::HashSet<AccountId> = locked.changes().iter().map(|c| c.after.id).collect();
+        let mut push = |before: AccountBalance, after: AccountBalance| {
+            let state = paid.get(&after.id);
+            rows.ids.push(after.id.as_uuid());
+            rows.old_posted.push(before.posted);
+            rows.old_pending.push(before.pending_out);
+            rows.posted.push(after.posted);
+            rows.pending.push(after.pending_out);
+            rows.last_entry.push(after.last_entry_at.map(DbTime));
+            rows.carry.push(state.map(|s| s.carry));
+            rows.basis.push(state.map(|s| s.basis));
+            rows.paid_through
+                .push(state.and(interest).map(|(date, _)| DbDate(date.date())));
+        };
+        for ch in locked.changes() {
+            push(ch.before, ch.after);
+        }
+        for id in paid.keys().filter(|id| !changed.contains(id)) {
+            let now = *locked
+                .get(*id)
+                .ok_or_else(|| StoreError::corrupt(format!("account {id} was not locked")))?;
+            push(now, now);
+        }
+        Ok(rows)
     }
 }
 

@@ -102,6 +102,29 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE c.status = 'completed' AND (j.id IS NULL OR j.kind <> 'charge') LIMIT 20",
     ),
     (
+        "settlement shares do not sum to its total",
+        "SELECT s.id FROM settlements s JOIN settlement_shares sh ON sh.settlement_id = s.id
+         GROUP BY s.id, s.total_amount HAVING SUM(sh.amount) <> s.total_amount LIMIT 20",
+    ),
+    (
+        "paid settlement share without its completed payment",
+        "SELECT sh.settlement_id FROM settlement_shares sh
+         JOIN settlements s ON s.id = sh.settlement_id
+         LEFT JOIN transfers t ON t.id = sh.transfer_id
+         WHERE sh.status = 'paid' AND sh.user_id <> s.requester_user_id
+           AND (t.id IS NULL OR t.status <> 'completed' OR t.amount <> sh.amount OR t.kind <> 'settlement_payment')
+         LIMIT 20",
+    ),
+    (
+        "completed settlement with a share still requested",
+        "SELECT s.id FROM settlements s JOIN settlement_shares sh ON sh.settlement_id = s.id
+         WHERE s.status = 'completed' AND sh.status = 'requested' LIMIT 20",
+    ),
+    (
+        "pending transfer without an expiry",
+        "SELECT id FROM transfers WHERE status = 'pending' AND expires_at IS NULL LIMIT 20",
+    ),
+    (
         "completed transfer without its journal",
         "SELECT t.id FROM transfers t LEFT JOIN journals j ON j.id = t.journal_id
          WHERE t.status = 'completed' AND j.id IS NULL LIMIT 20",

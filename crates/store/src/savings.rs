@@ -2,7 +2,7 @@
 //! auto-debit records.
 
 use crate::accounts::{Account, select_accounts_sql};
-use crate::session::{Db, Session};
+use crate::session::Session;
 use crate::types::{DbDate, DbTime};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -117,44 +117,6 @@ impl Session {
             .expect("the interest expense account exists");
         balances.push(expense);
         Ok((LockedAccounts::new(balances), states))
-    }
-
-    /// Records that interest was paid through `date` for these accounts, with each one's new
-    /// carried fraction and principal basis. One statement per batch on PostgreSQL.
-    pub async fn record_interest_paid(&mut self, date: BusinessDate, paid: &[InterestPaid]) -> Result<()> {
-        self.assert_writable();
-        match self.db() {
-            Db::Pg(c) => {
-                let ids: Vec<Uuid> = paid.iter().map(|p| p.account_id.as_uuid()).collect();
-                let carry: Vec<i64> = paid.iter().map(|p| p.carry).collect();
-                let basis: Vec<i64> = paid.iter().map(|p| p.basis).collect();
-                sqlx::query(
-                    "UPDATE accounts AS a SET interest_carry = v.carry, interest_basis = v.basis, interest_paid_through = $4
-                     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[]) AS v(id, carry, basis) WHERE a.id = v.id",
-                )
-                .bind(&ids)
-                .bind(&carry)
-                .bind(&basis)
-                .bind(DbDate(date.date()))
-                .execute(c)
-                .await?;
-            }
-            Db::Sqlite(c) => {
-                for p in paid {
-                    sqlx::query(
-                        "UPDATE accounts SET interest_carry = $2, interest_basis = $3, interest_paid_through = $4
-                         WHERE id = $1",
-                    )
-                    .bind(p.account_id.as_uuid())
-                    .bind(p.carry)
-                    .bind(p.basis)
-                    .bind(DbDate(date.date()))
-                    .execute(&mut *c)
-                    .await?;
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Adds deposited money to a savings account's principal (interest is never added).

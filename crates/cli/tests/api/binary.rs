@@ -192,6 +192,67 @@ async fn limit_reset_scenario(app: &TestApp) {
     app.charge(&user, 3_000_000).await.assert_status(201);
 }
 
+/// `minipay jobs run NAME --at TIME` runs a job by hand on the configured database and records
+/// the run; an unknown job fails; `minipay jobs list` names them all.
+async fn jobs_run_by_hand_from_the_command_line(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let run = |args: Vec<String>| async move {
+        tokio::process::Command::new(minipay_bin())
+            .args(args)
+            .env("MINIPAY_LOG", "warn")
+            .output()
+            .await
+            .unwrap()
+    };
+    let base = |job: &str| {
+        vec![
+            "jobs".into(),
+            "run".into(),
+            job.into(),
+            "--at".into(),
+            "2026-11-22T04:00:00+09:00".into(),
+        ]
+        .into_iter()
+        .chain(["--database-url".to_owned(), db.url.clone()])
+        .collect::<Vec<String>>()
+    };
+    let out = run(base("savings-interest")).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["job"], json!("savings-interest"));
+    assert_eq!(report["at"], json!("2026-11-21T19:00:00Z"));
+    assert_eq!(report["error"], json!(null));
+    assert!(!run(base("no-such-job")).await.status.success());
+
+    // The run is in the history a server on the same database shows.
+    let mut settings = crate::helpers::test_settings(&db.url);
+    settings.scheduler = false;
+    let app = crate::helpers::start(backend, TestDb::borrow(&db.url), settings).await;
+    let runs = app.admin_get("/v1/admin/jobs/runs?job=savings-interest").await;
+    let runs = runs.assert_status(200)["items"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0]["trigger"].clone(), runs[0]["slot"].clone()),
+        (json!("manual"), json!("2026-11-21T19:00:00Z"))
+    );
+    app.teardown().await;
+
+    let list = run(vec!["jobs".into(), "list".into()]).await;
+    let list = String::from_utf8_lossy(&list.stdout);
+    for job in [
+        "pending-reminders",
+        "pending-expiry",
+        "savings-interest",
+        "savings-auto-debit",
+        "charge-recovery",
+    ] {
+        assert!(list.contains(job), "{list}");
+    }
+    db.remove().await;
+}
+
 macro_rules! process_tests {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
@@ -205,6 +266,7 @@ macro_rules! process_tests {
 
 process_tests!(
     migrate_applies_and_is_repeatable,
+    jobs_run_by_hand_from_the_command_line,
     a_server_uses_the_bank_simulator_over_http,
     the_limit_resets_at_seoul_midnight_with_the_process_in_utc,
 );

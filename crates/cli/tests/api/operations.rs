@@ -152,12 +152,21 @@ async fn openapi_documents_every_contract_path(app: TestApp) {
             ("get", "/v1/charge-limit"),
             // Savings deposits
             ("post", "/v1/accounts/{savings_id}/deposits"),
-            // Transfers (accept and cancel arrive with pending transfers)
+            // Transfers
             ("post", "/v1/transfers"),
             ("get", "/v1/transfers"),
             ("get", "/v1/transfers/{id}"),
+            ("post", "/v1/transfers/{id}/accept"),
+            ("post", "/v1/transfers/{id}/cancel"),
+            // Notifications and settlements
+            ("get", "/v1/notifications"),
+            ("post", "/v1/settlements"),
+            ("get", "/v1/settlements"),
+            ("get", "/v1/settlements/{id}"),
+            ("post", "/v1/settlements/{id}/pay"),
             // Admin and operations
             ("post", "/v1/admin/jobs/{name}/run"),
+            ("get", "/v1/admin/jobs/runs"),
             ("get", "/v1/admin/clock"),
             ("put", "/v1/admin/clock"),
             ("post", "/v1/admin/clock/advance"),
