@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
+use minipay_core::Clock;
 use minipay_store::{QueuedJob, QueuedOutcome, Store};
 use serde::Serialize;
 
@@ -50,12 +51,18 @@ fn backoff(attempts: i32) -> SignedDuration {
 }
 
 /// Handles every job of `handler.kind()` due at `at`, batch by batch. Safe to run on several
-/// instances at once: claims skip each other's rows and are leased.
-pub async fn drain_queue(store: &Store, handler: &dyn QueueHandler, at: Timestamp) -> anyhow::Result<QueueReport> {
+/// instances at once: claims skip each other's rows and are leased. Leases and retry times
+/// count from the clock's now, whatever `at` a run by hand was given.
+pub async fn drain_queue(
+    store: &Store,
+    clock: &dyn Clock,
+    handler: &dyn QueueHandler,
+    at: Timestamp,
+) -> anyhow::Result<QueueReport> {
     let mut report = QueueReport::default();
     loop {
         let mut tx = store.begin().await?;
-        let lease = at + SignedDuration::from_secs(CLAIM_LEASE_SECS);
+        let lease = clock.now() + SignedDuration::from_secs(CLAIM_LEASE_SECS);
         let batch = tx.claim_queued_jobs(handler.kind(), at, lease, DRAIN_BATCH_MAX).await?;
         tx.commit().await?;
         let claimed = batch.len();
@@ -80,13 +87,16 @@ pub async fn drain_queue(store: &Store, handler: &dyn QueueHandler, at: Timestam
                 Err(Retry(why)) => {
                     report.retried += 1;
                     QueuedOutcome::Retry {
-                        at: at + backoff(job.attempts),
+                        at: clock.now() + backoff(job.attempts),
                         error: why,
                     }
                 }
             };
             let mut tx = store.begin().await?;
-            tx.settle_queued_job(job.id, outcome, at).await?;
+            if !tx.settle_queued_job(job.id, job.attempts, outcome, clock.now()).await? {
+                // Our lease ran out and another worker took the job over; its outcome stands.
+                tracing::warn!(job = %job.id, kind = handler.kind(), "queued job was taken over before we settled it");
+            }
             tx.commit().await?;
         }
         if claimed < DRAIN_BATCH_MAX as usize {

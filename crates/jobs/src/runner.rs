@@ -53,9 +53,13 @@ pub enum RunError {
     Store(#[from] minipay_store::StoreError),
 }
 
-/// A claim older than this whose run never finished belongs to a dead instance: the slot may
-/// be taken over (the jobs are idempotent, so finishing the work twice is safe).
-const CLAIM_LEASE_MINS: i64 = 30;
+/// A run that has not beaten for this long without finishing belongs to a dead instance: the
+/// slot may be taken over (the jobs are idempotent, so finishing the work twice is safe).
+const CLAIM_STALE_SECS: i64 = 300;
+/// A running job beats this often.
+const HEARTBEAT_SECS: u64 = 30;
+/// A slot whose run failed is tried again after this long (while still in its grace window).
+const FAILED_RETRY_SECS: i64 = 60;
 
 /// Runs scheduled jobs once per slot across instances, and jobs by hand.
 pub struct JobRunner {
@@ -102,38 +106,55 @@ impl JobRunner {
         self.execute(&job, run, at).await
     }
 
-    /// One pass of the scheduler: each job's most recent slot, if still within its catch-up
-    /// window and not yet claimed by any instance, is claimed and run here.
+    /// One scheduler pass over every job (each as of its own reading of the clock).
     pub async fn tick(&self) -> Vec<RunReport> {
-        let now = self.clock.now();
         let mut reports = Vec::new();
         for job in &self.jobs {
-            let slot = job.schedule().slot_at_or_before(now);
-            if now.duration_since(slot) > job.catch_up_grace() {
-                continue;
-            }
-            match self.claim(job.name(), slot, now).await {
-                Ok(Some(run)) => match self.execute(job, run, slot).await {
-                    Ok(report) => reports.push(report),
-                    Err(e) => tracing::error!(job = job.name(), error = %e, "recording a job run failed"),
-                },
-                Ok(None) => {}
-                Err(e) => tracing::warn!(job = job.name(), error = %e, "claiming a job slot failed"),
-            }
+            reports.extend(self.tick_job(job).await);
         }
         reports
     }
 
+    /// If `job`'s most recent slot is within its catch-up window and nobody has run it (or its
+    /// run failed, or its instance died), claims it and runs it here.
+    async fn tick_job(&self, job: &Arc<dyn ScheduledJob>) -> Option<RunReport> {
+        let now = self.clock.now();
+        let slot = job.schedule().slot_at_or_before(now);
+        if now.duration_since(slot) > job.catch_up_grace() {
+            return None;
+        }
+        let run = match self.claim(job.name(), slot, now).await {
+            Ok(Some(run)) => run,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(job = job.name(), error = %e, "claiming a job slot failed");
+                return None;
+            }
+        };
+        match self.execute(job, run, slot).await {
+            Ok(report) => Some(report),
+            Err(e) => {
+                tracing::error!(job = job.name(), error = %e, "recording a job run failed");
+                None
+            }
+        }
+    }
+
     async fn claim(&self, name: &str, slot: Timestamp, now: Timestamp) -> Result<Option<uuid::Uuid>, RunError> {
-        let stale_before = now - SignedDuration::from_mins(CLAIM_LEASE_MINS);
+        let stale_before = now - SignedDuration::from_secs(CLAIM_STALE_SECS);
+        let retry_before = now - SignedDuration::from_secs(FAILED_RETRY_SECS);
         // A cheap read first: most ticks find the slot taken, and need no write transaction.
-        match self.store.read().await?.job_slot(name, slot).await? {
-            Some((_, true)) => return Ok(None),
-            Some((started, false)) if started >= stale_before => return Ok(None),
-            _ => {}
+        if let Some(state) = self.store.read().await?.job_slot(name, slot).await? {
+            let retry = state.failed && state.finished_at.is_some_and(|f| f < retry_before);
+            let dead = state.finished_at.is_none() && state.last_sign_of_life < stale_before;
+            if !retry && !dead {
+                return Ok(None);
+            }
         }
         let mut tx = self.store.begin().await?;
-        let claimed = tx.claim_job_slot(name, slot, &self.instance, now, stale_before).await?;
+        let claimed = tx
+            .claim_job_slot(name, slot, &self.instance, now, stale_before, retry_before)
+            .await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -145,7 +166,9 @@ impl JobRunner {
         at: Timestamp,
     ) -> Result<RunReport, RunError> {
         let started = std::time::Instant::now();
+        let heartbeat = self.heartbeat(run);
         let result = job.run(at).await;
+        heartbeat.abort();
         let (outcome, error) = match result {
             Ok(outcome) => (outcome, None),
             Err(e) => {
@@ -169,18 +192,48 @@ impl JobRunner {
         })
     }
 
-    /// Ticks every `interval` until `shutdown` resolves; the first tick, at start, is the
-    /// catch-up of missed slots.
+    /// Beats for `run` every `HEARTBEAT_SECS` until aborted.
+    fn heartbeat(&self, run: uuid::Uuid) -> tokio::task::JoinHandle<()> {
+        let (store, clock) = (self.store.clone(), self.clock.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(HEARTBEAT_SECS)).await;
+                let beat = async {
+                    let mut tx = store.begin().await?;
+                    tx.beat_job_run(run, clock.now()).await?;
+                    tx.commit().await
+                };
+                if let Err(e) = beat.await {
+                    tracing::warn!(error = %e, "job heartbeat failed");
+                }
+            }
+        })
+    }
+
+    /// Runs every job's own loop — a slow job never delays the others — until `shutdown`
+    /// resolves, then stops them (an interrupted run is safe: its transaction rolls back and
+    /// the jobs are idempotent). Each loop's first pass, at start, catches up a missed slot.
     pub async fn run_scheduler(self: Arc<Self>, interval: Duration, shutdown: impl Future<Output = ()> + Send) {
-        tokio::pin!(shutdown);
-        loop {
-            for r in self.tick().await {
-                tracing::info!(job = %r.job, slot = %r.at, processed = r.processed, error = ?r.error, "scheduled run");
-            }
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
+        let loops: Vec<_> = self
+            .jobs
+            .iter()
+            .cloned()
+            .map(|job| {
+                let runner = self.clone();
+                tokio::spawn(async move {
+                    loop {
+                        if let Some(r) = runner.tick_job(&job).await {
+                            tracing::info!(job = %r.job, slot = %r.at, processed = r.processed, error = ?r.error,
+                                "scheduled run");
+                        }
+                        tokio::time::sleep(interval).await;
+                    }
+                })
+            })
+            .collect();
+        shutdown.await;
+        for l in loops {
+            l.abort();
         }
     }
 }

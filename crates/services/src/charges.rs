@@ -380,6 +380,8 @@ impl Wallet {
         tx.commit().await?;
         if resolved {
             tracing::info!(charge = %charge.id, outcome = ?outcome, "recovered a charge");
+            // A charge that funded an 08:00 auto-debit whose request died: finish that debit.
+            self.finish_auto_debit_after_recovery(charge).await?;
         }
         Ok(resolved)
     }

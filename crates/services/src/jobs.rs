@@ -41,6 +41,7 @@ pub fn all_jobs(wallet: &Arc<Wallet>) -> Vec<Arc<dyn ScheduledJob>> {
             Schedule::Every { seconds: 3_600 },
             Kind::IdempotencyCleanup,
         ),
+        job("housekeeping", Schedule::Every { seconds: 3_600 }, Kind::Housekeeping),
     ]
 }
 
@@ -64,6 +65,7 @@ enum Kind {
     SavingsAutoDebit,
     ChargeRecovery,
     IdempotencyCleanup,
+    Housekeeping,
 }
 
 struct WalletJob {
@@ -104,13 +106,14 @@ impl ScheduledJob for WalletJob {
             }
             Kind::ChargeRecovery => {
                 let handler = RecoverCharges { wallet: w.clone() };
-                let r = drain_queue(w.store(), &handler, at).await?;
+                let r = drain_queue(w.store(), w.clock().as_ref(), &handler, at).await?;
                 JobOutcome {
                     processed: r.changed,
                     details: serde_json::to_value(r)?,
                 }
             }
             Kind::IdempotencyCleanup => counted(w.purge_idempotency_keys(at).await?),
+            Kind::Housekeeping => counted(w.housekeeping(at).await?),
         })
     }
 }
@@ -142,7 +145,33 @@ impl QueueHandler for RecoverCharges {
     }
 }
 
+/// Finished queued work is kept this long (for inspection), then deleted.
+const QUEUED_JOBS_DONE_KEPT_DAYS: i64 = 7;
+/// The run history is kept this long.
+const JOB_RUNS_KEPT_DAYS: i64 = 30;
+/// Rows deleted per statement by the housekeeping job.
+const HOUSEKEEPING_BATCH_MAX: u32 = 1_000;
+
 impl Wallet {
+    /// Deletes finished queued work and old job runs, in bounded batches.
+    async fn housekeeping(&self, at: Timestamp) -> anyhow::Result<u64> {
+        let days = |n: i64| at - jiff::SignedDuration::from_hours(24 * n);
+        let mut total = 0;
+        loop {
+            let mut tx = self.store.begin().await?;
+            let n = tx
+                .purge_done_jobs(days(QUEUED_JOBS_DONE_KEPT_DAYS), HOUSEKEEPING_BATCH_MAX)
+                .await?
+                + tx.purge_job_runs(days(JOB_RUNS_KEPT_DAYS), HOUSEKEEPING_BATCH_MAX)
+                    .await?;
+            tx.commit().await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Deletes idempotency records past their retention, in bounded batches.
     async fn purge_idempotency_keys(&self, at: Timestamp) -> anyhow::Result<u64> {
         let mut total = 0;
@@ -204,5 +233,9 @@ pub const SCHEDULES: &[(&str, &str)] = &[
     (
         "idempotency-cleanup",
         "hourly: delete idempotency records past 48 hours",
+    ),
+    (
+        "housekeeping",
+        "hourly: delete finished queued work after 7 days and job runs after 30 days",
     ),
 ];

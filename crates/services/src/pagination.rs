@@ -16,6 +16,8 @@ pub(crate) fn decode_cursor(raw: &str) -> ServiceResult<(Timestamp, Uuid)> {
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (us, id) = text.split_once(':').ok_or_else(bad)?;
     let at = Timestamp::from_microsecond(us.parse().map_err(|_| bad())?).map_err(|_| bad())?;
+    // Cursors carry times this server wrote; anything else could not be stored anyway.
+    let at = minipay_core::time::plausible_instant(at).map_err(|_| bad())?;
     Ok((at, id.parse().map_err(|_| bad())?))
 }
 

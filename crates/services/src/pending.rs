@@ -40,7 +40,9 @@ impl Wallet {
         // A transfer whose time is up though the expiry job has not run yet is expired first,
         // in its own transaction: that stands whatever becomes of this request (refused).
         let now = self.clock.now();
-        if let Some(t) = self.store.read().await?.transfer(id).await?
+        // Its own statement: the read connection goes back to the pool before another is taken.
+        let current = self.store.read().await?.transfer(id).await?;
+        if let Some(t) = current
             && t.status == TransferStatus::Pending
             && t.expires_at.is_some_and(|e| e <= now)
         {

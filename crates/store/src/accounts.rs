@@ -216,11 +216,10 @@ impl Session {
                     "UPDATE accounts AS a
                         SET posted = v.posted, pending_out = v.pending_out, last_entry_at = v.last_entry_at,
                             interest_carry = COALESCE(v.carry, a.interest_carry),
-                            interest_basis = COALESCE(v.basis, a.interest_basis),
                             interest_paid_through = COALESCE(v.paid_through, a.interest_paid_through)
                      FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[],
-                                 $7::int8[], $8::int8[], $9::date[])
-                          AS v(id, old_posted, old_pending, posted, pending_out, last_entry_at, carry, basis, paid_through)
+                                 $7::int8[], $8::date[])
+                          AS v(id, old_posted, old_pending, posted, pending_out, last_entry_at, carry, paid_through)
                      WHERE a.id = v.id AND a.posted = v.old_posted AND a.pending_out = v.old_pending",
                 )
                 .bind(&r.ids)
@@ -230,7 +229,6 @@ impl Session {
                 .bind(&r.pending)
                 .bind(&r.last_entry)
                 .bind(&r.carry)
-                .bind(&r.basis)
                 .bind(&r.paid_through)
                 .execute(&mut *c)
                 .await?
@@ -248,8 +246,7 @@ impl Session {
                     let updated = sqlx::query(
                         "UPDATE accounts SET posted = $2, pending_out = $3, last_entry_at = $6,
                                 interest_carry = COALESCE($7, interest_carry),
-                                interest_basis = COALESCE($8, interest_basis),
-                                interest_paid_through = COALESCE($9, interest_paid_through)
+                                interest_paid_through = COALESCE($8, interest_paid_through)
                          WHERE id = $1 AND posted = $4 AND pending_out = $5",
                     )
                     .bind(rows.ids[i])
@@ -259,7 +256,6 @@ impl Session {
                     .bind(rows.old_pending[i])
                     .bind(rows.last_entry[i])
                     .bind(rows.carry[i])
-                    .bind(rows.basis[i])
                     .bind(rows.paid_through[i])
                     .execute(&mut *c)
                     .await?
@@ -284,7 +280,6 @@ struct RowWrites {
     pending: Vec<i64>,
     last_entry: Vec<Option<DbTime>>,
     carry: Vec<Option<i64>>,
-    basis: Vec<Option<i64>>,
     paid_through: Vec<Option<DbDate>>,
 }
 
@@ -298,7 +293,6 @@ impl RowWrites {
             pending: Vec::new(),
             last_entry: Vec::new(),
             carry: Vec::new(),
-            basis: Vec::new(),
             paid_through: Vec::new(),
         };
         let paid: std::collections::HashMap<AccountId, &InterestPaid> = interest
@@ -314,7 +308,6 @@ impl RowWrites {
             rows.pending.push(after.pending_out);
             rows.last_entry.push(after.last_entry_at.map(DbTime));
             rows.carry.push(state.map(|s| s.carry));
-            rows.basis.push(state.map(|s| s.basis));
             rows.paid_through
                 .push(state.and(interest).map(|(date, _)| DbDate(date.date())));
         };

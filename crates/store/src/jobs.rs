@@ -96,8 +96,9 @@ impl TryFrom<QueuedJobRow> for QueuedJob {
 
 impl Session {
     /// Claims the scheduled run of `job` for `slot`: exactly one caller across all instances
-    /// gets `Some(run id)`. A claim whose run never finished and started before `stale_before`
-    /// (its instance died) is taken over.
+    /// gets `Some(run id)`. An existing claim is taken over only if its run stopped beating
+    /// before `stale_before` without finishing (its instance died), or finished with an error
+    /// before `retry_before` (a failed run is tried again).
     pub async fn claim_job_slot(
         &mut self,
         job: &str,
@@ -105,15 +106,19 @@ impl Session {
         instance: &str,
         now: Timestamp,
         stale_before: Timestamp,
+        retry_before: Timestamp,
     ) -> Result<Option<Uuid>> {
         self.assert_writable();
         let id = Uuid::now_v7();
         let claimed: Option<Uuid> = on_db!(self, c => sqlx::query_scalar(
-            "INSERT INTO job_runs (id, job, slot, trigger, instance, started_at)
-             VALUES ($1, $2, $3, 'scheduled', $4, $5)
+            "INSERT INTO job_runs (id, job, slot, trigger, instance, started_at, heartbeat_at)
+             VALUES ($1, $2, $3, 'scheduled', $4, $5, $5)
              ON CONFLICT (job, slot) WHERE trigger = 'scheduled' DO UPDATE
-                SET instance = excluded.instance, started_at = excluded.started_at
-              WHERE job_runs.finished_at IS NULL AND job_runs.started_at < $6
+                SET instance = excluded.instance, started_at = excluded.started_at,
+                    heartbeat_at = excluded.heartbeat_at, finished_at = NULL, processed = NULL, details = NULL,
+                    error = NULL
+              WHERE (job_runs.finished_at IS NULL AND COALESCE(job_runs.heartbeat_at, job_runs.started_at) < $6)
+                 OR (job_runs.error IS NOT NULL AND job_runs.finished_at < $7)
              RETURNING id",
         )
         .bind(id)
@@ -122,9 +127,22 @@ impl Session {
         .bind(instance)
         .bind(DbTime(now))
         .bind(DbTime(stale_before))
+        .bind(DbTime(retry_before))
         .fetch_optional(c)
         .await)?;
         Ok(claimed)
+    }
+
+    /// Shows that a run is still working (so it is not taken over).
+    pub async fn beat_job_run(&mut self, id: Uuid, now: Timestamp) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query("UPDATE job_runs SET heartbeat_at = $2 WHERE id = $1 AND finished_at IS NULL")
+            .bind(id)
+            .bind(DbTime(now))
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Records the start of a run by hand ("as of" `slot`).
@@ -174,17 +192,21 @@ impl Session {
         Ok(())
     }
 
-    /// The scheduled run of `job` for `slot`, if claimed: when it started, and whether it
-    /// finished.
-    pub async fn job_slot(&mut self, job: &str, slot: Timestamp) -> Result<Option<(Timestamp, bool)>> {
-        let row: Option<(DbTime, Option<DbTime>)> = on_db!(self, c => sqlx::query_as(
-            "SELECT started_at, finished_at FROM job_runs WHERE job = $1 AND slot = $2 AND trigger = 'scheduled'",
+    /// The scheduled run of `job` for `slot`, if claimed.
+    pub async fn job_slot(&mut self, job: &str, slot: Timestamp) -> Result<Option<SlotState>> {
+        let row: Option<SlotRow> = on_db!(self, c => sqlx::query_as(
+            "SELECT started_at, heartbeat_at, finished_at, error FROM job_runs
+             WHERE job = $1 AND slot = $2 AND trigger = 'scheduled'",
         )
         .bind(job)
         .bind(DbTime(slot))
         .fetch_optional(c)
         .await)?;
-        Ok(row.map(|(started, finished)| (started.0, finished.is_some())))
+        Ok(row.map(|r| SlotState {
+            last_sign_of_life: r.heartbeat_at.unwrap_or(r.started_at).0,
+            finished_at: r.finished_at.map(|t| t.0),
+            failed: r.error.is_some(),
+        }))
     }
 
     /// Runs, newest first, optionally of one job, after the keyset cursor `(started_at, id)`.
@@ -281,28 +303,66 @@ impl Session {
         rows.into_iter().map(QueuedJob::try_from).collect()
     }
 
-    /// Ends a claimed job: `Done`, back to the queue at `retry_at`, or dead with the reason.
-    pub async fn settle_queued_job(&mut self, id: Uuid, outcome: QueuedOutcome<'_>, now: Timestamp) -> Result<()> {
+    /// Ends a claimed job: `Done`, back to the queue at `retry_at`, or dead with the reason —
+    /// only if this worker still holds it (its claim was attempt `attempts`). Returns whether it
+    /// did; `false` means the lease ran out and another worker took the job over.
+    pub async fn settle_queued_job(
+        &mut self,
+        id: Uuid,
+        attempts: i32,
+        outcome: QueuedOutcome<'_>,
+        now: Timestamp,
+    ) -> Result<bool> {
         self.assert_writable();
         let (state, run_at, error) = match outcome {
             QueuedOutcome::Done => ("done", None, None),
             QueuedOutcome::Retry { at, error } => ("queued", Some(at), Some(error)),
             QueuedOutcome::Dead { error } => ("dead", None, Some(error)),
         };
-        on_db!(self, c => sqlx::query(
+        let n = on_db!(self, c => sqlx::query(
             "UPDATE queued_jobs SET state = $2, run_at = COALESCE($3, run_at), last_error = COALESCE($4, last_error),
                     locked_until = NULL, updated_at = $5
-             WHERE id = $1",
+             WHERE id = $1 AND state = 'running' AND attempts = $6",
         )
         .bind(id)
         .bind(state)
         .bind(run_at.map(DbTime))
         .bind(error)
         .bind(DbTime(now))
+        .bind(attempts)
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
-        Ok(())
+        Ok(n == 1)
+    }
+
+    /// Deletes up to `limit` finished queued jobs (`done`) last touched before `before`.
+    pub async fn purge_done_jobs(&mut self, before: Timestamp, limit: u32) -> Result<u64> {
+        self.assert_writable();
+        let n = on_db!(self, c => sqlx::query(
+            "DELETE FROM queued_jobs WHERE id IN (
+                 SELECT id FROM queued_jobs WHERE state = 'done' AND updated_at < $1 LIMIT $2)",
+        )
+        .bind(DbTime(before))
+        .bind(i64::from(limit))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n)
+    }
+
+    /// Deletes up to `limit` job runs that started before `before`.
+    pub async fn purge_job_runs(&mut self, before: Timestamp, limit: u32) -> Result<u64> {
+        self.assert_writable();
+        let n = on_db!(self, c => sqlx::query(
+            "DELETE FROM job_runs WHERE id IN (SELECT id FROM job_runs WHERE started_at < $1 LIMIT $2)",
+        )
+        .bind(DbTime(before))
+        .bind(i64::from(limit))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n)
     }
 
     /// How many queued jobs are in each state, by kind (for operators).
@@ -314,6 +374,24 @@ impl Session {
         .await)?;
         Ok(rows)
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct SlotRow {
+    started_at: DbTime,
+    heartbeat_at: Option<DbTime>,
+    finished_at: Option<DbTime>,
+    error: Option<String>,
+}
+
+/// A scheduled run's claim, as another instance sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotState {
+    /// When the run last showed it was working (its heartbeat, or its start).
+    pub last_sign_of_life: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// It finished with an error.
+    pub failed: bool,
 }
 
 /// How a claimed queued job ended.

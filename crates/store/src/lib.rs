@@ -38,7 +38,7 @@ pub use bank_accounts::{BankAccount, NewBankAccount};
 pub use charges::{Charge, NewCharge};
 pub use error::StoreError;
 pub use idempotency::{Claim, StoredResponse};
-pub use jobs::{JobRun, QueuedJob, QueuedOutcome};
+pub use jobs::{JobRun, QueuedJob, QueuedOutcome, SlotState};
 pub use notifications::Notification;
 pub use savings::{AutoDebitStatus, InterestPaid, InterestState};
 pub use session::{BackendKind, Session, Store, StoreOptions};

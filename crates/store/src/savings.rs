@@ -16,8 +16,6 @@ pub struct InterestState {
     pub account_id: AccountId,
     pub product: SavingsProduct,
     pub principal: i64,
-    /// The principal as of the last interest run.
-    pub basis: i64,
     pub carry: i64,
     /// The last business date interest was paid for.
     pub paid_through: Option<BusinessDate>,
@@ -33,18 +31,15 @@ struct InterestRow {
     pending_out: i64,
     last_entry_at: Option<DbTime>,
     principal: i64,
-    interest_basis: i64,
     interest_carry: i64,
     interest_paid_through: Option<DbDate>,
 }
 
-/// What an interest run leaves on an account: the carried fraction and the principal it
-/// has now been paid on.
+/// What an interest run leaves on an account: the carried fraction of a won.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InterestPaid {
     pub account_id: AccountId,
     pub carry: i64,
-    pub basis: i64,
 }
 
 /// The result of one auto-debit, recorded on its (account, date) row.
@@ -71,7 +66,7 @@ impl Session {
             crate::BackendKind::Sqlite => "",
         };
         let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT id, owner_user_id, kind, product, posted, pending_out, last_entry_at, principal, interest_basis, interest_carry,
+            "SELECT id, owner_user_id, kind, product, posted, pending_out, last_entry_at, principal, interest_carry,
                     interest_paid_through
              FROM accounts
              WHERE kind = 'savings' AND id > $1 AND (interest_paid_through IS NULL OR interest_paid_through < $2)
@@ -107,7 +102,6 @@ impl Session {
                 account_id: id,
                 product,
                 principal: r.principal,
-                basis: r.interest_basis,
                 carry: r.interest_carry,
                 paid_through: r.interest_paid_through.map(|d| BusinessDate::from_date(d.0)),
             });
@@ -117,6 +111,48 @@ impl Session {
             .expect("the interest expense account exists");
         balances.push(expense);
         Ok((LockedAccounts::new(balances), states))
+    }
+
+    /// Money that went into these savings accounts' principal (deposits and auto-debits) at or
+    /// after `since`: `(account, when, won)`. Lets an interest run that makes up missed days
+    /// know each day's principal.
+    pub async fn principal_added_since(
+        &mut self,
+        accounts: &[AccountId],
+        since: Timestamp,
+    ) -> Result<Vec<(AccountId, Timestamp, i64)>> {
+        let rows: Vec<(Uuid, DbTime, i64)> = match self.db() {
+            crate::session::Db::Pg(c) => {
+                let ids: Vec<Uuid> = accounts.iter().map(|a| a.as_uuid()).collect();
+                sqlx::query_as(
+                    "SELECT account_id, occurred_at, amount FROM entries
+                     WHERE account_id = ANY($1) AND kind IN ('savings_deposit', 'auto_debit') AND occurred_at >= $2",
+                )
+                .bind(&ids)
+                .bind(DbTime(since))
+                .fetch_all(c)
+                .await?
+            }
+            crate::session::Db::Sqlite(c) => {
+                let mut rows = Vec::new();
+                for a in accounts {
+                    let mut some: Vec<(Uuid, DbTime, i64)> = sqlx::query_as(
+                        "SELECT account_id, occurred_at, amount FROM entries
+                         WHERE account_id = $1 AND kind IN ('savings_deposit', 'auto_debit') AND occurred_at >= $2",
+                    )
+                    .bind(a.as_uuid())
+                    .bind(DbTime(since))
+                    .fetch_all(&mut *c)
+                    .await?;
+                    rows.append(&mut some);
+                }
+                rows
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(|(a, t, won)| (AccountId::from_uuid(a), t.0, won))
+            .collect())
     }
 
     /// Adds deposited money to a savings account's principal (interest is never added).
@@ -180,6 +216,17 @@ impl Session {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// The auto-debit (savings account, date) still open and waiting on `charge`, if any.
+    pub async fn auto_debit_waiting_on(&mut self, charge: ChargeId) -> Result<Option<(AccountId, BusinessDate)>> {
+        let row: Option<(Uuid, DbDate)> = on_db!(self, c => sqlx::query_as(
+            "SELECT account_id, business_date FROM auto_debits WHERE charge_id = $1 AND status = 'processing'",
+        )
+        .bind(charge.as_uuid())
+        .fetch_optional(c)
+        .await)?;
+        Ok(row.map(|(a, d)| (AccountId::from_uuid(a), BusinessDate::from_date(d.0))))
     }
 
     /// Notes the bank pull covering an auto-debit's shortfall.

@@ -166,12 +166,14 @@ fn migrator(kind: BackendKind) -> Migrator {
             2 => "0002_entry_order_and_fin_accounts",
             3 => "0003_jobs_pending_savings_settlements",
             4 => "0004_interest_basis",
+            5 => "0005_backfill_savings_and_heartbeats",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
             2 => "0002_entry_order_and_fin_accounts",
             3 => "0003_jobs_pending_savings_settlements",
             4 => "0004_interest_basis",
+            5 => "0005_backfill_savings_and_heartbeats",
         ),
     };
     Migrator::with_migrations(

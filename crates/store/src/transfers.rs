@@ -247,27 +247,34 @@ impl Session {
         rows.into_iter().map(Transfer::try_from).collect()
     }
 
-    /// Marks up to `limit` pending transfers expiring at or before `due_until` as reminded at
-    /// `at`, each at most once ever, and returns them (for their notifications).
+    /// Marks up to `limit` pending transfers with 24 hours or less left (expiring after `at`
+    /// but at or before `due_until`) as reminded at `at`, each at most once ever, and returns
+    /// them (for their notifications).
     pub async fn mark_reminded(&mut self, due_until: Timestamp, at: Timestamp, limit: u32) -> Result<Vec<Transfer>> {
         self.assert_writable();
-        // The outer `reminded_at IS NULL` is re-checked under each row's lock, so two
-        // instances can never both remind the same transfer.
-        let rows: Vec<TransferRow> = on_db!(self, c => sqlx::query_as(
+        // The outer conditions are re-checked under each row's lock, so two instances can never
+        // both remind a transfer. On PostgreSQL the rows are taken in id order, skipping any that
+        // the expiry job has locked (so the two jobs never wait on each other).
+        let pick = match self.kind() {
+            crate::BackendKind::Postgres => "ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+            crate::BackendKind::Sqlite => "ORDER BY id LIMIT $3",
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
             "UPDATE transfers SET reminded_at = $2
              WHERE id IN (SELECT id FROM transfers
-                          WHERE status = 'pending' AND reminded_at IS NULL AND expires_at <= $1
-                          ORDER BY expires_at, id LIMIT $3)
-               AND status = 'pending' AND reminded_at IS NULL
+                          WHERE status = 'pending' AND reminded_at IS NULL AND expires_at > $2 AND expires_at <= $1
+                          {pick})
+               AND status = 'pending' AND reminded_at IS NULL AND expires_at > $2
              RETURNING id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id, from_name,
                        display_name, memo, auto_charged, charge_id, journal_id, created_at, expires_at, resolved_at,
-                       kind, reminded_at",
-        )
-        .bind(DbTime(due_until))
-        .bind(DbTime(at))
-        .bind(i64::from(limit))
-        .fetch_all(c)
-        .await)?;
+                       kind, reminded_at"
+        ));
+        let rows: Vec<TransferRow> = on_db!(self, c => sqlx::query_as(sql)
+            .bind(DbTime(due_until))
+            .bind(DbTime(at))
+            .bind(i64::from(limit))
+            .fetch_all(c)
+            .await)?;
         rows.into_iter().map(Transfer::try_from).collect()
     }
 

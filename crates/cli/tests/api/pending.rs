@@ -148,6 +148,12 @@ async fn the_reminder_comes_once_when_24_hours_remain(app: TestApp) {
     assert_eq!(app.run_job("pending-reminders").await["processed"], json!(0));
     let reminders = app.notifications(&lee, "pending_transfer_reminder").await;
     assert_eq!(reminders.len(), 1);
+    // A transfer whose time ran out before anyone reminded its receiver gets no reminder.
+    app.pending_transfer(&kim, &lee, 1_000).await.assert_status(201);
+    app.advance_clock_for(72 * 3_600, &mut [&mut kim, &mut lee]).await;
+    assert_eq!(app.run_job("pending-reminders").await["processed"], json!(0));
+    assert_eq!(app.run_job("pending-expiry").await["processed"], json!(2));
+
     assert_eq!(reminders[0]["data"]["transfer_id"], json!(id));
     assert!(
         app.notifications(&kim, "pending_transfer_reminder").await.is_empty(),

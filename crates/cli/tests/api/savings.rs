@@ -12,6 +12,9 @@ on_both_backends!(
     the_auto_debit_charges_the_shortfall_when_the_limit_allows,
     the_auto_debit_fails_whole_without_room_in_the_limit_and_the_run_goes_on,
     the_auto_debit_starts_at_the_first_0800_after_opening,
+    missed_days_are_paid_on_the_principal_of_each_day,
+    a_run_by_hand_before_0800_is_the_previous_days_run,
+    an_auto_debit_whose_charge_is_settled_by_recovery_is_finished,
 );
 
 /// 04:00 and 08:00 in Seoul on 2026-11-22 (the day after T0), in UTC.
@@ -184,4 +187,67 @@ async fn the_auto_debit_starts_at_the_first_0800_after_opening(app: TestApp) {
     assert_eq!(app.run_job("savings-auto-debit").await["processed"], json!(1));
     app.log_in_again(&mut kim).await;
     assert_eq!(savings_balance(&app, &kim, &savings).await, 10_000);
+}
+
+async fn missed_days_are_paid_on_the_principal_of_each_day(app: TestApp) {
+    // 1,000,000 deposited on the 21st, 1,000,000 more on the 23rd at 10:00; no run until the
+    // 25th's 04:00. Owed: the 22nd, 23rd (1,000,000 each), 24th, 25th (2,000,000 each).
+    let mut kim = app.funded_user("Kim", 2_000_000).await;
+    let savings = app.open_savings(&kim, "free", None).await;
+    let path = format!("/v1/accounts/{savings}/deposits");
+    app.post(&path, &kim.token, json!({"amount": 1_000_000}))
+        .await
+        .assert_status(201);
+    app.set_clock("2026-11-23T01:00:00Z").await; // 10:00 on the 23rd in Seoul
+    app.log_in_again(&mut kim).await;
+    app.post(&path, &kim.token, json!({"amount": 1_000_000}))
+        .await
+        .assert_status(201);
+    app.set_clock("2026-11-24T19:00:00Z").await; // 04:00 on the 25th
+    let run = app.run_job("savings-interest").await;
+    let exact = (2 * 1_000_000 + 2 * 2_000_000) * 300 / 3_650_000; // 493.15… → 493
+    assert_eq!(run["details"]["won_paid"], json!(exact));
+    app.log_in_again(&mut kim).await;
+    assert_eq!(savings_balance(&app, &kim, &savings).await, 2_000_000 + exact);
+}
+
+async fn a_run_by_hand_before_0800_is_the_previous_days_run(app: TestApp) {
+    let mut kim = app.funded_user("Kim", 50_000).await;
+    let savings = app.open_savings(&kim, "fixed", Some(10_000)).await; // opened 12:00 on the 21st
+    app.set_clock("2026-11-21T22:00:00Z").await; // 07:00 on the 22nd: the latest 08:00 is the 21st's
+    assert_eq!(app.run_job("savings-auto-debit").await["processed"], json!(0));
+    app.advance_clock(3_600).await; // 08:00 on the 22nd
+    assert_eq!(app.run_job("savings-auto-debit").await["processed"], json!(1));
+    app.log_in_again(&mut kim).await;
+    assert_eq!(savings_balance(&app, &kim, &savings).await, 10_000);
+}
+
+async fn an_auto_debit_whose_charge_is_settled_by_recovery_is_finished(app: TestApp) {
+    // The bank takes the money but neither the pull nor the inquiry answers in time.
+    let mut kim = app.user_with_bank_number("Kim", "1110000005").await;
+    let savings = app.open_savings(&kim, "fixed", Some(10_000)).await;
+    app.set_bank_sim(json!({"inquiries_unavailable": true})).await;
+    app.set_clock(NOV22_0800).await;
+    let run = app.run_job("savings-auto-debit").await;
+    assert_eq!(
+        run["details"],
+        json!({"completed": 0, "failed": 0}),
+        "the day's debit waits for the bank"
+    );
+    app.log_in_again(&mut kim).await;
+    assert_eq!(savings_balance(&app, &kim, &savings).await, 0);
+
+    // Recovery learns the money was taken: the charge lands and the debit is made from it.
+    app.set_bank_sim(json!({"inquiries_unavailable": false})).await;
+    app.advance_clock(61).await;
+    assert_eq!(app.run_job("charge-recovery").await["processed"], json!(1));
+    app.log_in_again(&mut kim).await;
+    assert_eq!(savings_balance(&app, &kim, &savings).await, 10_000);
+    assert_eq!(app.balance(&kim).await, 0);
+    assert!(app.notifications(&kim, "savings_auto_debit_failed").await.is_empty());
+    assert_eq!(
+        app.run_job("savings-auto-debit").await["processed"],
+        json!(0),
+        "the day is done"
+    );
 }

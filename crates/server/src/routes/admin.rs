@@ -6,6 +6,7 @@ use crate::extract::{Admin, ApiJson, ApiPath};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use minipay_bank::{SimFaults, SimStats};
 use minipay_core::time::plausible_instant;
@@ -39,17 +40,18 @@ pub struct JobRunView {
 
 /// Runs a job as of `at` (default now; not in the future) and records the run. Jobs:
 /// `pending-reminders`, `pending-expiry`, `savings-interest`, `savings-auto-debit`,
-/// `charge-recovery`, `idempotency-cleanup`.
+/// `charge-recovery`, `idempotency-cleanup`, `housekeeping`.
 #[utoipa::path(post, path = "/v1/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
     params(("name" = String, Path)), request_body(content = RunJobBody, description = "optional"),
     responses((status = 200, body = JobRunView), (status = 400, description = "validation_failed: `at` in the future"),
+              (status = 500, body = JobRunView, description = "the job failed (recorded; `error` says why)"),
               (status = 404, description = "not_found: unknown job")))]
 pub async fn run_job(
     State(app): State<AppState>,
     _admin: Admin,
     ApiPath(name): ApiPath<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<Json<JobRunView>> {
+) -> ApiResult<(StatusCode, Json<JobRunView>)> {
     let body = body.map_err(|r| {
         if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError(ServiceError::PayloadTooLarge)
@@ -79,13 +81,20 @@ pub async fn run_job(
         RunError::UnknownJob(_) => ServiceError::NotFound("job"),
         RunError::Store(e) => ServiceError::from(e),
     })?;
-    Ok(Json(JobRunView {
+    // A run that failed is recorded either way; its answer says it failed (500, with why).
+    let status = if report.error.is_some() {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    let view = JobRunView {
         job: report.job,
         at: report.at,
         processed: report.processed,
         details: report.details,
         error: report.error,
-    }))
+    };
+    Ok((status, Json(view)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
