@@ -156,14 +156,7 @@ impl Session {
         let sql = sqlx::AssertSqlSafe(format!("SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE id = $1"));
         let row: Option<SettlementRow> = on_db!(self, c => sqlx::query_as(sql).bind(id).fetch_optional(c).await)?;
         let Some(row) = row else { return Ok(None) };
-        let shares: Vec<ShareRow> = on_db!(self, c => sqlx::query_as(
-            "SELECT user_id, amount, status, transfer_id, paid_at FROM settlement_shares
-             WHERE settlement_id = $1 ORDER BY position",
-        )
-        .bind(id)
-        .fetch_all(c)
-        .await)?;
-        let shares = shares.into_iter().map(Share::try_from).collect::<Result<_>>()?;
+        let shares = self.shares_of(id).await?;
         assemble(row, shares).map(Some)
     }
 
@@ -194,17 +187,22 @@ impl Session {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.id;
-            let shares: Vec<ShareRow> = on_db!(self, c => sqlx::query_as(
-                "SELECT user_id, amount, status, transfer_id, paid_at FROM settlement_shares
-                 WHERE settlement_id = $1 ORDER BY position",
-            )
-            .bind(id)
-            .fetch_all(c)
-            .await)?;
-            let shares = shares.into_iter().map(Share::try_from).collect::<Result<_>>()?;
+            let shares = self.shares_of(id).await?;
             out.push(assemble(row, shares)?);
         }
         Ok(out)
+    }
+
+    /// A settlement's shares, in the order the requester gave the participants.
+    async fn shares_of(&mut self, settlement: Uuid) -> Result<Vec<Share>> {
+        let rows: Vec<ShareRow> = on_db!(self, c => sqlx::query_as(
+            "SELECT user_id, amount, status, transfer_id, paid_at FROM settlement_shares
+             WHERE settlement_id = $1 ORDER BY position",
+        )
+        .bind(settlement)
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Share::try_from).collect()
     }
 
     /// Marks a participant's share paid by `transfer`, only if it is still requested. Returns

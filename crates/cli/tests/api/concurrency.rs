@@ -1,9 +1,8 @@
 //! Concurrent money movement: hot receivers, opposite transfers, the daily limit under a
 //! race, and duplicate requests.
 
-use crate::helpers::{TestApp, TestUser};
+use crate::helpers::{TestApp, TestUser, join_all};
 use crate::on_both_backends;
-use futures_free::join_all;
 use serde_json::json;
 
 on_both_backends!(
@@ -13,20 +12,6 @@ on_both_backends!(
     two_auto_charges_at_the_limit_exactly_one_succeeds,
     the_same_idempotency_key_ten_times_makes_one_transfer,
 );
-
-/// Tiny stand-in for `futures::future::join_all` built on tokio tasks (runs them in parallel).
-mod futures_free {
-    pub async fn join_all<T: Send + 'static>(
-        futs: impl IntoIterator<Item = impl std::future::Future<Output = T> + Send + 'static>,
-    ) -> Vec<T> {
-        let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-        let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
-            out.push(h.await.expect("task completes"));
-        }
-        out
-    }
-}
 
 async fn users(app: &TestApp, n: usize, won: i64) -> Vec<TestUser> {
     join_all((0..n).map(|i| {

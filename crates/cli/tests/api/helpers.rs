@@ -679,3 +679,15 @@ impl TestApp {
         resp
     }
 }
+
+/// Runs the futures on tokio tasks, in parallel, and collects their outputs in order.
+pub async fn join_all<T: Send + 'static>(
+    futs: impl IntoIterator<Item = impl Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("task completes"));
+    }
+    out
+}

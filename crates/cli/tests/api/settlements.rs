@@ -1,7 +1,7 @@
 //! Split bills (create, pay, visibility, validation), plus the pending-transfer accept/cancel
 //! roles and the job run history.
 
-use crate::helpers::{Resp, TestApp, TestUser};
+use crate::helpers::{Resp, TestApp, TestUser, join_all};
 use crate::on_both_backends;
 use serde_json::{Value, json};
 
@@ -22,18 +22,6 @@ on_both_backends!(
     pending_transfers_are_accepted_by_the_receiver_and_canceled_by_the_sender_only,
     manual_job_runs_are_recorded_and_bad_runs_are_refused,
 );
-
-/// Runs the futures on tokio tasks, in parallel, and collects their outputs in order.
-async fn join_all<T: Send + 'static>(
-    futs: impl IntoIterator<Item = impl std::future::Future<Output = T> + Send + 'static>,
-) -> Vec<T> {
-    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.expect("task completes"));
-    }
-    out
-}
 
 fn ids(users: &[&TestUser]) -> Vec<String> {
     users.iter().map(|u| u.id.clone()).collect()
