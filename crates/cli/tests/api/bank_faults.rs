@@ -248,9 +248,16 @@ async fn settle_while_in_flight<F>(app: &TestApp, request: F) -> crate::helpers:
 where
     F: std::future::Future<Output = crate::helpers::Resp> + Send + 'static,
 {
+    let executed_before = pulls(app).await.1;
     app.set_bank_sim(json!({"latency_ms": 1_500})).await;
     let in_flight = tokio::spawn(request);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Wait until the bank has taken the money (the answer is then held for 1.5 s).
+    for _ in 0..100 {
+        if pulls(app).await.1 > executed_before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     app.set_bank_sim(json!({"latency_ms": 0})).await;
     app.advance_clock(61).await;
     assert_eq!(app.run_job("charge-recovery").await["processed"], json!(1));
