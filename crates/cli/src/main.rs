@@ -41,10 +41,30 @@ enum Command {
         #[command(subcommand)]
         action: JobsCommand,
     },
+    /// Transaction history.
+    History {
+        #[command(subcommand)]
+        action: HistoryCommand,
+    },
     /// Benchmarks (they print a table and write a JSON result; they are not tests).
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Write every entry of a month (Asia/Seoul) to a gzip-compressed CSV, for archiving
+    /// before retention drops it.
+    Export {
+        /// YYYY-MM.
+        #[arg(long)]
+        month: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, env = "MINIPAY_DATABASE_URL", default_value = "sqlite://minipay.db")]
+        database_url: String,
     },
 }
 
@@ -148,6 +168,13 @@ struct ServeArgs {
     /// PostgreSQL connection pool size [default: 16].
     #[arg(long, env = "MINIPAY_DB_CONNECTIONS_MAX")]
     db_connections_max: Option<u32>,
+    /// Where history retention archives each month (gzip CSV) before retiring it [default: not archived].
+    #[arg(long, env = "MINIPAY_HISTORY_ARCHIVE_DIR")]
+    history_archive_dir: Option<PathBuf>,
+    /// Entries retired per transaction on SQLite; smaller slices let writers in more often
+    /// [default: 10000].
+    #[arg(long, env = "MINIPAY_HISTORY_RETIRE_SLICE_MAX", value_parser = clap::value_parser!(u32).range(1..))]
+    history_retire_slice_max: Option<u32>,
 }
 
 impl ServeArgs {
@@ -180,6 +207,8 @@ impl ServeArgs {
             scheduler: self.scheduler,
             scheduler_tick_ms: self.scheduler_tick_ms,
             db_connections_max: self.db_connections_max,
+            history_archive_dir: self.history_archive_dir,
+            history_retire_slice_max: self.history_retire_slice_max,
         };
         (self.config, layer)
     }
@@ -248,6 +277,22 @@ async fn main() -> anyhow::Result<()> {
                 Some(e) => anyhow::bail!("job {name} failed: {e}"),
                 None => Ok(()),
             }
+        }
+        Command::History {
+            action:
+                HistoryCommand::Export {
+                    month,
+                    out,
+                    database_url,
+                },
+        } => {
+            let month = minipay_core::BusinessMonth::parse(&month)?;
+            let store = Store::connect(&database_url, &StoreOptions::default())
+                .await
+                .with_context(|| format!("connecting to {}", minipay_server::redact_url(&database_url)))?;
+            let n = minipay_services::history::export_month(&store, month, &out).await?;
+            println!("exported {n} entries of {month} to {}", out.display());
+            Ok(())
         }
         Command::Bench {
             which:

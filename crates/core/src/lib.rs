@@ -15,4 +15,4 @@ pub mod user;
 
 pub use ids::*;
 pub use money::{Amount, AmountError};
-pub use time::{BusinessDate, Clock, ManualClock, SystemClock};
+pub use time::{BusinessDate, BusinessMonth, Clock, ManualClock, SystemClock};

@@ -151,6 +151,101 @@ impl fmt::Display for BusinessDate {
     }
 }
 
+/// A calendar month in Asia/Seoul: the unit of statements, of history partitions and of
+/// retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BusinessMonth {
+    year: i16,
+    month: i8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a month is written YYYY-MM, between 2000-01 and 2099-12")]
+pub struct MonthError;
+
+impl BusinessMonth {
+    /// The Seoul calendar month that contains `at`.
+    pub fn containing(at: Timestamp) -> Self {
+        let date = BusinessDate::containing(at).date();
+        Self {
+            year: date.year(),
+            month: date.month(),
+        }
+    }
+
+    /// Parses `YYYY-MM` (the years the manual clock allows).
+    pub fn parse(raw: &str) -> Result<Self, MonthError> {
+        let (y, m) = raw.split_once('-').ok_or(MonthError)?;
+        if y.len() != 4 || m.len() != 2 {
+            return Err(MonthError);
+        }
+        let year: i16 = y.parse().map_err(|_| MonthError)?;
+        let month: i8 = m.parse().map_err(|_| MonthError)?;
+        if !MANUAL_CLOCK_YEARS.contains(&year) || !(1..=12).contains(&month) {
+            return Err(MonthError);
+        }
+        Ok(Self { year, month })
+    }
+
+    pub fn first_day(self) -> BusinessDate {
+        BusinessDate(Date::new(self.year, self.month, 1).expect("a valid month"))
+    }
+
+    /// 00:00 in Seoul on the first day.
+    pub fn starts_at(self) -> Timestamp {
+        self.first_day().starts_at()
+    }
+
+    /// 00:00 in Seoul on the first day of the next month.
+    pub fn ends_at(self) -> Timestamp {
+        self.next().starts_at()
+    }
+
+    pub fn next(self) -> Self {
+        if self.month == 12 {
+            Self {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Self {
+                month: self.month + 1,
+                ..self
+            }
+        }
+    }
+
+    pub fn previous(self) -> Self {
+        if self.month == 1 {
+            Self {
+                year: self.year - 1,
+                month: 12,
+            }
+        } else {
+            Self {
+                month: self.month - 1,
+                ..self
+            }
+        }
+    }
+
+    /// This month minus `n` months.
+    pub fn minus(self, n: u32) -> Self {
+        (0..n).fold(self, |m, _| m.previous())
+    }
+
+    /// `YYYYMM`, for names (partitions, archives).
+    pub fn compact(self) -> String {
+        format!("{:04}{:02}", self.year, self.month)
+    }
+}
+
+impl fmt::Display for BusinessMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +281,30 @@ mod tests {
     }
 
     #[test]
+    fn months_are_seoul_calendar_months() {
+        let m = BusinessMonth::containing(ts("2026-11-30T15:00:00Z")); // 00:00 on 1 Dec in Seoul
+        assert_eq!(m.to_string(), "2026-12");
+        let nov = BusinessMonth::parse("2026-11").unwrap();
+        assert_eq!(nov.starts_at(), ts("2026-10-31T15:00:00Z"));
+        assert_eq!(nov.ends_at(), ts("2026-11-30T15:00:00Z"));
+        assert_eq!(BusinessMonth::parse("2026-12").unwrap().next().to_string(), "2027-01");
+        assert_eq!(
+            BusinessMonth::parse("2027-01").unwrap().previous().to_string(),
+            "2026-12"
+        );
+        assert_eq!(
+            BusinessMonth::parse("2027-12").unwrap().minus(13).to_string(),
+            "2026-11"
+        );
+        assert_eq!(nov.compact(), "202611");
+        for bad in [
+            "2026-13", "2026-00", "2026-1", "26-11", "2026/11", "1999-12", "2100-01", "",
+        ] {
+            assert!(BusinessMonth::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn manual_clock_refuses_to_leave_its_range() {
         let c = ManualClock::new(ts("2099-12-31T23:00:00Z"));
         assert!(c.advance(SignedDuration::from_hours(2)).is_err());
@@ -214,6 +333,15 @@ mod tests {
             prop_assert_eq!(d.ends_at().duration_since(d.starts_at()), SignedDuration::from_hours(24));
             prop_assert_eq!(BusinessDate::containing(d.ends_at()), d.next());
             prop_assert_eq!(d.next().starts_at(), d.ends_at());
+        }
+
+                #[test]
+        fn an_instant_lies_inside_its_month(at in modern_instant()) {
+            let m = BusinessMonth::containing(at);
+            prop_assert!(m.starts_at() <= at && at < m.ends_at());
+            prop_assert_eq!(m.next().previous(), m);
+            prop_assert_eq!(BusinessMonth::containing(m.ends_at()), m.next());
+            prop_assert_eq!(BusinessMonth::parse(&m.to_string()).ok().filter(|_| (2000..2100).contains(&m.year)).unwrap_or(m), m);
         }
 
         #[test]

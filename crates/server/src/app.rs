@@ -16,7 +16,7 @@ use minipay_core::{Clock, ManualClock, SystemClock};
 use minipay_jobs::JobRunner;
 use minipay_services::auth::Secret;
 use minipay_services::jobs::job_runner;
-use minipay_services::{ErrorCode, RecoveryConfig, Wallet, WalletConfig};
+use minipay_services::{ErrorCode, RecoveryConfig, Wallet, WalletConfig, history::HistoryConfig};
 use minipay_store::{Store, StoreOptions};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -76,8 +76,17 @@ impl Core {
         let config = WalletConfig {
             jwt_secret,
             recovery: RecoveryConfig::default(),
+            history: HistoryConfig {
+                archive_dir: settings.history_archive_dir.clone(),
+                retire_slice_max: settings.history_retire_slice_max,
+            },
         };
         let wallet = Arc::new(Wallet::new(store, bank, clock, config));
+        // The current month's history partitions must exist before the first write lands in
+        // the DEFAULT partition; the hourly job keeps them ahead from here on.
+        if let Err(e) = wallet.make_history_partitions(wallet.clock().now()).await {
+            tracing::warn!(error = %e, "could not make this month's history partitions yet");
+        }
         let jobs = Arc::new(job_runner(&wallet));
         Ok(Self {
             wallet,
@@ -185,6 +194,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(accounts::charge))
         .routes(routes!(accounts::deposit))
         .routes(routes!(accounts::charge_limit))
+        .routes(routes!(accounts::history))
+        .routes(routes!(accounts::statement))
         .routes(routes!(transfers::create, transfers::list))
         .routes(routes!(transfers::get))
         .routes(routes!(transfers::accept))

@@ -46,6 +46,11 @@ pub struct Settings {
     pub scheduler_tick_ms: u64,
     /// PostgreSQL pool size.
     pub db_connections_max: u32,
+    /// Where the history-retention job archives each month (gzip CSV) before retiring it.
+    /// Unset: months are retired without an archive (export them by hand first).
+    pub history_archive_dir: Option<std::path::PathBuf>,
+    /// Entries retired per transaction on SQLite (PostgreSQL drops a month whole).
+    pub history_retire_slice_max: u32,
 }
 
 impl Default for Settings {
@@ -62,6 +67,8 @@ impl Default for Settings {
             scheduler: true,
             scheduler_tick_ms: 1_000,
             db_connections_max: 16,
+            history_archive_dir: None,
+            history_retire_slice_max: 10_000,
         }
     }
 }
@@ -149,6 +156,8 @@ pub struct SettingsLayer {
     pub scheduler: Option<bool>,
     pub scheduler_tick_ms: Option<u64>,
     pub db_connections_max: Option<u32>,
+    pub history_archive_dir: Option<std::path::PathBuf>,
+    pub history_retire_slice_max: Option<u32>,
 }
 
 impl SettingsLayer {
@@ -173,6 +182,8 @@ impl SettingsLayer {
             scheduler: self.scheduler.or(lower.scheduler),
             scheduler_tick_ms: self.scheduler_tick_ms.or(lower.scheduler_tick_ms),
             db_connections_max: self.db_connections_max.or(lower.db_connections_max),
+            history_archive_dir: self.history_archive_dir.or(lower.history_archive_dir),
+            history_retire_slice_max: self.history_retire_slice_max.or(lower.history_retire_slice_max),
         }
     }
 
@@ -192,6 +203,8 @@ impl SettingsLayer {
             scheduler: self.scheduler.unwrap_or(d.scheduler),
             scheduler_tick_ms: self.scheduler_tick_ms.unwrap_or(d.scheduler_tick_ms),
             db_connections_max: self.db_connections_max.unwrap_or(d.db_connections_max),
+            history_archive_dir: self.history_archive_dir.or(d.history_archive_dir),
+            history_retire_slice_max: self.history_retire_slice_max.unwrap_or(d.history_retire_slice_max),
         }
     }
 }

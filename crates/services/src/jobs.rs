@@ -13,6 +13,9 @@ use minipay_store::QueuedJob;
 use serde_json::json;
 use std::sync::Arc;
 
+/// When history retention runs (Seoul): a quiet hour, before the 04:00 interest run.
+const HISTORY_RETENTION_TIME: jiff::civil::Time = jiff::civil::Time::constant(3, 0, 0, 0);
+
 /// Expired idempotency records deleted per statement.
 const IDEMPOTENCY_PURGE_BATCH_MAX: u32 = 1_000;
 
@@ -42,6 +45,16 @@ pub fn all_jobs(wallet: &Arc<Wallet>) -> Vec<Arc<dyn ScheduledJob>> {
             Kind::IdempotencyCleanup,
         ),
         job("housekeeping", Schedule::Every { seconds: 3_600 }, Kind::Housekeeping),
+        job(
+            "history-partitions",
+            Schedule::Every { seconds: 3_600 },
+            Kind::HistoryPartitions,
+        ),
+        job(
+            "history-retention",
+            daily(HISTORY_RETENTION_TIME),
+            Kind::HistoryRetention,
+        ),
     ]
 }
 
@@ -66,6 +79,8 @@ enum Kind {
     ChargeRecovery,
     IdempotencyCleanup,
     Housekeeping,
+    HistoryPartitions,
+    HistoryRetention,
 }
 
 struct WalletJob {
@@ -114,6 +129,14 @@ impl ScheduledJob for WalletJob {
             }
             Kind::IdempotencyCleanup => counted(w.purge_idempotency_keys(at).await?),
             Kind::Housekeeping => counted(w.housekeeping(at).await?),
+            Kind::HistoryPartitions => counted(w.make_history_partitions(at).await?),
+            Kind::HistoryRetention => {
+                let r = w.retire_history(at).await?;
+                JobOutcome {
+                    processed: r.entries,
+                    details: serde_json::to_value(r)?,
+                }
+            }
         })
     }
 }
@@ -237,5 +260,13 @@ pub const SCHEDULES: &[(&str, &str)] = &[
     (
         "housekeeping",
         "hourly: delete finished queued work after 7 days and job runs after 30 days",
+    ),
+    (
+        "history-partitions",
+        "hourly: this month's and the next 3 months' history partitions exist",
+    ),
+    (
+        "history-retention",
+        "daily 03:00: archive and retire history months older than 12 months",
     ),
 ];

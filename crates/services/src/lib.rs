@@ -5,6 +5,7 @@ pub mod auth;
 mod bank_accounts;
 mod charges;
 pub mod error;
+pub mod history;
 pub mod idempotency;
 pub mod jobs;
 pub mod notify;
@@ -39,6 +40,7 @@ pub struct WalletConfig {
     /// Signs access tokens.
     pub jwt_secret: Secret,
     pub recovery: RecoveryConfig,
+    pub history: history::HistoryConfig,
 }
 
 /// The wallet's use-cases over one store, one bank and one clock.
@@ -49,6 +51,7 @@ pub struct Wallet {
     tokens: Tokens,
     throttle: LoginThrottle,
     recovery: RecoveryConfig,
+    history: history::HistoryConfig,
 }
 
 impl Wallet {
@@ -60,6 +63,7 @@ impl Wallet {
             tokens: Tokens::new(&config.jwt_secret),
             throttle: LoginThrottle::default(),
             recovery: config.recovery,
+            history: config.history,
         }
     }
 

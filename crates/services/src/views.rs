@@ -306,3 +306,67 @@ impl From<&Notification> for NotificationView {
         }
     }
 }
+
+/// One line of an account's history (API.md "History").
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EntryView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: minipay_core::EntryId,
+    #[schema(value_type = String, format = DateTime)]
+    pub occurred_at: Timestamp,
+    /// `charge`, `transfer`, `savings_deposit`, `auto_debit`, `interest`, `settlement_payment`.
+    pub kind: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// Always positive; `direction` says which way.
+    pub amount: i64,
+    pub balance_after: i64,
+    pub counterparty: CounterpartyView,
+    pub memo: Option<String>,
+    #[schema(value_type = String, format = Uuid)]
+    pub journal_id: JournalId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CounterpartyView {
+    /// For an incoming transfer, the name the sender chose to show; otherwise the other side's
+    /// name when the entry was written.
+    pub name: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub user_id: Option<UserId>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub account_id: Option<AccountId>,
+}
+
+impl From<&minipay_store::HistoryEntry> for EntryView {
+    fn from(e: &minipay_store::HistoryEntry) -> Self {
+        Self {
+            id: e.id,
+            occurred_at: e.occurred_at,
+            kind: e.kind.as_str().to_owned(),
+            direction: if e.amount > 0 { "in" } else { "out" }.to_owned(),
+            amount: e.amount.abs(),
+            balance_after: e.balance_after,
+            counterparty: CounterpartyView {
+                name: e.counterparty_name.clone(),
+                user_id: e.counterparty_user_id,
+                account_id: e.counterparty_account_id,
+            },
+            memo: e.memo.clone(),
+            journal_id: e.journal_id,
+        }
+    }
+}
+
+/// An account's month: `closing_balance = opening_balance + total_in - total_out`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatementView {
+    /// `YYYY-MM` (a calendar month in Asia/Seoul).
+    pub month: String,
+    pub opening_balance: i64,
+    pub closing_balance: i64,
+    pub total_in: i64,
+    pub total_out: i64,
+    /// Entries in the month.
+    pub count: i64,
+}

@@ -99,7 +99,8 @@ const CHECKS: &[(&str, &str)] = &[
     (
         "completed charge without its journal",
         "SELECT c.id FROM charges c LEFT JOIN journals j ON j.id = c.journal_id
-         WHERE c.status = 'completed' AND (j.id IS NULL OR j.kind <> 'charge') LIMIT 20",
+         WHERE c.status = 'completed' AND (j.id IS NULL OR j.kind <> 'charge')
+           AND NOT EXISTS (SELECT 1 FROM ledger_retention r WHERE c.resolved_at < r.retired_before) LIMIT 20",
     ),
     (
         "settlement shares do not sum to its total",
@@ -127,7 +128,8 @@ const CHECKS: &[(&str, &str)] = &[
     (
         "completed transfer without its journal",
         "SELECT t.id FROM transfers t LEFT JOIN journals j ON j.id = t.journal_id
-         WHERE t.status = 'completed' AND j.id IS NULL LIMIT 20",
+         WHERE t.status = 'completed' AND j.id IS NULL
+           AND NOT EXISTS (SELECT 1 FROM ledger_retention r WHERE t.resolved_at < r.retired_before) LIMIT 20",
     ),
 ];
 

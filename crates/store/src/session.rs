@@ -167,6 +167,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             3 => "0003_jobs_pending_savings_settlements",
             4 => "0004_interest_basis",
             5 => "0005_backfill_savings_and_heartbeats",
+            6 => "0006_history_partitions",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -174,6 +175,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             3 => "0003_jobs_pending_savings_settlements",
             4 => "0004_interest_basis",
             5 => "0005_backfill_savings_and_heartbeats",
+            6 => "0006_history_partitions",
         ),
     };
     Migrator::with_migrations(

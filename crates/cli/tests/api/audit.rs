@@ -1,35 +1,17 @@
 //! The ledger audit itself: it must catch a corrupted ledger, on both backends (a checker
 //! that cannot fail proves nothing).
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::TestApp;
 use crate::on_both_backends;
 use serde_json::json;
 
 on_both_backends!(the_audit_catches_a_balance_changed_behind_the_ledgers_back);
 
-async fn execute(app: &TestApp, sql: &str, account: &str) {
-    let id = uuid::Uuid::parse_str(account).unwrap();
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    match app.backend {
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
-            sqlx::query(sql).bind(id).execute(&mut c).await.unwrap();
-        }
-        Backend::Sqlite => {
-            use sqlx::Connection;
-            let mut c = sqlx::SqliteConnection::connect(app.db_url()).await.unwrap();
-            sqlx::query(sql).bind(id).execute(&mut c).await.unwrap();
-        }
-    }
-}
-
 async fn the_audit_catches_a_balance_changed_behind_the_ledgers_back(app: TestApp) {
     let kim = app.funded_user("Kim", 10_000).await;
     app.assert_invariants().await;
 
-    execute(
-        &app,
+    app.execute_sql(
         "UPDATE accounts SET posted = posted + 1 WHERE id = $1",
         &kim.main_account_id,
     )
@@ -56,8 +38,7 @@ async fn the_audit_catches_a_balance_changed_behind_the_ledgers_back(app: TestAp
     assert!(violations.contains(&named), "{violations:?}");
 
     // Put it back so the scenario's closing audit passes.
-    execute(
-        &app,
+    app.execute_sql(
         "UPDATE accounts SET posted = posted - 1 WHERE id = $1",
         &kim.main_account_id,
     )

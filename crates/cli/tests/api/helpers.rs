@@ -190,10 +190,6 @@ pub fn test_settings(db_url: &str) -> Settings {
     }
 }
 
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |_| {}).await
-}
-
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
     init_logs();
     let db = TestDb::create(backend).await?;
@@ -303,7 +299,18 @@ where
     F: FnOnce(TestApp) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(app) = spawn_app(backend).await else { return };
+    run_with(backend, |_| {}, scenario).await
+}
+
+/// [`run`] on a server whose settings `configure` adjusts first.
+pub async fn run_with<F, Fut>(backend: Backend, configure: impl FnOnce(&mut Settings), scenario: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(app) = spawn_app_with(backend, configure).await else {
+        return;
+    };
     scenario(app.clone()).await;
     app.assert_invariants().await;
     app.teardown().await;
@@ -413,6 +420,24 @@ impl TestApp {
         &self.running.db.url
     }
 
+    /// Runs one SQL statement with `$1` bound to the UUID `id`, behind the API's back (to
+    /// corrupt the ledger for the audit, or to shape data the API cannot produce).
+    pub async fn execute_sql(&self, sql: &str, id: &str) -> u64 {
+        use sqlx::Connection;
+        let id = uuid::Uuid::parse_str(id).unwrap();
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(self.db_url()).await.unwrap();
+                sqlx::query(sql).bind(id).execute(&mut c).await.unwrap().rows_affected()
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(self.db_url()).await.unwrap();
+                sqlx::query(sql).bind(id).execute(&mut c).await.unwrap().rows_affected()
+            }
+        }
+    }
+
     pub async fn request(
         &self,
         method: Method,
@@ -474,7 +499,7 @@ impl TestApp {
         let n = USER_SEQ.fetch_add(1, Ordering::Relaxed);
         let email = format!(
             "{}-{n}-{}@example.com",
-            name.to_lowercase(),
+            name.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
             uuid::Uuid::new_v4().simple()
         );
         let created = self.sign_up_raw(&email, "password-123", name).await;
@@ -591,6 +616,26 @@ impl TestApp {
     pub async fn transfer_status(&self, user: &TestUser, transfer_id: &str) -> String {
         let t = self.get(&format!("/v1/transfers/{transfer_id}"), &user.token).await;
         t.assert_status(200)["status"].as_str().unwrap().to_owned()
+    }
+
+    /// Every entry of an account's history (`query` adds filters and `limit`), following
+    /// `next_cursor` to the end; newest first.
+    pub async fn history(&self, user: &TestUser, account: &str, query: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/accounts/{account}/history?{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.get(&path, &user.token).await;
+            let page = page.assert_status(200);
+            all.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return all,
+            }
+        }
     }
 
     /// The user's notifications of one kind (newest first).

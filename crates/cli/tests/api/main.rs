@@ -10,6 +10,7 @@ mod bank_faults;
 mod binary;
 mod charges;
 mod concurrency;
+mod history;
 mod operations;
 mod pending;
 mod savings;

@@ -150,6 +150,9 @@ async fn openapi_documents_every_contract_path(app: TestApp) {
             // Charging and the daily limit
             ("post", "/v1/accounts/{main_id}/charges"),
             ("get", "/v1/charge-limit"),
+            // History
+            ("get", "/v1/accounts/{id}/history"),
+            ("get", "/v1/accounts/{id}/statements/{month}"),
             // Savings deposits
             ("post", "/v1/accounts/{savings_id}/deposits"),
             // Transfers

@@ -127,3 +127,54 @@ pub async fn charge_limit(
 ) -> ApiResult<Json<ChargeLimitView>> {
     Ok(Json(app.wallet.charge_limit(me).await?))
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQueryParams {
+    /// From this instant (RFC 3339, inclusive).
+    #[param(value_type = Option<String>, format = DateTime)]
+    from: Option<jiff::Timestamp>,
+    /// Before this instant (exclusive).
+    #[param(value_type = Option<String>, format = DateTime)]
+    to: Option<jiff::Timestamp>,
+    /// Only entries of this kind (`charge`, `transfer`, `savings_deposit`, `auto_debit`,
+    /// `interest`, `settlement_payment`).
+    kind: Option<String>,
+    /// 1–200, default 50.
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// The account's history, newest first (ties broken by id), kept 12 months.
+#[utoipa::path(get, path = "/v1/accounts/{id}/history", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), HistoryQueryParams),
+    responses((status = 200, body = minipay_services::views::Page<minipay_services::views::EntryView>),
+              (status = 400, description = "validation_failed"), (status = 404, description = "not_found")))]
+pub async fn history(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiPath(id): ApiPath<AccountId>,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<HistoryQueryParams>,
+) -> ApiResult<Json<minipay_services::views::Page<minipay_services::views::EntryView>>> {
+    let query = minipay_services::history::HistoryQuery::parse(q.from, q.to, q.kind.as_deref())?;
+    let limit = minipay_core::request::PageLimit::parse(q.limit).map_err(ServiceError::validation)?;
+    Ok(Json(
+        app.wallet
+            .account_history(me, id, query, limit, q.cursor.as_deref())
+            .await?,
+    ))
+}
+
+/// The account's statement for a month (Asia/Seoul): opening and closing balance and totals.
+#[utoipa::path(get, path = "/v1/accounts/{id}/statements/{month}", tag = "accounts", security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), ("month" = String, Path, example = "2026-11")),
+    responses((status = 200, body = minipay_services::views::StatementView),
+              (status = 400, description = "validation_failed: not YYYY-MM, or a month not yet begun"),
+              (status = 404, description = "not_found: no such account, or a month older than the 12 months kept")))]
+pub async fn statement(
+    State(app): State<AppState>,
+    CurrentUser(me): CurrentUser,
+    ApiPath((id, month)): ApiPath<(AccountId, String)>,
+) -> ApiResult<Json<minipay_services::views::StatementView>> {
+    Ok(Json(app.wallet.statement(me, id, &month).await?))
+}

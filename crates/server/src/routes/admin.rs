@@ -98,6 +98,7 @@ pub async fn run_job(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     /// Only this job's runs.
     job: Option<String>,

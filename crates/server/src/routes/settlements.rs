@@ -61,6 +61,7 @@ pub async fn get(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `requester` (default) or `participant`.
     role: Option<String>,
@@ -107,6 +108,7 @@ pub async fn pay(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1–200, default 50.
     limit: Option<u32>,

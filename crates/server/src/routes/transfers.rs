@@ -72,6 +72,7 @@ pub async fn get(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// `incoming` or `outgoing` (default: both).
     direction: Option<String>,

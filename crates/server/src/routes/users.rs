@@ -94,6 +94,7 @@ pub async fn update_me(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct LookupQuery {
     email: String,
 }

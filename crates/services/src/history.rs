@@ -1,0 +1,269 @@
+//! Transaction history: an account's entries and monthly statements, and the 12-month
+//! retention — partitions made ahead, old months exported (gzip CSV) and retired.
+
+use crate::Wallet;
+use crate::error::{ServiceError, ServiceResult};
+use crate::pagination::{decode_cursor, encode_cursor};
+use crate::views::{EntryView, Page, StatementView};
+use crate::wallet_accounts::owned;
+use anyhow::Context;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use jiff::{Timestamp, ToSpan};
+use minipay_core::ledger::EntryKind;
+use minipay_core::request::PageLimit;
+use minipay_core::time::SEOUL;
+use minipay_core::{AccountId, BusinessMonth, EntryId, UserId};
+use minipay_store::{HistoryEntry, HistoryFilter, Store};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// History is kept this many months; older months are retired whole.
+pub const HISTORY_RETENTION_MONTHS: u32 = 12;
+/// Partitions are made this many months ahead of the current one.
+const PARTITIONS_AHEAD_MONTHS: u32 = 3;
+
+/// How retention keeps its archive and paces itself.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Where each month is archived (gzip CSV) before it is retired; `None`: not archived.
+    pub archive_dir: Option<PathBuf>,
+    /// Entries retired per transaction on SQLite (PostgreSQL drops a month whole).
+    pub retire_slice_max: u32,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            archive_dir: None,
+            retire_slice_max: 10_000,
+        }
+    }
+}
+
+/// An account history query, validated at the edge.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryQuery {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub kind: Option<EntryKind>,
+}
+
+impl HistoryQuery {
+    pub fn parse(from: Option<Timestamp>, to: Option<Timestamp>, kind: Option<&str>) -> ServiceResult<Self> {
+        let kind = kind
+            .map(|k| EntryKind::parse(k).ok_or_else(|| ServiceError::validation(format!("unknown kind {k:?}"))))
+            .transpose()?;
+        let check = |t: Option<Timestamp>| {
+            t.map(minipay_core::time::plausible_instant)
+                .transpose()
+                .map_err(ServiceError::validation)
+        };
+        let (from, to) = (check(from)?, check(to)?);
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            return Err(ServiceError::validation("from must be before to"));
+        }
+        Ok(Self { from, to, kind })
+    }
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionReport {
+    pub months: Vec<String>,
+    pub entries: u64,
+    /// Where each retired month was archived, if an archive directory is configured.
+    pub archives: Vec<String>,
+}
+
+impl Wallet {
+    /// `GET /v1/accounts/{id}/history`: newest first, keyset-paginated.
+    pub async fn account_history(
+        &self,
+        me: UserId,
+        account: AccountId,
+        query: HistoryQuery,
+        limit: PageLimit,
+        cursor: Option<&str>,
+    ) -> ServiceResult<Page<EntryView>> {
+        let mut s = self.store.read().await?;
+        owned(s.account(account).await?, me)?;
+        let after = cursor
+            .map(decode_cursor)
+            .transpose()?
+            .map(|(at, id)| (at, EntryId::from_uuid(id)));
+        let filter = HistoryFilter {
+            from: query.from,
+            to: query.to,
+            kind: query.kind,
+        };
+        let mut rows = s.history(account, filter, after, limit.get() + 1).await?;
+        let next_cursor = if rows.len() > limit.get() as usize {
+            rows.truncate(limit.get() as usize);
+            rows.last().map(|e| encode_cursor(e.occurred_at, e.id.as_uuid()))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows.iter().map(EntryView::from).collect(),
+            next_cursor,
+        })
+    }
+
+    /// `GET /v1/accounts/{id}/statements/{YYYY-MM}`: the month's opening and closing balance
+    /// and totals, consistent with its entries. A month retired by retention is `not_found`.
+    pub async fn statement(&self, me: UserId, account: AccountId, month: &str) -> ServiceResult<StatementView> {
+        let month = BusinessMonth::parse(month).map_err(ServiceError::validation)?;
+        if month > BusinessMonth::containing(self.clock.now()) {
+            return Err(ServiceError::validation("that month has not begun"));
+        }
+        let mut s = self.store.read().await?;
+        owned(s.account(account).await?, me)?;
+        if s.retired_before().await?.is_some_and(|r| month.starts_at() < r) {
+            return Err(ServiceError::NotFound("statement (history is kept 12 months)"));
+        }
+        let t = s.month_totals(account, month).await?;
+        Ok(StatementView {
+            month: month.to_string(),
+            opening_balance: t.opening_balance,
+            closing_balance: t.opening_balance + t.total_in - t.total_out,
+            total_in: t.total_in,
+            total_out: t.total_out,
+            count: t.count,
+        })
+    }
+
+    /// The `history-partitions` job: this month's and the next few months' partitions exist.
+    pub async fn make_history_partitions(&self, at: Timestamp) -> ServiceResult<u64> {
+        let mut month = BusinessMonth::containing(at);
+        for _ in 0..=PARTITIONS_AHEAD_MONTHS {
+            let mut tx = self.store.begin().await?;
+            tx.ensure_history_partition(month).await?;
+            tx.commit().await?;
+            month = month.next();
+        }
+        Ok(u64::from(PARTITIONS_AHEAD_MONTHS) + 1)
+    }
+
+    /// The `history-retention` job: every month that ended more than 12 months before `at` is
+    /// exported (when an archive directory is configured; a failed export keeps the month) and
+    /// retired — its balances carried into the accounts' opening balances, its rows dropped.
+    pub async fn retire_history(&self, at: Timestamp) -> ServiceResult<RetentionReport> {
+        let horizon = at
+            .to_zoned(SEOUL.clone())
+            .checked_sub((HISTORY_RETENTION_MONTHS as i64).months())
+            .context("a date 12 months back")?
+            .timestamp();
+        let mut report = RetentionReport::default();
+        let Some(mut month) = self.store.read().await?.oldest_history_month().await? else {
+            return Ok(report);
+        };
+        while month.ends_at() <= horizon {
+            if let Some(dir) = &self.history.archive_dir {
+                let path = dir.join(format!("entries-{month}.csv.gz"));
+                export_month(&self.store, month, &path).await?;
+                report.archives.push(path.display().to_string());
+            }
+            let mut tx = self.store.begin().await?;
+            tx.prepare_history_retirement(month).await?;
+            tx.commit().await?;
+            let mut entries = 0;
+            loop {
+                let mut tx = self.store.begin().await?;
+                let step = tx
+                    .retire_history_month(month, self.history.retire_slice_max.max(1))
+                    .await?;
+                tx.commit().await?;
+                entries += step.entries;
+                if step.complete {
+                    break;
+                }
+            }
+            tracing::info!(%month, entries, "retired a month of history");
+            report.months.push(month.to_string());
+            report.entries += entries;
+            month = month.next();
+        }
+        Ok(report)
+    }
+}
+
+/// The CSV columns of an export, in order.
+pub const EXPORT_COLUMNS: &str = "entry_id,journal_id,occurred_at,account_id,owner_user_id,kind,amount,balance_after,\
+counterparty_name,counterparty_user_id,counterparty_account_id,memo";
+
+/// Writes every entry of `month` to `path` as gzip-compressed CSV (for legal archiving before
+/// retention drops it), through a temporary file renamed into place only when complete.
+/// Returns how many entries were written.
+pub async fn export_month(store: &Store, month: BusinessMonth, path: &Path) -> anyhow::Result<u64> {
+    if let Some(retired) = store.read().await?.retired_before().await?
+        && month.starts_at() < retired
+    {
+        anyhow::bail!("{month} was retired (history before {retired} is gone); its archive is what remains");
+    }
+    let partial: PathBuf = path.with_extension("partial");
+    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut gz = GzEncoder::new(std::io::BufWriter::new(file), Compression::default());
+    writeln!(gz, "{EXPORT_COLUMNS}")?;
+    let n = store
+        .read()
+        .await?
+        .each_entry_of_month(month, |e: HistoryEntry| writeln!(gz, "{}", csv_line(&e)))
+        .await?;
+    gz.finish()?.flush()?;
+    std::fs::rename(&partial, path).with_context(|| format!("moving the export to {}", path.display()))?;
+    Ok(n)
+}
+
+fn csv_line(e: &HistoryEntry) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    [
+        e.id.to_string(),
+        e.journal_id.to_string(),
+        e.occurred_at.to_string(),
+        e.account_id.to_string(),
+        opt(e.owner.map(|u| u.to_string())),
+        e.kind.as_str().to_owned(),
+        e.amount.to_string(),
+        e.balance_after.to_string(),
+        csv_field(&e.counterparty_name),
+        opt(e.counterparty_user_id.map(|u| u.to_string())),
+        opt(e.counterparty_account_id.map(|a| a.to_string())),
+        csv_field(e.memo.as_deref().unwrap_or("")),
+    ]
+    .join(",")
+}
+
+/// RFC 4180: quote a field holding a comma, quote or line break, doubling its quotes.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("Kim"), "Kim");
+        assert_eq!(csv_field("Kim, Minsu"), "\"Kim, Minsu\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn history_queries_check_their_range() {
+        let t = |s: &str| Some(s.parse::<Timestamp>().unwrap());
+        assert!(HistoryQuery::parse(t("2026-11-01T00:00:00Z"), t("2026-11-02T00:00:00Z"), Some("transfer")).is_ok());
+        assert!(HistoryQuery::parse(t("2026-11-02T00:00:00Z"), t("2026-11-01T00:00:00Z"), None).is_err());
+        assert!(HistoryQuery::parse(None, None, Some("gift")).is_err());
+        assert!(HistoryQuery::parse(t("1990-01-01T00:00:00Z"), None, None).is_err());
+    }
+}

@@ -1,0 +1,432 @@
+//! Transaction history at volume: an account's entries by keyset, monthly totals, and the
+//! 12-month retention — monthly partitions on PostgreSQL (created ahead, dropped whole), batched
+//! deletes on SQLite — with the export of a month before it goes.
+
+use crate::session::{Db, Session};
+use crate::types::DbTime;
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use minipay_core::ledger::EntryKind;
+use minipay_core::{AccountId, BusinessMonth, EntryId, JournalId, UserId};
+use uuid::Uuid;
+
+/// One line of an account's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub id: EntryId,
+    pub journal_id: JournalId,
+    pub account_id: AccountId,
+    pub owner: Option<UserId>,
+    pub occurred_at: Timestamp,
+    pub kind: EntryKind,
+    /// Signed: positive money in, negative money out.
+    pub amount: i64,
+    pub balance_after: i64,
+    pub counterparty_name: String,
+    pub counterparty_user_id: Option<UserId>,
+    pub counterparty_account_id: Option<AccountId>,
+    pub memo: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: Uuid,
+    journal_id: Uuid,
+    account_id: Uuid,
+    owner_user_id: Option<Uuid>,
+    occurred_at: DbTime,
+    kind: String,
+    amount: i64,
+    balance_after: i64,
+    counterparty_name: String,
+    counterparty_user_id: Option<Uuid>,
+    counterparty_account_id: Option<Uuid>,
+    memo: Option<String>,
+}
+
+impl TryFrom<EntryRow> for HistoryEntry {
+    type Error = StoreError;
+    fn try_from(r: EntryRow) -> Result<Self> {
+        Ok(Self {
+            id: EntryId::from_uuid(r.id),
+            journal_id: JournalId::from_uuid(r.journal_id),
+            account_id: AccountId::from_uuid(r.account_id),
+            owner: r.owner_user_id.map(UserId::from_uuid),
+            occurred_at: r.occurred_at.0,
+            kind: EntryKind::parse(&r.kind).ok_or_else(|| StoreError::corrupt(&r.kind))?,
+            amount: r.amount,
+            balance_after: r.balance_after,
+            counterparty_name: r.counterparty_name,
+            counterparty_user_id: r.counterparty_user_id.map(UserId::from_uuid),
+            counterparty_account_id: r.counterparty_account_id.map(AccountId::from_uuid),
+            memo: r.memo,
+        })
+    }
+}
+
+macro_rules! select_entries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, journal_id, account_id, owner_user_id, occurred_at, kind, amount, balance_after,
+                    counterparty_name, counterparty_user_id, counterparty_account_id, memo FROM entries ",
+            $rest
+        )
+    };
+}
+
+/// Which entries a history page shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistoryFilter {
+    /// From this instant (inclusive).
+    pub from: Option<Timestamp>,
+    /// Before this instant (exclusive).
+    pub to: Option<Timestamp>,
+    pub kind: Option<EntryKind>,
+}
+
+/// An account's money over one month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthTotals {
+    pub opening_balance: i64,
+    pub total_in: i64,
+    pub total_out: i64,
+    pub count: i64,
+}
+
+/// What one retirement step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetiredMonth {
+    pub entries: u64,
+    /// Whether the month is now wholly retired (SQLite retires a month in several steps).
+    pub complete: bool,
+}
+
+fn partition(table: &str, month: BusinessMonth) -> String {
+    format!("{table}_p{}", month.compact())
+}
+
+impl Session {
+    /// An account's entries, newest first (ties on time broken by id), filtered, after the
+    /// keyset cursor. One index range scan, whatever the page's depth.
+    pub async fn history(
+        &mut self,
+        account: AccountId,
+        filter: HistoryFilter,
+        after: Option<(Timestamp, EntryId)>,
+        limit: u32,
+    ) -> Result<Vec<HistoryEntry>> {
+        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MAX), Uuid::max()), |(t, id)| {
+            (DbTime(t), id.as_uuid())
+        });
+        let from = DbTime(filter.from.unwrap_or(Timestamp::UNIX_EPOCH));
+        let rows: Vec<EntryRow> = on_db!(self, c => sqlx::query_as(select_entries!(
+            "WHERE account_id = $1 AND (occurred_at, id) < ($2, $3) AND occurred_at >= $4
+               AND ($5 IS NULL OR occurred_at < $5) AND ($6 IS NULL OR kind = $6)
+             ORDER BY occurred_at DESC, id DESC LIMIT $7"
+        ))
+        .bind(account.as_uuid())
+        .bind(after_at)
+        .bind(after_id)
+        .bind(from)
+        .bind(filter.to.map(DbTime))
+        .bind(filter.kind.map(EntryKind::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(HistoryEntry::try_from).collect()
+    }
+
+    /// The account's opening balance for `month` (its balance after the last entry before
+    /// the month, or the balance carried in by retention) and the month's totals.
+    pub async fn month_totals(&mut self, account: AccountId, month: BusinessMonth) -> Result<MonthTotals> {
+        let (start, end) = (DbTime(month.starts_at()), DbTime(month.ends_at()));
+        let opening: i64 = on_db!(self, c => sqlx::query_scalar(
+            "SELECT COALESCE(
+                 (SELECT balance_after FROM entries WHERE account_id = $1 AND occurred_at < $2
+                  ORDER BY occurred_at DESC, id DESC LIMIT 1),
+                 (SELECT opening_balance FROM accounts WHERE id = $1))",
+        )
+        .bind(account.as_uuid())
+        .bind(start)
+        .fetch_one(c)
+        .await)?;
+        let (total_in, total_out, count): (i64, i64, i64) = on_db!(self, c => sqlx::query_as(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END), 0) AS BIGINT),
+                    COUNT(*)
+             FROM entries WHERE account_id = $1 AND occurred_at >= $2 AND occurred_at < $3",
+        )
+        .bind(account.as_uuid())
+        .bind(start)
+        .bind(end)
+        .fetch_one(c)
+        .await)?;
+        Ok(MonthTotals {
+            opening_balance: opening,
+            total_in,
+            total_out,
+            count,
+        })
+    }
+
+    /// Where retention has reached: history before this instant has been retired.
+    pub async fn retired_before(&mut self) -> Result<Option<Timestamp>> {
+        let t: Option<DbTime> = on_db!(self, c => sqlx::query_scalar("SELECT retired_before FROM ledger_retention")
+            .fetch_optional(c)
+            .await)?;
+        Ok(t.map(|t| t.0))
+    }
+
+    /// The month of the oldest entry still kept, if any. SQLite reads it off `entries_time_idx`;
+    /// PostgreSQL has no index leading with the time, so it takes the oldest month partition
+    /// holding a row (or an older row left in the DEFAULT partition, which is kept near-empty).
+    pub async fn oldest_history_month(&mut self) -> Result<Option<BusinessMonth>> {
+        let oldest: Option<DbTime> = match self.db() {
+            Db::Sqlite(c) => {
+                sqlx::query_scalar("SELECT MIN(occurred_at) FROM entries")
+                    .fetch_one(c)
+                    .await?
+            }
+            Db::Pg(c) => {
+                let partitions: Vec<String> = sqlx::query_scalar(
+                    "SELECT c.relname::TEXT FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE i.inhparent = 'entries'::regclass AND c.relname::TEXT LIKE 'entries\\_p%'
+                     ORDER BY c.relname",
+                )
+                .fetch_all(&mut *c)
+                .await?;
+                let mut oldest = None;
+                for name in partitions {
+                    oldest = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT occurred_at FROM {name} LIMIT 1")))
+                        .fetch_optional(&mut *c)
+                        .await?;
+                    if oldest.is_some() {
+                        break;
+                    }
+                }
+                let stray: Option<DbTime> = sqlx::query_scalar("SELECT MIN(occurred_at) FROM entries_default")
+                    .fetch_one(&mut *c)
+                    .await?;
+                oldest.into_iter().chain(stray).min()
+            }
+        };
+        Ok(oldest.map(|t| BusinessMonth::containing(t.0)))
+    }
+
+    /// PostgreSQL: makes sure `month` has its own journal and entry partitions, moving any of
+    /// its rows out of the DEFAULT partitions first. SQLite: nothing to do. Idempotent.
+    pub async fn ensure_history_partition(&mut self, month: BusinessMonth) -> Result<()> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else { return Ok(()) };
+        let (start, end) = (month.starts_at(), month.ends_at());
+        for table in ["journals", "entries"] {
+            let name = partition(table, month);
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(&name)
+                .fetch_one(&mut *c)
+                .await?;
+            if exists {
+                continue;
+            }
+            let stray: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT EXISTS (SELECT 1 FROM {table}_default WHERE occurred_at >= $1 AND occurred_at < $2)"
+            )))
+            .bind(DbTime(start))
+            .bind(DbTime(end))
+            .fetch_one(&mut *c)
+            .await?;
+            let bounds = format!("FROM ('{start}') TO ('{end}')");
+            let ddl = if stray {
+                // Rows landed in DEFAULT before this partition existed: move them, then attach.
+                format!(
+                    "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+                     WITH moved AS (DELETE FROM {table}_default WHERE occurred_at >= '{start}' AND occurred_at < '{end}'
+                                    RETURNING *)
+                     INSERT INTO {name} SELECT * FROM moved;
+                     ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES {bounds};"
+                )
+            } else {
+                format!("CREATE TABLE {name} PARTITION OF {table} FOR VALUES {bounds};")
+            };
+            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl)).execute(&mut *c).await?;
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: stages each account's net movement over `month` in a table of its own, read
+    /// from the month's partition without locking anything (a month past retention is closed:
+    /// nothing can be written into it any more), so that the transaction that retires it stays
+    /// short. Rerunnable. SQLite: nothing to do (its batches total as they go).
+    pub async fn prepare_history_retirement(&mut self, month: BusinessMonth) -> Result<()> {
+        self.assert_writable();
+        self.ensure_history_partition(month).await?;
+        let Db::Pg(c) = self.db() else { return Ok(()) };
+        let (staged, entries) = (partition("history_retiring", month), partition("entries", month));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS {staged};
+             CREATE UNLOGGED TABLE {staged} AS
+             SELECT account_id, CAST(SUM(amount) AS BIGINT) AS total, COUNT(*) AS n FROM {entries} GROUP BY account_id;"
+        )))
+        .execute(c)
+        .await?;
+        Ok(())
+    }
+
+    /// Retires `month` (all of it older than the retention period; prepared by
+    /// [`Self::prepare_history_retirement`]): each affected account's net movement moves into
+    /// its `opening_balance` and the month's entries and journals go, in this transaction, so
+    /// the ledger invariants hold after every commit. PostgreSQL drops the month's partitions in
+    /// one go. SQLite deletes the oldest slice of at most `slice_max` entries (whole journals: a
+    /// journal's entries share one instant) per call; call again until `complete`.
+    pub async fn retire_history_month(&mut self, month: BusinessMonth, slice_max: u32) -> Result<RetiredMonth> {
+        self.assert_writable();
+        // The retention mark first: its row lock serialises concurrent retirements, and on
+        // PostgreSQL (where a month goes in one transaction) a month already marked is already
+        // retired and left alone. SQLite marks the month at its first slice.
+        let marked = on_db!(self, c => sqlx::query(
+            "INSERT INTO ledger_retention (singleton, retired_before) VALUES (TRUE, $1)
+             ON CONFLICT (singleton) DO UPDATE SET retired_before = excluded.retired_before
+             WHERE ledger_retention.retired_before < excluded.retired_before",
+        )
+        .bind(DbTime(month.ends_at()))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if marked == 0 && matches!(self.db(), Db::Pg(_)) {
+            return Ok(RetiredMonth {
+                entries: 0,
+                complete: true,
+            });
+        }
+        match self.db() {
+            Db::Pg(_) => self.retire_partition(month).await,
+            Db::Sqlite(_) => self.retire_oldest_slice(month, slice_max).await,
+        }
+    }
+
+    async fn retire_partition(&mut self, month: BusinessMonth) -> Result<RetiredMonth> {
+        let Db::Pg(c) = self.db() else {
+            unreachable!("PostgreSQL only")
+        };
+        let (staged, entries, journals) = (
+            partition("history_retiring", month),
+            partition("entries", month),
+            partition("journals", month),
+        );
+        // Dropping a partition needs an exclusive lock on the whole table: wait for it briefly
+        // rather than queue every reader and writer behind this job (the next run retries).
+        sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *c).await?;
+        // The accounts are locked in the global lock order (users' by id, then system) before
+        // their opening balances move.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT a.id FROM accounts a JOIN {staged} r ON r.account_id = a.id
+             ORDER BY a.kind = 'system', a.id FOR NO KEY UPDATE OF a"
+        )))
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE accounts a SET opening_balance = a.opening_balance + r.total FROM {staged} r WHERE a.id = r.account_id"
+        )))
+        .execute(&mut *c)
+        .await?;
+        let n: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT CAST(SUM(n) AS BIGINT) FROM {staged}"
+        )))
+        .fetch_one(&mut *c)
+        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE {entries}; DROP TABLE {journals}; DROP TABLE {staged};"
+        )))
+        .execute(&mut *c)
+        .await?;
+        Ok(RetiredMonth {
+            entries: n.unwrap_or(0) as u64,
+            complete: true,
+        })
+    }
+
+    async fn retire_oldest_slice(&mut self, month: BusinessMonth, slice_max: u32) -> Result<RetiredMonth> {
+        let Db::Sqlite(c) = self.db() else {
+            unreachable!("SQLite only")
+        };
+        let (start, end) = (DbTime(month.starts_at()), DbTime(month.ends_at()));
+        // The slice ends before the instant of the month's (MAX+1)-th oldest entry, so it holds
+        // whole journals; if that instant is the first (one instant holding more than the batch),
+        // the slice is that instant.
+        let first: Option<DbTime> =
+            sqlx::query_scalar("SELECT MIN(occurred_at) FROM entries WHERE occurred_at >= $1 AND occurred_at < $2")
+                .bind(start)
+                .bind(end)
+                .fetch_one(&mut *c)
+                .await?;
+        let cut: Option<DbTime> = sqlx::query_scalar(
+            "SELECT occurred_at FROM entries WHERE occurred_at >= $1 AND occurred_at < $2
+             ORDER BY occurred_at LIMIT 1 OFFSET $3",
+        )
+        .bind(start)
+        .bind(end)
+        .bind(i64::from(slice_max))
+        .fetch_optional(&mut *c)
+        .await?;
+        let (until, complete) = match (cut, first) {
+            (Some(cut), Some(first)) if cut == first => (DbTime(cut.0 + jiff::SignedDuration::from_micros(1)), false),
+            (Some(cut), _) => (cut, false),
+            (None, _) => (end, true),
+        };
+        sqlx::query(
+            "UPDATE accounts SET opening_balance = opening_balance + t.total
+             FROM (SELECT account_id, SUM(amount) AS total FROM entries
+                   WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY account_id) AS t
+             WHERE accounts.id = t.account_id",
+        )
+        .bind(start)
+        .bind(until)
+        .execute(&mut *c)
+        .await?;
+        let entries = sqlx::query("DELETE FROM entries WHERE occurred_at >= $1 AND occurred_at < $2")
+            .bind(start)
+            .bind(until)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM journals WHERE occurred_at >= $1 AND occurred_at < $2")
+            .bind(start)
+            .bind(until)
+            .execute(&mut *c)
+            .await?;
+        Ok(RetiredMonth { entries, complete })
+    }
+
+    /// Every entry of `month`, oldest first, handed to `row` one at a time (streamed from the
+    /// database, never all in memory): what `minipay history export` writes.
+    pub async fn each_entry_of_month(
+        &mut self,
+        month: BusinessMonth,
+        mut row: impl FnMut(HistoryEntry) -> std::io::Result<()> + Send,
+    ) -> Result<u64> {
+        use futures_core_free::next;
+        let (start, end) = (DbTime(month.starts_at()), DbTime(month.ends_at()));
+        let sql = select_entries!("WHERE occurred_at >= $1 AND occurred_at < $2 ORDER BY occurred_at, id");
+        let mut n = 0u64;
+        on_db!(self, c => {
+            let mut rows = sqlx::query_as::<_, EntryRow>(sql).bind(start).bind(end).fetch(c);
+            while let Some(r) = next(&mut rows).await {
+                row(HistoryEntry::try_from(r?)?).map_err(|e| StoreError::Corrupt(format!("writing the export: {e}")))?;
+                n += 1;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(n)
+    }
+}
+
+/// `StreamExt::next`, with only the `Stream` trait (already in the tree through sqlx).
+mod futures_core_free {
+    use futures_core::Stream;
+    use std::future::poll_fn;
+    use std::pin::Pin;
+
+    pub async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+        poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
+    }
+}
