@@ -70,24 +70,10 @@ enum HistoryCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Account history at volume, naive against tuned, on a scratch PostgreSQL database.
+    History(bench::HistoryBench),
     /// The 04:00 interest run over many savings accounts, on a scratch PostgreSQL database.
-    Interest {
-        /// A PostgreSQL URL through which a scratch database is created and dropped.
-        #[arg(
-            long,
-            env = "MINIPAY_BENCH_DATABASE_URL",
-            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-        )]
-        database_url: String,
-        #[arg(long, default_value_t = 1_000_000)]
-        accounts: i64,
-        /// Where to write the JSON result.
-        #[arg(long, default_value = "docs/bench/interest.json")]
-        out: PathBuf,
-        /// Keep the scratch database afterwards.
-        #[arg(long)]
-        keep: bool,
-    },
+    Interest(bench::InterestBench),
 }
 
 #[derive(Subcommand)]
@@ -295,23 +281,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench {
-            which:
-                BenchCommand::Interest {
-                    database_url,
-                    accounts,
-                    out,
-                    keep,
-                },
-        } => {
-            bench::InterestBench {
-                admin_url: database_url,
-                accounts,
-                out,
-                keep,
-            }
-            .run()
-            .await
-        }
+            which: BenchCommand::History(b),
+        } => b.run().await,
+        Command::Bench {
+            which: BenchCommand::Interest(b),
+        } => b.run().await,
         Command::Sim {
             system: SimCommand::Bank { listen },
         } => {

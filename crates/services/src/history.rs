@@ -18,6 +18,7 @@ use minipay_store::{HistoryEntry, HistoryFilter, Store};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// History is kept this many months; older months are retired whole.
 pub const HISTORY_RETENTION_MONTHS: u32 = 12;
@@ -71,12 +72,18 @@ impl HistoryQuery {
 }
 
 /// What a retention run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RetentionReport {
     pub months: Vec<String>,
     pub entries: u64,
     /// Where each retired month was archived, if an archive directory is configured.
     pub archives: Vec<String>,
+    /// Time spent archiving.
+    pub export_seconds: f64,
+    /// Time spent totalling the months per account, outside any lock.
+    pub prepare_seconds: f64,
+    /// Time spent in the retiring transactions (accounts locked, partitions dropped).
+    pub retire_seconds: f64,
 }
 
 impl Wallet {
@@ -162,26 +169,38 @@ impl Wallet {
             return Ok(report);
         };
         while month.ends_at() <= horizon {
-            if let Some(dir) = &self.history.archive_dir {
-                let path = dir.join(format!("entries-{month}.csv.gz"));
-                export_month(&self.store, month, &path).await?;
-                report.archives.push(path.display().to_string());
+            let started = Instant::now();
+            match &self.history.archive_dir {
+                Some(dir) => {
+                    let path = dir.join(format!("entries-{month}.csv.gz"));
+                    export_month(&self.store, month, &path).await?;
+                    report.archives.push(path.display().to_string());
+                }
+                None => {
+                    tracing::warn!(%month, "retiring history without an archive (MINIPAY_HISTORY_ARCHIVE_DIR is unset)")
+                }
             }
+            report.export_seconds += started.elapsed().as_secs_f64();
+            let started = Instant::now();
             let mut tx = self.store.begin().await?;
-            tx.prepare_history_retirement(month).await?;
+            let entries = tx.prepare_history_retirement(month).await?;
             tx.commit().await?;
-            let mut entries = 0;
+            report.prepare_seconds += started.elapsed().as_secs_f64();
+            let started = Instant::now();
             loop {
                 let mut tx = self.store.begin().await?;
                 let step = tx
                     .retire_history_month(month, self.history.retire_slice_max.max(1))
                     .await?;
                 tx.commit().await?;
-                entries += step.entries;
                 if step.complete {
                     break;
                 }
             }
+            report.retire_seconds += started.elapsed().as_secs_f64();
+            let mut tx = self.store.begin().await?;
+            tx.prune_carried_balances().await?;
+            tx.commit().await?;
             tracing::info!(%month, entries, "retired a month of history");
             report.months.push(month.to_string());
             report.entries += entries;

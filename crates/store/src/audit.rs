@@ -58,17 +58,19 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     (
         "3 posted differs from opening balance + entries",
-        "SELECT a.id FROM accounts a
+        "SELECT a.id FROM accounts a JOIN account_openings o ON o.account_id = a.id
          LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM entries GROUP BY account_id) e ON e.account_id = a.id
-         WHERE a.posted <> a.opening_balance + COALESCE(e.total, 0) LIMIT 20",
+         WHERE a.posted <> o.opening_balance + COALESCE(e.total, 0) LIMIT 20",
     ),
     (
         "3 balance_after does not follow from the previous entry",
         "SELECT id FROM (
-             SELECT e.id, e.amount, e.balance_after, a.opening_balance,
+             SELECT e.id, e.account_id, e.amount, e.balance_after,
                     LAG(e.balance_after) OVER (PARTITION BY e.account_id ORDER BY e.occurred_at, e.id) AS prev
-             FROM entries e JOIN accounts a ON a.id = e.account_id) AS t
-         WHERE balance_after - amount <> COALESCE(prev, opening_balance) LIMIT 20",
+             FROM entries e) AS t
+         WHERE balance_after - amount
+               <> COALESCE(prev, (SELECT o.opening_balance FROM account_openings o WHERE o.account_id = t.account_id))
+         LIMIT 20",
     ),
     (
         "4 pending_out differs from open pending transfers",

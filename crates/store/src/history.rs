@@ -96,7 +96,6 @@ pub struct MonthTotals {
 /// What one retirement step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetiredMonth {
-    pub entries: u64,
     /// Whether the month is now wholly retired (SQLite retires a month in several steps).
     pub complete: bool,
 }
@@ -107,7 +106,9 @@ fn partition(table: &str, month: BusinessMonth) -> String {
 
 impl Session {
     /// An account's entries, newest first (ties on time broken by id), filtered, after the
-    /// keyset cursor. One index range scan, whatever the page's depth.
+    /// keyset cursor. One range scan of `entries_account_time_idx` whatever the page's depth:
+    /// the cursor and `to` both become the scan's upper bound (`to` as "before (to, nil id)"),
+    /// `from` its lower bound, and the bounds on `occurred_at` prune the month partitions.
     pub async fn history(
         &mut self,
         account: AccountId,
@@ -115,20 +116,21 @@ impl Session {
         after: Option<(Timestamp, EntryId)>,
         limit: u32,
     ) -> Result<Vec<HistoryEntry>> {
-        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MAX), Uuid::max()), |(t, id)| {
-            (DbTime(t), id.as_uuid())
-        });
+        let cursor = after.map_or((Timestamp::MAX, Uuid::max()), |(t, id)| (t, id.as_uuid()));
+        let (before_at, before_id) = match filter.to {
+            Some(to) if (to, Uuid::nil()) < cursor => (to, Uuid::nil()),
+            _ => cursor,
+        };
         let from = DbTime(filter.from.unwrap_or(Timestamp::UNIX_EPOCH));
         let rows: Vec<EntryRow> = on_db!(self, c => sqlx::query_as(select_entries!(
-            "WHERE account_id = $1 AND (occurred_at, id) < ($2, $3) AND occurred_at >= $4
-               AND ($5 IS NULL OR occurred_at < $5) AND ($6 IS NULL OR kind = $6)
-             ORDER BY occurred_at DESC, id DESC LIMIT $7"
+            "WHERE account_id = $1 AND (occurred_at, id) < ($2, $3) AND occurred_at <= $2 AND occurred_at >= $4
+               AND ($5 IS NULL OR kind = $5)
+             ORDER BY occurred_at DESC, id DESC LIMIT $6"
         ))
         .bind(account.as_uuid())
-        .bind(after_at)
-        .bind(after_id)
+        .bind(DbTime(before_at))
+        .bind(before_id)
         .bind(from)
-        .bind(filter.to.map(DbTime))
         .bind(filter.kind.map(EntryKind::as_str))
         .bind(i64::from(limit))
         .fetch_all(c)
@@ -137,14 +139,14 @@ impl Session {
     }
 
     /// The account's opening balance for `month` (its balance after the last entry before
-    /// the month, or the balance carried in by retention) and the month's totals.
+    /// the month, or else the balance its kept history starts from) and the month's totals.
     pub async fn month_totals(&mut self, account: AccountId, month: BusinessMonth) -> Result<MonthTotals> {
         let (start, end) = (DbTime(month.starts_at()), DbTime(month.ends_at()));
         let opening: i64 = on_db!(self, c => sqlx::query_scalar(
             "SELECT COALESCE(
                  (SELECT balance_after FROM entries WHERE account_id = $1 AND occurred_at < $2
                   ORDER BY occurred_at DESC, id DESC LIMIT 1),
-                 (SELECT opening_balance FROM accounts WHERE id = $1))",
+                 (SELECT opening_balance FROM account_openings WHERE account_id = $1))",
         )
         .bind(account.as_uuid())
         .bind(start)
@@ -253,96 +255,98 @@ impl Session {
         Ok(())
     }
 
-    /// PostgreSQL: stages each account's net movement over `month` in a table of its own, read
-    /// from the month's partition without locking anything (a month past retention is closed:
-    /// nothing can be written into it any more), so that the transaction that retires it stays
-    /// short. Rerunnable. SQLite: nothing to do (its batches total as they go).
-    pub async fn prepare_history_retirement(&mut self, month: BusinessMonth) -> Result<()> {
+    /// Prepares the retirement of `month` (all of it older than the retention period) and
+    /// returns how many entries it holds. PostgreSQL: writes each affected account's balance at
+    /// the month's end into `carried_balances`, read from the month's partition without locking
+    /// anything — the month is closed (no entry is ever written before the clock's now), and the
+    /// rows stay out of force until [`Self::retire_history_month`] moves the retention mark.
+    /// Rerunnable. SQLite: only counts (its slices carry balances as they go).
+    pub async fn prepare_history_retirement(&mut self, month: BusinessMonth) -> Result<u64> {
         self.assert_writable();
         self.ensure_history_partition(month).await?;
-        let Db::Pg(c) = self.db() else { return Ok(()) };
-        let (staged, entries) = (partition("history_retiring", month), partition("entries", month));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS {staged};
-             CREATE UNLOGGED TABLE {staged} AS
-             SELECT account_id, CAST(SUM(amount) AS BIGINT) AS total, COUNT(*) AS n FROM {entries} GROUP BY account_id;"
-        )))
-        .execute(c)
-        .await?;
-        Ok(())
+        let end = DbTime(month.ends_at());
+        let n: i64 = match self.db() {
+            Db::Sqlite(c) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM entries WHERE occurred_at >= $1 AND occurred_at < $2")
+                    .bind(DbTime(month.starts_at()))
+                    .bind(end)
+                    .fetch_one(c)
+                    .await?
+            }
+            Db::Pg(c) => {
+                sqlx::query(
+                    "DELETE FROM carried_balances WHERE through = $1
+                       AND NOT EXISTS (SELECT 1 FROM ledger_retention WHERE retired_before >= $1)",
+                )
+                .bind(end)
+                .execute(&mut *c)
+                .await?;
+                let entries = partition("entries", month);
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "WITH moved AS (SELECT account_id, SUM(amount) AS total, COUNT(*) AS n FROM {entries} GROUP BY account_id),
+                          carried AS (INSERT INTO carried_balances (account_id, through, balance)
+                                      SELECT m.account_id, $1, o.opening_balance + m.total
+                                      FROM moved m JOIN account_openings o ON o.account_id = m.account_id
+                                      RETURNING 1)
+                     SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM moved"
+                )))
+                .bind(end)
+                .fetch_one(&mut *c)
+                .await?
+            }
+        };
+        Ok(n as u64)
     }
 
-    /// Retires `month` (all of it older than the retention period; prepared by
-    /// [`Self::prepare_history_retirement`]): each affected account's net movement moves into
-    /// its `opening_balance` and the month's entries and journals go, in this transaction, so
-    /// the ledger invariants hold after every commit. PostgreSQL drops the month's partitions in
-    /// one go. SQLite deletes the oldest slice of at most `slice_max` entries (whole journals: a
-    /// journal's entries share one instant) per call; call again until `complete`.
+    /// Retires `month`, prepared by [`Self::prepare_history_retirement`]. PostgreSQL, in one
+    /// go: moves the retention mark to the month's end (which puts the carried balances in
+    /// force) and drops the month's partitions — no account row is touched. SQLite, one slice
+    /// of at most `slice_max` entries per call (call again until `complete`): carries the
+    /// slice's balances, moves the mark to the slice's end and deletes the slice. Either way the
+    /// ledger invariants hold after every commit.
     pub async fn retire_history_month(&mut self, month: BusinessMonth, slice_max: u32) -> Result<RetiredMonth> {
         self.assert_writable();
-        // The retention mark first: its row lock serialises concurrent retirements, and on
-        // PostgreSQL (where a month goes in one transaction) a month already marked is already
-        // retired and left alone. SQLite marks the month at its first slice.
-        let marked = on_db!(self, c => sqlx::query(
-            "INSERT INTO ledger_retention (singleton, retired_before) VALUES (TRUE, $1)
-             ON CONFLICT (singleton) DO UPDATE SET retired_before = excluded.retired_before
-             WHERE ledger_retention.retired_before < excluded.retired_before",
-        )
-        .bind(DbTime(month.ends_at()))
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-        if marked == 0 && matches!(self.db(), Db::Pg(_)) {
-            return Ok(RetiredMonth {
-                entries: 0,
-                complete: true,
-            });
-        }
         match self.db() {
             Db::Pg(_) => self.retire_partition(month).await,
             Db::Sqlite(_) => self.retire_oldest_slice(month, slice_max).await,
         }
     }
 
+    /// Moves the retention mark forward to `until` (never back); whether it moved. Its row
+    /// lock serialises concurrent retirements.
+    async fn mark_retired_before(&mut self, until: DbTime) -> Result<bool> {
+        let moved = on_db!(self, c => sqlx::query(
+            "INSERT INTO ledger_retention (singleton, retired_before) VALUES (TRUE, $1)
+             ON CONFLICT (singleton) DO UPDATE SET retired_before = excluded.retired_before
+             WHERE ledger_retention.retired_before < excluded.retired_before",
+        )
+        .bind(until)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(moved > 0)
+    }
+
     async fn retire_partition(&mut self, month: BusinessMonth) -> Result<RetiredMonth> {
         let Db::Pg(c) = self.db() else {
             unreachable!("PostgreSQL only")
         };
-        let (staged, entries, journals) = (
-            partition("history_retiring", month),
-            partition("entries", month),
-            partition("journals", month),
-        );
-        // Dropping a partition needs an exclusive lock on the whole table: wait for it briefly
-        // rather than queue every reader and writer behind this job (the next run retries).
+        // Dropping a partition takes an exclusive lock on the whole table for an instant: wait
+        // for it briefly rather than queue every reader and writer behind this job.
         sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *c).await?;
-        // The accounts are locked in the global lock order (users' by id, then system) before
-        // their opening balances move.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT a.id FROM accounts a JOIN {staged} r ON r.account_id = a.id
-             ORDER BY a.kind = 'system', a.id FOR NO KEY UPDATE OF a"
-        )))
-        .execute(&mut *c)
-        .await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE accounts a SET opening_balance = a.opening_balance + r.total FROM {staged} r WHERE a.id = r.account_id"
-        )))
-        .execute(&mut *c)
-        .await?;
-        let n: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT CAST(SUM(n) AS BIGINT) FROM {staged}"
-        )))
-        .fetch_one(&mut *c)
-        .await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE {entries}; DROP TABLE {journals}; DROP TABLE {staged};"
-        )))
-        .execute(&mut *c)
-        .await?;
-        Ok(RetiredMonth {
-            entries: n.unwrap_or(0) as u64,
-            complete: true,
-        })
+        if self.mark_retired_before(DbTime(month.ends_at())).await? {
+            let Db::Pg(c) = self.db() else {
+                unreachable!("PostgreSQL only")
+            };
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP TABLE {}; DROP TABLE {};",
+                partition("entries", month),
+                partition("journals", month)
+            )))
+            .execute(&mut *c)
+            .await?;
+        }
+        Ok(RetiredMonth { complete: true })
     }
 
     async fn retire_oldest_slice(&mut self, month: BusinessMonth, slice_max: u32) -> Result<RetiredMonth> {
@@ -373,28 +377,50 @@ impl Session {
             (Some(cut), _) => (cut, false),
             (None, _) => (end, true),
         };
+        // Balances carried with the mark as it stands, then the mark moved, then the rows gone.
         sqlx::query(
-            "UPDATE accounts SET opening_balance = opening_balance + t.total
+            "INSERT INTO carried_balances (account_id, through, balance)
+             SELECT t.account_id, $3, o.opening_balance + t.total
              FROM (SELECT account_id, SUM(amount) AS total FROM entries
                    WHERE occurred_at >= $1 AND occurred_at < $2 GROUP BY account_id) AS t
-             WHERE accounts.id = t.account_id",
+             JOIN account_openings o ON o.account_id = t.account_id",
         )
         .bind(start)
         .bind(until)
+        .bind(until)
         .execute(&mut *c)
         .await?;
-        let entries = sqlx::query("DELETE FROM entries WHERE occurred_at >= $1 AND occurred_at < $2")
-            .bind(start)
-            .bind(until)
-            .execute(&mut *c)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM journals WHERE occurred_at >= $1 AND occurred_at < $2")
+        self.mark_retired_before(until).await?;
+        let Db::Sqlite(c) = self.db() else {
+            unreachable!("SQLite only")
+        };
+        for table in ["entries", "journals"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE occurred_at >= $1 AND occurred_at < $2"
+            )))
             .bind(start)
             .bind(until)
             .execute(&mut *c)
             .await?;
-        Ok(RetiredMonth { entries, complete })
+        }
+        Ok(RetiredMonth { complete })
+    }
+
+    /// Deletes carried balances superseded by a later one in force (never read again); returns
+    /// how many. Outside the retiring transaction: it only tidies.
+    pub async fn prune_carried_balances(&mut self) -> Result<u64> {
+        self.assert_writable();
+        let n = on_db!(self, c => sqlx::query(
+            "DELETE FROM carried_balances
+             WHERE through < (SELECT retired_before FROM ledger_retention)
+               AND EXISTS (SELECT 1 FROM carried_balances n
+                           WHERE n.account_id = carried_balances.account_id AND n.through > carried_balances.through
+                             AND n.through <= (SELECT retired_before FROM ledger_retention))",
+        )
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n)
     }
 
     /// Every entry of `month`, oldest first, handed to `row` one at a time (streamed from the

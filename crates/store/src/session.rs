@@ -168,6 +168,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             4 => "0004_interest_basis",
             5 => "0005_backfill_savings_and_heartbeats",
             6 => "0006_history_partitions",
+            7 => "0007_carried_balances",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -176,6 +177,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             4 => "0004_interest_basis",
             5 => "0005_backfill_savings_and_heartbeats",
             6 => "0006_history_partitions",
+            7 => "0007_carried_balances",
         ),
     };
     Migrator::with_migrations(

@@ -505,7 +505,14 @@ async fn retention(app: TestApp, archive: PathBuf) {
     app.set_clock("2026-12-01T03:00:00Z").await;
     app.log_in_again(&mut kim).await;
     app.log_in_again(&mut lee).await;
+    // Retiring takes no account lock: on PostgreSQL it completes while another transaction
+    // holds Kim's account row.
+    let holder = match app.backend {
+        Backend::Postgres => Some(lock_account_row(&app, &kim.main_account_id).await),
+        Backend::Sqlite => None,
+    };
     let ran = app.run_job("history-retention").await;
+    drop(holder);
     assert_eq!(ran["details"]["months"], json!(["2025-10", "2025-11"]), "{ran}");
     app.assert_invariants().await;
 
@@ -596,5 +603,48 @@ async fn retention(app: TestApp, archive: PathBuf) {
         .as_i64()
         .unwrap();
     assert_well_ordered(&kim_history, opening);
+
+    // A month later December 2025 goes too, carried on top of the balances carried before.
+    let balances = [app.balance(&kim).await, app.balance(&lee).await];
+    app.set_clock("2027-01-01T03:00:00Z").await;
+    app.log_in_again(&mut kim).await;
+    app.log_in_again(&mut lee).await;
+    let ran = app.run_job("history-retention").await;
+    assert_eq!(ran["details"]["months"], json!(["2025-12"]), "{ran}");
+    app.assert_invariants().await;
+    assert_eq!([app.balance(&kim).await, app.balance(&lee).await], balances);
+    app.get(
+        &format!("/v1/accounts/{}/statements/2025-12", kim.main_account_id),
+        &kim.token,
+    )
+    .await
+    .assert_error(404, "not_found");
+    let kept = app.history(&kim, &kim.main_account_id, "").await;
+    assert_eq!(
+        ids(&kept),
+        ids(&kim_history[..1]),
+        "only the 500 of December 2026 is left"
+    );
+    let december = statement(&app, &kim, &kim.main_account_id, "2026-12").await;
+    assert_eq!(
+        (
+            december["opening_balance"].as_i64().unwrap() - 500,
+            december["count"].clone()
+        ),
+        (balances[0], json!(1))
+    );
     std::fs::remove_dir_all(&archive).unwrap();
+}
+
+/// Holds a row lock on the account until the returned connection is dropped (PostgreSQL).
+async fn lock_account_row(app: &TestApp, account: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+    sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        .bind(uuid::Uuid::parse_str(account).unwrap())
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    c
 }

@@ -1,19 +1,23 @@
-//! `minipay bench ...`: benchmarks that print a table and write a JSON result (not tests).
+//! `minipay bench interest`: the 04:00 interest run over many savings accounts on PostgreSQL.
 
+use super::{ScratchDatabase, core_at};
 use anyhow::{Context, bail};
-use minipay_server::{ClockKind, Core, Settings};
 use serde_json::json;
 use sqlx::Connection;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// `minipay bench interest`: the 04:00 interest run over many savings accounts on PostgreSQL.
+/// `minipay bench interest`.
+#[derive(clap::Args)]
 pub struct InterestBench {
-    /// A PostgreSQL URL the benchmark may create (and drop) a scratch database through.
-    pub admin_url: String,
+    #[command(flatten)]
+    pub db: ScratchDatabase,
+    /// Savings accounts to seed.
+    #[arg(long, default_value_t = 1_000_000)]
     pub accounts: i64,
+    /// Where to write the JSON result.
+    #[arg(long, default_value = "docs/bench/interest.json")]
     pub out: PathBuf,
-    pub keep: bool,
 }
 
 /// 04:00 in Seoul on the benchmark's business date (2026-11-22), as UTC.
@@ -23,40 +27,12 @@ const PRINCIPAL_MIN: i64 = 10_000;
 
 impl InterestBench {
     pub async fn run(self) -> anyhow::Result<()> {
-        if !self.admin_url.starts_with("postgres") {
-            bail!("the interest benchmark runs on PostgreSQL (give --database-url postgres://...)");
-        }
-        let name = format!("minipay_bench_{}", jiff::Timestamp::now().as_second());
-        let base = self
-            .admin_url
-            .rsplit_once('/')
-            .map_or(self.admin_url.as_str(), |(b, _)| b)
-            .to_owned();
-        let url = format!("{base}/{name}");
-        let mut admin = sqlx::PgConnection::connect(&self.admin_url)
-            .await
-            .context("connecting")?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await?;
-        let result = self.measure(&url).await;
-        if !self.keep {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-                .execute(&mut admin)
-                .await?;
-        }
-        result
+        let this = &self;
+        self.db.with(|url| async move { this.measure(&url).await }).await
     }
 
     async fn measure(&self, url: &str) -> anyhow::Result<()> {
-        let settings = Settings {
-            database_url: url.to_owned(),
-            clock: ClockKind::Manual,
-            clock_start: Some(RUN_AT.parse()?),
-            scheduler: false,
-            ..Settings::default()
-        };
-        let core = Core::build(&settings).await?;
+        let core = core_at(url, RUN_AT).await?;
         let seed_started = Instant::now();
         seed(url, self.accounts).await?;
         let seed_secs = seed_started.elapsed().as_secs_f64();
