@@ -161,6 +161,12 @@ struct ServeArgs {
     /// [default: 10000].
     #[arg(long, env = "MINIPAY_HISTORY_RETIRE_SLICE_MAX", value_parser = clap::value_parser!(u32).range(1..))]
     history_retire_slice_max: Option<u32>,
+    /// Most transfers grouped into one database transaction (1 = no batching).
+    #[arg(long, env = "MINIPAY_TRANSFER_BATCH_MAX", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    transfer_batch_max: Option<u32>,
+    /// Longest a transfer waits for others to join its batch, in microseconds.
+    #[arg(long, env = "MINIPAY_TRANSFER_BATCH_WAIT_US", value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    transfer_batch_wait_us: Option<u64>,
 }
 
 impl ServeArgs {
@@ -195,6 +201,8 @@ impl ServeArgs {
             db_connections_max: self.db_connections_max,
             history_archive_dir: self.history_archive_dir,
             history_retire_slice_max: self.history_retire_slice_max,
+            transfer_batch_max: self.transfer_batch_max,
+            transfer_batch_wait_us: self.transfer_batch_wait_us,
         };
         (self.config, layer)
     }

@@ -16,7 +16,7 @@ use minipay_core::{Clock, ManualClock, SystemClock};
 use minipay_jobs::JobRunner;
 use minipay_services::auth::Secret;
 use minipay_services::jobs::job_runner;
-use minipay_services::{ErrorCode, RecoveryConfig, Wallet, WalletConfig, history::HistoryConfig};
+use minipay_services::{BatchConfig, ErrorCode, RecoveryConfig, Wallet, WalletConfig, history::HistoryConfig};
 use minipay_store::{Store, StoreOptions};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -79,6 +79,10 @@ impl Core {
             history: HistoryConfig {
                 archive_dir: settings.history_archive_dir.clone(),
                 retire_slice_max: settings.history_retire_slice_max,
+            },
+            batching: BatchConfig {
+                max_commands: settings.transfer_batch_max as usize,
+                max_wait: std::time::Duration::from_micros(settings.transfer_batch_wait_us),
             },
         };
         let wallet = Arc::new(Wallet::new(store, bank, clock, config));
@@ -210,6 +214,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::advance_clock))
         .routes(routes!(admin::set_bank_sim, admin::get_bank_sim))
         .routes(routes!(admin::audit))
+        .routes(routes!(admin::transfer_batches))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))

@@ -51,6 +51,10 @@ pub struct Settings {
     pub history_archive_dir: Option<std::path::PathBuf>,
     /// Entries retired per transaction on SQLite (PostgreSQL drops a month whole).
     pub history_retire_slice_max: u32,
+    /// Most transfers grouped into one database transaction; 1 turns batching off.
+    pub transfer_batch_max: u32,
+    /// Longest a transfer waits for others to join its batch, in microseconds.
+    pub transfer_batch_wait_us: u64,
 }
 
 impl Default for Settings {
@@ -69,6 +73,8 @@ impl Default for Settings {
             db_connections_max: 16,
             history_archive_dir: None,
             history_retire_slice_max: 10_000,
+            transfer_batch_max: 128,
+            transfer_batch_wait_us: 1_000,
         }
     }
 }
@@ -158,6 +164,8 @@ pub struct SettingsLayer {
     pub db_connections_max: Option<u32>,
     pub history_archive_dir: Option<std::path::PathBuf>,
     pub history_retire_slice_max: Option<u32>,
+    pub transfer_batch_max: Option<u32>,
+    pub transfer_batch_wait_us: Option<u64>,
 }
 
 impl SettingsLayer {
@@ -184,6 +192,8 @@ impl SettingsLayer {
             db_connections_max: self.db_connections_max.or(lower.db_connections_max),
             history_archive_dir: self.history_archive_dir.or(lower.history_archive_dir),
             history_retire_slice_max: self.history_retire_slice_max.or(lower.history_retire_slice_max),
+            transfer_batch_max: self.transfer_batch_max.or(lower.transfer_batch_max),
+            transfer_batch_wait_us: self.transfer_batch_wait_us.or(lower.transfer_batch_wait_us),
         }
     }
 
@@ -205,6 +215,8 @@ impl SettingsLayer {
             db_connections_max: self.db_connections_max.unwrap_or(d.db_connections_max),
             history_archive_dir: self.history_archive_dir.or(d.history_archive_dir),
             history_retire_slice_max: self.history_retire_slice_max.unwrap_or(d.history_retire_slice_max),
+            transfer_batch_max: self.transfer_batch_max.unwrap_or(d.transfer_batch_max),
+            transfer_batch_wait_us: self.transfer_batch_wait_us.unwrap_or(d.transfer_batch_wait_us),
         }
     }
 }

@@ -30,6 +30,11 @@ impl IdempotentRequest {
     pub fn key(&self) -> &str {
         self.key.as_str()
     }
+
+    /// Whether `other` asks for exactly what this request asks for.
+    pub(crate) fn same_request(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+    }
 }
 
 /// The answer to a money request: executed now, or the stored answer to an earlier request

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod bank_accounts;
+mod batch;
 mod charges;
 pub mod error;
 pub mod history;
@@ -19,6 +20,7 @@ pub mod views;
 mod wallet_accounts;
 
 pub use bank_accounts::RegisterBankAccount;
+pub use batch::{BatchConfig, BatchStats};
 pub use charges::{ChargeOutcome, RecoveryConfig};
 pub use error::{ErrorCode, ServiceError, ServiceResult};
 pub use idempotency::{IdempotentRequest, Reply};
@@ -41,6 +43,8 @@ pub struct WalletConfig {
     pub jwt_secret: Secret,
     pub recovery: RecoveryConfig,
     pub history: history::HistoryConfig,
+    /// How concurrent transfers are grouped into one transaction.
+    pub batching: BatchConfig,
 }
 
 /// The wallet's use-cases over one store, one bank and one clock.
@@ -52,6 +56,8 @@ pub struct Wallet {
     throttle: LoginThrottle,
     recovery: RecoveryConfig,
     history: history::HistoryConfig,
+    batching: BatchConfig,
+    batcher: batch::TransferBatcher,
 }
 
 impl Wallet {
@@ -64,6 +70,8 @@ impl Wallet {
             throttle: LoginThrottle::default(),
             recovery: config.recovery,
             history: config.history,
+            batching: config.batching,
+            batcher: batch::TransferBatcher::default(),
         }
     }
 

@@ -16,8 +16,9 @@ use minipay_core::request::{PageLimit, bounded_text};
 use minipay_core::transfer::{TransferMode, TransferStatus, pending_expires_at};
 use minipay_core::user::NAME_LEN_MAX;
 use minipay_core::{AccountId, Amount, JournalId, TransferId, UserId};
-use minipay_store::{Charge, Direction, Session, Transfer, User};
+use minipay_store::{Charge, Direction, Notification, Session, Transfer, User};
 use serde::Serialize;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Memos are short notes shown to both sides.
@@ -118,14 +119,14 @@ enum Attempt {
 }
 
 /// Sender and receiver of a payment being made, and how it is made.
-struct Sides {
-    sender: User,
-    receiver: User,
-    mode: TransferMode,
+pub(crate) struct Sides {
+    pub(crate) sender: User,
+    pub(crate) receiver: User,
+    pub(crate) mode: TransferMode,
 }
 
 impl Sides {
-    fn accounts(&self) -> [AccountId; 2] {
+    pub(crate) fn accounts(&self) -> [AccountId; 2] {
         [self.sender.main_account_id, self.receiver.main_account_id]
     }
 }
@@ -136,12 +137,19 @@ impl Wallet {
     /// is not allowed or fails, nothing moves. In `pending` mode the money is held out of the
     /// sender's available balance until the receiver accepts (or it is canceled or expires).
     #[tracing::instrument(name = "minipay.transfers.create", skip_all, err)]
+    /// Concurrent transfers are grouped into one transaction (see `batch`); a transfer that
+    /// needs an auto-charge runs on its own.
     pub async fn transfer(
-        &self,
+        self: &Arc<Self>,
         me: UserId,
         req: TransferRequest,
         idem: Option<IdempotentRequest>,
     ) -> ServiceResult<Reply<TransferView>> {
+        if self.batching.enabled()
+            && let Some(answer) = self.transfer_in_batch(me, &req, idem.as_ref()).await
+        {
+            return answer;
+        }
         match self.pay(me, &req, idem.as_ref(), PaymentPurpose::Transfer, 201).await? {
             Reply::Fresh(PaymentView::Transfer(view)) => Ok(Reply::Fresh(view)),
             Reply::Fresh(PaymentView::Settlement(_)) => unreachable!("a transfer answers with the transfer"),
@@ -210,9 +218,7 @@ impl Wallet {
         // Short: record an auto-charge of the rounded shortfall, then call the bank outside
         // any transaction.
         let started = match tx.charging_bank_account(me).await? {
-            None => Err(ServiceError::InsufficientFunds(
-                "not enough available money, and no registered bank account to charge the shortfall from".into(),
-            )),
+            None => Err(nothing_to_charge_from()),
             Some(bank) => {
                 self.start_charge_in(&mut tx, &sides.sender, bank, shortfall, ChargePurpose::AutoCharge)
                     .await
@@ -291,7 +297,7 @@ impl Wallet {
     }
 
     /// Resolves and checks both sides of a payment (read in the transaction).
-    async fn payment_sides(
+    pub(crate) async fn payment_sides(
         &self,
         tx: &mut Session,
         me: UserId,
@@ -332,7 +338,7 @@ impl Wallet {
     /// Applies the payment to the locked balances, in memory: an immediate transfer is posted
     /// (its journal returned); a pending one only holds the money. On `InsufficientFunds` the
     /// balances are untouched.
-    fn apply_payment(
+    pub(crate) fn apply_payment(
         &self,
         locked: &mut LockedAccounts,
         sides: &Sides,
@@ -390,18 +396,41 @@ impl Wallet {
         transfer_journal: Option<PostedJournal>,
         funded_by: Option<(&Charge, PostedJournal)>,
     ) -> ServiceResult<PaymentView> {
-        let (sender, receiver) = (&sides.sender, &sides.receiver);
-        let now = transfer_journal
-            .as_ref()
-            .map_or_else(|| self.clock.now(), |j| j.occurred_at);
-        let transfer_journal_id = transfer_journal.as_ref().map(|j| j.id);
         let charge = funded_by.as_ref().map(|(c, _)| *c);
+        let transfer = self.transfer_row(sides, req, purpose, transfer_id, transfer_journal.as_ref(), charge);
         let mut journals: Vec<PostedJournal> = funded_by.map(|(_, j)| j).into_iter().collect();
         journals.extend(transfer_journal);
         tx.write_postings(locked, &journals).await?;
+        tx.insert_transfer(&transfer).await?;
+        tx.insert_notifications(&announce(&transfer)).await?;
+        let label = if charge.is_some() { "yes" } else { "no" };
+        metrics::counter!("minipay_transfers_total", "mode" => sides.mode.as_str(), "auto_charged" => label)
+            .increment(1);
+        match purpose {
+            PaymentPurpose::Transfer => Ok(PaymentView::Transfer(TransferView::from(&transfer))),
+            PaymentPurpose::SettlementShare(settlement) => Ok(PaymentView::Settlement(
+                self.settlement_after_payment(tx, settlement, transfer.created_at)
+                    .await?,
+            )),
+        }
+    }
+
+    /// The transfer row of an applied payment: completed with its journal, or pending (held)
+    /// until the receiver accepts. `funded_by` is the auto-charge that paid for part of it.
+    pub(crate) fn transfer_row(
+        &self,
+        sides: &Sides,
+        req: &TransferRequest,
+        purpose: PaymentPurpose,
+        id: TransferId,
+        journal: Option<&PostedJournal>,
+        funded_by: Option<&Charge>,
+    ) -> Transfer {
+        let (sender, receiver) = (&sides.sender, &sides.receiver);
+        let now = journal.map_or_else(|| self.clock.now(), |j| j.occurred_at);
         let pending = sides.mode == TransferMode::Pending;
-        let transfer = Transfer {
-            id: transfer_id,
+        Transfer {
+            id,
             status: if pending {
                 TransferStatus::Pending
             } else {
@@ -415,9 +444,9 @@ impl Wallet {
             from_name: sender.name.clone(),
             display_name: req.display_name.clone().unwrap_or_else(|| sender.name.clone()),
             memo: req.memo.clone(),
-            auto_charged: charge.map_or(0, |c| c.amount.won()),
-            charge_id: charge.map(|c| c.id),
-            journal_id: transfer_journal_id,
+            auto_charged: funded_by.map_or(0, |c| c.amount.won()),
+            charge_id: funded_by.map(|c| c.id),
+            journal_id: journal.map(|j| j.id),
             created_at: now,
             expires_at: pending.then(|| pending_expires_at(now)),
             resolved_at: (!pending).then_some(now),
@@ -426,20 +455,6 @@ impl Wallet {
                 PaymentPurpose::SettlementShare(_) => EntryKind::SettlementPayment,
             },
             reminded_at: None,
-        };
-        tx.insert_transfer(&transfer).await?;
-        if pending {
-            let note = notify::pending_received(&transfer, now);
-            tx.insert_notifications(std::slice::from_ref(&note)).await?;
-        }
-        let label = if charge.is_some() { "yes" } else { "no" };
-        metrics::counter!("minipay_transfers_total", "mode" => sides.mode.as_str(), "auto_charged" => label)
-            .increment(1);
-        match purpose {
-            PaymentPurpose::Transfer => Ok(PaymentView::Transfer(TransferView::from(&transfer))),
-            PaymentPurpose::SettlementShare(settlement) => Ok(PaymentView::Settlement(
-                self.settlement_after_payment(tx, settlement, now).await?,
-            )),
         }
     }
 
@@ -480,6 +495,21 @@ impl Wallet {
             next_cursor,
         })
     }
+}
+
+/// What a new transfer tells people: the receiver of a pending one is asked to accept it.
+pub(crate) fn announce(transfer: &Transfer) -> Vec<Notification> {
+    match transfer.status {
+        TransferStatus::Pending => vec![notify::pending_received(transfer, transfer.created_at)],
+        _ => Vec::new(),
+    }
+}
+
+/// The refusal of a payment that is short with no bank account to charge the shortfall from.
+pub(crate) fn nothing_to_charge_from() -> ServiceError {
+    ServiceError::InsufficientFunds(
+        "not enough available money, and no registered bank account to charge the shortfall from".into(),
+    )
 }
 
 /// A user's main account as a party to a payment, under their current name.

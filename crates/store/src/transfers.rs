@@ -1,6 +1,6 @@
 //! Transfers between users' main accounts.
 
-use crate::session::Session;
+use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -108,32 +108,81 @@ macro_rules! select_transfers {
 
 impl Session {
     pub async fn insert_transfer(&mut self, t: &NewTransfer) -> Result<()> {
+        self.insert_transfers(&[t]).await
+    }
+
+    /// Inserts new transfer rows; one statement on PostgreSQL.
+    pub async fn insert_transfers(&mut self, transfers: &[&NewTransfer]) -> Result<()> {
         self.assert_writable();
-        on_db!(self, c => sqlx::query(
-            "INSERT INTO transfers (id, status, amount, from_account_id, to_account_id, from_user_id, to_user_id,
-                                    from_name, display_name, memo, auto_charged, charge_id, journal_id, created_at,
-                                    expires_at, resolved_at, kind)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-        )
-        .bind(t.id.as_uuid())
-        .bind(t.status.as_str())
-        .bind(t.amount.won())
-        .bind(t.from_account_id.as_uuid())
-        .bind(t.to_account_id.as_uuid())
-        .bind(t.from_user_id.as_uuid())
-        .bind(t.to_user_id.as_uuid())
-        .bind(&t.from_name)
-        .bind(&t.display_name)
-        .bind(t.memo.as_deref())
-        .bind(t.auto_charged)
-        .bind(t.charge_id.map(|c| c.as_uuid()))
-        .bind(t.journal_id.map(|j| j.as_uuid()))
-        .bind(DbTime(t.created_at))
-        .bind(t.expires_at.map(DbTime))
-        .bind(t.resolved_at.map(DbTime))
-        .bind(t.kind.as_str())
-        .execute(c)
-        .await.map(|r| r.rows_affected()))?;
+        if transfers.is_empty() {
+            return Ok(());
+        }
+        match self.db() {
+            Db::Pg(c) => {
+                let col = |f: fn(&NewTransfer) -> Uuid| transfers.iter().map(|t| f(t)).collect::<Vec<_>>();
+                let opt = |f: fn(&NewTransfer) -> Option<Uuid>| transfers.iter().map(|t| f(t)).collect::<Vec<_>>();
+                let time = |f: fn(&NewTransfer) -> Option<Timestamp>| {
+                    transfers.iter().map(|t| f(t).map(DbTime)).collect::<Vec<_>>()
+                };
+                sqlx::query(
+                    "INSERT INTO transfers (id, status, amount, from_account_id, to_account_id, from_user_id,
+                                            to_user_id, from_name, display_name, memo, auto_charged, charge_id,
+                                            journal_id, created_at, expires_at, resolved_at, kind)
+                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::uuid[], $5::uuid[], $6::uuid[],
+                                          $7::uuid[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::uuid[],
+                                          $13::uuid[], $14::timestamptz[], $15::timestamptz[], $16::timestamptz[],
+                                          $17::text[])",
+                )
+                .bind(col(|t| t.id.as_uuid()))
+                .bind(transfers.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
+                .bind(transfers.iter().map(|t| t.amount.won()).collect::<Vec<_>>())
+                .bind(col(|t| t.from_account_id.as_uuid()))
+                .bind(col(|t| t.to_account_id.as_uuid()))
+                .bind(col(|t| t.from_user_id.as_uuid()))
+                .bind(col(|t| t.to_user_id.as_uuid()))
+                .bind(transfers.iter().map(|t| t.from_name.as_str()).collect::<Vec<_>>())
+                .bind(transfers.iter().map(|t| t.display_name.as_str()).collect::<Vec<_>>())
+                .bind(transfers.iter().map(|t| t.memo.as_deref()).collect::<Vec<_>>())
+                .bind(transfers.iter().map(|t| t.auto_charged).collect::<Vec<_>>())
+                .bind(opt(|t| t.charge_id.map(|c| c.as_uuid())))
+                .bind(opt(|t| t.journal_id.map(|j| j.as_uuid())))
+                .bind(time(|t| Some(t.created_at)))
+                .bind(time(|t| t.expires_at))
+                .bind(time(|t| t.resolved_at))
+                .bind(transfers.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
+                .execute(c)
+                .await?;
+            }
+            Db::Sqlite(c) => {
+                for t in transfers {
+                    sqlx::query(
+                        "INSERT INTO transfers (id, status, amount, from_account_id, to_account_id, from_user_id,
+                                                to_user_id, from_name, display_name, memo, auto_charged, charge_id,
+                                                journal_id, created_at, expires_at, resolved_at, kind)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                    )
+                    .bind(t.id.as_uuid())
+                    .bind(t.status.as_str())
+                    .bind(t.amount.won())
+                    .bind(t.from_account_id.as_uuid())
+                    .bind(t.to_account_id.as_uuid())
+                    .bind(t.from_user_id.as_uuid())
+                    .bind(t.to_user_id.as_uuid())
+                    .bind(&t.from_name)
+                    .bind(&t.display_name)
+                    .bind(t.memo.as_deref())
+                    .bind(t.auto_charged)
+                    .bind(t.charge_id.map(|c| c.as_uuid()))
+                    .bind(t.journal_id.map(|j| j.as_uuid()))
+                    .bind(DbTime(t.created_at))
+                    .bind(t.expires_at.map(DbTime))
+                    .bind(t.resolved_at.map(DbTime))
+                    .bind(t.kind.as_str())
+                    .execute(&mut *c)
+                    .await?;
+                }
+            }
+        }
         Ok(())
     }
 

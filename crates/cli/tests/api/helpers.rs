@@ -262,6 +262,11 @@ pub async fn spawn_process(args: &[&str], env: &[(&str, &str)]) -> (tokio::proce
 /// with `env` added to its environment. `None` when PostgreSQL is skipped.
 pub async fn spawn_serve_process(backend: Backend, env: &[(&str, &str)]) -> Option<TestApp> {
     let db = TestDb::create(backend).await?;
+    Some(serve_process_on(backend, db, env).await)
+}
+
+/// `minipay serve` as a child process on `db` (see [`spawn_serve_process`]).
+async fn serve_process_on(backend: Backend, db: TestDb, env: &[(&str, &str)]) -> TestApp {
     let mut all = vec![
         ("MINIPAY_LISTEN", "127.0.0.1:0"),
         ("MINIPAY_DATABASE_URL", db.url.as_str()),
@@ -290,7 +295,7 @@ pub async fn spawn_serve_process(backend: Backend, env: &[(&str, &str)]) -> Opti
         }),
     };
     app.set_clock(T0).await;
-    Some(app)
+    app
 }
 
 /// Runs a scenario on a fresh server, then audits the ledger and tears everything down.
@@ -414,6 +419,21 @@ impl TestApp {
             None => {}
         }
         self.running.db.remove().await;
+    }
+
+    /// Kills this `minipay serve` child process with SIGKILL, as a crash would, and leaves
+    /// its database for [`TestApp::restart_process`].
+    pub async fn kill_process(&self) {
+        let server = self.running.server.lock().unwrap().take();
+        let Some(Server::Process(mut child)) = server else {
+            panic!("kill_process needs a server started as a process")
+        };
+        child.kill().await.expect("the server process is killed");
+    }
+
+    /// A new `minipay serve` process on this server's database (which this app still removes).
+    pub async fn restart_process(&self, env: &[(&str, &str)]) -> TestApp {
+        serve_process_on(self.backend, TestDb::borrow(self.db_url()), env).await
     }
 
     pub fn db_url(&self) -> &str {

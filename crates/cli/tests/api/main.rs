@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod audit;
 mod bank_faults;
+mod batching;
 mod binary;
 mod charges;
 mod concurrency;

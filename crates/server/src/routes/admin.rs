@@ -336,3 +336,32 @@ pub async fn audit(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json
         totals: totals.to_json(),
     }))
 }
+
+/// How this instance has grouped transfers into transactions since it started.
+#[derive(Serialize, ToSchema)]
+pub struct TransferBatchesView {
+    /// Batches committed.
+    batches: u64,
+    /// Transfers answered by a committed batch.
+    commands: u64,
+    /// The most transfers one committed batch answered.
+    largest: u64,
+    /// Transfers that ran on their own instead (auto-charge, or a failed batch).
+    unbatched: u64,
+    /// Batches that failed as a whole; their transfers ran one by one.
+    failed: u64,
+}
+
+/// This instance's transfer batching counters (each instance counts its own).
+#[utoipa::path(get, path = "/v1/admin/transfer-batches", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = TransferBatchesView)))]
+pub async fn transfer_batches(State(app): State<AppState>, _admin: Admin) -> Json<TransferBatchesView> {
+    let s = app.wallet.transfer_batch_stats();
+    Json(TransferBatchesView {
+        batches: s.batches,
+        commands: s.commands,
+        largest: s.largest,
+        unbatched: s.unbatched,
+        failed: s.failed,
+    })
+}

@@ -1,0 +1,268 @@
+//! Batched transfers: commands that share one transaction still succeed or fail on their own,
+//! keep their idempotency keys, and lose nothing across instances or a crash.
+
+use crate::helpers::{Backend, Resp, TestApp, TestDb, TestUser, join_all, run_with, spawn_serve_process, start};
+use minipay_server::Settings;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+/// A long batch window, so that requests sent together surely share a batch.
+fn long_batches(s: &mut Settings) {
+    s.transfer_batch_max = 256;
+    s.transfer_batch_wait_us = 300_000;
+}
+
+macro_rules! with_long_batches {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use crate::helpers::{Backend, run_with};
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                run_with(Backend::Sqlite, super::long_batches, super::$name).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                run_with(Backend::Postgres, super::long_batches, super::$name).await
+            }
+        }
+    )+};
+}
+
+with_long_batches!(
+    members_of_one_batch_succeed_or_fail_on_their_own,
+    duplicate_keys_inside_one_batch_make_one_transfer,
+);
+
+async fn batches(app: &TestApp) -> Value {
+    app.admin_get("/v1/admin/transfer-batches")
+        .await
+        .assert_status(200)
+        .clone()
+}
+
+fn send(
+    app: &TestApp,
+    from: &TestUser,
+    body: Value,
+    key: Option<String>,
+) -> impl Future<Output = Resp> + Send + 'static {
+    let (app, token) = (app.clone(), from.token.clone());
+    async move {
+        match key {
+            Some(k) => app.post_keyed("/v1/transfers", &token, &k, body).await,
+            None => app.post("/v1/transfers", &token, body).await,
+        }
+    }
+}
+
+/// One batch holds good transfers, an overdrawn sender with no bank account, a transfer to
+/// oneself, an unknown recipient and a sender who spends down to exactly zero: each gets
+/// its own answer, the failures change nothing, and the rest land.
+async fn members_of_one_batch_succeed_or_fail_on_their_own(app: TestApp) {
+    let receiver = app.user("Receiver").await;
+    let rich = app.funded_user("Rich", 50_000).await;
+    let exact = app.funded_user("Exact", 20_000).await;
+    let broke = app.user("Broke").await; // no money, no bank account
+    let to = |u: &TestUser, won: i64| json!({"to_user_id": u.id, "amount": won});
+    let before = batches(&app).await;
+    let answers = join_all(vec![
+        Box::pin(send(&app, &rich, to(&receiver, 10_000), None))
+            as std::pin::Pin<Box<dyn Future<Output = Resp> + Send>>,
+        Box::pin(send(&app, &broke, to(&receiver, 1_000), Some("broke-1".into()))),
+        Box::pin(send(&app, &exact, to(&receiver, 20_000), None)),
+        Box::pin(send(&app, &rich, to(&rich, 1_000), None)),
+        Box::pin(send(
+            &app,
+            &rich,
+            json!({"to_user_id": "00000000-0000-7000-8000-000000000000", "amount": 1_000}),
+            None,
+        )),
+        Box::pin(send(&app, &rich, to(&exact, 5_000), None)),
+    ])
+    .await;
+    answers[0].assert_status(201);
+    answers[1].assert_error(422, "insufficient_funds");
+    answers[2].assert_status(201);
+    answers[3].assert_error(400, "validation_failed");
+    answers[4].assert_error(404, "not_found");
+    answers[5].assert_status(201);
+
+    // They were answered by one batch, none of them alone.
+    let after = batches(&app).await;
+    let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert_eq!(delta("batches"), 1, "{after}");
+    assert_eq!(delta("commands"), 6, "{after}");
+    assert_eq!(delta("unbatched"), 0, "{after}");
+
+    assert_eq!(app.balance(&receiver).await, 30_000);
+    assert_eq!(app.balance(&rich).await, 35_000);
+    // Exact spent all 20,000 and received 5,000 in the same batch (in whichever order).
+    assert_eq!(app.balance(&exact).await, 5_000);
+    assert_eq!(app.balance(&broke).await, 0);
+    // The refusal is the key's answer from now on.
+    let again = app
+        .post_keyed("/v1/transfers", &broke.token, "broke-1", to(&receiver, 1_000))
+        .await;
+    again.assert_error(422, "insufficient_funds");
+    assert_eq!(again.body, answers[1].body);
+}
+
+/// The same key five times in one batch makes one transfer and five identical answers; the
+/// same key with a different body in one batch is refused for exactly one of the two.
+async fn duplicate_keys_inside_one_batch_make_one_transfer(app: TestApp) {
+    let receiver = app.user("Receiver").await;
+    let sender = app.funded_user("Sender", 100_000).await;
+    let body = json!({"to_user_id": receiver.id, "amount": 7_000});
+    let before = batches(&app).await;
+    let same = join_all((0..5).map(|_| send(&app, &sender, body.clone(), Some("dup-1".into())))).await;
+    let ids: HashSet<String> = same
+        .iter()
+        .map(|r| r.assert_status(201)["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "{same:?}");
+    assert_eq!(app.balance(&receiver).await, 7_000);
+    let after = batches(&app).await;
+    assert_eq!(
+        after["batches"].as_u64().unwrap() - before["batches"].as_u64().unwrap(),
+        1
+    );
+
+    let other = json!({"to_user_id": receiver.id, "amount": 8_000});
+    let mixed = join_all(vec![
+        send(&app, &sender, body.clone(), Some("dup-2".into())),
+        send(&app, &sender, other, Some("dup-2".into())),
+    ])
+    .await;
+    let mut statuses: Vec<u16> = mixed.iter().map(|r| r.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [201, 422], "{mixed:?}");
+    let refused = mixed.iter().find(|r| r.status == 422).unwrap();
+    refused.assert_error(422, "idempotency_key_reused");
+    let made = mixed.iter().find(|r| r.status == 201).unwrap().body["amount"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(app.balance(&receiver).await, 7_000 + made);
+    assert_eq!(app.balance(&sender).await, 100_000 - 7_000 - made);
+}
+
+/// Two instances on one PostgreSQL database, both batching, against one hot receiver and
+/// between the same pair in both directions: every transfer lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_batching_instances_share_one_database() {
+    let configure = |s: &mut Settings| {
+        s.transfer_batch_max = 64;
+        s.transfer_batch_wait_us = 20_000;
+    };
+    run_with(Backend::Postgres, configure, |app| async move {
+        let mut settings = crate::helpers::test_settings(app.db_url());
+        configure(&mut settings);
+        let second = start(app.backend, TestDb::borrow(app.db_url()), settings).await;
+        let receiver = app.user("Receiver").await;
+        let (a, b) = (app.funded_user("A", 100_000).await, app.funded_user("B", 100_000).await);
+        let senders = join_all((0..40).map(|i| {
+            let app = app.clone();
+            async move { app.funded_user(&format!("Sender{i}"), 10_000).await }
+        }))
+        .await;
+        let mut sends: Vec<_> = senders
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let via = if i % 2 == 0 { &app } else { &second };
+                send(via, s, json!({"to_user_id": receiver.id, "amount": 10_000}), None)
+            })
+            .collect();
+        for i in 0..40 {
+            let (via, from, to) = if i % 2 == 0 { (&app, &a, &b) } else { (&second, &b, &a) };
+            sends.push(send(via, from, json!({"to_user_id": to.id, "amount": 1_000}), None));
+        }
+        for r in join_all(sends).await {
+            r.assert_status(201);
+        }
+        assert_eq!(second.balance(&receiver).await, 400_000);
+        assert_eq!((app.balance(&a).await, app.balance(&b).await), (100_000, 100_000));
+        for instance in [&app, &second] {
+            let stats = batches(instance).await;
+            assert!(stats["largest"].as_u64().unwrap() > 1, "{stats}");
+            assert_eq!(stats["failed"], json!(0), "{stats}");
+        }
+        second.teardown().await;
+    })
+    .await;
+}
+
+/// The server is killed (SIGKILL) while transfers are in flight: after a restart on the same
+/// database every transfer that was answered 201 is there, and the ledger is whole.
+async fn a_crash_mid_batch_loses_nothing_acknowledged(backend: Backend) {
+    let Some(app) = spawn_serve_process(backend, &[("MINIPAY_TRANSFER_BATCH_WAIT_US", "2000")]).await else {
+        return;
+    };
+    let receiver = app.user("Receiver").await;
+    let senders = join_all((0..50).map(|i| {
+        let app = app.clone();
+        async move { app.funded_user(&format!("Sender{i}"), 100_000).await }
+    }))
+    .await;
+    let streams: Vec<_> = senders
+        .iter()
+        .map(|s| {
+            let (app, token, to) = (app.clone(), s.token.clone(), receiver.id.clone());
+            async move {
+                let mut acknowledged = Vec::new();
+                for _ in 0..100 {
+                    let sent = app
+                        .http
+                        .post(format!("{}/v1/transfers", app.base))
+                        .bearer_auth(&token)
+                        .json(&json!({"to_user_id": to, "amount": 1_000}))
+                        .send()
+                        .await;
+                    let Ok(res) = sent else { break }; // the server is gone
+                    if res.status() != 201 {
+                        break;
+                    }
+                    let Ok(body) = res.json::<Value>().await else { break };
+                    acknowledged.push(body["id"].as_str().unwrap().to_owned());
+                }
+                acknowledged
+            }
+        })
+        .collect();
+    let load = tokio::spawn(join_all(streams));
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    app.kill_process().await;
+    let acknowledged: Vec<String> = load.await.unwrap().into_iter().flatten().collect();
+    assert!(
+        !acknowledged.is_empty(),
+        "some transfers were answered before the crash"
+    );
+
+    let restarted = app.restart_process(&[]).await;
+    for id in &acknowledged {
+        restarted
+            .get(&format!("/v1/transfers/{id}"), &receiver.token)
+            .await
+            .assert_status(200);
+    }
+    let landed = restarted.balance(&receiver).await;
+    assert!(
+        landed >= 1_000 * acknowledged.len() as i64,
+        "{landed} < {}",
+        acknowledged.len()
+    );
+    restarted.assert_invariants().await;
+    restarted.teardown().await;
+    app.teardown().await;
+}
+
+mod a_crash_mid_batch_loses_nothing_acknowledged {
+    use crate::helpers::Backend;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::a_crash_mid_batch_loses_nothing_acknowledged(Backend::Sqlite).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::a_crash_mid_batch_loses_nothing_acknowledged(Backend::Postgres).await
+    }
+}

@@ -1,0 +1,368 @@
+//! Group commit for transfers: concurrent transfer commands share one ledger transaction.
+//!
+//! Each command still gets its own answer. In one transaction per batch the keys are claimed
+//! (in key order), both sides resolved, every account of the batch locked once (in the one
+//! lock order), then the commands are applied one after another to the locked balances in
+//! memory — every rule re-checked — and what they changed is written back with one statement
+//! per table. A command that fails (an overdrawn sender, a bad recipient) fails alone; one
+//! that needs an auto-charge (a bank call) leaves the batch and runs on its own. Nothing is
+//! answered before the batch commits; if the batch cannot commit for a reason that is not any
+//! one command's fault, its commands run one by one instead.
+
+use crate::Wallet;
+use crate::error::{ServiceError, ServiceResult};
+use crate::idempotency::{IdempotentRequest, Reply, claim};
+use crate::transfers::{PaymentPurpose, Sides, TransferRequest, announce, nothing_to_charge_from};
+use crate::views::TransferView;
+use minipay_core::charge::auto_charge_amount;
+use minipay_core::{TransferId, UserId};
+use minipay_store::{StoredResponse, Transfer};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+/// How transfers are grouped. `max_commands <= 1` turns batching off.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Most commands in one transaction.
+    pub max_commands: usize,
+    /// Longest a command waits for others to join its batch.
+    pub max_wait: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_commands: 128,
+            max_wait: Duration::from_micros(1_000),
+        }
+    }
+}
+
+impl BatchConfig {
+    pub fn enabled(&self) -> bool {
+        self.max_commands > 1
+    }
+}
+
+/// What this instance's batcher has done (for operators and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchStats {
+    /// Batches committed.
+    pub batches: u64,
+    /// Commands answered by a committed batch.
+    pub commands: u64,
+    /// The most commands one committed batch answered.
+    pub largest: u64,
+    /// Commands that left a batch to run on their own (auto-charge, or a batch that failed).
+    pub unbatched: u64,
+    /// Batches that failed as a whole and were run one by one.
+    pub failed: u64,
+}
+
+/// The transfer commands waiting for a batch, and the statistics.
+#[derive(Default)]
+pub(crate) struct TransferBatcher {
+    state: Mutex<Waiting>,
+    /// Wakes a waiting leader when its batch is full.
+    full: Notify,
+}
+
+#[derive(Default)]
+struct Waiting {
+    queue: Vec<Queued>,
+    /// Whether a leader task is waiting to take the queue.
+    led: bool,
+    stats: BatchStats,
+}
+
+struct Queued {
+    me: UserId,
+    req: TransferRequest,
+    idem: Option<IdempotentRequest>,
+    answer: oneshot::Sender<Batched>,
+}
+
+/// How a batch answered one command.
+#[allow(clippy::large_enum_variant)] // sent once per command, never stored
+enum Batched {
+    Done(ServiceResult<Reply<TransferView>>),
+    /// Not executed: run it on its own.
+    Alone,
+}
+
+/// Where one command stands while its batch is built.
+#[allow(clippy::large_enum_variant)] // one per command of a batch, for the batch's duration
+enum Slot {
+    /// Answered without writing anything of its own (a replay, a refused key, bad input).
+    Answered(ServiceResult<Reply<TransferView>>),
+    /// A refusal stored under the command's key (a money decision, replayed on retry).
+    Refused(ServiceError),
+    /// The same key as an earlier command of this batch, with the same request: it gets
+    /// that command's answer, replayed.
+    SameKeyAs(usize),
+    /// Both sides resolved; to be applied under the locks.
+    Ready(Sides),
+    /// Applied: the transfer is written with the batch.
+    Applied(Transfer),
+    /// Leaves the batch (its key released) and runs on its own.
+    Alone,
+}
+
+impl Wallet {
+    /// Queues a transfer for the next batch and waits for its answer. `None`: run it alone.
+    pub(crate) async fn transfer_in_batch(
+        self: &Arc<Self>,
+        me: UserId,
+        req: &TransferRequest,
+        idem: Option<&IdempotentRequest>,
+    ) -> Option<ServiceResult<Reply<TransferView>>> {
+        let (answer, answered) = oneshot::channel();
+        let lead = {
+            let mut waiting = self.batcher.state.lock().expect("batcher lock");
+            waiting.queue.push(Queued {
+                me,
+                req: req.clone(),
+                idem: idem.cloned(),
+                answer,
+            });
+            if waiting.queue.len() >= self.batching.max_commands {
+                self.batcher.full.notify_waiters();
+            }
+            !std::mem::replace(&mut waiting.led, true)
+        };
+        if lead {
+            // The batch is run by its own task, so that a caller who goes away (a dropped
+            // connection) never abandons the others' batch half-way.
+            let wallet = Arc::clone(self);
+            tokio::spawn(async move { wallet.lead_batch().await });
+        }
+        match answered.await {
+            Ok(Batched::Done(result)) => Some(result),
+            Ok(Batched::Alone) => None,
+            // The batch task died (a panic): whether it committed is unknown, so the command
+            // is not run again here; a retry with the same Idempotency-Key finds out.
+            Err(_) => Some(Err(ServiceError::Internal(anyhow::anyhow!(
+                "the transfer batch ended without answering"
+            )))),
+        }
+    }
+
+    /// Waits until the batch is full or the oldest command has waited long enough, then runs
+    /// what is queued (in batches of at most `max_commands`).
+    async fn lead_batch(self: Arc<Self>) {
+        let deadline = Instant::now() + self.batching.max_wait;
+        loop {
+            let full = self.batcher.full.notified();
+            tokio::pin!(full);
+            full.as_mut().enable();
+            if self.batcher.state.lock().expect("batcher lock").queue.len() >= self.batching.max_commands {
+                break;
+            }
+            tokio::select! {
+                _ = full => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let mut queued = {
+            let mut waiting = self.batcher.state.lock().expect("batcher lock");
+            waiting.led = false;
+            std::mem::take(&mut waiting.queue)
+        };
+        while !queued.is_empty() {
+            let rest = queued.split_off(queued.len().min(self.batching.max_commands));
+            self.run_batch(queued).await;
+            queued = rest;
+        }
+    }
+
+    async fn run_batch(&self, batch: Vec<Queued>) {
+        let size = batch.len();
+        let (answers, failed) = match self.try_batch(&batch).await {
+            Ok(answers) => (answers, false),
+            Err(e) => {
+                tracing::warn!(error = ?e, size, "a transfer batch failed as a whole; its transfers run one by one");
+                (batch.iter().map(|_| Batched::Alone).collect(), true)
+            }
+        };
+        {
+            let mut waiting = self.batcher.state.lock().expect("batcher lock");
+            let stats = &mut waiting.stats;
+            let alone = answers.iter().filter(|a| matches!(a, Batched::Alone)).count() as u64;
+            stats.unbatched += alone;
+            if failed {
+                stats.failed += 1;
+            } else {
+                stats.batches += 1;
+                stats.commands += size as u64 - alone;
+                stats.largest = stats.largest.max(size as u64 - alone);
+            }
+        }
+        metrics::histogram!("minipay_transfer_batch_size").record(size as f64);
+        for (queued, answer) in batch.into_iter().zip(answers) {
+            // The caller may have gone away; its transfer stands either way.
+            let _ = queued.answer.send(answer);
+        }
+    }
+
+    /// One transaction for the whole batch. `Err`: nothing was committed and no command has
+    /// an answer yet — except a failed commit, which is answered (outcome unknown) rather than
+    /// run again.
+    async fn try_batch(&self, batch: &[Queued]) -> ServiceResult<Vec<Batched>> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
+        slots.resize_with(batch.len(), || Slot::Alone);
+
+        // Keys first, in (user, key) order, so that two batches claiming the same keys wait
+        // for each other in one order and never deadlock.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by_key(|&i| batch[i].idem.as_ref().map(|k| (batch[i].me, k.key().to_owned())));
+        let mut first_with_key: HashMap<(UserId, &str), usize> = HashMap::new();
+        let mut claimed = vec![false; batch.len()];
+        for &i in &order {
+            let q = &batch[i];
+            if let Some(idem) = &q.idem {
+                if let Some(&first) = first_with_key.get(&(q.me, idem.key())) {
+                    slots[i] = if batch[first].idem.as_ref().is_some_and(|f| f.same_request(idem)) {
+                        Slot::SameKeyAs(first)
+                    } else {
+                        Slot::Answered(Err(ServiceError::IdempotencyKeyReused))
+                    };
+                    continue;
+                }
+                first_with_key.insert((q.me, idem.key()), i);
+            }
+            slots[i] = match claim(&mut tx, q.me, q.idem.as_ref(), now).await {
+                Ok(Some(stored)) => Slot::Answered(Ok(Reply::Replayed(stored))),
+                Ok(None) => {
+                    claimed[i] = q.idem.is_some();
+                    Slot::Alone // resolved below, in arrival order
+                }
+                Err(e @ ServiceError::Internal(_)) => return Err(e),
+                Err(e) => Slot::Answered(Err(e)),
+            };
+        }
+        for (i, q) in batch.iter().enumerate() {
+            if !matches!(slots[i], Slot::Alone) {
+                continue;
+            }
+            slots[i] = match self
+                .payment_sides(&mut tx, q.me, &q.req, PaymentPurpose::Transfer)
+                .await
+            {
+                Ok(sides) => Slot::Ready(sides),
+                Err(e @ ServiceError::Internal(_)) => return Err(e),
+                Err(e) if e.is_final() => Slot::Refused(e),
+                Err(e) => Slot::Answered(Err(e)),
+            };
+        }
+
+        // Every account of the batch, locked once; then the commands in arrival order.
+        let accounts = slots.iter().flat_map(|s| match s {
+            Slot::Ready(sides) => sides.accounts().to_vec(),
+            _ => Vec::new(),
+        });
+        let mut locked = tx.lock_accounts(accounts.collect::<Vec<_>>()).await?;
+        let mut journals = Vec::new();
+        for (i, q) in batch.iter().enumerate() {
+            let Slot::Ready(sides) = &slots[i] else { continue };
+            let available = locked
+                .get(sides.sender.main_account_id)
+                .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("sender account not locked")))?
+                .available();
+            if auto_charge_amount(available, q.req.amount).is_some() {
+                // Short. With a bank account, the auto-charge calls the bank, which is never
+                // done inside a transaction: the command runs on its own. Without one, it is
+                // refused here, alone.
+                slots[i] = match tx.charging_bank_account(q.me).await? {
+                    Some(_) => Slot::Alone,
+                    None => Slot::Refused(nothing_to_charge_from()),
+                };
+                continue;
+            }
+            let journal = self
+                .apply_payment(&mut locked, sides, &q.req)
+                .expect("available covers the amount");
+            let transfer = self.transfer_row(
+                sides,
+                &q.req,
+                PaymentPurpose::Transfer,
+                TransferId::new(),
+                journal.as_ref(),
+                None,
+            );
+            journals.extend(journal);
+            metrics::counter!("minipay_transfers_total", "mode" => sides.mode.as_str(), "auto_charged" => "no")
+                .increment(1);
+            slots[i] = Slot::Applied(transfer);
+        }
+
+        let transfers: Vec<&Transfer> = slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Applied(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        tx.write_postings(&locked, &journals).await?;
+        tx.insert_transfers(&transfers).await?;
+        let notes: Vec<_> = transfers.iter().flat_map(|t| announce(t)).collect();
+        tx.insert_notifications(&notes).await?;
+
+        // What each key answers from now on; keys of commands that did not finish are freed.
+        let mut stored: Vec<Option<StoredResponse>> = vec![None; batch.len()];
+        for (i, q) in batch.iter().enumerate() {
+            let Some(idem) = q.idem.as_ref().filter(|_| claimed[i]) else {
+                continue;
+            };
+            let response = match &slots[i] {
+                Slot::Applied(t) => StoredResponse {
+                    status: 201,
+                    body: serde_json::to_string(&TransferView::from(t)).expect("views serialise"),
+                },
+                Slot::Refused(e) => StoredResponse {
+                    status: e.code().status(),
+                    body: e.body().to_string(),
+                },
+                _ => {
+                    tx.release_idempotency_key(q.me, idem.key()).await?;
+                    continue;
+                }
+            };
+            tx.complete_idempotency_key(q.me, idem.key(), &response).await?;
+            stored[i] = Some(response);
+        }
+        if let Err(e) = tx.commit().await {
+            // It may have committed: answer every command with the failure rather than risk
+            // running one twice. A retry with the same Idempotency-Key finds out which it was.
+            tracing::error!(error = ?e, size = batch.len(), "a transfer batch's commit failed");
+            return Ok(batch
+                .iter()
+                .map(|_| Batched::Done(Err(ServiceError::Internal(anyhow::anyhow!("batch commit failed")))))
+                .collect());
+        }
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Answered(result) => Batched::Done(result),
+                Slot::Refused(e) => Batched::Done(Err(e)),
+                Slot::Applied(t) => Batched::Done(Ok(Reply::Fresh(TransferView::from(&t)))),
+                Slot::SameKeyAs(first) => match &stored[first] {
+                    Some(response) => Batched::Done(Ok(Reply::Replayed(response.clone()))),
+                    // The first one left the batch: this one runs alone too, and its key
+                    // decides between them.
+                    None => Batched::Alone,
+                },
+                Slot::Ready(_) | Slot::Alone => Batched::Alone,
+            })
+            .collect())
+    }
+
+    /// This instance's batching so far.
+    pub fn transfer_batch_stats(&self) -> BatchStats {
+        self.batcher.state.lock().expect("batcher lock").stats
+    }
+}
