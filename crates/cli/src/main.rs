@@ -46,6 +46,9 @@ enum Command {
         #[command(subcommand)]
         action: HistoryCommand,
     },
+    /// Drive a running server with virtual users (sign-ups first), print a table and write
+    /// an HTML and a JSON report; exits 1 when a threshold is missed.
+    Loadtest(minipay_loadtest::LoadTest),
     /// Benchmarks (they print a table and write a JSON result; they are not tests).
     Bench {
         #[command(subcommand)]
@@ -74,6 +77,9 @@ enum BenchCommand {
     History(bench::HistoryBench),
     /// The 04:00 interest run over many savings accounts, on a scratch PostgreSQL database.
     Interest(bench::InterestBench),
+    /// Transfers/s and latency: the classic pessimistic transfer in pgbench against minipay
+    /// end to end over HTTP (uniform pairs and a hot receiver), with the ledger checked after.
+    Transfers(bench::TransfersBench),
 }
 
 #[derive(Subcommand)]
@@ -288,11 +294,24 @@ async fn main() -> anyhow::Result<()> {
             println!("exported {n} entries of {month} to {}", out.display());
             Ok(())
         }
+        Command::Loadtest(test) => {
+            let report = minipay_loadtest::run(&test).await?;
+            print!("{}", report.table());
+            report.write(&test.report_dir)?;
+            println!("report: {}", test.report_dir.join("report.html").display());
+            if !report.passed() {
+                anyhow::bail!("the load test missed a threshold");
+            }
+            Ok(())
+        }
         Command::Bench {
             which: BenchCommand::History(b),
         } => b.run().await,
         Command::Bench {
             which: BenchCommand::Interest(b),
+        } => b.run().await,
+        Command::Bench {
+            which: BenchCommand::Transfers(b),
         } => b.run().await,
         Command::Sim {
             system: SimCommand::Bank { listen },

@@ -281,18 +281,32 @@ impl Session {
                 .bind(end)
                 .execute(&mut *c)
                 .await?;
+                // Two statements on purpose: the balances are read (through `account_openings`,
+                // which looks into carried_balances) before any row is added to that table. In one
+                // statement each account's lookup would also wade through the rows the same
+                // statement had just inserted (invisible to it, but still visited): quadratic.
                 let entries = partition("entries", month);
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "WITH moved AS (SELECT account_id, SUM(amount) AS total, COUNT(*) AS n FROM {entries} GROUP BY account_id),
-                          carried AS (INSERT INTO carried_balances (account_id, through, balance)
-                                      SELECT m.account_id, $1, o.opening_balance + m.total
-                                      FROM moved m JOIN account_openings o ON o.account_id = m.account_id
-                                      RETURNING 1)
-                     SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM moved"
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "CREATE TEMP TABLE retiring_balances ON COMMIT DROP AS
+                     SELECT m.account_id, o.opening_balance + m.total AS balance, m.n
+                     FROM (SELECT account_id, SUM(amount) AS total, COUNT(*) AS n FROM {entries} GROUP BY account_id) AS m
+                     JOIN account_openings o ON o.account_id = m.account_id"
                 )))
+                .persistent(false)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO carried_balances (account_id, through, balance)
+                     SELECT account_id, $1, balance FROM retiring_balances",
+                )
+                .persistent(false) // the temporary table is a new one each time
                 .bind(end)
-                .fetch_one(&mut *c)
-                .await?
+                .execute(&mut *c)
+                .await?;
+                sqlx::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM retiring_balances")
+                    .persistent(false)
+                    .fetch_one(&mut *c)
+                    .await?
             }
         };
         Ok(n as u64)

@@ -2,9 +2,11 @@
 
 mod history;
 mod interest;
+mod transfers;
 
 pub use history::HistoryBench;
 pub use interest::InterestBench;
+pub use transfers::TransfersBench;
 
 use anyhow::{Context, bail};
 use minipay_server::{ClockKind, Core, Settings};
