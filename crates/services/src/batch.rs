@@ -11,8 +11,10 @@
 
 use crate::Wallet;
 use crate::error::{ServiceError, ServiceResult};
-use crate::idempotency::{IdempotentRequest, Reply, claim};
-use crate::transfers::{PaymentPurpose, Sides, TransferRequest, announce, nothing_to_charge_from};
+use crate::idempotency::{IdempotentRequest, Reply, claim_all};
+use crate::transfers::{
+    KnownUsers, PaymentPurpose, Sides, TransferRecipient, TransferRequest, announce, nothing_to_charge_from,
+};
 use crate::views::TransferView;
 use minipay_core::charge::auto_charge_amount;
 use minipay_core::{TransferId, UserId};
@@ -216,41 +218,54 @@ impl Wallet {
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
         slots.resize_with(batch.len(), || Slot::Alone);
 
-        // Keys first, in (user, key) order, so that two batches claiming the same keys wait
-        // for each other in one order and never deadlock.
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by_key(|&i| batch[i].idem.as_ref().map(|k| (batch[i].me, k.key().to_owned())));
+        // Keys first, all at once (the store claims them in (user, key) order, so two batches
+        // claiming overlapping keys wait for each other rather than deadlock).
         let mut first_with_key: HashMap<(UserId, &str), usize> = HashMap::new();
-        let mut claimed = vec![false; batch.len()];
-        for &i in &order {
-            let q = &batch[i];
-            if let Some(idem) = &q.idem {
-                if let Some(&first) = first_with_key.get(&(q.me, idem.key())) {
+        let mut to_claim: Vec<(UserId, &IdempotentRequest)> = Vec::new();
+        let mut claimers: Vec<usize> = Vec::new();
+        for (i, q) in batch.iter().enumerate() {
+            let Some(idem) = &q.idem else { continue };
+            match first_with_key.get(&(q.me, idem.key())) {
+                Some(&first) => {
                     slots[i] = if batch[first].idem.as_ref().is_some_and(|f| f.same_request(idem)) {
                         Slot::SameKeyAs(first)
                     } else {
                         Slot::Answered(Err(ServiceError::IdempotencyKeyReused))
                     };
-                    continue;
                 }
-                first_with_key.insert((q.me, idem.key()), i);
+                None => {
+                    first_with_key.insert((q.me, idem.key()), i);
+                    to_claim.push((q.me, idem));
+                    claimers.push(i);
+                }
             }
-            slots[i] = match claim(&mut tx, q.me, q.idem.as_ref(), now).await {
-                Ok(Some(stored)) => Slot::Answered(Ok(Reply::Replayed(stored))),
-                Ok(None) => {
-                    claimed[i] = q.idem.is_some();
-                    Slot::Alone // resolved below, in arrival order
-                }
-                Err(e @ ServiceError::Internal(_)) => return Err(e),
-                Err(e) => Slot::Answered(Err(e)),
-            };
         }
+        let mut claimed = vec![false; batch.len()];
+        for (i, verdict) in claimers.into_iter().zip(claim_all(&mut tx, &to_claim, now).await?) {
+            match verdict {
+                Ok(None) => claimed[i] = true,
+                Ok(Some(stored)) => slots[i] = Slot::Answered(Ok(Reply::Replayed(stored))),
+                Err(e) => slots[i] = Slot::Answered(Err(e)),
+            }
+        }
+
+        // Both sides of every command still in, their users read with one query.
+        let mut ids: Vec<UserId> = Vec::new();
+        for (i, q) in batch.iter().enumerate() {
+            if matches!(slots[i], Slot::Alone) {
+                ids.push(q.me);
+                if let TransferRecipient::User(to) = q.req.recipient {
+                    ids.push(to);
+                }
+            }
+        }
+        let known: KnownUsers = tx.users_with_ids(&ids).await?.into_iter().map(|u| (u.id, u)).collect();
         for (i, q) in batch.iter().enumerate() {
             if !matches!(slots[i], Slot::Alone) {
                 continue;
             }
             slots[i] = match self
-                .payment_sides(&mut tx, q.me, &q.req, PaymentPurpose::Transfer)
+                .payment_sides(&mut tx, q.me, &q.req, PaymentPurpose::Transfer, &known)
                 .await
             {
                 Ok(sides) => Slot::Ready(sides),
@@ -318,23 +333,27 @@ impl Wallet {
             let Some(idem) = q.idem.as_ref().filter(|_| claimed[i]) else {
                 continue;
             };
-            let response = match &slots[i] {
-                Slot::Applied(t) => StoredResponse {
+            stored[i] = match &slots[i] {
+                Slot::Applied(t) => Some(StoredResponse {
                     status: 201,
                     body: serde_json::to_string(&TransferView::from(t)).expect("views serialise"),
-                },
-                Slot::Refused(e) => StoredResponse {
+                }),
+                Slot::Refused(e) => Some(StoredResponse {
                     status: e.code().status(),
                     body: e.body().to_string(),
-                },
+                }),
                 _ => {
                     tx.release_idempotency_key(q.me, idem.key()).await?;
-                    continue;
+                    None
                 }
             };
-            tx.complete_idempotency_key(q.me, idem.key(), &response).await?;
-            stored[i] = Some(response);
         }
+        let completed: Vec<_> = batch
+            .iter()
+            .zip(&stored)
+            .filter_map(|(q, s)| Some((q.me, q.idem.as_ref()?.key(), s.as_ref()?)))
+            .collect();
+        tx.complete_idempotency_keys(&completed).await?;
         if let Err(e) = tx.commit().await {
             // It may have committed: answer every command with the failure rather than risk
             // running one twice. A retry with the same Idempotency-Key finds out which it was.

@@ -64,18 +64,36 @@ pub(crate) async fn claim(
     now: Timestamp,
 ) -> ServiceResult<Option<StoredResponse>> {
     let Some(req) = req else { return Ok(None) };
-    let expires = now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS);
-    match tx
-        .claim_idempotency_key(user, req.key(), &req.fingerprint, now, expires)
+    claim_all(tx, &[(user, req)], now)
         .await?
-    {
-        Claim::Claimed => Ok(None),
-        Claim::Replay(stored) => Ok(Some(stored)),
-        Claim::Mismatch => Err(ServiceError::IdempotencyKeyReused),
-        Claim::InProgress => Err(ServiceError::Conflict(
-            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
-        )),
-    }
+        .pop()
+        .expect("one verdict per key")
+}
+
+/// [`claim`] for several requests with different keys at once (a batch): each request's
+/// verdict, in input order. `Err` only when the claiming itself failed.
+pub(crate) async fn claim_all(
+    tx: &mut Session,
+    requests: &[(UserId, &IdempotentRequest)],
+    now: Timestamp,
+) -> ServiceResult<Vec<ServiceResult<Option<StoredResponse>>>> {
+    let expires = now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS);
+    let keys: Vec<_> = requests
+        .iter()
+        .map(|(user, req)| (*user, req.key(), req.fingerprint.as_slice()))
+        .collect();
+    let claims = tx.claim_idempotency_keys(&keys, now, expires).await?;
+    Ok(claims
+        .into_iter()
+        .map(|claim| match claim {
+            Claim::Claimed => Ok(None),
+            Claim::Replay(stored) => Ok(Some(stored)),
+            Claim::Mismatch => Err(ServiceError::IdempotencyKeyReused),
+            Claim::InProgress => Err(ServiceError::Conflict(
+                "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+            )),
+        })
+        .collect())
 }
 
 /// Ends a money transaction: stores the reply under the key (if any) and commits, or rolls

@@ -190,7 +190,7 @@ impl Wallet {
         if let Some(stored) = claim(&mut tx, me, idem, self.clock.now()).await? {
             return Ok(Attempt::Done(Reply::Replayed(stored)));
         }
-        let sides = match self.payment_sides(&mut tx, me, req, purpose).await {
+        let sides = match self.payment_sides(&mut tx, me, req, purpose, &KnownUsers::new()).await {
             Ok(sides) => sides,
             Err(e) => return reply(conclude(tx, me, idem, status, Err(e)).await),
         };
@@ -296,20 +296,21 @@ impl Wallet {
         }
     }
 
-    /// Resolves and checks both sides of a payment (read in the transaction).
+    /// Resolves and checks both sides of a payment (read in the transaction). Users already
+    /// read in this transaction are taken from `known`.
     pub(crate) async fn payment_sides(
         &self,
         tx: &mut Session,
         me: UserId,
         req: &TransferRequest,
         purpose: PaymentPurpose,
+        known: &KnownUsers,
     ) -> ServiceResult<Sides> {
-        let sender = tx
-            .user(me)
+        let sender = known_user(tx, known, me)
             .await?
             .ok_or(ServiceError::Unauthorized("the user no longer exists"))?;
         let receiver = match req.recipient {
-            TransferRecipient::User(id) => tx.user(id).await?.ok_or(ServiceError::NotFound("user"))?,
+            TransferRecipient::User(id) => known_user(tx, known, id).await?.ok_or(ServiceError::NotFound("user"))?,
             TransferRecipient::Account(id) => {
                 let account = tx.account(id).await?.ok_or(ServiceError::NotFound("account"))?;
                 let owner = match (account.kind, account.owner) {
@@ -510,6 +511,17 @@ pub(crate) fn nothing_to_charge_from() -> ServiceError {
     ServiceError::InsufficientFunds(
         "not enough available money, and no registered bank account to charge the shortfall from".into(),
     )
+}
+
+/// Users read once for a batch of payments, by id.
+pub(crate) type KnownUsers = std::collections::HashMap<UserId, User>;
+
+/// The user with `id`: from `known` if there, else read in `tx`.
+async fn known_user(tx: &mut Session, known: &KnownUsers, id: UserId) -> ServiceResult<Option<User>> {
+    match known.get(&id) {
+        Some(user) => Ok(Some(user.clone())),
+        None => Ok(tx.user(id).await?),
+    }
 }
 
 /// A user's main account as a party to a payment, under their current name.

@@ -1,10 +1,22 @@
 //! Idempotency-Key records: claim a key, store the response to replay, release it.
 
 use crate::Result;
-use crate::session::Session;
+use crate::session::{Db, Session};
 use crate::types::DbTime;
 use jiff::Timestamp;
 use minipay_core::{ChargeId, UserId};
+use uuid::Uuid;
+
+/// What a claim does when the key exists: take it over only if its record has expired.
+macro_rules! claim_conflict {
+    () => {
+        "ON CONFLICT (user_id, key) DO UPDATE
+            SET request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL,
+                response_body = NULL, charge_id = NULL, created_at = excluded.created_at,
+                expires_at = excluded.expires_at
+          WHERE idempotency_keys.expires_at <= excluded.created_at AND idempotency_keys.state = 'completed'"
+    };
+}
 
 /// A response stored under an idempotency key, replayed byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,64 +69,152 @@ impl Session {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Claim> {
+        let mut claims = self
+            .claim_idempotency_keys(&[(user, key, hash)], now, expires_at)
+            .await?;
+        Ok(claims.pop().expect("one claim per key"))
+    }
+
+    /// [`Self::claim_idempotency_key`] for several different keys at once, claimed in
+    /// `(user, key)` order (so that two transactions claiming overlapping keys wait for each
+    /// other instead of deadlocking); one statement on PostgreSQL. Answers in input order.
+    pub async fn claim_idempotency_keys(
+        &mut self,
+        keys: &[(UserId, &str, &[u8])],
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<Vec<Claim>> {
         self.assert_writable();
-        let claimed = on_db!(self, c => sqlx::query(
-            "INSERT INTO idempotency_keys (user_id, key, request_hash, state, created_at, expires_at)
-             VALUES ($1, $2, $3, 'in_progress', $4, $5)
-             ON CONFLICT (user_id, key) DO UPDATE
-                SET request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL,
-                    response_body = NULL, charge_id = NULL, created_at = excluded.created_at,
-                    expires_at = excluded.expires_at
-              WHERE idempotency_keys.expires_at <= excluded.created_at AND idempotency_keys.state = 'completed'",
-        )
-        .bind(user.as_uuid())
-        .bind(key)
-        .bind(hash)
-        .bind(DbTime(now))
-        .bind(DbTime(expires_at))
-        .execute(c)
-        .await.map(|r| r.rows_affected()))?
-            == 1;
-        if claimed {
-            return Ok(Claim::Claimed);
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        let row: Option<KeyRow> = on_db!(self, c => sqlx::query_as(
-            "SELECT request_hash, state, response_status, response_body FROM idempotency_keys
-             WHERE user_id = $1 AND key = $2",
-        )
-        .bind(user.as_uuid())
-        .bind(key)
-        .fetch_optional(c)
-        .await)?;
-        Ok(match row {
-            // Released between our insert and this read: the other request gave up; the
-            // client may simply retry.
-            None => Claim::InProgress,
-            Some(r) if r.request_hash != hash => Claim::Mismatch,
-            Some(r) if r.state == "completed" => Claim::Replay(StoredResponse {
-                status: r.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
-                body: r.response_body.unwrap_or_default(),
-            }),
-            Some(_) => Claim::InProgress,
-        })
+        let claimed: std::collections::HashSet<(Uuid, String)> = match self.db() {
+            Db::Pg(c) => {
+                let rows: Vec<(Uuid, String)> = sqlx::query_as(concat!(
+                    "INSERT INTO idempotency_keys (user_id, key, request_hash, state, created_at, expires_at)
+                     SELECT u, k, h, 'in_progress', $4, $5 FROM UNNEST($1::uuid[], $2::text[], $3::bytea[]) AS t(u, k, h)
+                     ORDER BY u, k ",
+                    claim_conflict!(),
+                    " RETURNING user_id, key"
+                ))
+                .bind(keys.iter().map(|k| k.0.as_uuid()).collect::<Vec<_>>())
+                .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+                .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+                .bind(DbTime(now))
+                .bind(DbTime(expires_at))
+                .fetch_all(&mut *c)
+                .await?;
+                rows.into_iter().collect()
+            }
+            Db::Sqlite(c) => {
+                let mut sorted: Vec<_> = keys.iter().collect();
+                sorted.sort_by_key(|k| (k.0, k.1));
+                let mut claimed = std::collections::HashSet::new();
+                for (user, key, hash) in sorted {
+                    let n = sqlx::query(concat!(
+                        "INSERT INTO idempotency_keys (user_id, key, request_hash, state, created_at, expires_at)
+                         VALUES ($1, $2, $3, 'in_progress', $4, $5) ",
+                        claim_conflict!()
+                    ))
+                    .bind(user.as_uuid())
+                    .bind(*key)
+                    .bind(*hash)
+                    .bind(DbTime(now))
+                    .bind(DbTime(expires_at))
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                    if n == 1 {
+                        claimed.insert((user.as_uuid(), (*key).to_owned()));
+                    }
+                }
+                claimed
+            }
+        };
+        let mut claims = Vec::with_capacity(keys.len());
+        for &(user, key, hash) in keys {
+            if claimed.contains(&(user.as_uuid(), key.to_owned())) {
+                claims.push(Claim::Claimed);
+                continue;
+            }
+            let row: Option<KeyRow> = on_db!(self, c => sqlx::query_as(
+                "SELECT request_hash, state, response_status, response_body FROM idempotency_keys
+                 WHERE user_id = $1 AND key = $2",
+            )
+            .bind(user.as_uuid())
+            .bind(key)
+            .fetch_optional(c)
+            .await)?;
+            claims.push(match row {
+                // Released between our insert and this read: the other request gave up; the
+                // client may simply retry.
+                None => Claim::InProgress,
+                Some(r) if r.request_hash != hash => Claim::Mismatch,
+                Some(r) if r.state == "completed" => Claim::Replay(StoredResponse {
+                    status: r.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
+                    body: r.response_body.unwrap_or_default(),
+                }),
+                Some(_) => Claim::InProgress,
+            });
+        }
+        Ok(claims)
     }
 
     /// Stores the final response for a claimed key.
     /// Fails if this request no longer holds the key (someone else completed or released it):
     /// the caller must then roll back rather than commit money under a key it does not own.
     pub async fn complete_idempotency_key(&mut self, user: UserId, key: &str, response: &StoredResponse) -> Result<()> {
+        self.complete_idempotency_keys(&[(user, key, response)]).await
+    }
+
+    /// [`Self::complete_idempotency_key`] for several keys; one statement on PostgreSQL.
+    pub async fn complete_idempotency_keys(&mut self, keys: &[(UserId, &str, &StoredResponse)]) -> Result<()> {
         self.assert_writable();
-        let n = on_db!(self, c => sqlx::query(
-            "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4, charge_id = NULL
-             WHERE user_id = $1 AND key = $2 AND state = 'in_progress'",
-        )
-        .bind(user.as_uuid())
-        .bind(key)
-        .bind(i32::from(response.status))
-        .bind(&response.body)
-        .execute(c)
-        .await.map(|r| r.rows_affected()))?;
-        expect_one_key(n, key)
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let updated = match self.db() {
+            Db::Pg(c) => sqlx::query(
+                "UPDATE idempotency_keys AS i
+                    SET state = 'completed', response_status = v.status, response_body = v.body, charge_id = NULL
+                   FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[]) AS v(user_id, key, status, body)
+                  WHERE i.user_id = v.user_id AND i.key = v.key AND i.state = 'in_progress'",
+            )
+            .bind(keys.iter().map(|k| k.0.as_uuid()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| i32::from(k.2.status)).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.2.body.as_str()).collect::<Vec<_>>())
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+            Db::Sqlite(c) => {
+                let mut n = 0;
+                for (user, key, response) in keys {
+                    n += sqlx::query(
+                        "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4,
+                                charge_id = NULL
+                         WHERE user_id = $1 AND key = $2 AND state = 'in_progress'",
+                    )
+                    .bind(user.as_uuid())
+                    .bind(*key)
+                    .bind(i32::from(response.status))
+                    .bind(&response.body)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                }
+                n
+            }
+        };
+        if updated == keys.len() as u64 {
+            Ok(())
+        } else {
+            Err(crate::StoreError::Corrupt(format!(
+                "{} of {} idempotency keys are no longer held by their requests",
+                keys.len() as u64 - updated,
+                keys.len()
+            )))
+        }
     }
 
     /// Notes that the request holding `key` is waiting on a bank pull, so that whoever
