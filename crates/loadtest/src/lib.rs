@@ -27,8 +27,9 @@ pub struct LoadTest {
     /// Users set up (signed up, bank account registered, charged) before the run.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(2..=100_000))]
     pub accounts: u32,
-    /// Won each account is charged with before the run (at most the 3,000,000 daily limit).
-    #[arg(long, default_value_t = 3_000_000, value_parser = clap::value_parser!(i64).range(1..=3_000_000))]
+    /// Won each account is charged with before the run (at most the 3,000,000 daily limit;
+    /// what is left of the limit is for the mix scenario's charges).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(1..=3_000_000))]
     pub funds: i64,
     /// Won per transfer.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]

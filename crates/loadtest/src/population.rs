@@ -77,8 +77,9 @@ async fn sign_up(
         .as_str()
         .context("access_token")?
         .to_owned();
-    // Twelve digits ending in 1: the simulator's "always succeeds" account.
-    let number = format!("{:011}1", i);
+    // Fourteen digits ending in 1 (the simulator's "always succeeds" account), unique per run.
+    let run_prefix = u64::from_str_radix(&run[run.len() - 8..], 16).unwrap_or(0) % 1_000_000;
+    let number = format!("{run_prefix:06}{i:07}1");
     call(
         client,
         target,

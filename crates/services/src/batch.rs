@@ -65,12 +65,28 @@ pub struct BatchStats {
 }
 
 /// The transfer commands waiting for a batch, and the statistics.
-#[derive(Default)]
 pub(crate) struct TransferBatcher {
     state: Mutex<Waiting>,
     /// Wakes a waiting leader when its batch is full.
     full: Notify,
+    /// A permit is held while a batch runs.
+    running: tokio::sync::Semaphore,
 }
+
+impl Default for TransferBatcher {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            full: Notify::new(),
+            running: tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT),
+        }
+    }
+}
+
+/// Batches one instance runs at once. One: measured against two (one preparing while the other
+/// commits), one batch at a time gave more transfers/s on both the uniform and the hot-receiver
+/// load — two batches mostly wait for each other's row locks and each is half the size.
+const BATCHES_IN_FLIGHT: usize = 1;
 
 #[derive(Default)]
 struct Waiting {
@@ -152,8 +168,9 @@ impl Wallet {
         }
     }
 
-    /// Waits until the batch is full or the oldest command has waited long enough, then runs
-    /// what is queued (in batches of at most `max_commands`).
+    /// Waits until the batch is full or the oldest command has waited long enough, then — once
+    /// the instance's previous batch is done — runs what is queued (in batches of at most
+    /// `max_commands`).
     async fn lead_batch(self: Arc<Self>) {
         let deadline = Instant::now() + self.batching.max_wait;
         loop {
@@ -168,6 +185,14 @@ impl Wallet {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        // At most BATCHES_IN_FLIGHT per instance: what arrives meanwhile waits for the next
+        // batch, so batches grow with the load instead of competing for the same rows.
+        let _running = self
+            .batcher
+            .running
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let mut queued = {
             let mut waiting = self.batcher.state.lock().expect("batcher lock");
             waiting.led = false;
@@ -182,6 +207,7 @@ impl Wallet {
 
     async fn run_batch(&self, batch: Vec<Queued>) {
         let size = batch.len();
+        let started = std::time::Instant::now();
         let (answers, failed) = match self.try_batch(&batch).await {
             Ok(answers) => (answers, false),
             Err(e) => {
@@ -203,6 +229,7 @@ impl Wallet {
             }
         }
         metrics::histogram!("minipay_transfer_batch_size").record(size as f64);
+        metrics::histogram!("minipay_transfer_batch_seconds").record(started.elapsed().as_secs_f64());
         for (queued, answer) in batch.into_iter().zip(answers) {
             // The caller may have gone away; its transfer stands either way.
             let _ = queued.answer.send(answer);

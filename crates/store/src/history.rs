@@ -303,6 +303,10 @@ impl Session {
                 .bind(end)
                 .execute(&mut *c)
                 .await?;
+                // The table just grew by an account per affected account: fresh statistics keep
+                // `account_openings` lookups on its index (without them the planner may take the
+                // table for empty and scan it once per account).
+                sqlx::query("ANALYZE carried_balances").execute(&mut *c).await?;
                 sqlx::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM retiring_balances")
                     .persistent(false)
                     .fetch_one(&mut *c)

@@ -12,6 +12,7 @@ mod binary;
 mod charges;
 mod concurrency;
 mod history;
+mod loadtest;
 mod operations;
 mod pending;
 mod savings;
