@@ -220,7 +220,10 @@ impl Session {
                      FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[],
                                  $7::int8[], $8::date[])
                           AS v(id, old_posted, old_pending, posted, pending_out, last_entry_at, carry, paid_through)
-                     WHERE a.id = v.id AND a.posted = v.old_posted AND a.pending_out = v.old_pending",
+                     WHERE a.id = v.id AND a.posted = v.old_posted AND a.pending_out = v.old_pending
+                       -- Lets the planner find the rows by primary key: joined on v alone it may
+                       -- scan the table, which grows with every version a hot account leaves.
+                       AND a.id = ANY($1::uuid[])",
                 )
                 .bind(&r.ids)
                 .bind(&r.old_posted)
