@@ -132,14 +132,14 @@ impl VirtualUser {
                         self.transfer(rec, a, b, false).await;
                     }
                     5 | 6 => self.history(rec, a).await,
-                    7 => self.charge(rec, a).await,
+                    7 => self.small_move(rec, Action::Charge, a).await,
                     8 => {
                         let sent = self.transfer(rec, a, b, true).await;
                         if let Some(id) = sent {
                             self.accept(rec, b, &id).await;
                         }
                     }
-                    _ => self.deposit(rec, a).await,
+                    _ => self.small_move(rec, Action::Deposit, a).await,
                 }
             }
         }
@@ -186,20 +186,16 @@ impl VirtualUser {
         .await;
     }
 
-    async fn charge(&mut self, rec: &mut Recorder, a: usize) {
+    /// 100 won into `a`'s main account from the bank (`Charge`; small, so that the daily limit
+    /// lasts the whole run), or from main into savings (`Deposit`).
+    async fn small_move(&mut self, rec: &mut Recorder, action: Action, a: usize) {
         let account = &self.accounts[a];
-        let path = format!("/v1/accounts/{}/charges", account.main_account_id);
+        let path = match action {
+            Action::Charge => format!("/v1/accounts/{}/charges", account.main_account_id),
+            _ => format!("/v1/accounts/{}/deposits", account.savings_account_id),
+        };
         let token = account.token.clone();
-        // Small charges, so that the daily limit lasts the whole run.
-        self.post(rec, Action::Charge, path, &token, json!({"amount": 100}), false)
-            .await;
-    }
-
-    async fn deposit(&mut self, rec: &mut Recorder, a: usize) {
-        let account = &self.accounts[a];
-        let path = format!("/v1/accounts/{}/deposits", account.savings_account_id);
-        let token = account.token.clone();
-        self.post(rec, Action::Deposit, path, &token, json!({"amount": 100}), false)
+        self.post(rec, action, path, &token, json!({"amount": 100}), false)
             .await;
     }
 
