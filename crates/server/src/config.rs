@@ -51,7 +51,7 @@ pub struct Settings {
     pub history_archive_dir: Option<std::path::PathBuf>,
     /// Entries retired per transaction on SQLite (PostgreSQL drops a month whole).
     pub history_retire_slice_max: u32,
-    /// Most transfers grouped into one database transaction; 1 turns batching off.
+    /// Most transfers and charge postings grouped into one database transaction; 1 turns batching off.
     pub transfer_batch_max: u32,
     /// Longest a transfer waits for others to join its batch, in microseconds.
     pub transfer_batch_wait_us: u64,

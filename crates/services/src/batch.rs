@@ -1,13 +1,15 @@
-//! Group commit for transfers: concurrent transfer commands share one ledger transaction.
+//! Group commit for the ledger: concurrent transfers and charge postings share one transaction.
 //!
-//! Each command still gets its own answer. In one transaction per batch the keys are claimed
-//! (in key order), both sides resolved, every account of the batch locked once (in the one
-//! lock order), then the commands are applied one after another to the locked balances in
-//! memory — every rule re-checked — and what they changed is written back with one statement
-//! per table. A command that fails (an overdrawn sender, a bad recipient) fails alone; one
-//! that needs an auto-charge (a bank call) leaves the batch and runs on its own. Nothing is
-//! answered before the batch commits; if the batch cannot commit for a reason that is not any
-//! one command's fault, its commands run one by one instead.
+//! Two kinds of command join a batch: a transfer, and the posting of a charge whose money the
+//! bank has confirmed taken (the bank call itself is never made here). Each command still gets
+//! its own answer. In one transaction per batch the transfers' keys are claimed (in key order),
+//! both sides resolved, every account of the batch locked once (in the one lock order), then
+//! the commands are applied one after another to the locked balances in memory — every rule
+//! re-checked — and what they changed is written back with one statement per table. A command
+//! that fails (an overdrawn sender, a bad recipient) fails alone; a transfer that needs an
+//! auto-charge (a bank call), or a charge someone else resolved first, leaves the batch and
+//! runs on its own. Nothing is answered before the batch commits; if the batch cannot commit
+//! for a reason that is not any one command's fault, its commands run one by one instead.
 
 use crate::Wallet;
 use crate::error::{ServiceError, ServiceResult};
@@ -15,10 +17,11 @@ use crate::idempotency::{IdempotentRequest, Reply, claim_all};
 use crate::transfers::{
     KnownUsers, PaymentPurpose, Sides, TransferRecipient, TransferRequest, announce, nothing_to_charge_from,
 };
-use crate::views::TransferView;
+use crate::views::{ChargeView, TransferView};
 use minipay_core::charge::auto_charge_amount;
+use minipay_core::ledger::{LockedAccounts, PostedJournal};
 use minipay_core::{TransferId, UserId};
-use minipay_store::{StoredResponse, Transfer};
+use minipay_store::{Charge, Session, StoredResponse, Transfer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,6 +59,8 @@ pub struct BatchStats {
     pub batches: u64,
     /// Commands answered by a committed batch.
     pub commands: u64,
+    /// Of those, charge postings.
+    pub charges: u64,
     /// The most commands one committed batch answered.
     pub largest: u64,
     /// Commands that left a batch to run on their own (auto-charge, or a batch that failed).
@@ -64,7 +69,7 @@ pub struct BatchStats {
     pub failed: u64,
 }
 
-/// The transfer commands waiting for a batch, and the statistics.
+/// The commands waiting for a batch, and the statistics.
 pub(crate) struct TransferBatcher {
     state: Mutex<Waiting>,
     /// Wakes a waiting leader when its batch is full.
@@ -98,15 +103,40 @@ struct Waiting {
 
 struct Queued {
     me: UserId,
-    req: TransferRequest,
+    command: Command,
+    /// The request's key. A transfer's is claimed by its batch; a charge's was claimed when
+    /// its intent was recorded and is still held.
     idem: Option<IdempotentRequest>,
     answer: oneshot::Sender<Batched>,
+}
+
+#[allow(clippy::large_enum_variant)] // one per queued command
+enum Command {
+    Transfer(TransferRequest),
+    /// Post a charge the bank confirmed taken into the owner's main account.
+    PostCharge {
+        charge: Charge,
+        bank_label: String,
+    },
+}
+
+impl Command {
+    fn is_transfer(&self) -> bool {
+        matches!(self, Self::Transfer(_))
+    }
+}
+
+/// What a command of a batch did.
+#[allow(clippy::large_enum_variant)] // sent once per command, never stored
+pub(crate) enum Posted {
+    Transfer(TransferView),
+    Charge(ChargeView),
 }
 
 /// How a batch answered one command.
 #[allow(clippy::large_enum_variant)] // sent once per command, never stored
 enum Batched {
-    Done(ServiceResult<Reply<TransferView>>),
+    Done(ServiceResult<Reply<Posted>>),
     /// Not executed: run it on its own.
     Alone,
 }
@@ -123,8 +153,12 @@ enum Slot {
     SameKeyAs(usize),
     /// Both sides resolved; to be applied under the locks.
     Ready(Sides),
+    /// A charge to post under the locks.
+    Landed,
     /// Applied: the transfer is written with the batch.
     Applied(Transfer),
+    /// Posted: the charge is written with the batch.
+    Charged(ChargeView),
     /// Leaves the batch (its key released) and runs on its own.
     Alone,
 }
@@ -137,12 +171,48 @@ impl Wallet {
         req: &TransferRequest,
         idem: Option<&IdempotentRequest>,
     ) -> Option<ServiceResult<Reply<TransferView>>> {
+        let answer = self.in_batch(me, Command::Transfer(req.clone()), idem).await?;
+        Some(answer.map(|reply| {
+            reply.map(|posted| match posted {
+                Posted::Transfer(view) => view,
+                Posted::Charge(_) => unreachable!("a transfer is answered with a transfer"),
+            })
+        }))
+    }
+
+    /// Queues the posting of a charge the bank confirmed taken (its intent committed, its key
+    /// held) and waits for its answer. `None`: post it alone.
+    pub(crate) async fn post_charge_in_batch(
+        self: &Arc<Self>,
+        charge: &Charge,
+        bank_label: String,
+        idem: Option<&IdempotentRequest>,
+    ) -> Option<ServiceResult<Reply<ChargeView>>> {
+        let command = Command::PostCharge {
+            charge: charge.clone(),
+            bank_label,
+        };
+        let answer = self.in_batch(charge.user_id, command, idem).await?;
+        Some(answer.map(|reply| {
+            reply.map(|posted| match posted {
+                Posted::Charge(view) => view,
+                Posted::Transfer(_) => unreachable!("a charge is answered with a charge"),
+            })
+        }))
+    }
+
+    async fn in_batch(
+        self: &Arc<Self>,
+        me: UserId,
+        command: Command,
+        idem: Option<&IdempotentRequest>,
+    ) -> Option<ServiceResult<Reply<Posted>>> {
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut waiting = self.batcher.state.lock().expect("batcher lock");
             waiting.queue.push(Queued {
                 me,
-                req: req.clone(),
+                command,
                 idem: idem.cloned(),
                 answer,
             });
@@ -161,9 +231,10 @@ impl Wallet {
             Ok(Batched::Done(result)) => Some(result),
             Ok(Batched::Alone) => None,
             // The batch task died (a panic): whether it committed is unknown, so the command
-            // is not run again here; a retry with the same Idempotency-Key finds out.
+            // is not run again here; a retry with the same Idempotency-Key finds out (and an
+            // open charge is settled by the recovery step).
             Err(_) => Some(Err(ServiceError::Internal(anyhow::anyhow!(
-                "the transfer batch ended without answering"
+                "the ledger batch ended without answering"
             )))),
         }
     }
@@ -211,7 +282,7 @@ impl Wallet {
         let (answers, failed) = match self.try_batch(&batch).await {
             Ok(answers) => (answers, false),
             Err(e) => {
-                tracing::warn!(error = ?e, size, "a transfer batch failed as a whole; its transfers run one by one");
+                tracing::warn!(error = ?e, size, "a ledger batch failed as a whole; its commands run one by one");
                 (batch.iter().map(|_| Batched::Alone).collect(), true)
             }
         };
@@ -223,7 +294,13 @@ impl Wallet {
             if failed {
                 stats.failed += 1;
             } else {
+                let charges = batch
+                    .iter()
+                    .zip(&answers)
+                    .filter(|(q, a)| !q.command.is_transfer() && matches!(a, Batched::Done(Ok(_))))
+                    .count();
                 stats.batches += 1;
+                stats.charges += charges as u64;
                 stats.commands += size as u64 - alone;
                 stats.largest = stats.largest.max(size as u64 - alone);
             }
@@ -242,16 +319,24 @@ impl Wallet {
     async fn try_batch(&self, batch: &[Queued]) -> ServiceResult<Vec<Batched>> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
-        slots.resize_with(batch.len(), || Slot::Alone);
+        let mut slots: Vec<Slot> = batch
+            .iter()
+            .map(|q| match q.command {
+                Command::Transfer(_) => Slot::Alone,
+                Command::PostCharge { .. } => Slot::Landed,
+            })
+            .collect();
 
-        // Keys first, all at once (the store claims them in (user, key) order, so two batches
-        // claiming overlapping keys wait for each other rather than deadlock).
+        // Transfers' keys first, all at once (the store claims them in (user, key) order, so
+        // two batches claiming overlapping keys wait for each other rather than deadlock). A
+        // charge's key is already held by its request: a transfer reusing it finds it busy.
         let mut first_with_key: HashMap<(UserId, &str), usize> = HashMap::new();
         let mut to_claim: Vec<(UserId, &IdempotentRequest)> = Vec::new();
         let mut claimers: Vec<usize> = Vec::new();
         for (i, q) in batch.iter().enumerate() {
-            let Some(idem) = &q.idem else { continue };
+            let Some(idem) = q.idem.as_ref().filter(|_| q.command.is_transfer()) else {
+                continue;
+            };
             match first_with_key.get(&(q.me, idem.key())) {
                 Some(&first) => {
                     slots[i] = if batch[first].idem.as_ref().is_some_and(|f| f.same_request(idem)) {
@@ -267,7 +352,7 @@ impl Wallet {
                 }
             }
         }
-        let mut claimed = vec![false; batch.len()];
+        let mut claimed: Vec<bool> = batch.iter().map(|q| !q.command.is_transfer()).collect();
         for (i, verdict) in claimers.into_iter().zip(claim_all(&mut tx, &to_claim, now).await?) {
             match verdict {
                 Ok(None) => claimed[i] = true,
@@ -279,20 +364,24 @@ impl Wallet {
         // Both sides of every command still in, their users read with one query.
         let mut ids: Vec<UserId> = Vec::new();
         for (i, q) in batch.iter().enumerate() {
-            if matches!(slots[i], Slot::Alone) {
+            if matches!(slots[i], Slot::Alone | Slot::Landed) {
                 ids.push(q.me);
-                if let TransferRecipient::User(to) = q.req.recipient {
+                if let Command::Transfer(TransferRequest {
+                    recipient: TransferRecipient::User(to),
+                    ..
+                }) = q.command
+                {
                     ids.push(to);
                 }
             }
         }
         let known: KnownUsers = tx.users_with_ids(&ids).await?.into_iter().map(|u| (u.id, u)).collect();
         for (i, q) in batch.iter().enumerate() {
-            if !matches!(slots[i], Slot::Alone) {
+            let (Slot::Alone, Command::Transfer(req)) = (&slots[i], &q.command) else {
                 continue;
-            }
+            };
             slots[i] = match self
-                .payment_sides(&mut tx, q.me, &q.req, PaymentPurpose::Transfer, &known)
+                .payment_sides(&mut tx, q.me, req, PaymentPurpose::Transfer, &known)
                 .await
             {
                 Ok(sides) => Slot::Ready(sides),
@@ -303,43 +392,38 @@ impl Wallet {
         }
 
         // Every account of the batch, locked once; then the commands in arrival order.
-        let accounts = slots.iter().flat_map(|s| match s {
-            Slot::Ready(sides) => sides.accounts().to_vec(),
+        let accounts = batch.iter().zip(&slots).flat_map(|(q, s)| match (s, &q.command) {
+            (Slot::Ready(sides), _) => sides.accounts().to_vec(),
+            (Slot::Landed, Command::PostCharge { charge, .. }) => Self::charge_accounts(charge).to_vec(),
             _ => Vec::new(),
         });
         let mut locked = tx.lock_accounts(accounts.collect::<Vec<_>>()).await?;
         let mut journals = Vec::new();
         for (i, q) in batch.iter().enumerate() {
-            let Slot::Ready(sides) = &slots[i] else { continue };
-            let available = locked
-                .get(sides.sender.main_account_id)
-                .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("sender account not locked")))?
-                .available();
-            if auto_charge_amount(available, q.req.amount).is_some() {
-                // Short. With a bank account, the auto-charge calls the bank, which is never
-                // done inside a transaction: the command runs on its own. Without one, it is
-                // refused here, alone.
-                slots[i] = match tx.charging_bank_account(q.me).await? {
-                    Some(_) => Slot::Alone,
-                    None => Slot::Refused(nothing_to_charge_from()),
-                };
-                continue;
-            }
-            let journal = self
-                .apply_payment(&mut locked, sides, &q.req)
-                .expect("available covers the amount");
-            let transfer = self.transfer_row(
-                sides,
-                &q.req,
-                PaymentPurpose::Transfer,
-                TransferId::new(),
-                journal.as_ref(),
-                None,
-            );
-            journals.extend(journal);
-            metrics::counter!("minipay_transfers_total", "mode" => sides.mode.as_str(), "auto_charged" => "no")
-                .increment(1);
-            slots[i] = Slot::Applied(transfer);
+            slots[i] = match (std::mem::replace(&mut slots[i], Slot::Alone), &q.command) {
+                (Slot::Ready(sides), Command::Transfer(req)) => {
+                    self.apply_transfer(&mut tx, &mut locked, &mut journals, q.me, &sides, req)
+                        .await?
+                }
+                (Slot::Landed, Command::PostCharge { charge, bank_label }) => {
+                    let owner = known
+                        .get(&charge.user_id)
+                        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("charge owner not found")))?;
+                    match self
+                        .complete_charge_in(&mut tx, &mut locked, charge, &owner.name, bank_label)
+                        .await?
+                    {
+                        Some(posted) => {
+                            journals.push(posted);
+                            let balance = *locked.get(charge.account_id).expect("charged account is locked");
+                            Slot::Charged(self.charge_view_in(&mut tx, charge, Some(&balance)).await?)
+                        }
+                        // Resolved by someone else (recovery): the request's own path answers.
+                        None => Slot::Alone,
+                    }
+                }
+                (slot, _) => slot,
+            };
         }
 
         let transfers: Vec<&Transfer> = slots
@@ -354,21 +438,21 @@ impl Wallet {
         let notes: Vec<_> = transfers.iter().flat_map(|t| announce(t)).collect();
         tx.insert_notifications(&notes).await?;
 
-        // What each key answers from now on; keys of commands that did not finish are freed.
+        // What each key answers from now on; keys of transfers that did not finish are freed.
+        // A charge that did not post keeps its key: its own request settles it.
         let mut stored: Vec<Option<StoredResponse>> = vec![None; batch.len()];
         for (i, q) in batch.iter().enumerate() {
             let Some(idem) = q.idem.as_ref().filter(|_| claimed[i]) else {
                 continue;
             };
             stored[i] = match &slots[i] {
-                Slot::Applied(t) => Some(StoredResponse {
-                    status: 201,
-                    body: serde_json::to_string(&TransferView::from(t)).expect("views serialise"),
-                }),
+                Slot::Applied(t) => Some(stored_view(&TransferView::from(t))),
+                Slot::Charged(view) => Some(stored_view(view)),
                 Slot::Refused(e) => Some(StoredResponse {
                     status: e.code().status(),
                     body: e.body().to_string(),
                 }),
+                _ if !q.command.is_transfer() => None,
                 _ => {
                     tx.release_idempotency_key(q.me, idem.key()).await?;
                     None
@@ -383,8 +467,9 @@ impl Wallet {
         tx.complete_idempotency_keys(&completed).await?;
         if let Err(e) = tx.commit().await {
             // It may have committed: answer every command with the failure rather than risk
-            // running one twice. A retry with the same Idempotency-Key finds out which it was.
-            tracing::error!(error = ?e, size = batch.len(), "a transfer batch's commit failed");
+            // running one twice. A retry with the same Idempotency-Key finds out which it was;
+            // a charge left open is settled by the recovery step.
+            tracing::error!(error = ?e, size = batch.len(), "a ledger batch's commit failed");
             return Ok(batch
                 .iter()
                 .map(|_| Batched::Done(Err(ServiceError::Internal(anyhow::anyhow!("batch commit failed")))))
@@ -393,22 +478,69 @@ impl Wallet {
         Ok(slots
             .into_iter()
             .map(|slot| match slot {
-                Slot::Answered(result) => Batched::Done(result),
+                Slot::Answered(result) => Batched::Done(result.map(|r| r.map(Posted::Transfer))),
                 Slot::Refused(e) => Batched::Done(Err(e)),
-                Slot::Applied(t) => Batched::Done(Ok(Reply::Fresh(TransferView::from(&t)))),
+                Slot::Applied(t) => Batched::Done(Ok(Reply::Fresh(Posted::Transfer(TransferView::from(&t))))),
+                Slot::Charged(view) => Batched::Done(Ok(Reply::Fresh(Posted::Charge(view)))),
                 Slot::SameKeyAs(first) => match &stored[first] {
                     Some(response) => Batched::Done(Ok(Reply::Replayed(response.clone()))),
                     // The first one left the batch: this one runs alone too, and its key
                     // decides between them.
                     None => Batched::Alone,
                 },
-                Slot::Ready(_) | Slot::Alone => Batched::Alone,
+                Slot::Ready(_) | Slot::Landed | Slot::Alone => Batched::Alone,
             })
             .collect())
+    }
+
+    /// Applies one transfer of a batch to the locked balances. A sender who is short leaves
+    /// the batch (an auto-charge calls the bank, never done inside a transaction) or, with no
+    /// bank account to charge from, is refused alone.
+    async fn apply_transfer(
+        &self,
+        tx: &mut Session,
+        locked: &mut LockedAccounts,
+        journals: &mut Vec<PostedJournal>,
+        me: UserId,
+        sides: &Sides,
+        req: &TransferRequest,
+    ) -> ServiceResult<Slot> {
+        let available = locked
+            .get(sides.sender.main_account_id)
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("sender account not locked")))?
+            .available();
+        if auto_charge_amount(available, req.amount).is_some() {
+            return Ok(match tx.charging_bank_account(me).await? {
+                Some(_) => Slot::Alone,
+                None => Slot::Refused(nothing_to_charge_from()),
+            });
+        }
+        let journal = self
+            .apply_payment(locked, sides, req)
+            .expect("available covers the amount");
+        let transfer = self.transfer_row(
+            sides,
+            req,
+            PaymentPurpose::Transfer,
+            TransferId::new(),
+            journal.as_ref(),
+            None,
+        );
+        journals.extend(journal);
+        metrics::counter!("minipay_transfers_total", "mode" => sides.mode.as_str(), "auto_charged" => "no")
+            .increment(1);
+        Ok(Slot::Applied(transfer))
     }
 
     /// This instance's batching so far.
     pub fn transfer_batch_stats(&self) -> BatchStats {
         self.batcher.state.lock().expect("batcher lock").stats
+    }
+}
+
+fn stored_view<T: serde::Serialize>(view: &T) -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        body: serde_json::to_string(view).expect("views serialise"),
     }
 }

@@ -12,9 +12,12 @@ use anyhow::Context;
 use jiff::SignedDuration;
 use minipay_bank::{BankError, TransferRequest, TransferStatus};
 use minipay_core::charge::{ChargePurpose, ChargeStatus};
-use minipay_core::ledger::{AccountKind, LockedAccounts, Party, PostedJournal, SystemAccount, charge_journal};
+use minipay_core::ledger::{
+    AccountBalance, AccountKind, LockedAccounts, Party, PostedJournal, SystemAccount, charge_journal,
+};
 use minipay_core::{AccountId, Amount, BusinessDate, ChargeId, JournalId, UserId};
 use minipay_store::{BankAccount, Charge, NewCharge, Session, StoredResponse, User};
+use std::sync::Arc;
 
 /// The queued job that settles a charge whose request may have died.
 pub const RECOVER_CHARGE: &str = "charge.recover";
@@ -192,9 +195,11 @@ impl Wallet {
 
     /// `POST /v1/accounts/{main}/charges`: pulls `amount` from the caller's registered bank
     /// account into their main account.
+    ///
+    /// The posting (step 3) joins the next ledger batch (see `batch`) when batching is on.
     #[tracing::instrument(name = "minipay.charges.create", skip_all, err)]
     pub async fn charge(
-        &self,
+        self: &Arc<Self>,
         me: UserId,
         account: AccountId,
         amount: Amount,
@@ -216,6 +221,14 @@ impl Wallet {
 
         // 3. Record the outcome.
         let charge = &started.charge;
+        if outcome == ChargeOutcome::Taken
+            && self.batching.enabled()
+            && let Some(answer) = self
+                .post_charge_in_batch(charge, started.bank_account.label(), idem.as_ref())
+                .await
+        {
+            return answer;
+        }
         let mut tx = self.store.begin().await?;
         match outcome {
             ChargeOutcome::Taken => {
@@ -230,7 +243,7 @@ impl Wallet {
                     return self.charge_settled_elsewhere(me, charge, idem.as_ref()).await;
                 };
                 tx.write_postings(&locked, std::slice::from_ref(&posted)).await?;
-                let view = self.charge_view_in(&mut tx, charge).await?;
+                let view = self.charge_view_in(&mut tx, charge, None).await?;
                 conclude(tx, me, idem.as_ref(), 201, Ok(view)).await
             }
             ChargeOutcome::NotTaken(e) => {
@@ -393,7 +406,7 @@ impl Wallet {
     async fn settle_waiting_keys(&self, tx: &mut Session, charge: &Charge) -> ServiceResult<()> {
         match charge.purpose {
             ChargePurpose::Charge => {
-                let view = self.charge_view_in(tx, charge).await?;
+                let view = self.charge_view_in(tx, charge, None).await?;
                 let body = serde_json::to_string(&view).expect("views serialise");
                 tx.complete_keys_waiting_on(charge.id, &StoredResponse { status: 201, body })
                     .await?;
@@ -423,13 +436,24 @@ impl Wallet {
             return Ok(Reply::Replayed(stored));
         }
         // No key (or its record is gone): answer with the charge as it stands.
-        let view = self.charge_view_in(&mut tx, charge).await?;
+        let view = self.charge_view_in(&mut tx, charge, None).await?;
         tx.rollback().await?;
         Ok(Reply::Fresh(view))
     }
 
-    async fn charge_view_in(&self, tx: &mut Session, charge: &Charge) -> ServiceResult<ChargeView> {
-        let main = tx.account(charge.account_id).await?.context("main account exists")?;
+    /// A completed charge's answer. `balance`: the main account's balance right after the
+    /// posting, when the transaction has moved it further since (a batch); else as stored.
+    pub(crate) async fn charge_view_in(
+        &self,
+        tx: &mut Session,
+        charge: &Charge,
+        balance: Option<&AccountBalance>,
+    ) -> ServiceResult<ChargeView> {
+        let mut main = tx.account(charge.account_id).await?.context("main account exists")?;
+        if let Some(b) = balance {
+            main.posted = b.posted;
+            main.pending_out = b.pending_out;
+        }
         let limit = tx.charge_limit(charge.user_id, charge.business_date).await?;
         Ok(ChargeView {
             id: charge.id,

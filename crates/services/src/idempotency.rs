@@ -53,6 +53,14 @@ impl<T> Reply<T> {
             Self::Replayed(_) => panic!("expected a fresh reply"),
         }
     }
+
+    /// The same reply with its fresh value converted.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Reply<U> {
+        match self {
+            Self::Fresh(v) => Reply::Fresh(f(v)),
+            Self::Replayed(stored) => Reply::Replayed(stored),
+        }
+    }
 }
 
 /// Claims the request's key in `tx`. `Ok(Some(..))` is a stored reply to return instead of

@@ -136,9 +136,9 @@ impl Wallet {
     /// charged from their bank in whole 10,000-won units under the daily limit first; if that
     /// is not allowed or fails, nothing moves. In `pending` mode the money is held out of the
     /// sender's available balance until the receiver accepts (or it is canceled or expires).
-    #[tracing::instrument(name = "minipay.transfers.create", skip_all, err)]
     /// Concurrent transfers are grouped into one transaction (see `batch`); a transfer that
     /// needs an auto-charge runs on its own.
+    #[tracing::instrument(name = "minipay.transfers.create", skip_all, err)]
     pub async fn transfer(
         self: &Arc<Self>,
         me: UserId,

@@ -1,5 +1,6 @@
-//! Batched transfers: commands that share one transaction still succeed or fail on their own,
-//! keep their idempotency keys, and lose nothing across instances or a crash.
+//! Batched ledger writes (transfers and charge postings): commands that share one transaction
+//! still succeed or fail on their own, keep their idempotency keys, and lose nothing across
+//! instances or a crash.
 
 use crate::helpers::{Backend, Resp, TestApp, TestDb, TestUser, join_all, run_with, spawn_serve_process, start};
 use minipay_server::Settings;
@@ -31,6 +32,7 @@ macro_rules! with_long_batches {
 with_long_batches!(
     members_of_one_batch_succeed_or_fail_on_their_own,
     duplicate_keys_inside_one_batch_make_one_transfer,
+    charges_post_in_the_same_batch_as_transfers,
 );
 
 async fn batches(app: &TestApp) -> Value {
@@ -105,6 +107,64 @@ async fn members_of_one_batch_succeed_or_fail_on_their_own(app: TestApp) {
         .await;
     again.assert_error(422, "insufficient_funds");
     assert_eq!(again.body, answers[1].body);
+}
+
+/// Two charges whose money the bank took and a transfer are posted by one batch: each charge
+/// answers with its own account as it stood right after its posting and its limit, the key
+/// replays that answer byte for byte.
+async fn charges_post_in_the_same_batch_as_transfers(app: TestApp) {
+    let payer = app.funded_user("Payer", 40_000).await;
+    let charger = app.user_with_bank("Charger").await;
+    let both = app.user_with_bank("Both").await;
+    let before = batches(&app).await;
+    let charge = |u: &TestUser, won: i64, key: &str| {
+        let (app, token, path, key) = (
+            app.clone(),
+            u.token.clone(),
+            format!("/v1/accounts/{}/charges", u.main_account_id),
+            key.to_owned(),
+        );
+        async move { app.post_keyed(&path, &token, &key, json!({"amount": won})).await }
+    };
+    let answers = join_all(vec![
+        Box::pin(charge(&charger, 30_000, "charge-1")) as std::pin::Pin<Box<dyn Future<Output = Resp> + Send>>,
+        Box::pin(send(
+            &app,
+            &payer,
+            json!({"to_user_id": both.id, "amount": 15_000}),
+            None,
+        )),
+        Box::pin(charge(&both, 20_000, "charge-2")),
+    ])
+    .await;
+    let first = answers[0].assert_status(201);
+    assert_eq!(first["amount"], 30_000);
+    assert_eq!(first["status"], "completed");
+    // Nothing else touched Charger's account in the batch: the answer is exact.
+    assert_eq!(first["account"]["balance"], 30_000, "{first}");
+    assert_eq!(first["limit"]["used"], 30_000, "{first}");
+    answers[1].assert_status(201);
+    let second = answers[2].assert_status(201);
+    // Both's balance right after its charge: 20,000, plus 15,000 if the transfer came first.
+    let seen = second["account"]["balance"].as_i64().unwrap();
+    assert!(seen == 20_000 || seen == 35_000, "{second}");
+    assert_eq!(second["limit"]["used"], 20_000, "{second}");
+
+    let after = batches(&app).await;
+    let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert_eq!(delta("batches"), 1, "{after}");
+    assert_eq!(delta("commands"), 3, "{after}");
+    assert_eq!(delta("charges"), 2, "{after}");
+    assert_eq!(delta("unbatched"), 0, "{after}");
+
+    assert_eq!(app.balance(&charger).await, 30_000);
+    assert_eq!(app.balance(&both).await, 35_000);
+    assert_eq!(app.balance(&payer).await, 25_000);
+    // The key answers the same from now on, and charges nothing more.
+    let again = charge(&charger, 30_000, "charge-1").await;
+    again.assert_status(201);
+    assert_eq!(again.text, answers[0].text);
+    assert_eq!(app.balance(&charger).await, 30_000);
 }
 
 /// The same key five times in one batch makes one transfer and five identical answers; the

@@ -337,22 +337,26 @@ pub async fn audit(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json
     }))
 }
 
-/// How this instance has grouped transfers into transactions since it started.
+/// How this instance has grouped ledger writes (transfers and charge postings) into
+/// transactions since it started.
 #[derive(Serialize, ToSchema)]
 pub struct TransferBatchesView {
     /// Batches committed.
     batches: u64,
-    /// Transfers answered by a committed batch.
+    /// Commands (transfers and charge postings) answered by a committed batch.
     commands: u64,
-    /// The most transfers one committed batch answered.
+    /// Of those, charge postings.
+    charges: u64,
+    /// The most commands one committed batch answered.
     largest: u64,
-    /// Transfers that ran on their own instead (auto-charge, or a failed batch).
+    /// Commands that ran on their own instead (auto-charge, a charge resolved elsewhere, or a
+    /// failed batch).
     unbatched: u64,
-    /// Batches that failed as a whole; their transfers ran one by one.
+    /// Batches that failed as a whole; their commands ran one by one.
     failed: u64,
 }
 
-/// This instance's transfer batching counters (each instance counts its own).
+/// This instance's ledger batching counters (each instance counts its own).
 #[utoipa::path(get, path = "/v1/admin/transfer-batches", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = TransferBatchesView)))]
 pub async fn transfer_batches(State(app): State<AppState>, _admin: Admin) -> Json<TransferBatchesView> {
@@ -360,6 +364,7 @@ pub async fn transfer_batches(State(app): State<AppState>, _admin: Admin) -> Jso
     Json(TransferBatchesView {
         batches: s.batches,
         commands: s.commands,
+        charges: s.charges,
         largest: s.largest,
         unbatched: s.unbatched,
         failed: s.failed,
