@@ -33,6 +33,9 @@ pub struct TransfersBench {
     /// Skip minipay on SQLite.
     #[arg(long)]
     pub no_sqlite: bool,
+    /// Skip the naive baseline (for iterating on minipay alone: no ratios are computed).
+    #[arg(long)]
+    pub no_naive: bool,
     /// Where to write the JSON result.
     #[arg(long, default_value = "docs/bench/transfers.json")]
     pub out: PathBuf,
@@ -61,16 +64,18 @@ impl TransfersBench {
         let mut runs = Vec::new();
 
         // 1. The naive baseline, straight on the database, before any server holds connections.
-        naive_schema(url, self.accounts).await?;
-        for workload in ["uniform", "hot"] {
-            let run = self.pgbench(url, workload, &work).await?;
-            println!("{}", line(&run));
-            runs.push(run);
-        }
-        let naive_money = naive_total(url).await?;
-        let naive_expected = i64::from(self.accounts) * NAIVE_BALANCE;
-        if naive_money != naive_expected {
-            bail!("naive baseline: balances sum to {naive_money}, expected {naive_expected}");
+        if !self.no_naive {
+            naive_schema(url, self.accounts).await?;
+            for workload in ["uniform", "hot"] {
+                let run = self.pgbench(url, workload, &work).await?;
+                println!("{}", line(&run));
+                runs.push(run);
+            }
+            let naive_money = naive_total(url).await?;
+            let naive_expected = i64::from(self.accounts) * NAIVE_BALANCE;
+            if naive_money != naive_expected {
+                bail!("naive baseline: balances sum to {naive_money}, expected {naive_expected}");
+            }
         }
 
         // 2. minipay end to end on PostgreSQL, then on SQLite.
@@ -206,6 +211,7 @@ impl TransfersBench {
         let mut runs = Vec::new();
         let mut reports = Vec::new();
         for scenario in [Scenario::Uniform, Scenario::Hot] {
+            println!("{system}: running {} ...", scenario.name());
             let report = self.drive(&client, &server.base, scenario, &population).await;
             let transfers = report.action("transfer").context("no transfer was measured")?;
             let run = Run {
