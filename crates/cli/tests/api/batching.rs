@@ -5,7 +5,7 @@
 use crate::helpers::{Backend, Resp, TestApp, TestDb, TestUser, join_all, run_with, spawn_serve_process, start};
 use minipay_server::Settings;
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// A long batch window, so that requests sent together surely share a batch.
 fn long_batches(s: &mut Settings) {
@@ -40,6 +40,15 @@ async fn batches(app: &TestApp) -> Value {
         .await
         .assert_status(200)
         .clone()
+}
+
+/// The batch counters now, as increases since `before`.
+async fn batches_since(app: &TestApp, before: &Value) -> HashMap<String, u64> {
+    let after = batches(app).await;
+    let now = after.as_object().expect("counters are an object");
+    now.iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap() - before[k].as_u64().unwrap()))
+        .collect()
 }
 
 fn send(
@@ -90,11 +99,10 @@ async fn members_of_one_batch_succeed_or_fail_on_their_own(app: TestApp) {
     answers[5].assert_status(201);
 
     // They were answered by one batch, none of them alone.
-    let after = batches(&app).await;
-    let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
-    assert_eq!(delta("batches"), 1, "{after}");
-    assert_eq!(delta("commands"), 6, "{after}");
-    assert_eq!(delta("unbatched"), 0, "{after}");
+    let delta = batches_since(&app, &before).await;
+    assert_eq!(delta["batches"], 1, "{delta:?}");
+    assert_eq!(delta["commands"], 6, "{delta:?}");
+    assert_eq!(delta["unbatched"], 0, "{delta:?}");
 
     assert_eq!(app.balance(&receiver).await, 30_000);
     assert_eq!(app.balance(&rich).await, 35_000);
@@ -150,12 +158,11 @@ async fn charges_post_in_the_same_batch_as_transfers(app: TestApp) {
     assert!(seen == 20_000 || seen == 35_000, "{second}");
     assert_eq!(second["limit"]["used"], 20_000, "{second}");
 
-    let after = batches(&app).await;
-    let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
-    assert_eq!(delta("batches"), 1, "{after}");
-    assert_eq!(delta("commands"), 3, "{after}");
-    assert_eq!(delta("charges"), 2, "{after}");
-    assert_eq!(delta("unbatched"), 0, "{after}");
+    let delta = batches_since(&app, &before).await;
+    assert_eq!(delta["batches"], 1, "{delta:?}");
+    assert_eq!(delta["commands"], 3, "{delta:?}");
+    assert_eq!(delta["charges"], 2, "{delta:?}");
+    assert_eq!(delta["unbatched"], 0, "{delta:?}");
 
     assert_eq!(app.balance(&charger).await, 30_000);
     assert_eq!(app.balance(&both).await, 35_000);
@@ -181,11 +188,7 @@ async fn duplicate_keys_inside_one_batch_make_one_transfer(app: TestApp) {
         .collect();
     assert_eq!(ids.len(), 1, "{same:?}");
     assert_eq!(app.balance(&receiver).await, 7_000);
-    let after = batches(&app).await;
-    assert_eq!(
-        after["batches"].as_u64().unwrap() - before["batches"].as_u64().unwrap(),
-        1
-    );
+    assert_eq!(batches_since(&app, &before).await["batches"], 1);
 
     let other = json!({"to_user_id": receiver.id, "amount": 8_000});
     let mixed = join_all(vec![
