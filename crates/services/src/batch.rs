@@ -63,7 +63,8 @@ pub struct BatchStats {
     pub charges: u64,
     /// The most commands one committed batch answered.
     pub largest: u64,
-    /// Commands that left a batch to run on their own (auto-charge, or a batch that failed).
+    /// Commands that left a batch to run on their own (a transfer needing an auto-charge, a
+    /// charge resolved elsewhere first, or every command of a batch that failed).
     pub unbatched: u64,
     /// Batches that failed as a whole and were run one by one.
     pub failed: u64,
@@ -161,7 +162,8 @@ enum Slot {
     Applied(Transfer),
     /// Posted: the charge is written with the batch.
     Charged(ChargeView),
-    /// Leaves the batch (its key released) and runs on its own.
+    /// Leaves the batch and runs on its own: a transfer's key is released, a charge's stays
+    /// with the request that holds it.
     Alone,
 }
 
@@ -242,8 +244,8 @@ impl Wallet {
     }
 
     /// Waits until the batch is full or the oldest command has waited long enough, then — once
-    /// the instance's previous batch is done — runs what is queued (in batches of at most
-    /// `max_commands`).
+    /// one of the instance's `BATCHES_IN_FLIGHT` slots is free — runs what is queued (in batches
+    /// of at most `max_commands`).
     async fn lead_batch(self: Arc<Self>) {
         let deadline = Instant::now() + self.batching.max_wait;
         loop {
