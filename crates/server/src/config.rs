@@ -53,7 +53,7 @@ pub struct Settings {
     pub history_retire_slice_max: u32,
     /// Most transfers and charge postings grouped into one database transaction; 1 turns batching off.
     pub transfer_batch_max: u32,
-    /// Longest a transfer waits for others to join its batch, in microseconds.
+    /// Longest a transfer or charge posting waits for others to join its batch, in microseconds.
     pub transfer_batch_wait_us: u64,
 }
 
