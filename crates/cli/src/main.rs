@@ -173,6 +173,9 @@ struct ServeArgs {
     /// Longest a transfer waits for others to join its batch, in microseconds.
     #[arg(long, env = "MINIPAY_TRANSFER_BATCH_WAIT_US", value_parser = clap::value_parser!(u64).range(0..=100_000))]
     transfer_batch_wait_us: Option<u64>,
+    /// Batches one instance runs at once [default: 2].
+    #[arg(long, env = "MINIPAY_TRANSFER_BATCHES_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..=16))]
+    transfer_batches_in_flight: Option<u32>,
 }
 
 impl ServeArgs {
@@ -209,6 +212,7 @@ impl ServeArgs {
             history_retire_slice_max: self.history_retire_slice_max,
             transfer_batch_max: self.transfer_batch_max,
             transfer_batch_wait_us: self.transfer_batch_wait_us,
+            transfer_batches_in_flight: self.transfer_batches_in_flight,
         };
         (self.config, layer)
     }

@@ -83,6 +83,7 @@ impl Core {
             batching: BatchConfig {
                 max_commands: settings.transfer_batch_max as usize,
                 max_wait: std::time::Duration::from_micros(settings.transfer_batch_wait_us),
+                in_flight_max: settings.transfer_batches_in_flight as usize,
             },
         };
         let wallet = Arc::new(Wallet::new(store, bank, clock, config));

@@ -55,6 +55,8 @@ pub struct Settings {
     pub transfer_batch_max: u32,
     /// Longest a transfer or charge posting waits for others to join its batch, in microseconds.
     pub transfer_batch_wait_us: u64,
+    /// Batches one instance runs at once (the next claims its keys while one commits).
+    pub transfer_batches_in_flight: u32,
 }
 
 impl Default for Settings {
@@ -75,6 +77,7 @@ impl Default for Settings {
             history_retire_slice_max: 10_000,
             transfer_batch_max: 128,
             transfer_batch_wait_us: 1_000,
+            transfer_batches_in_flight: 2,
         }
     }
 }
@@ -166,6 +169,7 @@ pub struct SettingsLayer {
     pub history_retire_slice_max: Option<u32>,
     pub transfer_batch_max: Option<u32>,
     pub transfer_batch_wait_us: Option<u64>,
+    pub transfer_batches_in_flight: Option<u32>,
 }
 
 impl SettingsLayer {
@@ -194,6 +198,7 @@ impl SettingsLayer {
             history_retire_slice_max: self.history_retire_slice_max.or(lower.history_retire_slice_max),
             transfer_batch_max: self.transfer_batch_max.or(lower.transfer_batch_max),
             transfer_batch_wait_us: self.transfer_batch_wait_us.or(lower.transfer_batch_wait_us),
+            transfer_batches_in_flight: self.transfer_batches_in_flight.or(lower.transfer_batches_in_flight),
         }
     }
 
@@ -217,6 +222,7 @@ impl SettingsLayer {
             history_retire_slice_max: self.history_retire_slice_max.unwrap_or(d.history_retire_slice_max),
             transfer_batch_max: self.transfer_batch_max.unwrap_or(d.transfer_batch_max),
             transfer_batch_wait_us: self.transfer_batch_wait_us.unwrap_or(d.transfer_batch_wait_us),
+            transfer_batches_in_flight: self.transfer_batches_in_flight.unwrap_or(d.transfer_batches_in_flight),
         }
     }
 }

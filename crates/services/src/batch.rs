@@ -13,7 +13,7 @@
 
 use crate::Wallet;
 use crate::error::{ServiceError, ServiceResult};
-use crate::idempotency::{IdempotentRequest, Reply, claim_all};
+use crate::idempotency::{IdempotentRequest, Reply, peek_all, record_all};
 use crate::transfers::{
     KnownUsers, PaymentPurpose, Sides, TransferRecipient, TransferRequest, announce, nothing_to_charge_from,
 };
@@ -21,7 +21,7 @@ use crate::views::{ChargeView, TransferView};
 use minipay_core::charge::auto_charge_amount;
 use minipay_core::ledger::{LockedAccounts, PostedJournal};
 use minipay_core::{TransferId, UserId};
-use minipay_store::{Charge, Session, StoredResponse, Transfer};
+use minipay_store::{Charge, Session, StoreError, StoredResponse, Transfer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,6 +35,10 @@ pub struct BatchConfig {
     pub max_commands: usize,
     /// Longest a command waits for others to join its batch.
     pub max_wait: Duration,
+    /// Batches one instance runs at once: while one waits for its commit (the WAL flush), the
+    /// next claims its keys and reads its users, then waits for the first's row locks. The
+    /// best number depends on how long a flush takes (see docs/decisions.md).
+    pub in_flight_max: usize,
 }
 
 impl Default for BatchConfig {
@@ -42,6 +46,7 @@ impl Default for BatchConfig {
         Self {
             max_commands: 128,
             max_wait: Duration::from_micros(1_000),
+            in_flight_max: 2,
         }
     }
 }
@@ -79,22 +84,41 @@ pub(crate) struct TransferBatcher {
     running: tokio::sync::Semaphore,
 }
 
-impl Default for TransferBatcher {
-    fn default() -> Self {
+impl TransferBatcher {
+    pub(crate) fn new(config: &BatchConfig) -> Self {
         Self {
             state: Mutex::default(),
             full: Notify::new(),
-            running: tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT),
+            running: tokio::sync::Semaphore::new(config.in_flight_max.max(1)),
         }
     }
 }
 
-/// Batches one instance runs at once. Two: a batch's commit waits about a millisecond for the
-/// WAL flush, and a second batch can claim its keys and read its users meanwhile (it then
-/// waits for the first's row locks). Measured on the transfer benchmark (20 s runs, 90
-/// clients): one in flight 5,880/6,053 transfers/s (uniform/hot), two 6,257/6,188 and
-/// 5,982/6,377, three 6,125/5,882 — two is a little ahead, three adds only lock waits.
-const BATCHES_IN_FLIGHT: usize = 2;
+/// Longest a batch waits for a row lock or a key before it gives up and its commands run one
+/// by one. A batch takes its keys after its accounts (the other way round from a request on
+/// its own): should one of those hold a key the batch wants while waiting for an account the
+/// batch holds, the batch — not the request — gives way, well before PostgreSQL's deadlock
+/// check (1 s by default) would pick either.
+const BATCH_LOCK_WAIT_MAX: Duration = Duration::from_millis(500);
+
+/// Why a batch was rolled back as a whole (its commands then run one by one).
+enum Abandoned {
+    /// Another request took one of the batch's keys after the batch found it free.
+    KeyTaken,
+    Failed(ServiceError),
+}
+
+impl From<ServiceError> for Abandoned {
+    fn from(e: ServiceError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl From<StoreError> for Abandoned {
+    fn from(e: StoreError) -> Self {
+        Self::Failed(e.into())
+    }
+}
 
 #[derive(Default)]
 struct Waiting {
@@ -244,7 +268,7 @@ impl Wallet {
     }
 
     /// Waits until the batch is full or the oldest command has waited long enough, then — once
-    /// one of the instance's `BATCHES_IN_FLIGHT` slots is free — runs what is queued (in batches
+    /// one of the instance's `in_flight_max` slots is free — runs what is queued (in batches
     /// of at most `max_commands`).
     async fn lead_batch(self: Arc<Self>) {
         let deadline = Instant::now() + self.batching.max_wait;
@@ -260,7 +284,7 @@ impl Wallet {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
-        // At most BATCHES_IN_FLIGHT per instance: what arrives meanwhile waits for the next
+        // At most `in_flight_max` per instance: what arrives meanwhile waits for the next
         // batch, so batches grow with the load instead of competing for the same rows.
         let _running = self
             .batcher
@@ -285,8 +309,18 @@ impl Wallet {
         let started = std::time::Instant::now();
         let (answers, failed) = match self.try_batch(&batch).await {
             Ok(answers) => (answers, false),
-            Err(e) => {
-                tracing::warn!(error = ?e, size, "a ledger batch failed as a whole; its commands run one by one");
+            Err(abandoned) => {
+                match abandoned {
+                    Abandoned::KeyTaken => tracing::info!(
+                        size,
+                        "another request took an Idempotency-Key of a ledger batch; its commands run one by one"
+                    ),
+                    Abandoned::Failed(e) => tracing::warn!(
+                        error = ?e,
+                        size,
+                        "a ledger batch failed as a whole; its commands run one by one"
+                    ),
+                }
                 (batch.iter().map(|_| Batched::Alone).collect(), true)
             }
         };
@@ -320,9 +354,9 @@ impl Wallet {
     /// One transaction for the whole batch. `Err`: nothing was committed and no command has
     /// an answer yet — except a failed commit, which is answered (outcome unknown) rather than
     /// run again.
-    async fn try_batch(&self, batch: &[Queued]) -> ServiceResult<Vec<Batched>> {
+    async fn try_batch(&self, batch: &[Queued]) -> Result<Vec<Batched>, Abandoned> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin_with_lock_wait(BATCH_LOCK_WAIT_MAX).await?;
         let mut slots: Vec<Slot> = batch
             .iter()
             .map(|q| match q.command {
@@ -331,12 +365,13 @@ impl Wallet {
             })
             .collect();
 
-        // Transfers' keys first, all at once (the store claims them in (user, key) order, so
-        // two batches claiming overlapping keys wait for each other rather than deadlock). A
-        // charge's key is already held by its request: a transfer reusing it finds it busy.
+        // Transfers' keys first, all at once: read, not taken. Each is written once, with its
+        // answer, when the batch has run (a key taken meanwhile by another request makes the
+        // batch roll back, and its commands run alone). A charge's key is already held by its
+        // request: a transfer reusing it finds it busy.
         let mut first_with_key: HashMap<(UserId, &str), usize> = HashMap::new();
-        let mut to_claim: Vec<(UserId, &IdempotentRequest)> = Vec::new();
-        let mut claimers: Vec<usize> = Vec::new();
+        let mut to_peek: Vec<(UserId, &IdempotentRequest)> = Vec::new();
+        let mut peekers: Vec<usize> = Vec::new();
         for (i, q) in batch.iter().enumerate() {
             let Some(idem) = q.idem.as_ref().filter(|_| q.command.is_transfer()) else {
                 continue;
@@ -351,15 +386,16 @@ impl Wallet {
                 }
                 None => {
                     first_with_key.insert((q.me, idem.key()), i);
-                    to_claim.push((q.me, idem));
-                    claimers.push(i);
+                    to_peek.push((q.me, idem));
+                    peekers.push(i);
                 }
             }
         }
-        let mut claimed: Vec<bool> = batch.iter().map(|q| !q.command.is_transfer()).collect();
-        for (i, verdict) in claimers.into_iter().zip(claim_all(&mut tx, &to_claim, now).await?) {
+        // Transfers whose keys this batch records (free when read).
+        let mut key_free = vec![false; batch.len()];
+        for (i, verdict) in peekers.into_iter().zip(peek_all(&mut tx, &to_peek, now).await?) {
             match verdict {
-                Ok(None) => claimed[i] = true,
+                Ok(None) => key_free[i] = true,
                 Ok(Some(stored)) => slots[i] = Slot::Answered(Ok(Reply::Replayed(stored))),
                 Err(e) => slots[i] = Slot::Answered(Err(e)),
             }
@@ -389,7 +425,7 @@ impl Wallet {
                 .await
             {
                 Ok(sides) => Slot::Ready(sides),
-                Err(e @ ServiceError::Internal(_)) => return Err(e),
+                Err(e @ ServiceError::Internal(_)) => return Err(e.into()),
                 Err(e) if e.is_final() => Slot::Refused(e),
                 Err(e) => Slot::Answered(Err(e)),
             };
@@ -430,6 +466,41 @@ impl Wallet {
             };
         }
 
+        // What each key answers from now on: a transfer's key is recorded with its answer, a
+        // posted charge's (held since its intent) completed. A transfer that leaves the batch
+        // never wrote its key; a charge that did not post keeps its key for its own request.
+        let stored: Vec<Option<StoredResponse>> = batch
+            .iter()
+            .zip(&slots)
+            .enumerate()
+            .map(|(i, (q, slot))| {
+                q.idem.as_ref().filter(|_| key_free[i] || !q.command.is_transfer())?;
+                match slot {
+                    Slot::Applied(t) => Some(stored_view(&TransferView::from(t))),
+                    Slot::Charged(view) => Some(stored_view(view)),
+                    Slot::Refused(e) => Some(StoredResponse {
+                        status: e.code().status(),
+                        body: e.body().to_string(),
+                    }),
+                    _ => None,
+                }
+            })
+            .collect();
+        let (mut recorded, mut completed) = (Vec::new(), Vec::new());
+        for (q, answer) in batch.iter().zip(&stored) {
+            let (Some(idem), Some(answer)) = (q.idem.as_ref(), answer.as_ref()) else {
+                continue;
+            };
+            match q.command {
+                Command::Transfer(_) => recorded.push((q.me, idem, answer)),
+                Command::PostCharge { .. } => completed.push((q.me, idem.key(), answer)),
+            }
+        }
+        if !record_all(&mut tx, &recorded, now).await? {
+            return Err(Abandoned::KeyTaken);
+        }
+        tx.complete_idempotency_keys(&completed).await?;
+
         let transfers: Vec<&Transfer> = slots
             .iter()
             .filter_map(|s| match s {
@@ -441,34 +512,6 @@ impl Wallet {
         tx.insert_transfers(&transfers).await?;
         let notes: Vec<_> = transfers.iter().flat_map(|t| announce(t)).collect();
         tx.insert_notifications(&notes).await?;
-
-        // What each key answers from now on; keys of transfers that did not finish are freed.
-        // A charge that did not post keeps its key: its own request settles it.
-        let mut stored: Vec<Option<StoredResponse>> = vec![None; batch.len()];
-        for (i, q) in batch.iter().enumerate() {
-            let Some(idem) = q.idem.as_ref().filter(|_| claimed[i]) else {
-                continue;
-            };
-            stored[i] = match &slots[i] {
-                Slot::Applied(t) => Some(stored_view(&TransferView::from(t))),
-                Slot::Charged(view) => Some(stored_view(view)),
-                Slot::Refused(e) => Some(StoredResponse {
-                    status: e.code().status(),
-                    body: e.body().to_string(),
-                }),
-                _ if !q.command.is_transfer() => None,
-                _ => {
-                    tx.release_idempotency_key(q.me, idem.key()).await?;
-                    None
-                }
-            };
-        }
-        let completed: Vec<_> = batch
-            .iter()
-            .zip(&stored)
-            .filter_map(|(q, s)| Some((q.me, q.idem.as_ref()?.key(), s.as_ref()?)))
-            .collect();
-        tx.complete_idempotency_keys(&completed).await?;
         if let Err(e) = tx.commit().await {
             // It may have committed: answer every command with the failure rather than risk
             // running one twice. A retry with the same Idempotency-Key finds out which it was;

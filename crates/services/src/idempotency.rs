@@ -91,17 +91,50 @@ pub(crate) async fn claim_all(
         .map(|(user, req)| (*user, req.key(), req.fingerprint.as_slice()))
         .collect();
     let claims = tx.claim_idempotency_keys(&keys, now, expires).await?;
-    Ok(claims
-        .into_iter()
-        .map(|claim| match claim {
-            Claim::Claimed => Ok(None),
-            Claim::Replay(stored) => Ok(Some(stored)),
-            Claim::Mismatch => Err(ServiceError::IdempotencyKeyReused),
-            Claim::InProgress => Err(ServiceError::Conflict(
-                "a request with this Idempotency-Key is still being processed; retry shortly".into(),
-            )),
-        })
-        .collect())
+    Ok(claims.into_iter().map(verdict).collect())
+}
+
+/// What a request does given its key's claim: go ahead (`Ok(None)`), replay, or be refused.
+fn verdict(claim: Claim) -> ServiceResult<Option<StoredResponse>> {
+    match claim {
+        Claim::Claimed => Ok(None),
+        Claim::Replay(stored) => Ok(Some(stored)),
+        Claim::Mismatch => Err(ServiceError::IdempotencyKeyReused),
+        Claim::InProgress => Err(ServiceError::Conflict(
+            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+        )),
+    }
+}
+
+/// For a batch, which writes each key once: what each request's key says now, without taking
+/// it — `Ok(None)` where the key is free and the request goes ahead. The batch then records
+/// the answers with [`record_all`] in the transaction that executes the requests.
+pub(crate) async fn peek_all(
+    tx: &mut Session,
+    requests: &[(UserId, &IdempotentRequest)],
+    now: Timestamp,
+) -> ServiceResult<Vec<ServiceResult<Option<StoredResponse>>>> {
+    let keys: Vec<_> = requests
+        .iter()
+        .map(|(user, req)| (*user, req.key(), req.fingerprint.as_slice()))
+        .collect();
+    let found = tx.peek_idempotency_keys(&keys, now).await?;
+    Ok(found.into_iter().map(|c| c.map_or(Ok(None), verdict)).collect())
+}
+
+/// Stores the answers of requests whose keys [`peek_all`] found free. `Ok(false)`: another
+/// request took one of the keys meanwhile; the caller must roll back.
+pub(crate) async fn record_all(
+    tx: &mut Session,
+    answered: &[(UserId, &IdempotentRequest, &StoredResponse)],
+    now: Timestamp,
+) -> ServiceResult<bool> {
+    let expires = now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS);
+    let keys: Vec<_> = answered
+        .iter()
+        .map(|(user, req, stored)| (*user, req.key(), req.fingerprint.as_slice(), *stored))
+        .collect();
+    Ok(tx.insert_completed_idempotency_keys(&keys, now, expires).await?)
 }
 
 /// Ends a money transaction: stores the reply under the key (if any) and commits, or rolls

@@ -71,7 +71,7 @@ impl Wallet {
             recovery: config.recovery,
             history: config.history,
             batching: config.batching,
-            batcher: batch::TransferBatcher::default(),
+            batcher: batch::TransferBatcher::new(&config.batching),
         }
     }
 

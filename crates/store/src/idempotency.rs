@@ -7,13 +7,14 @@ use jiff::Timestamp;
 use minipay_core::{ChargeId, UserId};
 use uuid::Uuid;
 
-/// What a claim does when the key exists: take it over only if its record has expired.
+/// What an insert of a key does when the key exists: take it over only if its record has
+/// expired (a claim inserts it in progress, a batch inserts it completed).
 macro_rules! claim_conflict {
     () => {
         "ON CONFLICT (user_id, key) DO UPDATE
-            SET request_hash = excluded.request_hash, state = 'in_progress', response_status = NULL,
-                response_body = NULL, charge_id = NULL, created_at = excluded.created_at,
-                expires_at = excluded.expires_at
+            SET request_hash = excluded.request_hash, state = excluded.state,
+                response_status = excluded.response_status, response_body = excluded.response_body,
+                charge_id = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at
           WHERE idempotency_keys.expires_at <= excluded.created_at AND idempotency_keys.state = 'completed'"
     };
 }
@@ -54,7 +55,32 @@ struct KeyRow {
     state: String,
     response_status: Option<i32>,
     response_body: Option<String>,
+    expires_at: DbTime,
 }
+
+impl KeyRow {
+    /// Whether the record has run its course and the key may be used afresh.
+    fn expired(&self, now: Timestamp) -> bool {
+        self.state == "completed" && Timestamp::from(self.expires_at) <= now
+    }
+
+    /// What the key says to a request with fingerprint `hash` that could not take it.
+    fn verdict(self, hash: &[u8]) -> Claim {
+        if self.request_hash != hash {
+            Claim::Mismatch
+        } else if self.state == "completed" {
+            Claim::Replay(StoredResponse {
+                status: self.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
+                body: self.response_body.unwrap_or_default(),
+            })
+        } else {
+            Claim::InProgress
+        }
+    }
+}
+
+const SELECT_KEY: &str = "SELECT request_hash, state, response_status, response_body, expires_at
+                            FROM idempotency_keys WHERE user_id = $1 AND key = $2";
 
 impl Session {
     /// Claims `key` for `user`'s request with fingerprint `hash`. On PostgreSQL a second
@@ -137,10 +163,7 @@ impl Session {
                 claims.push(Claim::Claimed);
                 continue;
             }
-            let row: Option<KeyRow> = on_db!(self, c => sqlx::query_as(
-                "SELECT request_hash, state, response_status, response_body FROM idempotency_keys
-                 WHERE user_id = $1 AND key = $2",
-            )
+            let row: Option<KeyRow> = on_db!(self, c => sqlx::query_as(SELECT_KEY)
             .bind(user.as_uuid())
             .bind(key)
             .fetch_optional(c)
@@ -149,15 +172,127 @@ impl Session {
                 // Released between our insert and this read: the other request gave up; the
                 // client may simply retry.
                 None => Claim::InProgress,
-                Some(r) if r.request_hash != hash => Claim::Mismatch,
-                Some(r) if r.state == "completed" => Claim::Replay(StoredResponse {
-                    status: r.response_status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
-                    body: r.response_body.unwrap_or_default(),
-                }),
-                Some(_) => Claim::InProgress,
+                Some(r) => r.verdict(hash),
             });
         }
         Ok(claims)
+    }
+
+    /// Reads what each key says without taking it: `None` where the key is free (never used,
+    /// or its record expired), otherwise the claim a request would get. Nothing is written or
+    /// locked, so a key seen free may be taken before [`Self::insert_completed_idempotency_keys`]
+    /// — which then reports it. Answers in input order.
+    pub async fn peek_idempotency_keys(
+        &mut self,
+        keys: &[(UserId, &str, &[u8])],
+        now: Timestamp,
+    ) -> Result<Vec<Option<Claim>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut found: std::collections::HashMap<(Uuid, String), KeyRow> = match self.db() {
+            Db::Pg(c) => {
+                #[derive(sqlx::FromRow)]
+                struct Found {
+                    user_id: Uuid,
+                    key: String,
+                    #[sqlx(flatten)]
+                    row: KeyRow,
+                }
+                let rows: Vec<Found> = sqlx::query_as(
+                    "SELECT i.user_id, i.key, i.request_hash, i.state, i.response_status, i.response_body, i.expires_at
+                       FROM idempotency_keys AS i
+                       JOIN UNNEST($1::uuid[], $2::text[]) AS t(u, k) ON i.user_id = t.u AND i.key = t.k",
+                )
+                .bind(keys.iter().map(|k| k.0.as_uuid()).collect::<Vec<_>>())
+                .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+                .fetch_all(&mut *c)
+                .await?;
+                rows.into_iter().map(|f| ((f.user_id, f.key), f.row)).collect()
+            }
+            Db::Sqlite(c) => {
+                let mut found = std::collections::HashMap::new();
+                for &(user, key, _) in keys {
+                    let row: Option<KeyRow> = sqlx::query_as(SELECT_KEY)
+                        .bind(user.as_uuid())
+                        .bind(key)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                    found.extend(row.map(|r| ((user.as_uuid(), key.to_owned()), r)));
+                }
+                found
+            }
+        };
+        Ok(keys
+            .iter()
+            .map(|&(user, key, hash)| {
+                let row = found.remove(&(user.as_uuid(), key.to_owned()))?;
+                (!row.expired(now)).then(|| row.verdict(hash))
+            })
+            .collect())
+    }
+
+    /// Records finished requests under keys that were free ([`Self::peek_idempotency_keys`]),
+    /// with the responses to replay, in `(user, key)` order; one statement on PostgreSQL. The
+    /// keys must all be different. `Ok(false)`: a key was taken meanwhile by another request
+    /// (its insert committed first, or, on PostgreSQL, was waited for) — the caller must roll
+    /// back, or it would answer twice for one key.
+    pub async fn insert_completed_idempotency_keys(
+        &mut self,
+        keys: &[(UserId, &str, &[u8], &StoredResponse)],
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool> {
+        self.assert_writable();
+        if keys.is_empty() {
+            return Ok(true);
+        }
+        let inserted = match self.db() {
+            Db::Pg(c) => sqlx::query(concat!(
+                "INSERT INTO idempotency_keys
+                        (user_id, key, request_hash, state, response_status, response_body, created_at, expires_at)
+                 SELECT u, k, h, 'completed', s, b, $6, $7
+                   FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::int4[], $5::text[]) AS t(u, k, h, s, b)
+                  ORDER BY u, k ",
+                claim_conflict!()
+            ))
+            .bind(keys.iter().map(|k| k.0.as_uuid()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| i32::from(k.3.status)).collect::<Vec<_>>())
+            .bind(keys.iter().map(|k| k.3.body.as_str()).collect::<Vec<_>>())
+            .bind(DbTime(now))
+            .bind(DbTime(expires_at))
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+            Db::Sqlite(c) => {
+                let mut sorted: Vec<_> = keys.iter().collect();
+                sorted.sort_by_key(|k| (k.0, k.1));
+                let mut n = 0;
+                for (user, key, hash, response) in sorted {
+                    n += sqlx::query(concat!(
+                        "INSERT INTO idempotency_keys
+                                (user_id, key, request_hash, state, response_status, response_body, created_at,
+                                 expires_at)
+                         VALUES ($1, $2, $3, 'completed', $4, $5, $6, $7) ",
+                        claim_conflict!()
+                    ))
+                    .bind(user.as_uuid())
+                    .bind(*key)
+                    .bind(*hash)
+                    .bind(i32::from(response.status))
+                    .bind(&response.body)
+                    .bind(DbTime(now))
+                    .bind(DbTime(expires_at))
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                }
+                n
+            }
+        };
+        Ok(inserted == keys.len() as u64)
     }
 
     /// Stores the final response for a claimed key.

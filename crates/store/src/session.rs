@@ -124,6 +124,25 @@ impl Store {
         Ok(Session { conn })
     }
 
+    /// [`Self::begin`], with every lock wait of the transaction (a row, a key another
+    /// transaction is inserting) failing after `lock_wait_max` instead of waiting on. Set in
+    /// the same round trip as `BEGIN`. SQLite: the same as `begin` (its one writer never waits
+    /// inside a transaction).
+    pub async fn begin_with_lock_wait(&self, lock_wait_max: Duration) -> Result<Session> {
+        let conn = match &self.backend {
+            Backend::Postgres(pool) => {
+                let begin = format!(
+                    "BEGIN; SET LOCAL lock_timeout = '{}ms'",
+                    lock_wait_max.as_millis().max(1)
+                );
+                // A number we formatted: nothing from outside reaches this statement.
+                Conn::PgTx(pool.begin_with(sqlx::AssertSqlSafe(begin)).await?)
+            }
+            Backend::Sqlite { .. } => return self.begin().await,
+        };
+        Ok(Session { conn })
+    }
+
     /// A connection for reads outside any transaction (each statement sees committed data).
     pub async fn read(&self) -> Result<Session> {
         let conn = match &self.backend {

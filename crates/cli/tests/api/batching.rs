@@ -208,18 +208,47 @@ async fn duplicate_keys_inside_one_batch_make_one_transfer(app: TestApp) {
     assert_eq!(app.balance(&sender).await, 100_000 - 7_000 - made);
 }
 
+/// Short batch windows, for tests with two instances.
+fn short_batches(s: &mut Settings) {
+    s.transfer_batch_max = 64;
+    s.transfer_batch_wait_us = 20_000;
+}
+
+/// A second server on `app`'s database, batching like it.
+async fn second_instance(app: &TestApp) -> TestApp {
+    let mut settings = crate::helpers::test_settings(app.db_url());
+    short_batches(&mut settings);
+    start(app.backend, TestDb::borrow(app.db_url()), settings).await
+}
+
+/// An account row locked by a connection of the test's own (PostgreSQL), as another
+/// transaction would hold it, until released.
+struct AccountLock(sqlx::PgConnection);
+
+impl AccountLock {
+    async fn take(app: &TestApp, account_id: &str) -> Self {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+        sqlx::raw_sql("BEGIN").execute(&mut c).await.unwrap();
+        sqlx::query("SELECT 1 FROM accounts WHERE id = $1::uuid FOR UPDATE")
+            .bind(account_id)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        Self(c)
+    }
+
+    async fn release(mut self) {
+        sqlx::raw_sql("ROLLBACK").execute(&mut self.0).await.unwrap();
+    }
+}
+
 /// Two instances on one PostgreSQL database, both batching, against one hot receiver and
 /// between the same pair in both directions: every transfer lands exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_batching_instances_share_one_database() {
-    let configure = |s: &mut Settings| {
-        s.transfer_batch_max = 64;
-        s.transfer_batch_wait_us = 20_000;
-    };
-    run_with(Backend::Postgres, configure, |app| async move {
-        let mut settings = crate::helpers::test_settings(app.db_url());
-        configure(&mut settings);
-        let second = start(app.backend, TestDb::borrow(app.db_url()), settings).await;
+    run_with(Backend::Postgres, short_batches, |app| async move {
+        let second = second_instance(&app).await;
         let receiver = app.user("Receiver").await;
         let (a, b) = (app.funded_user("A", 100_000).await, app.funded_user("B", 100_000).await);
         let senders = join_all((0..40).map(|i| {
@@ -251,6 +280,85 @@ async fn two_batching_instances_share_one_database() {
         }
         second.teardown().await;
     })
+    .await;
+}
+
+/// The same key sent to two batching instances at once, while a third party holds the
+/// sender's account locked: both batches find the key free and wait for the lock. The first to
+/// get it makes the transfer and records the key; the second then finds the key taken, rolls
+/// back, and its command, run alone, replays the first's answer. One transfer, one answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_taken_by_another_batch_replays_its_answer() {
+    run_with(Backend::Postgres, short_batches, |app| async move {
+        let second = second_instance(&app).await;
+        let receiver = app.user("Receiver").await;
+        let sender = app.funded_user("Sender", 100_000).await;
+        let body = json!({"to_user_id": receiver.id, "amount": 6_000});
+        let (before, before_second) = (batches(&app).await, batches(&second).await);
+
+        let hold = AccountLock::take(&app, &sender.main_account_id).await;
+        let sends = tokio::spawn(join_all(vec![
+            send(&app, &sender, body.clone(), Some("race-1".into())),
+            send(&second, &sender, body.clone(), Some("race-1".into())),
+        ]));
+        // Both batches run (20 ms windows) and wait for the lock; well under their lock wait.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        hold.release().await;
+
+        let answers = sends.await.unwrap();
+        let first = answers[0].assert_status(201);
+        assert_eq!(answers[1].assert_status(201), first, "{answers:?}");
+        assert_eq!(answers[0].text, answers[1].text);
+        assert_eq!(app.balance(&receiver).await, 6_000);
+        assert_eq!(app.balance(&sender).await, 94_000);
+        let (one, two) = (
+            batches_since(&app, &before).await,
+            batches_since(&second, &before_second).await,
+        );
+        assert_eq!(one["failed"] + two["failed"], 1, "one batch gave way: {one:?} {two:?}");
+        assert_eq!(one["batches"] + two["batches"], 1, "{one:?} {two:?}");
+        assert_eq!(one["unbatched"] + two["unbatched"], 1, "{one:?} {two:?}");
+        app.assert_invariants().await;
+        second.teardown().await;
+    })
+    .await;
+}
+
+/// A batch waits for a lock only so long (so that it, not a request on its own, gives way
+/// should they ever wait for each other): held past that, the batch rolls back and its
+/// commands run alone, and they still land once the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_kept_waiting_for_a_lock_runs_its_commands_alone() {
+    run_with(
+        Backend::Postgres,
+        |_| {},
+        |app| async move {
+            let receiver = app.user("Receiver").await;
+            let sender = app.funded_user("Sender", 100_000).await;
+            let before = batches(&app).await;
+
+            let hold = AccountLock::take(&app, &receiver.main_account_id).await;
+            let sending = tokio::spawn(send(
+                &app,
+                &sender,
+                json!({"to_user_id": receiver.id, "amount": 5_000}),
+                None,
+            ));
+            tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+            assert!(!sending.is_finished(), "the transfer waits for the lock");
+            hold.release().await;
+
+            sending.await.unwrap().assert_status(201);
+            assert_eq!(app.balance(&receiver).await, 5_000);
+            let delta = batches_since(&app, &before).await;
+            assert_eq!(
+                (delta["failed"], delta["unbatched"], delta["batches"]),
+                (1, 1, 0),
+                "{delta:?}"
+            );
+            app.assert_invariants().await;
+        },
+    )
     .await;
 }
 
