@@ -67,6 +67,7 @@ impl TransfersBench {
         if !self.no_naive {
             naive_schema(url, self.accounts).await?;
             for workload in ["uniform", "hot"] {
+                settle(url).await?;
                 let run = self.pgbench(url, workload, &work).await?;
                 println!("{}", line(&run));
                 runs.push(run);
@@ -205,12 +206,12 @@ impl TransfersBench {
         println!("{system}: setting up {} users ...", self.accounts);
         let funds = 3_000_000;
         let population = minipay_loadtest::populate(&client, &server.base, self.accounts as usize, funds).await?;
-        // The tables were just filled from empty: give the planner the statistics a database in
-        // service has, rather than whatever autovacuum caught mid-signup.
-        analyze(database_url).await?;
         let mut runs = Vec::new();
         let mut reports = Vec::new();
         for scenario in [Scenario::Uniform, Scenario::Hot] {
+            // The first time, the tables were just filled from empty: the planner gets the
+            // statistics a database in service has, rather than whatever it had mid-signup.
+            settle(database_url).await?;
             println!("{system}: running {} ...", scenario.name());
             let report = self.drive(&client, &server.base, scenario, &population).await;
             let transfers = report.action("transfer").context("no transfer was measured")?;
@@ -289,7 +290,6 @@ async fn naive_schema(url: &str, accounts: u32) -> anyhow::Result<()> {
     )))
     .execute(&mut c)
     .await?;
-    sqlx::raw_sql("VACUUM ANALYZE naive_accounts").execute(&mut c).await?;
     Ok(())
 }
 
@@ -322,14 +322,24 @@ fn naive_script(workload: &str, amount: i64) -> String {
     )
 }
 
-/// `ANALYZE` on the whole database.
-async fn analyze(database_url: &str) -> anyhow::Result<()> {
+/// Brings the database to the same state before every measured run, whichever system and
+/// run came before: fresh planner statistics and dead row versions cleared (`VACUUM ANALYZE`
+/// — what autovacuum does for a database in service; it is off on some machines), and a
+/// checkpoint, so that no run starts in the middle of the previous run's checkpoint and its
+/// burst of full-page writes. SQLite: `ANALYZE` and a WAL checkpoint.
+async fn settle(database_url: &str) -> anyhow::Result<()> {
     if database_url.starts_with("sqlite") {
         let mut c = sqlx::SqliteConnection::connect(database_url).await?;
         sqlx::raw_sql("ANALYZE").execute(&mut c).await?;
+        sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut c).await?;
     } else {
         let mut c = sqlx::PgConnection::connect(database_url).await?;
-        sqlx::raw_sql("ANALYZE").execute(&mut c).await?;
+        // Each on its own: VACUUM cannot run inside a multi-statement string.
+        sqlx::raw_sql("VACUUM ANALYZE").execute(&mut c).await?;
+        sqlx::raw_sql("CHECKPOINT")
+            .execute(&mut c)
+            .await
+            .context("CHECKPOINT (the benchmark's database user needs the pg_checkpoint role)")?;
     }
     Ok(())
 }
