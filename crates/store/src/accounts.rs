@@ -211,38 +211,14 @@ impl Session {
         let rows = RowWrites::new(locked, interest)?;
         match self.db() {
             Db::Pg(c) => {
-                let r = &rows;
-                let updated = sqlx::query(
-                    "UPDATE accounts AS a
-                        SET posted = v.posted, pending_out = v.pending_out, last_entry_at = v.last_entry_at,
-                            interest_carry = COALESCE(v.carry, a.interest_carry),
-                            interest_paid_through = COALESCE(v.paid_through, a.interest_paid_through)
-                     FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[],
-                                 $7::int8[], $8::date[])
-                          AS v(id, old_posted, old_pending, posted, pending_out, last_entry_at, carry, paid_through)
-                     WHERE a.id = v.id AND a.posted = v.old_posted AND a.pending_out = v.old_pending
-                       -- Lets the planner find the rows by primary key: joined on v alone it may
-                       -- scan the table, which grows with every version a hot account leaves.
-                       AND a.id = ANY($1::uuid[])",
-                )
-                .bind(&r.ids)
-                .bind(&r.old_posted)
-                .bind(&r.old_pending)
-                .bind(&r.posted)
-                .bind(&r.pending)
-                .bind(&r.last_entry)
-                .bind(&r.carry)
-                .bind(&r.paid_through)
-                .execute(&mut *c)
-                .await?
-                .rows_affected();
-                if updated != r.ids.len() as u64 {
+                let updated = write_rows_pg(c, &rows, journals).await?;
+                if updated != rows.ids.len() as u64 {
                     return Err(StoreError::LostUpdate(format!(
                         "{updated} of {} rows matched",
-                        r.ids.len()
+                        rows.ids.len()
                     )));
                 }
-                insert_journals_pg(c, journals).await
+                Ok(())
             }
             Db::Sqlite(c) => {
                 for i in 0..rows.ids.len() {
@@ -327,25 +303,15 @@ impl RowWrites {
     }
 }
 
-async fn insert_journals_pg(c: &mut sqlx::PgConnection, journals: &[PostedJournal]) -> Result<()> {
-    if journals.is_empty() {
-        return Ok(());
-    }
+/// The balances, journals and entries of a posting in one statement (one round trip while the
+/// accounts are locked): the accounts `UPDATE` guarded by the old values and filtered by
+/// primary key, and the two `INSERT`s, as data-modifying CTEs. Returns how many account rows
+/// the guard let through.
+async fn write_rows_pg(c: &mut sqlx::PgConnection, r: &RowWrites, journals: &[PostedJournal]) -> Result<u64> {
     let ids: Vec<Uuid> = journals.iter().map(|j| j.id.as_uuid()).collect();
     let kinds: Vec<&str> = journals.iter().map(|j| j.kind.as_str()).collect();
     let memos: Vec<Option<&str>> = journals.iter().map(|j| j.memo.as_deref()).collect();
     let ats: Vec<DbTime> = journals.iter().map(|j| DbTime(j.occurred_at)).collect();
-    sqlx::query(
-        "INSERT INTO journals (id, kind, memo, occurred_at)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])",
-    )
-    .bind(&ids)
-    .bind(&kinds)
-    .bind(&memos)
-    .bind(&ats)
-    .execute(&mut *c)
-    .await?;
-
     let entries = || journals.iter().flat_map(|j| j.entries.iter().map(move |e| (j, e)));
     let e_ids: Vec<Uuid> = entries().map(|(_, e)| e.id.as_uuid()).collect();
     let e_journal: Vec<Uuid> = entries().map(|(j, _)| j.id.as_uuid()).collect();
@@ -363,12 +329,47 @@ async fn insert_journals_pg(c: &mut sqlx::PgConnection, journals: &[PostedJourna
         .collect();
     let e_memo: Vec<Option<&str>> = entries().map(|(j, _)| j.memo.as_deref()).collect();
     let e_at: Vec<DbTime> = entries().map(|(j, _)| DbTime(j.occurred_at)).collect();
-    sqlx::query(
-        "INSERT INTO entries (id, journal_id, account_id, owner_user_id, kind, amount, balance_after,
-                              counterparty_name, counterparty_user_id, counterparty_account_id, memo, occurred_at)
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[], $7::int8[],
-                              $8::text[], $9::uuid[], $10::uuid[], $11::text[], $12::timestamptz[])",
+    // Every part runs to completion whether or not the final SELECT reads it (PostgreSQL's
+    // rule for data-modifying WITH), all against the same snapshot; none reads another's rows.
+    let (updated,): (i64,) = sqlx::query_as(
+        "WITH updated AS (
+             UPDATE accounts AS a
+                SET posted = v.posted, pending_out = v.pending_out, last_entry_at = v.last_entry_at,
+                    interest_carry = COALESCE(v.carry, a.interest_carry),
+                    interest_paid_through = COALESCE(v.paid_through, a.interest_paid_through)
+               FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::timestamptz[],
+                           $7::int8[], $8::date[])
+                    AS v(id, old_posted, old_pending, posted, pending_out, last_entry_at, carry, paid_through)
+              WHERE a.id = v.id AND a.posted = v.old_posted AND a.pending_out = v.old_pending
+                -- Lets the planner find the rows by primary key: joined on v alone it may
+                -- scan the table, which grows with every version a hot account leaves.
+                AND a.id = ANY($1::uuid[])
+             RETURNING 1
+         ), new_journals AS (
+             INSERT INTO journals (id, kind, memo, occurred_at)
+             SELECT * FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::timestamptz[])
+         ), new_entries AS (
+             INSERT INTO entries (id, journal_id, account_id, owner_user_id, kind, amount, balance_after,
+                                  counterparty_name, counterparty_user_id, counterparty_account_id, memo,
+                                  occurred_at)
+             SELECT * FROM UNNEST($13::uuid[], $14::uuid[], $15::uuid[], $16::uuid[], $17::text[], $18::int8[],
+                                  $19::int8[], $20::text[], $21::uuid[], $22::uuid[], $23::text[],
+                                  $24::timestamptz[])
+         )
+         SELECT COUNT(*) FROM updated",
     )
+    .bind(&r.ids)
+    .bind(&r.old_posted)
+    .bind(&r.old_pending)
+    .bind(&r.posted)
+    .bind(&r.pending)
+    .bind(&r.last_entry)
+    .bind(&r.carry)
+    .bind(&r.paid_through)
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&memos)
+    .bind(&ats)
     .bind(&e_ids)
     .bind(&e_journal)
     .bind(&e_account)
@@ -381,9 +382,9 @@ async fn insert_journals_pg(c: &mut sqlx::PgConnection, journals: &[PostedJourna
     .bind(&e_cp_acct)
     .bind(&e_memo)
     .bind(&e_at)
-    .execute(c)
+    .fetch_one(c)
     .await?;
-    Ok(())
+    Ok(updated as u64)
 }
 
 async fn insert_journals_sqlite(c: &mut sqlx::SqliteConnection, journals: &[PostedJournal]) -> Result<()> {
