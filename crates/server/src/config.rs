@@ -55,7 +55,7 @@ pub struct Settings {
     pub transfer_batch_max: u32,
     /// Longest a transfer or charge posting waits for others to join its batch, in microseconds.
     pub transfer_batch_wait_us: u64,
-    /// Batches one instance runs at once (the next claims its keys while one commits).
+    /// Batches one instance runs at once (the next reads its keys and users while one commits).
     pub transfer_batches_in_flight: u32,
 }
 

@@ -36,7 +36,7 @@ pub struct BatchConfig {
     /// Longest a command waits for others to join its batch.
     pub max_wait: Duration,
     /// Batches one instance runs at once: while one waits for its commit (the WAL flush), the
-    /// next claims its keys and reads its users, then waits for the first's row locks. The
+    /// next reads its keys and its users, then waits for the first's row locks. The
     /// best number depends on how long a flush takes (see docs/decisions.md).
     pub in_flight_max: usize,
 }
