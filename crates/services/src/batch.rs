@@ -2,10 +2,11 @@
 //!
 //! Two kinds of command join a batch: a transfer, and the posting of a charge whose money the
 //! bank has confirmed taken (the bank call itself is never made here). Each command still gets
-//! its own answer. In one transaction per batch the transfers' keys are claimed (in key order),
-//! both sides resolved, every account of the batch locked once (in the one lock order), then
-//! the commands are applied one after another to the locked balances in memory — every rule
-//! re-checked — and what they changed is written back with one statement per table. A command
+//! its own answer. In one transaction per batch the transfers' keys are read, both sides
+//! resolved, every account of the batch locked once (in the one lock order), then the commands
+//! are applied one after another to the locked balances in memory — every rule re-checked —
+//! and what they changed is written back with a statement per table, each free key inserted
+//! once with its answer (a key taken meanwhile rolls the batch back). A command
 //! that fails (an overdrawn sender, a bad recipient) fails alone; a transfer that needs an
 //! auto-charge (a bank call), or a charge someone else resolved first, leaves the batch and
 //! runs on its own. Nothing is answered before the batch commits; if the batch cannot commit
@@ -131,7 +132,7 @@ struct Waiting {
 struct Queued {
     me: UserId,
     command: Command,
-    /// The request's key. A transfer's is claimed by its batch; a charge's was claimed when
+    /// The request's key. A transfer's is written by its batch; a charge's was claimed when
     /// its intent was recorded and is still held.
     idem: Option<IdempotentRequest>,
     answer: oneshot::Sender<Batched>,
