@@ -1,4 +1,4 @@
-//! Idempotency-Key records: claim a key, store the response to replay, release it.
+//! Idempotency-Key records: claim or peek at a key, store the response to replay, release it.
 
 use crate::Result;
 use crate::session::{Db, Session};

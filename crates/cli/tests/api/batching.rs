@@ -33,6 +33,7 @@ with_long_batches!(
     members_of_one_batch_succeed_or_fail_on_their_own,
     duplicate_keys_inside_one_batch_make_one_transfer,
     charges_post_in_the_same_batch_as_transfers,
+    an_expired_key_is_used_afresh_in_a_batch,
 );
 
 async fn batches(app: &TestApp) -> Value {
@@ -206,6 +207,36 @@ async fn duplicate_keys_inside_one_batch_make_one_transfer(app: TestApp) {
         .unwrap();
     assert_eq!(app.balance(&receiver).await, 7_000 + made);
     assert_eq!(app.balance(&sender).await, 100_000 - 7_000 - made);
+}
+
+/// A key whose record has expired (kept 48 hours) but not yet been purged makes a new
+/// transfer, in a batch (the batch takes the record over; it does not fall back to running
+/// alone), and replays that new answer from then on.
+async fn an_expired_key_is_used_afresh_in_a_batch(app: TestApp) {
+    let mut receiver = app.user("Receiver").await;
+    let mut sender = app.funded_user("Sender", 100_000).await;
+    let body = json!({"to_user_id": receiver.id, "amount": 1_000});
+    let first = send(&app, &sender, body.clone(), Some("old-1".into())).await;
+    let first_id = first.assert_status(201)["id"].clone();
+    let replayed = send(&app, &sender, body.clone(), Some("old-1".into())).await;
+    assert_eq!(replayed.text, first.text);
+
+    app.advance_clock_for(48 * 3_600 + 60, &mut [&mut sender, &mut receiver])
+        .await;
+    let before = batches(&app).await;
+    let fresh = send(&app, &sender, body.clone(), Some("old-1".into())).await;
+    assert_ne!(fresh.assert_status(201)["id"], first_id, "{fresh:?}");
+    let delta = batches_since(&app, &before).await;
+    assert_eq!(
+        (delta["batches"], delta["failed"], delta["unbatched"]),
+        (1, 0, 0),
+        "{delta:?}"
+    );
+    let again = send(&app, &sender, body, Some("old-1".into())).await;
+    assert_eq!(again.text, fresh.text);
+    assert_eq!(app.balance(&receiver).await, 2_000);
+    assert_eq!(app.balance(&sender).await, 98_000);
+    app.assert_invariants().await;
 }
 
 /// Short batch windows, for tests with two instances.
