@@ -94,8 +94,12 @@ enum JobsCommand {
         #[command(flatten)]
         serve: ServeArgs,
     },
-    /// List the jobs and when they run.
-    List,
+    /// List the jobs and when they run. Takes the settings `run` takes (so one command line
+    /// serves both); they are checked, not used.
+    List {
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,9 +126,8 @@ enum ModeArg {
 /// Each flag can also be given as its `MINIPAY_*` variable; both beat the config file.
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML file with the same settings (keys: listen, database_url, admin_token, jwt_secret,
-    /// clock, clock_start, mode, bank_url, scheduler, scheduler_tick_ms, db_connections_max).
-    #[arg(long, env = "MINIPAY_CONFIG")]
+    /// TOML file with the same settings (its keys are listed below).
+    #[arg(long, env = "MINIPAY_CONFIG", long_help = config_help())]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port.
     #[arg(long, env = "MINIPAY_LISTEN")]
@@ -176,6 +179,14 @@ struct ServeArgs {
     /// Batches one instance runs at once [default: 2].
     #[arg(long, env = "MINIPAY_TRANSFER_BATCHES_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..=16))]
     transfer_batches_in_flight: Option<u32>,
+}
+
+/// `--config`'s long help: every key a config file may hold.
+fn config_help() -> String {
+    format!(
+        "TOML file with the same settings; its keys: {}",
+        SettingsLayer::FILE_KEYS.join(", ")
+    )
 }
 
 impl ServeArgs {
@@ -262,8 +273,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Jobs {
-            action: JobsCommand::List,
+            action: JobsCommand::List { serve },
         } => {
+            serve.settings()?.validate()?;
             for (name, when) in minipay_services::jobs::SCHEDULES {
                 println!("{name:<22} {when}");
             }

@@ -40,34 +40,42 @@ pub struct ManualClock {
     now: Mutex<Timestamp>,
 }
 
-/// The manual clock stays within these years, so that every date computation built on it
-/// (token expiry, 72-hour holds, a year of interest) stays far from the representable edge.
-pub const MANUAL_CLOCK_YEARS: std::ops::Range<i16> = 2000..2100;
+/// Instants given from outside (the manual clock, a job's "as of", a history range, a cursor)
+/// stay within these years (UTC), so that every date computation built on them (token expiry,
+/// 72-hour holds, a year of interest) stays far from the representable edge.
+pub const SUPPORTED_YEARS: std::ops::Range<i16> = 2000..2100;
 
+/// An instant outside [`SUPPORTED_YEARS`]; `what` names it in the message (`at`, `from`, the
+/// manual clock...).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the manual clock must stay between {}-01-01 and {}-01-01", MANUAL_CLOCK_YEARS.start, MANUAL_CLOCK_YEARS.end)]
-pub struct ClockRangeError;
-
-/// Checks that an instant given from outside (the manual clock, a job's "as of") lies within
-/// `MANUAL_CLOCK_YEARS`, truncated to microseconds.
-pub fn plausible_instant(ts: Timestamp) -> Result<Timestamp, ClockRangeError> {
-    in_manual_range(ts)
+#[error("{what} must lie between {}-01-01 and {}-01-01 (UTC)", SUPPORTED_YEARS.start, SUPPORTED_YEARS.end)]
+pub struct InstantRangeError {
+    pub what: &'static str,
 }
 
-fn in_manual_range(ts: Timestamp) -> Result<Timestamp, ClockRangeError> {
+/// Checks that an instant given from outside, called `what`, lies within `SUPPORTED_YEARS`;
+/// truncated to microseconds.
+pub fn plausible_instant(ts: Timestamp, what: &'static str) -> Result<Timestamp, InstantRangeError> {
     let year = ts.to_zoned(TimeZone::UTC).year();
-    if MANUAL_CLOCK_YEARS.contains(&year) {
+    if SUPPORTED_YEARS.contains(&year) {
         Ok(to_micros(ts))
     } else {
-        Err(ClockRangeError)
+        Err(InstantRangeError { what })
     }
+}
+
+/// What the manual clock's errors call it.
+const MANUAL_CLOCK: &str = "the manual clock";
+
+fn in_manual_range(ts: Timestamp) -> Result<Timestamp, InstantRangeError> {
+    plausible_instant(ts, MANUAL_CLOCK)
 }
 
 impl ManualClock {
     /// Starts at `start`, or at the start of the allowed range if `start` is outside it.
     pub fn new(start: Timestamp) -> Self {
         let start = in_manual_range(start).unwrap_or_else(|_| {
-            let first = Date::new(MANUAL_CLOCK_YEARS.start, 1, 1).expect("valid date");
+            let first = Date::new(SUPPORTED_YEARS.start, 1, 1).expect("valid date");
             first.to_zoned(TimeZone::UTC).expect("valid instant").timestamp()
         });
         Self { now: Mutex::new(start) }
@@ -78,18 +86,20 @@ impl ManualClock {
         self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Sets the clock; refuses (changing nothing) an instant outside `MANUAL_CLOCK_YEARS`.
-    pub fn set(&self, now: Timestamp) -> Result<Timestamp, ClockRangeError> {
+    /// Sets the clock; refuses (changing nothing) an instant outside `SUPPORTED_YEARS`.
+    pub fn set(&self, now: Timestamp) -> Result<Timestamp, InstantRangeError> {
         let now = in_manual_range(now)?;
         *self.guard() = now;
         Ok(now)
     }
 
     /// Moves the clock forward (or back, for a negative duration) and returns the new now;
-    /// refuses (changing nothing) to leave `MANUAL_CLOCK_YEARS`.
-    pub fn advance(&self, by: SignedDuration) -> Result<Timestamp, ClockRangeError> {
+    /// refuses (changing nothing) to leave `SUPPORTED_YEARS`.
+    pub fn advance(&self, by: SignedDuration) -> Result<Timestamp, InstantRangeError> {
         let mut now = self.guard();
-        let next = now.checked_add(by).map_err(|_| ClockRangeError)?;
+        let next = now
+            .checked_add(by)
+            .map_err(|_| InstantRangeError { what: MANUAL_CLOCK })?;
         *now = in_manual_range(next)?;
         Ok(*now)
     }
@@ -181,7 +191,7 @@ impl BusinessMonth {
         }
         let year: i16 = y.parse().map_err(|_| MonthError)?;
         let month: i8 = m.parse().map_err(|_| MonthError)?;
-        if !MANUAL_CLOCK_YEARS.contains(&year) || !(1..=12).contains(&month) {
+        if !SUPPORTED_YEARS.contains(&year) || !(1..=12).contains(&month) {
             return Err(MonthError);
         }
         Ok(Self { year, month })

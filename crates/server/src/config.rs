@@ -173,6 +173,27 @@ pub struct SettingsLayer {
 }
 
 impl SettingsLayer {
+    /// The keys a config file may hold: the field names above, in order (a test keeps the two
+    /// in step, and `serve --help` prints these).
+    pub const FILE_KEYS: &[&str] = &[
+        "listen",
+        "database_url",
+        "admin_token",
+        "jwt_secret",
+        "clock",
+        "clock_start",
+        "mode",
+        "bank_url",
+        "scheduler",
+        "scheduler_tick_ms",
+        "db_connections_max",
+        "history_archive_dir",
+        "history_retire_slice_max",
+        "transfer_batch_max",
+        "transfer_batch_wait_us",
+        "transfer_batches_in_flight",
+    ];
+
     /// Reads a TOML file whose keys are the field names above.
     pub fn from_toml_file(path: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context;
@@ -246,5 +267,30 @@ mod layer_tests {
         assert!(s.scheduler);
         assert_eq!(s.database_url, "sqlite://minipay.db");
         assert!(toml::from_str::<SettingsLayer>("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn file_keys_are_exactly_the_fields() {
+        // A field missing from FILE_KEYS: the Debug output of a default layer names every field.
+        let fields: Vec<String> = format!("{:?}", SettingsLayer::default())
+            .split(['{', ','])
+            .skip(1)
+            .filter_map(|f| f.split(':').next())
+            .map(|f| f.trim().to_owned())
+            .collect();
+        assert_eq!(fields, SettingsLayer::FILE_KEYS);
+        // A key in FILE_KEYS that the file would refuse: each parses on its own.
+        for key in SettingsLayer::FILE_KEYS {
+            let value = match *key {
+                "clock" => "\"manual\"",
+                "mode" => "\"dev\"",
+                "clock_start" => "\"2026-11-21T00:00:00Z\"",
+                "scheduler" => "true",
+                k if k.ends_with("_max") || k.ends_with("_ms") || k.ends_with("_us") || k.ends_with("_flight") => "1",
+                _ => "\"x\"",
+            };
+            let parsed = toml::from_str::<SettingsLayer>(&format!("{key} = {value}"));
+            assert!(parsed.is_ok(), "{key}: {parsed:?}");
+        }
     }
 }

@@ -17,11 +17,19 @@ impl From<ServiceError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// Logs by whose fault it is: a server fault at ERROR with its cause chain; an outside
+    /// system's at WARN; a refused login or a missing permission at INFO (worth seeing when
+    /// someone probes); any other client error at DEBUG — the client has the answer, and a
+    /// fuzzer or a broken client must not flood the log.
     fn into_response(self) -> Response {
-        if let ServiceError::Internal(cause) = &self.0 {
-            tracing::error!(error = ?cause, "request failed");
+        let code = self.0.code();
+        match (&self.0, code.status()) {
+            (ServiceError::Internal(cause), _) => tracing::error!(error = ?cause, "request failed"),
+            (_, 500..) => tracing::warn!(code = code.as_str(), error = %self.0, "request failed"),
+            (_, 401 | 403 | 429) => tracing::info!(code = code.as_str(), error = %self.0, "request refused"),
+            _ => tracing::debug!(code = code.as_str(), error = %self.0, "request refused"),
         }
-        error_response(self.0.code(), &self.0.to_string())
+        error_response(code, &self.0.to_string())
     }
 }
 

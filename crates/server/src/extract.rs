@@ -3,41 +3,72 @@
 
 use crate::error::{ApiError, error_response, validation};
 use crate::state::AppState;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minipay_core::UserId;
 use minipay_core::request::IdempotencyKey;
 use minipay_services::{ErrorCode, ServiceError};
 use serde::de::DeserializeOwned;
 
-/// A JSON body. Malformed JSON, wrong types and unknown fields are `400 validation_failed`;
-/// a missing JSON content type is 415; a body over the size limit is 413.
+/// A JSON body, which must be a JSON object: an array (which serde would otherwise take as the
+/// struct's fields by position), a string or a number is `400 validation_failed`, like
+/// malformed JSON, wrong types and unknown fields. A missing JSON content type is 415; a body
+/// over the size limit is 413.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !has_json_content_type(req.headers()) {
+            return Err(error_response(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON (Content-Type: application/json)",
+            ));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| body_rejection(&r))?;
+        json_object(&bytes).map(Self).map_err(IntoResponse::into_response)
     }
 }
 
-fn json_rejection(r: JsonRejection) -> Response {
-    match r {
-        JsonRejection::MissingJsonContentType(_) => error_response(
-            ErrorCode::UnsupportedMediaType,
-            "send the body as JSON (Content-Type: application/json)",
-        ),
-        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            error_response(ErrorCode::PayloadTooLarge, "the request body is too large")
+/// `application/json` or any `application/*+json`, parameters (charset) aside.
+fn has_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    match essence.split_once('/') {
+        Some((kind, sub)) => {
+            kind.eq_ignore_ascii_case("application")
+                && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
         }
-        other => error_response(ErrorCode::ValidationFailed, &other.body_text()),
+        None => false,
+    }
+}
+
+/// A body that could not be read: 413 when over the size limit, 400 otherwise.
+pub fn body_rejection(r: &BytesRejection) -> Response {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        error_response(ErrorCode::PayloadTooLarge, "the request body is too large")
+    } else {
+        error_response(ErrorCode::ValidationFailed, &r.body_text())
+    }
+}
+
+/// Parses a request body that must be one JSON object (the first token decides a JSON value's
+/// type, so looking at it is enough); every failure is `400 validation_failed`.
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(validation("the request body must be a JSON object"));
+    }
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(v)) => Ok(v),
+        Err(rejection) => Err(validation(rejection.body_text())),
     }
 }
 
@@ -103,7 +134,7 @@ impl FromRequestParts<AppState> for Admin {
             return Ok(Self);
         }
         match state.wallet.authenticate(token).await {
-            Ok(_) => Err(ApiError(ServiceError::Forbidden)),
+            Ok(_) => Err(ApiError(ServiceError::Forbidden("this endpoint needs the admin token"))),
             Err(_) => Err(ApiError(ServiceError::Unauthorized("the admin token is not valid"))),
         }
     }

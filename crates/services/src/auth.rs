@@ -5,14 +5,13 @@ use crate::error::{ServiceError, ServiceResult};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use minipay_core::UserId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{LazyLock, Mutex};
-use std::time::{Duration, Instant};
 
 /// A secret that never prints (`Debug` and logs show `[redacted]`).
 #[derive(Clone, PartialEq, Eq)]
@@ -126,52 +125,86 @@ impl Tokens {
     }
 }
 
-/// Limits login attempts per email address: `attempts_max` per `window`. In memory, per
-/// instance (N instances allow N times as many; a shared store would be needed to be exact).
+/// Limits failed logins per email address: after `failures_max` wrong passwords within
+/// `window` of the server's clock (the injected one, so the manual clock governs it too), every
+/// attempt at that address is refused until the window that began with the first failure has
+/// passed. Successful logins are not counted, and one clears the address's failures: a client
+/// that logs in again after each token expiry is never throttled. In memory, per instance (N
+/// instances allow N times as many; a shared store would be needed to be exact).
 pub struct LoginThrottle {
-    attempts_max: u32,
-    window: Duration,
-    seen: Mutex<HashMap<String, (Instant, u32)>>,
+    failures_max: u32,
+    window: SignedDuration,
+    failures: Mutex<HashMap<String, FailedLogins>>,
 }
 
-/// Login attempts allowed per email address per window.
-pub const LOGIN_ATTEMPTS_MAX: u32 = 10;
-pub const LOGIN_WINDOW_SECS: u64 = 60;
+/// Failed logins at one address since `since`.
+#[derive(Clone, Copy)]
+struct FailedLogins {
+    since: Timestamp,
+    count: u32,
+}
+
+/// Failed logins allowed per email address per window.
+pub const LOGIN_FAILURES_MAX: u32 = 10;
+pub const LOGIN_WINDOW_SECS: i64 = 60;
 /// Bound on remembered addresses, so a flood of random emails cannot exhaust memory.
 const LOGIN_THROTTLE_KEYS_MAX: usize = 100_000;
 
 impl Default for LoginThrottle {
     fn default() -> Self {
-        Self::new(LOGIN_ATTEMPTS_MAX, Duration::from_secs(LOGIN_WINDOW_SECS))
+        Self::new(LOGIN_FAILURES_MAX, SignedDuration::from_secs(LOGIN_WINDOW_SECS))
     }
 }
 
 impl LoginThrottle {
-    pub fn new(attempts_max: u32, window: Duration) -> Self {
+    pub fn new(failures_max: u32, window: SignedDuration) -> Self {
+        assert!(
+            failures_max > 0 && window.is_positive(),
+            "a throttle that can let someone in"
+        );
         Self {
-            attempts_max,
+            failures_max,
             window,
-            seen: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Counts an attempt for `email`; `Err(RateLimited)` once the window's budget is spent.
-    pub fn attempt(&self, email: &str) -> ServiceResult<()> {
-        let now = Instant::now();
-        let mut seen = self.seen.lock().expect("throttle lock");
-        if seen.len() >= LOGIN_THROTTLE_KEYS_MAX {
-            seen.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+    fn guard(&self) -> std::sync::MutexGuard<'_, HashMap<String, FailedLogins>> {
+        // Plain counters: a panic elsewhere cannot leave one half-written.
+        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn current(&self, seen: FailedLogins, now: Timestamp) -> bool {
+        now < seen.since + self.window
+    }
+
+    /// `Err(RateLimited)` while `email` has used up its failures in the current window. Checked
+    /// before the password, so a locked address cannot be used to try passwords.
+    pub fn check(&self, email: &str, now: Timestamp) -> ServiceResult<()> {
+        match self.guard().get(email) {
+            Some(&seen) if self.current(seen, now) && seen.count >= self.failures_max => Err(ServiceError::RateLimited),
+            _ => Ok(()),
         }
-        let slot = seen.entry(email.to_owned()).or_insert((now, 0));
-        if now.duration_since(slot.0) >= self.window {
-            *slot = (now, 0);
+    }
+
+    /// Counts a wrong password for `email`.
+    pub fn failed(&self, email: &str, now: Timestamp) {
+        let mut failures = self.guard();
+        if failures.len() >= LOGIN_THROTTLE_KEYS_MAX {
+            failures.retain(|_, seen| self.current(*seen, now));
         }
-        slot.1 += 1;
-        if slot.1 > self.attempts_max {
-            Err(ServiceError::RateLimited)
-        } else {
-            Ok(())
+        let seen = failures
+            .entry(email.to_owned())
+            .or_insert(FailedLogins { since: now, count: 0 });
+        if !self.current(*seen, now) {
+            *seen = FailedLogins { since: now, count: 0 };
         }
+        seen.count += 1;
+    }
+
+    /// A successful login clears the address's failures.
+    pub fn succeeded(&self, email: &str) {
+        self.guard().remove(email);
     }
 }
 
@@ -204,12 +237,33 @@ mod tests {
     }
 
     #[test]
-    fn throttle_counts_per_email() {
-        let t = LoginThrottle::new(2, Duration::from_secs(60));
-        assert!(t.attempt("a").is_ok());
-        assert!(t.attempt("a").is_ok());
-        assert!(t.attempt("a").is_err());
-        assert!(t.attempt("b").is_ok());
+    fn throttle_counts_failures_per_email_on_the_given_clock() {
+        let t = LoginThrottle::new(2, SignedDuration::from_secs(60));
+        let t0: Timestamp = "2026-11-21T00:00:00Z".parse().unwrap();
+        t.failed("a", t0);
+        t.failed("a", t0);
+        assert!(t.check("a", t0).is_err(), "two failures use up the window");
+        assert!(t.check("b", t0).is_ok(), "other addresses are not affected");
+        let almost = t0 + SignedDuration::from_secs(59);
+        assert!(t.check("a", almost).is_err(), "still inside the window");
+        let later = t0 + SignedDuration::from_secs(60);
+        assert!(t.check("a", later).is_ok(), "the window has passed on the given clock");
+        t.failed("a", later);
+        assert!(t.check("a", later).is_ok(), "a new window counts afresh");
+    }
+
+    #[test]
+    fn successes_are_not_counted_and_clear_failures() {
+        let t = LoginThrottle::new(2, SignedDuration::from_secs(60));
+        let t0: Timestamp = "2026-11-21T00:00:00Z".parse().unwrap();
+        t.failed("a", t0);
+        t.succeeded("a");
+        t.failed("a", t0);
+        assert!(t.check("a", t0).is_ok(), "the success cleared the first failure");
+        for _ in 0..100 {
+            t.succeeded("b");
+            assert!(t.check("b", t0).is_ok());
+        }
     }
 
     #[test]

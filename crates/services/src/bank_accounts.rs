@@ -3,11 +3,12 @@
 
 use crate::Wallet;
 use crate::error::{ServiceError, ServiceResult};
-use crate::views::{BankAccountView, BankBalanceView, Items};
+use crate::pagination::{decode_cursor, page_of, rows_for};
+use crate::views::{BankAccountView, BankBalanceView, Page};
 use anyhow::Context;
 use minipay_bank::{BankError, RegisterAccount};
 use minipay_core::bank::{AccountNumber, BankCode};
-use minipay_core::request::bounded_text;
+use minipay_core::request::{PageLimit, bounded_text};
 use minipay_core::user::NAME_LEN_MAX;
 use minipay_core::{BankAccountId, UserId};
 use minipay_store::{NewBankAccount, StoreError};
@@ -39,7 +40,7 @@ pub(crate) fn bank_failure(e: BankError) -> ServiceError {
 impl Wallet {
     /// Registers the account with the bank first (no transaction is open meanwhile), then
     /// records the bank's fin-account id. The account number itself is not stored.
-    #[tracing::instrument(name = "minipay.bank_accounts.register", skip_all, err)]
+    #[tracing::instrument(name = "minipay.bank_accounts.register", skip_all, err(level = "debug"))]
     pub async fn register_bank_account(&self, me: UserId, req: RegisterBankAccount) -> ServiceResult<BankAccountView> {
         let fin = self
             .bank
@@ -74,15 +75,30 @@ impl Wallet {
         Ok(BankAccountView::from(&account))
     }
 
-    pub async fn bank_accounts(&self, me: UserId) -> ServiceResult<Items<BankAccountView>> {
-        let accounts = self.store.read().await?.bank_accounts_of(me).await?;
-        Ok(Items {
-            items: accounts.iter().map(BankAccountView::from).collect(),
-        })
+    /// The caller's registered bank accounts, newest first, a cursor page at a time.
+    pub async fn bank_accounts(
+        &self,
+        me: UserId,
+        limit: PageLimit,
+        cursor: Option<&str>,
+    ) -> ServiceResult<Page<BankAccountView>> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let rows = self
+            .store
+            .read()
+            .await?
+            .bank_accounts_of(me, after, rows_for(limit))
+            .await?;
+        Ok(page_of(
+            rows,
+            limit,
+            |b| (b.created_at, b.id.as_uuid()),
+            |b| BankAccountView::from(&b),
+        ))
     }
 
     /// Asks the bank; when it is slow or down, answers the last known balance marked stale.
-    #[tracing::instrument(name = "minipay.bank_accounts.balance", skip_all, err)]
+    #[tracing::instrument(name = "minipay.bank_accounts.balance", skip_all, err(level = "debug"))]
     pub async fn bank_balance(&self, me: UserId, id: BankAccountId) -> ServiceResult<BankBalanceView> {
         let account = self
             .store

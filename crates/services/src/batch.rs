@@ -19,6 +19,7 @@ use crate::transfers::{
     KnownUsers, PaymentPurpose, Sides, TransferRecipient, TransferRequest, announce, nothing_to_charge_from,
 };
 use crate::views::{ChargeView, TransferView};
+use jiff::Timestamp;
 use minipay_core::charge::auto_charge_amount;
 use minipay_core::ledger::{LockedAccounts, PostedJournal};
 use minipay_core::{TransferId, UserId};
@@ -443,7 +444,7 @@ impl Wallet {
         for (i, q) in batch.iter().enumerate() {
             slots[i] = match (std::mem::replace(&mut slots[i], Slot::Alone), &q.command) {
                 (Slot::Ready(sides), Command::Transfer(req)) => {
-                    self.apply_transfer(&mut tx, &mut locked, &mut journals, q.me, &sides, req)
+                    self.apply_transfer(&mut tx, &mut locked, &mut journals, (q.me, now), &sides, req)
                         .await?
                 }
                 (Slot::Landed, Command::PostCharge { charge, bank_label }) => {
@@ -549,7 +550,7 @@ impl Wallet {
         tx: &mut Session,
         locked: &mut LockedAccounts,
         journals: &mut Vec<PostedJournal>,
-        me: UserId,
+        (me, now): (UserId, Timestamp),
         sides: &Sides,
         req: &TransferRequest,
     ) -> ServiceResult<Slot> {
@@ -564,13 +565,13 @@ impl Wallet {
             });
         }
         let journal = self
-            .apply_payment(locked, sides, req)
+            .apply_payment(locked, sides, req, now)
             .expect("available covers the amount");
         let transfer = self.transfer_row(
             sides,
             req,
             PaymentPurpose::Transfer,
-            TransferId::new(),
+            (TransferId::new(), now),
             journal.as_ref(),
             None,
         );

@@ -197,7 +197,7 @@ impl Wallet {
     /// account into their main account.
     ///
     /// The posting (step 3) joins the next ledger batch (see `batch`) when batching is on.
-    #[tracing::instrument(name = "minipay.charges.create", skip_all, err)]
+    #[tracing::instrument(name = "minipay.charges.create", skip_all, err(level = "debug"))]
     pub async fn charge(
         self: &Arc<Self>,
         me: UserId,

@@ -74,8 +74,9 @@ pub enum ServiceError {
     Validation(String),
     #[error("{0}")]
     Unauthorized(&'static str),
-    #[error("this endpoint needs the admin token")]
-    Forbidden,
+    /// The caller is known and may see the thing, but not do this to it.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -108,7 +109,7 @@ impl ServiceError {
         match self {
             Self::Validation(_) => ErrorCode::ValidationFailed,
             Self::Unauthorized(_) => ErrorCode::Unauthorized,
-            Self::Forbidden => ErrorCode::Forbidden,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
             Self::InvalidState(_) => ErrorCode::InvalidState,

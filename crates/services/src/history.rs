@@ -3,7 +3,7 @@
 
 use crate::Wallet;
 use crate::error::{ServiceError, ServiceResult};
-use crate::pagination::{decode_cursor, encode_cursor};
+use crate::pagination::{decode_cursor, page_of, rows_for};
 use crate::views::{EntryView, Page, StatementView};
 use crate::wallet_accounts::owned;
 use anyhow::Context;
@@ -56,12 +56,12 @@ impl HistoryQuery {
         let kind = kind
             .map(|k| EntryKind::parse(k).ok_or_else(|| ServiceError::validation(format!("unknown kind {k:?}"))))
             .transpose()?;
-        let check = |t: Option<Timestamp>| {
-            t.map(minipay_core::time::plausible_instant)
+        let check = |t: Option<Timestamp>, what| {
+            t.map(|t| minipay_core::time::plausible_instant(t, what))
                 .transpose()
                 .map_err(ServiceError::validation)
         };
-        let (from, to) = (check(from)?, check(to)?);
+        let (from, to) = (check(from, "from")?, check(to, "to")?);
         if let (Some(f), Some(t)) = (from, to)
             && f >= t
         {
@@ -107,17 +107,13 @@ impl Wallet {
             to: query.to,
             kind: query.kind,
         };
-        let mut rows = s.history(account, filter, after, limit.get() + 1).await?;
-        let next_cursor = if rows.len() > limit.get() as usize {
-            rows.truncate(limit.get() as usize);
-            rows.last().map(|e| encode_cursor(e.occurred_at, e.id.as_uuid()))
-        } else {
-            None
-        };
-        Ok(Page {
-            items: rows.iter().map(EntryView::from).collect(),
-            next_cursor,
-        })
+        let rows = s.history(account, filter, after, rows_for(limit)).await?;
+        Ok(page_of(
+            rows,
+            limit,
+            |e| (e.occurred_at, e.id.as_uuid()),
+            |e| EntryView::from(&e),
+        ))
     }
 
     /// `GET /v1/accounts/{id}/statements/{YYYY-MM}`: the month's opening and closing balance

@@ -219,18 +219,13 @@ impl Wallet {
         cursor: Option<&str>,
     ) -> crate::ServiceResult<crate::views::Page<minipay_store::JobRun>> {
         let after = cursor.map(crate::pagination::decode_cursor).transpose()?;
-        let mut rows = self.store.read().await?.job_runs(job, after, limit.get() + 1).await?;
-        let next_cursor = if rows.len() > limit.get() as usize {
-            rows.truncate(limit.get() as usize);
-            rows.last()
-                .map(|r| crate::pagination::encode_cursor(r.started_at, r.id))
-        } else {
-            None
-        };
-        Ok(crate::views::Page {
-            items: rows,
-            next_cursor,
-        })
+        let rows = self
+            .store
+            .read()
+            .await?
+            .job_runs(job, after, crate::pagination::rows_for(limit))
+            .await?;
+        Ok(crate::pagination::page_of(rows, limit, |r| (r.started_at, r.id), |r| r))
     }
 }
 

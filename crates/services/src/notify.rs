@@ -64,22 +64,17 @@ impl crate::Wallet {
         cursor: Option<&str>,
     ) -> crate::ServiceResult<crate::views::Page<crate::views::NotificationView>> {
         let after = cursor.map(crate::pagination::decode_cursor).transpose()?;
-        let mut rows = self
+        let rows = self
             .store()
             .read()
             .await?
-            .notifications_of(me, after, limit.get() + 1)
+            .notifications_of(me, after, crate::pagination::rows_for(limit))
             .await?;
-        let next_cursor = if rows.len() > limit.get() as usize {
-            rows.truncate(limit.get() as usize);
-            rows.last()
-                .map(|n| crate::pagination::encode_cursor(n.created_at, n.id))
-        } else {
-            None
-        };
-        Ok(crate::views::Page {
-            items: rows.iter().map(Into::into).collect(),
-            next_cursor,
-        })
+        Ok(crate::pagination::page_of(
+            rows,
+            limit,
+            |n| (n.created_at, n.id),
+            |n| (&n).into(),
+        ))
     }
 }

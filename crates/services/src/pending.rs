@@ -29,7 +29,7 @@ pub enum PendingAction {
 
 impl Wallet {
     /// `POST /v1/transfers/{id}/accept` (receiver) or `/cancel` (sender).
-    #[tracing::instrument(name = "minipay.transfers.resolve", skip(self, idem), err)]
+    #[tracing::instrument(name = "minipay.transfers.resolve", skip(self, idem), err(level = "debug"))]
     pub async fn resolve_pending(
         &self,
         me: UserId,
@@ -67,20 +67,18 @@ impl Wallet {
         id: TransferId,
         action: PendingAction,
     ) -> ServiceResult<TransferView> {
+        // Someone else's transfer does not exist for the caller (404, like any id of someone
+        // else's); the other party of it may see it but not do this (403), whatever its state.
         let t = tx.transfer(id).await?;
         let t = t
             .filter(|t| t.from_user_id == me || t.to_user_id == me)
             .ok_or(ServiceError::NotFound("transfer"))?;
         match action {
             PendingAction::Accept if t.to_user_id != me => {
-                return Err(ServiceError::InvalidState(
-                    "only the receiver can accept a transfer".into(),
-                ));
+                return Err(ServiceError::Forbidden("only the receiver can accept a transfer"));
             }
             PendingAction::Cancel if t.from_user_id != me => {
-                return Err(ServiceError::InvalidState(
-                    "only the sender can cancel a transfer".into(),
-                ));
+                return Err(ServiceError::Forbidden("only the sender can cancel a transfer"));
             }
             _ => {}
         }
@@ -154,7 +152,7 @@ impl Wallet {
     /// The `pending-expiry` job: every pending transfer whose 72 hours are up at `at` is
     /// expired and its money released to the sender — in batches, however many share the
     /// same instant.
-    #[tracing::instrument(name = "minipay.jobs.pending_expiry", skip(self), err)]
+    #[tracing::instrument(name = "minipay.jobs.pending_expiry", skip(self), err(level = "debug"))]
     pub async fn expire_pending_transfers(&self, at: Timestamp) -> ServiceResult<u64> {
         let mut cursor = None;
         let mut total = 0u64;
@@ -181,7 +179,7 @@ impl Wallet {
 
     /// The `pending-reminders` job: each pending transfer with 24 hours or less left at `at`
     /// gets its one reminder to the receiver.
-    #[tracing::instrument(name = "minipay.jobs.pending_reminders", skip(self), err)]
+    #[tracing::instrument(name = "minipay.jobs.pending_reminders", skip(self), err(level = "debug"))]
     pub async fn remind_pending_transfers(&self, at: Timestamp) -> ServiceResult<u64> {
         let mut total = 0u64;
         loop {

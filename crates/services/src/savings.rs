@@ -51,7 +51,7 @@ impl Wallet {
     /// account not yet paid through that date gets one day of simple interest on its
     /// principal per unpaid day, in exact arithmetic (whole won paid, the fraction carried).
     /// A rerun for the same date pays nothing.
-    #[tracing::instrument(name = "minipay.jobs.savings_interest", skip(self), err)]
+    #[tracing::instrument(name = "minipay.jobs.savings_interest", skip(self), err(level = "debug"))]
     pub async fn pay_interest(&self, at: Timestamp) -> ServiceResult<InterestReport> {
         // The date of the latest 04:00 at or before `at`: a run by hand at 02:00 is still the
         // previous day's run.
@@ -99,7 +99,7 @@ impl Wallet {
     /// account, once per date. A shortfall is charged from the bank in 10,000-won units under
     /// the daily limit; if that is not allowed nothing is debited, the owner is told, and the
     /// run goes on with the next account.
-    #[tracing::instrument(name = "minipay.jobs.savings_auto_debit", skip(self), err)]
+    #[tracing::instrument(name = "minipay.jobs.savings_auto_debit", skip(self), err(level = "debug"))]
     pub async fn run_auto_debits(&self, at: Timestamp) -> ServiceResult<AutoDebitReport> {
         // The latest 08:00 at or before `at`: a run by hand at 07:00 is the previous day's.
         let slot = daily_slot(AUTO_DEBIT_TIME, at);

@@ -5,7 +5,7 @@ use crate::Wallet;
 use crate::error::{ServiceError, ServiceResult};
 use crate::idempotency::{IdempotentRequest, Reply, claim, conclude};
 use crate::notify;
-use crate::pagination::{decode_cursor, encode_cursor};
+use crate::pagination::{decode_cursor, page_of, rows_for};
 use crate::transfers::{PaymentPurpose, PaymentView, TransferRecipient, TransferRequest};
 use crate::views::{Page, SettlementView};
 use jiff::Timestamp;
@@ -69,7 +69,7 @@ fn os_seed() -> u64 {
 
 impl Wallet {
     /// `POST /v1/settlements`. The requester's own share (if they take part) is paid at once.
-    #[tracing::instrument(name = "minipay.settlements.create", skip_all, err)]
+    #[tracing::instrument(name = "minipay.settlements.create", skip_all, err(level = "debug"))]
     pub async fn create_settlement(
         &self,
         me: UserId,
@@ -157,27 +157,23 @@ impl Wallet {
         cursor: Option<&str>,
     ) -> ServiceResult<Page<SettlementView>> {
         let after = cursor.map(decode_cursor).transpose()?;
-        let mut rows = self
+        let rows = self
             .store
             .read()
             .await?
-            .settlements_of(me, role, after, limit.get() + 1)
+            .settlements_of(me, role, after, rows_for(limit))
             .await?;
-        let next_cursor = if rows.len() > limit.get() as usize {
-            rows.truncate(limit.get() as usize);
-            rows.last().map(|s| encode_cursor(s.created_at, s.id))
-        } else {
-            None
-        };
-        Ok(Page {
-            items: rows.iter().map(SettlementView::from).collect(),
-            next_cursor,
-        })
+        Ok(page_of(
+            rows,
+            limit,
+            |s| (s.created_at, s.id),
+            |s| SettlementView::from(&s),
+        ))
     }
 
     /// `POST /v1/settlements/{id}/pay`: the caller pays their share to the requester with a
     /// normal immediate transfer (auto-charge applies) and gets the updated settlement.
-    #[tracing::instrument(name = "minipay.settlements.pay", skip(self, idem), err)]
+    #[tracing::instrument(name = "minipay.settlements.pay", skip(self, idem), err(level = "debug"))]
     pub async fn pay_settlement(
         &self,
         me: UserId,

@@ -5,9 +5,10 @@ use crate::charges::{ChargeOutcome, failure_code, settled_elsewhere};
 use crate::error::{ServiceError, ServiceResult};
 use crate::idempotency::{IdempotentRequest, Reply, claim, conclude};
 use crate::notify;
-use crate::pagination::{decode_cursor, encode_cursor};
+use crate::pagination::{decode_cursor, page_of, rows_for};
 use crate::views::{Page, SettlementView, TransferView};
 use anyhow::Context;
+use jiff::Timestamp;
 use minipay_core::charge::{ChargePurpose, ChargeStatus, auto_charge_amount};
 use minipay_core::ledger::{
     AccountKind, EntryKind, LedgerError, LockedAccounts, Party, PostedJournal, SystemAccount, transfer_journal,
@@ -138,7 +139,7 @@ impl Wallet {
     /// sender's available balance until the receiver accepts (or it is canceled or expires).
     /// Concurrent transfers are grouped into one transaction (see `batch`); a transfer that
     /// needs an auto-charge runs on its own.
-    #[tracing::instrument(name = "minipay.transfers.create", skip_all, err)]
+    #[tracing::instrument(name = "minipay.transfers.create", skip_all, err(level = "debug"))]
     pub async fn transfer(
         self: &Arc<Self>,
         me: UserId,
@@ -187,7 +188,8 @@ impl Wallet {
     ) -> ServiceResult<Attempt> {
         let reply = |r: ServiceResult<Reply<PaymentView>>| r.map(Attempt::Done);
         let mut tx = self.store.begin().await?;
-        if let Some(stored) = claim(&mut tx, me, idem, self.clock.now()).await? {
+        let now = self.clock.now();
+        if let Some(stored) = claim(&mut tx, me, idem, now).await? {
             return Ok(Attempt::Done(Reply::Replayed(stored)));
         }
         let sides = match self.payment_sides(&mut tx, me, req, purpose, &KnownUsers::new()).await {
@@ -202,7 +204,7 @@ impl Wallet {
         let Some(shortfall) = auto_charge_amount(available, req.amount) else {
             // Enough money: the whole payment is this one transaction.
             let applied = self
-                .apply_payment(&mut locked, &sides, req)
+                .apply_payment(&mut locked, &sides, req, now)
                 .expect("available covers the amount");
             let transfer_id = TransferId::new();
             if !self.claim_share(&mut tx, purpose, me, transfer_id).await? {
@@ -210,7 +212,7 @@ impl Wallet {
                 return reply(conclude(tx, me, idem, status, Err(paid)).await);
             }
             let view = self
-                .write_payment(&mut tx, &locked, &sides, req, purpose, transfer_id, applied, None)
+                .write_payment(&mut tx, &locked, &sides, req, purpose, transfer_id, now, applied, None)
                 .await?;
             return reply(conclude(tx, me, idem, status, Ok(view)).await);
         };
@@ -236,6 +238,8 @@ impl Wallet {
         let mut tx = self.store.begin().await?;
         match outcome {
             ChargeOutcome::Taken => {
+                // The payment takes effect now, after the bank call.
+                let now = self.clock.now();
                 let [sender, receiver] = sides.accounts();
                 let mut locked = tx
                     .lock_accounts([sender, receiver, SystemAccount::BankSettlement.id()])
@@ -263,7 +267,7 @@ impl Wallet {
                 // each refusal is decided before anything is written, then the charge alone is.
                 let charged_only = locked.clone();
                 let transfer_id = TransferId::new();
-                let result = match self.apply_payment(&mut locked, &sides, req) {
+                let result = match self.apply_payment(&mut locked, &sides, req, now) {
                     Err(LedgerError::InsufficientFunds(_)) => {
                         tx.write_postings(&charged_only, std::slice::from_ref(&charge_posted))
                             .await?;
@@ -280,7 +284,17 @@ impl Wallet {
                         true => {
                             let funded = Some((charge, charge_posted));
                             let written = self
-                                .write_payment(&mut tx, &locked, &sides, req, purpose, transfer_id, applied, funded)
+                                .write_payment(
+                                    &mut tx,
+                                    &locked,
+                                    &sides,
+                                    req,
+                                    purpose,
+                                    transfer_id,
+                                    now,
+                                    applied,
+                                    funded,
+                                )
                                 .await?;
                             Ok(written)
                         }
@@ -338,12 +352,14 @@ impl Wallet {
 
     /// Applies the payment to the locked balances, in memory: an immediate transfer is posted
     /// (its journal returned); a pending one only holds the money. On `InsufficientFunds` the
-    /// balances are untouched.
+    /// balances are untouched. `now` is the request's time (its entries may be stamped a few
+    /// microseconds later, after the accounts' latest entries: see `LockedAccounts::post`).
     pub(crate) fn apply_payment(
         &self,
         locked: &mut LockedAccounts,
         sides: &Sides,
         req: &TransferRequest,
+        now: Timestamp,
     ) -> Result<Option<PostedJournal>, LedgerError> {
         match sides.mode {
             TransferMode::Pending => {
@@ -361,7 +377,7 @@ impl Wallet {
                     req.memo.clone(),
                     req.amount,
                 );
-                locked.post(&journal, JournalId::new(), self.clock.now()).map(Some)
+                locked.post(&journal, JournalId::new(), now).map(Some)
             }
         }
     }
@@ -394,11 +410,19 @@ impl Wallet {
         req: &TransferRequest,
         purpose: PaymentPurpose,
         transfer_id: TransferId,
+        now: Timestamp,
         transfer_journal: Option<PostedJournal>,
         funded_by: Option<(&Charge, PostedJournal)>,
     ) -> ServiceResult<PaymentView> {
         let charge = funded_by.as_ref().map(|(c, _)| *c);
-        let transfer = self.transfer_row(sides, req, purpose, transfer_id, transfer_journal.as_ref(), charge);
+        let transfer = self.transfer_row(
+            sides,
+            req,
+            purpose,
+            (transfer_id, now),
+            transfer_journal.as_ref(),
+            charge,
+        );
         let mut journals: Vec<PostedJournal> = funded_by.map(|(_, j)| j).into_iter().collect();
         journals.extend(transfer_journal);
         tx.write_postings(locked, &journals).await?;
@@ -418,17 +442,19 @@ impl Wallet {
 
     /// The transfer row of an applied payment: completed with its journal, or pending (held)
     /// until the receiver accepts. `funded_by` is the auto-charge that paid for part of it.
+    /// `(id, now)`: the transfer's id and the request's time, which is what `created_at` says
+    /// (the journal's entries may be stamped a few microseconds later to keep each account's
+    /// entries strictly ordered; see `LockedAccounts::post`).
     pub(crate) fn transfer_row(
         &self,
         sides: &Sides,
         req: &TransferRequest,
         purpose: PaymentPurpose,
-        id: TransferId,
+        (id, now): (TransferId, Timestamp),
         journal: Option<&PostedJournal>,
         funded_by: Option<&Charge>,
     ) -> Transfer {
         let (sender, receiver) = (&sides.sender, &sides.receiver);
-        let now = journal.map_or_else(|| self.clock.now(), |j| j.occurred_at);
         let pending = sides.mode == TransferMode::Pending;
         Transfer {
             id,
@@ -479,22 +505,18 @@ impl Wallet {
             .map(decode_cursor)
             .transpose()?
             .map(|(at, id)| (at, TransferId::from_uuid(id)));
-        let mut rows = self
+        let rows = self
             .store
             .read()
             .await?
-            .transfers_of(me, filter.direction, filter.status, after, limit.get() + 1)
+            .transfers_of(me, filter.direction, filter.status, after, rows_for(limit))
             .await?;
-        let next_cursor = if rows.len() > limit.get() as usize {
-            rows.truncate(limit.get() as usize);
-            rows.last().map(|t| encode_cursor(t.created_at, t.id.as_uuid()))
-        } else {
-            None
-        };
-        Ok(Page {
-            items: rows.iter().map(TransferView::from).collect(),
-            next_cursor,
-        })
+        Ok(page_of(
+            rows,
+            limit,
+            |t| (t.created_at, t.id.as_uuid()),
+            |t| TransferView::from(&t),
+        ))
     }
 }
 

@@ -39,7 +39,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Wallet {
-    #[tracing::instrument(name = "minipay.users.sign_up", skip_all, err)]
+    #[tracing::instrument(name = "minipay.users.sign_up", skip_all, err(level = "debug"))]
     pub async fn sign_up(&self, req: NewUserRequest) -> ServiceResult<UserView> {
         let password = req.password;
         let hash = blocking(move || hash_password(&password)).await??;
@@ -69,18 +69,22 @@ impl Wallet {
 
     /// Exchanges email and password for an access token. Unknown email and wrong password
     /// answer the same, in the same time.
-    #[tracing::instrument(name = "minipay.users.log_in", skip_all, err)]
+    #[tracing::instrument(name = "minipay.users.log_in", skip_all, err(level = "debug"))]
     pub async fn log_in(&self, email: &str, password: String) -> ServiceResult<TokenView> {
         let wrong = || ServiceError::Unauthorized("wrong email or password");
         let email = Email::parse(email).map_err(|_| wrong())?;
-        self.throttle.attempt(email.as_str())?;
+        self.throttle.check(email.as_str(), self.clock.now())?;
         let user = self.store.read().await?.user_by_email(email.as_str()).await?;
         let stored = user
             .as_ref()
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| DUMMY_PASSWORD_HASH.clone());
         let ok = blocking(move || verify_password(&password, &stored)).await?;
-        let user = user.filter(|_| ok).ok_or_else(wrong)?;
+        let Some(user) = user.filter(|_| ok) else {
+            self.throttle.failed(email.as_str(), self.clock.now());
+            return Err(wrong());
+        };
+        self.throttle.succeeded(email.as_str());
         let token = self.tokens.issue(user.id, self.clock.now())?;
         Ok(TokenView {
             access_token: token,
@@ -108,7 +112,7 @@ impl Wallet {
         Ok(UserView::from(&self.existing_user(me).await?))
     }
 
-    #[tracing::instrument(name = "minipay.users.update", skip_all, err)]
+    #[tracing::instrument(name = "minipay.users.update", skip_all, err(level = "debug"))]
     pub async fn update_me(&self, me: UserId, req: UpdateUserRequest) -> ServiceResult<UserView> {
         let mut tx = self.store.begin().await?;
         let name = req.name.as_ref().map(UserName::as_str);

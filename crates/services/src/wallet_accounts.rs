@@ -63,7 +63,7 @@ impl Wallet {
         Ok(AccountView::from(&account))
     }
 
-    #[tracing::instrument(name = "minipay.accounts.open_savings", skip_all, err)]
+    #[tracing::instrument(name = "minipay.accounts.open_savings", skip_all, err(level = "debug"))]
     pub async fn open_savings(
         &self,
         me: UserId,
@@ -89,7 +89,7 @@ impl Wallet {
 
     /// Moves money from the caller's main account into one of their `free` savings accounts.
     /// Manual deposits never auto-charge: short money is `insufficient_funds`.
-    #[tracing::instrument(name = "minipay.accounts.deposit", skip_all, err)]
+    #[tracing::instrument(name = "minipay.accounts.deposit", skip_all, err(level = "debug"))]
     pub async fn deposit_to_savings(
         &self,
         me: UserId,

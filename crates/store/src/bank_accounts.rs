@@ -101,11 +101,21 @@ impl Session {
         Ok(())
     }
 
-    pub async fn bank_accounts_of(&mut self, user: UserId) -> Result<Vec<BankAccount>> {
+    /// A user's bank accounts, newest first, after the keyset cursor `after` (`(created_at, id)`).
+    pub async fn bank_accounts_of(
+        &mut self,
+        user: UserId,
+        after: Option<(Timestamp, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<BankAccount>> {
+        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MAX), Uuid::max()), |(t, id)| (DbTime(t), id));
         let rows: Vec<BankAccountRow> = on_db!(self, c => sqlx::query_as(select_bank_accounts!(
-            "WHERE user_id = $1 ORDER BY created_at, id"
+            "WHERE user_id = $1 AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(user.as_uuid())
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(limit))
         .fetch_all(c)
         .await)?;
         Ok(rows.into_iter().map(BankAccount::from).collect())

@@ -105,7 +105,7 @@ impl Store {
 
     /// Applies the embedded migrations for this backend. Safe to run from several
     /// instances at once (the migrator takes a database lock).
-    #[tracing::instrument(name = "minipay.store.migrate", skip_all, err)]
+    #[tracing::instrument(name = "minipay.store.migrate", skip_all, err(level = "debug"))]
     pub async fn migrate(&self) -> Result<()> {
         match &self.backend {
             Backend::Postgres(pool) => migrator(BackendKind::Postgres).run(pool).await?,

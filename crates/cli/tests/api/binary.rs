@@ -239,18 +239,147 @@ async fn jobs_run_by_hand_from_the_command_line(backend: Backend) {
     );
     app.teardown().await;
 
-    let list = run(vec!["jobs".into(), "list".into()]).await;
-    let list = String::from_utf8_lossy(&list.stdout);
-    for job in [
-        "pending-reminders",
-        "pending-expiry",
-        "savings-interest",
-        "savings-auto-debit",
-        "charge-recovery",
+    // `jobs list` takes the same settings as `jobs run`.
+    for args in [
+        vec!["jobs".to_owned(), "list".to_owned()],
+        vec!["jobs".into(), "list".into(), "--database-url".into(), db.url.clone()],
     ] {
-        assert!(list.contains(job), "{list}");
+        let out = run(args.clone()).await;
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list = String::from_utf8_lossy(&out.stdout);
+        for job in [
+            "pending-reminders",
+            "pending-expiry",
+            "savings-interest",
+            "savings-auto-debit",
+            "charge-recovery",
+            "history-partitions",
+            "history-retention",
+        ] {
+            assert!(list.contains(job), "{list}");
+        }
     }
     db.remove().await;
+}
+
+/// Client errors are logged below ERROR (a fuzzer's thousands of 404s must not look like
+/// server faults); the log at `info` shows refused logins and no request errors at all.
+#[tokio::test]
+async fn client_errors_are_not_logged_as_errors() {
+    let Some(db) = TestDb::create(Backend::Sqlite).await else {
+        return;
+    };
+    let log_path = std::env::temp_dir().join(format!("minipay-log-{}.jsonl", uuid::Uuid::new_v4().simple()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let env = [
+        ("MINIPAY_LISTEN", "127.0.0.1:0"),
+        ("MINIPAY_DATABASE_URL", db.url.as_str()),
+        ("MINIPAY_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN),
+        ("MINIPAY_LOG", "info"),
+    ];
+    let (mut child, base) = crate::helpers::spawn_process_logging(&["serve"], &env, log.into()).await;
+    let http = reqwest::Client::new();
+    let signup = json!({"email": "kim@example.com", "password": "password-123", "name": "Kim"});
+    let kim: serde_json::Value = http
+        .post(format!("{base}/v1/users"))
+        .json(&signup)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let login = json!({"email": "kim@example.com", "password": "password-123"});
+    let token: serde_json::Value = http
+        .post(format!("{base}/v1/auth/token"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let unknown = uuid::Uuid::new_v4();
+    let main = kim["main_account_id"].as_str().unwrap();
+    let requests = [
+        (reqwest::Method::GET, format!("/v1/transfers/{unknown}"), None, 404),
+        (reqwest::Method::GET, format!("/v1/accounts/{unknown}"), None, 404),
+        (reqwest::Method::GET, "/v1/no-such-endpoint".to_owned(), None, 404),
+        (
+            reqwest::Method::POST,
+            "/v1/transfers".to_owned(),
+            Some(json!({"amount": 0})),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/accounts/{main}/charges"),
+            Some(json!({"amount": 1000})),
+            409,
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/transfers".to_owned(),
+            Some(json!({"to_user_id": unknown, "amount": 10})),
+            404,
+        ),
+    ];
+    for (method, path, body, status) in requests {
+        let mut req = http.request(method, format!("{base}{path}")).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        assert_eq!(req.send().await.unwrap().status().as_u16(), status, "{path}");
+    }
+    let wrong = json!({"email": "kim@example.com", "password": "wrong-password"});
+    assert_eq!(
+        http.post(format!("{base}/v1/auth/token"))
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let _ = child.kill().await;
+    let logged = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    db.remove().await;
+    let levels: Vec<String> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|l| l["level"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(!levels.is_empty(), "the server logged nothing: {logged}");
+    assert!(
+        levels.iter().all(|l| l != "ERROR" && l != "WARN"),
+        "client errors logged as server faults:\n{logged}"
+    );
+    assert!(
+        logged.contains("request refused"),
+        "the refused login is logged at INFO:\n{logged}"
+    );
+}
+
+/// `serve --help` names every key a config file may hold.
+#[tokio::test]
+async fn serve_help_names_every_config_file_key() {
+    let out = tokio::process::Command::new(minipay_bin())
+        .args(["serve", "--help"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let (_, keys) = help.split_once("its keys:").expect("--config lists the file's keys");
+    let keys = keys.split("[env:").next().unwrap();
+    let keys: Vec<&str> = keys.split(',').map(str::trim).collect();
+    assert_eq!(keys, minipay_server::config::SettingsLayer::FILE_KEYS, "{help}");
 }
 
 macro_rules! process_tests {

@@ -8,6 +8,7 @@ on_both_backends!(
     a_charge_moves_money_from_the_bank_into_the_main_account,
     charges_need_a_registered_bank_account_and_a_main_account,
     a_bank_account_can_be_linked_by_its_holder_only,
+    bank_accounts_are_listed_a_page_at_a_time,
     the_daily_limit_refuses_what_does_not_fit_and_changes_nothing,
     the_limit_resets_at_midnight_in_seoul,
     a_charge_with_an_idempotency_key_happens_once,
@@ -75,6 +76,41 @@ async fn a_bank_account_can_be_linked_by_its_holder_only(app: TestApp) {
     assert_eq!(banks.assert_status(200)["items"], json!([]));
     app.charge(&lee, 10_000).await.assert_error(409, "invalid_state");
     assert_eq!(app.balance(&kim).await, 0);
+}
+
+/// `GET /v1/bank-accounts` is a cursor page like every list: newest first, `limit` honoured,
+/// `next_cursor` null on the last page, and nobody else's accounts.
+async fn bank_accounts_are_listed_a_page_at_a_time(app: TestApp) {
+    let user = app.user("Kim").await;
+    let mut registered = Vec::new();
+    for _ in 0..3 {
+        let number = crate::helpers::fresh_bank_account_number();
+        let r = app.register_bank(&user, &number).await;
+        registered.push(r.assert_status(201)["id"].as_str().unwrap().to_owned());
+        app.advance_clock(1).await; // distinct creation times: the order is observable
+    }
+    app.user_with_bank("Lee").await; // someone else's account never shows
+    let mut listed = Vec::new();
+    let mut path = "/v1/bank-accounts?limit=2".to_owned();
+    loop {
+        let page = app.get(&path, &user.token).await;
+        let page = page.assert_status(200);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2, "{page}");
+        listed.extend(items.iter().map(|b| b["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/bank-accounts?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    registered.reverse();
+    assert_eq!(listed, registered, "newest first, each once");
+    let all = app.get("/v1/bank-accounts", &user.token).await;
+    let all = all.assert_status(200);
+    assert_eq!(
+        (all["items"].as_array().unwrap().len(), all["next_cursor"].clone()),
+        (3, json!(null))
+    );
 }
 
 async fn charges_need_a_registered_bank_account_and_a_main_account(app: TestApp) {

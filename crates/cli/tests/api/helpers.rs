@@ -232,12 +232,21 @@ pub fn minipay_bin() -> &'static str {
 
 /// Runs `minipay ARGS` as a child process and waits for its `listening on http://...` line.
 pub async fn spawn_process(args: &[&str], env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    spawn_process_logging(args, env, std::process::Stdio::null()).await
+}
+
+/// [`spawn_process`] with the child's log (its stderr) sent to `log`.
+pub async fn spawn_process_logging(
+    args: &[&str],
+    env: &[(&str, &str)],
+    log: std::process::Stdio,
+) -> (tokio::process::Child, String) {
     use tokio::io::AsyncBufReadExt;
     let mut cmd = tokio::process::Command::new(minipay_bin());
     cmd.args(args)
         .kill_on_drop(true)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+        .stderr(log);
     for (k, v) in env {
         cmd.env(k, v);
     }

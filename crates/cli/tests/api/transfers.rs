@@ -1,6 +1,6 @@
 //! Immediate transfers: names, auto-charge, refusals, and listing.
 
-use crate::helpers::TestApp;
+use crate::helpers::{T0, TestApp};
 use crate::on_both_backends;
 use serde_json::json;
 
@@ -11,7 +11,55 @@ on_both_backends!(
     short_money_without_a_bank_account_is_insufficient_funds,
     transfers_go_only_to_other_users_main_accounts,
     transfers_list_newest_first_with_a_cursor,
+    a_transfer_reports_the_time_of_its_request,
 );
+
+/// On the manual clock, which stands still, every transfer made at T says `created_at` T —
+/// also when the accounts already have entries at T. The entries themselves stay strictly
+/// ordered per account (stamped a microsecond apart), so history never shows a tie.
+async fn a_transfer_reports_the_time_of_its_request(app: TestApp) {
+    let kim = app.funded_user("Kim", 50_000).await; // a charge entry at T0 already
+    let lee = app.user_with_bank("Lee").await;
+    let mut ids = Vec::new();
+    for (from, to, won) in [
+        (&kim, &lee, 10_000),
+        (&kim, &lee, 20_000),
+        (&lee, &kim, 5_000),
+        (&lee, &kim, 30_000),
+    ] {
+        let t = app.transfer(from, to, won).await;
+        let t = t.assert_status(201).clone();
+        assert_eq!(
+            (t["created_at"].clone(), t["resolved_at"].clone()),
+            (json!(T0), json!(T0)),
+            "{t}"
+        );
+        ids.push((from, t["id"].as_str().unwrap().to_owned()));
+    }
+    // The last one was auto-charged after a bank call (Lee had 25,000): still the request's time.
+    let (lee_again, last) = &ids[3];
+    let last = app.get(&format!("/v1/transfers/{last}"), &lee_again.token).await;
+    assert_eq!(last.assert_status(200)["auto_charged"], json!(10_000));
+    let pending = app.pending_transfer(&kim, &lee, 1_000).await;
+    let pending = pending.assert_status(201);
+    assert_eq!(
+        (pending["created_at"].clone(), pending["expires_at"].clone()),
+        (json!(T0), json!("2026-11-24T03:00:00Z"))
+    );
+    for (who, id) in &ids {
+        let t = app.get(&format!("/v1/transfers/{id}"), &who.token).await;
+        assert_eq!(t.assert_status(200)["created_at"], json!(T0));
+    }
+    for user in [&kim, &lee] {
+        let history = app.history(user, &user.main_account_id, "limit=200").await;
+        let times: Vec<jiff::Timestamp> = history
+            .iter()
+            .map(|e| e["occurred_at"].as_str().unwrap().parse().unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] > w[1]), "strictly ordered: {times:?}");
+        assert!(times.len() >= 4, "{history:?}");
+    }
+}
 
 async fn a_transfer_moves_money_and_keeps_both_names(app: TestApp) {
     let kim = app.funded_user("Kim", 50_000).await;

@@ -11,6 +11,7 @@ on_both_backends!(
     users_see_only_their_own_money,
     admin_endpoints_need_the_admin_token,
     login_attempts_are_rate_limited,
+    logging_in_again_and_again_is_never_throttled,
 );
 
 async fn sign_up_log_in_and_profile(app: TestApp) {
@@ -173,16 +174,42 @@ async fn admin_endpoints_need_the_admin_token(app: TestApp) {
 }
 
 async fn login_attempts_are_rate_limited(app: TestApp) {
-    let user = app.user("Kim").await; // one successful login already counted
-    for _ in 0..9 {
+    let user = app.user("Kim").await;
+    for _ in 0..10 {
         app.log_in(&user.email, "wrong-password")
             .await
             .assert_error(401, "unauthorized");
     }
+    // Ten failures lock the address, even for the right password.
     app.log_in(&user.email, "password-123")
         .await
         .assert_error(429, "rate_limited");
     // Other addresses are not affected.
     let other = app.user("Lee").await;
     app.log_in(&other.email, "password-123").await.assert_status(200);
+    // The lock lasts a minute of the server's clock (the manual one here), not of real time.
+    app.advance_clock(59).await;
+    app.log_in(&user.email, "password-123")
+        .await
+        .assert_error(429, "rate_limited");
+    app.advance_clock(1).await;
+    app.log_in(&user.email, "password-123").await.assert_status(200);
+}
+
+/// Only failures count: a client that logs in again after every token expiry, many times in a
+/// real minute, is never throttled; and a success clears the failures before it.
+async fn logging_in_again_and_again_is_never_throttled(app: TestApp) {
+    let mut user = app.user("Kim").await;
+    for _ in 0..30 {
+        app.advance_clock_for(3_600, &mut [&mut user]).await;
+        app.get("/v1/users/me", &user.token).await.assert_status(200);
+    }
+    for _ in 0..3 {
+        for _ in 0..9 {
+            app.log_in(&user.email, "wrong-password")
+                .await
+                .assert_error(401, "unauthorized");
+        }
+        app.log_in(&user.email, "password-123").await.assert_status(200);
+    }
 }

@@ -13,6 +13,7 @@ on_both_backends!(
     deposits_reject_bad_input_and_move_nothing,
     transfers_reject_bad_input_and_move_nothing,
     transfer_lists_reject_bad_queries,
+    every_list_rejects_bad_page_queries,
     admin_endpoints_reject_bad_input,
     advancing_the_clock_by_the_smallest_integer_is_a_validation_error,
     advancing_the_clock_past_the_last_representable_time_is_a_validation_error,
@@ -38,8 +39,27 @@ async fn send_text(app: &TestApp, method: Method, path: &str, token: Option<&str
     Resp::read(req.send().await.expect("request reaches the server")).await
 }
 
-/// Bodies that are not a JSON object of the expected shape, whatever the endpoint.
-const MALFORMED_JSON: &[&str] = &["", "{", "{\"amount\": 1000", "not json", "[]", "null", "42"];
+/// Bodies that are not a JSON object of the expected shape, whatever the endpoint. Arrays are
+/// never taken as a struct's fields by position (`[10000]` is not `{"amount": 10000}`).
+const MALFORMED_JSON: &[&str] = &[
+    "",
+    "{",
+    "{\"amount\": 1000",
+    "not json",
+    "[]",
+    "[10000]",
+    "[\"kim@example.com\", \"password-123\", \"Kim\"]",
+    "null",
+    "42",
+    "true",
+    "\"text\"",
+];
+
+/// A valid body's values as an array, in field order: what serde would accept as the struct
+/// by position if nothing stopped it.
+fn by_position(valid: &Value) -> Value {
+    Value::Array(valid.as_object().expect("a JSON object").values().cloned().collect())
+}
 
 /// `body` with one field replaced (`Some`) or removed (`None`).
 fn with(body: &Value, field: &str, value: Option<Value>) -> Value {
@@ -95,7 +115,8 @@ async fn all_rejected(app: &TestApp, method: Method, path: &str, token: Option<&
 /// a malformed `Idempotency-Key` on an otherwise valid body is refused too.
 async fn money_rejected(app: &TestApp, path: &str, user: &TestUser, valid: &Value, cases: Vec<(String, Value)>) {
     let token = Some(user.token.as_str());
-    for (case, body) in cases {
+    let positional = ("the valid body's values by position".to_owned(), by_position(valid));
+    for (case, body) in cases.into_iter().chain([positional]) {
         let sent = app.request(Method::POST, path, token, None, Some(body));
         let r = app.assert_changes_nothing(sent).await;
         expect_error(&r, &format!("POST {path} {case}"), 400, "validation_failed");
@@ -155,6 +176,7 @@ async fn users_and_sessions_reject_bad_input(app: TestApp) {
             case("missing email", with(&valid, "email", None)),
             case("name not a string", with(&valid, "name", Some(json!(42)))),
             case("unknown field", with(&valid, "role", Some(json!("admin")))),
+            case("the valid body's values by position", by_position(&valid)),
         ],
     )
     .await;
@@ -416,30 +438,63 @@ async fn transfers_reject_bad_input_and_move_nothing(app: TestApp) {
     assert_eq!((app.balance(&kim).await, app.balance(&lee).await), (99_000, 1_000));
 }
 
+/// Every cursor-paginated list refuses a bad `limit` or `cursor` the same way, and takes the
+/// bounds themselves.
+async fn every_list_rejects_bad_page_queries(app: TestApp) {
+    let user = app.user("Kim").await;
+    let lists = [
+        ("/v1/bank-accounts", user.token.as_str()),
+        ("/v1/transfers", user.token.as_str()),
+        ("/v1/settlements", user.token.as_str()),
+        ("/v1/notifications", user.token.as_str()),
+        (
+            &format!("/v1/accounts/{}/history", user.main_account_id),
+            user.token.as_str(),
+        ),
+        ("/v1/admin/jobs/runs", ADMIN_TOKEN),
+    ];
+    for (path, token) in lists {
+        for (case, query) in [
+            ("limit 0", "limit=0"),
+            ("limit 201", "limit=201"),
+            ("limit -1", "limit=-1"),
+            ("limit not a number", "limit=ten"),
+            ("cursor not base64", "cursor=!!"),
+            // base64url of "x:y" and of "1:abc": decodable, but not a (time, id) this server wrote.
+            ("cursor of another shape", "cursor=eDp5"),
+            ("cursor with a bad id", "cursor=MTphYmM"),
+            ("empty cursor", "cursor="),
+            ("unknown parameter", "page=2"),
+        ] {
+            let r = app.get(&format!("{path}?{query}"), token).await;
+            expect_error(&r, &format!("GET {path}?{query} ({case})"), 400, "validation_failed");
+        }
+        for query in ["limit=1", "limit=200"] {
+            let r = app.get(&format!("{path}?{query}"), token).await;
+            let page = r.assert_status(200);
+            assert!(page["items"].is_array(), "GET {path}?{query}: {page}");
+            assert!(
+                page.get("next_cursor").is_some(),
+                "GET {path}?{query} has next_cursor: {page}"
+            );
+        }
+    }
+}
+
 async fn transfer_lists_reject_bad_queries(app: TestApp) {
     let user = app.user("Kim").await;
     for (case, query) in [
-        ("direction sideways", "direction=sideways".to_owned()),
-        ("empty direction", "direction=".to_owned()),
-        ("status unknown", "status=lost".to_owned()),
-        ("limit 0", "limit=0".to_owned()),
-        ("limit 201", "limit=201".to_owned()),
-        ("limit -1", "limit=-1".to_owned()),
-        ("limit not a number", "limit=ten".to_owned()),
-        ("cursor not base64", "cursor=!!".to_owned()),
-        // base64url of "x:y" and of "1:abc": decodable, but not a (time, id) this server wrote.
-        ("cursor of another shape", "cursor=eDp5".to_owned()),
-        ("cursor with a bad id", "cursor=MTphYmM".to_owned()),
-        ("empty cursor", "cursor=".to_owned()),
+        ("direction sideways", "direction=sideways"),
+        ("empty direction", "direction="),
+        ("status unknown", "status=lost"),
     ] {
         let r = app.get(&format!("/v1/transfers?{query}"), &user.token).await;
         expect_error(&r, case, 400, "validation_failed");
     }
-    // The bounds themselves and the known filters are fine.
-    for query in ["limit=1", "limit=200", "direction=incoming&status=completed"] {
-        let r = app.get(&format!("/v1/transfers?{query}"), &user.token).await;
-        assert_eq!(r.assert_status(200)["items"], json!([]), "{query}");
-    }
+    let r = app
+        .get("/v1/transfers?direction=incoming&status=completed", &user.token)
+        .await;
+    assert_eq!(r.assert_status(200)["items"], json!([]));
 }
 
 async fn admin_endpoints_reject_bad_input(app: TestApp) {
@@ -512,6 +567,13 @@ async fn admin_endpoints_reject_bad_input(app: TestApp) {
         ("unknown field", json!({"at": T0, "dry_run": true})),
     ] {
         expect_error(&app.admin_post(job, body).await, case, 400, "validation_failed");
+    }
+    // An `at` outside the supported years is named as `at`, whatever the clock is.
+    for at in ["1999-12-31T23:59:59Z", "2100-01-01T00:00:00Z"] {
+        let r = app.admin_post(job, json!({"at": at})).await;
+        expect_error(&r, at, 400, "validation_failed");
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("at must lie between"), "{message}");
     }
     for text in MALFORMED_JSON.iter().filter(|t| !t.is_empty()) {
         let r = send_text(&app, Method::POST, job, admin, text).await;

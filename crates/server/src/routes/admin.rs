@@ -2,11 +2,12 @@
 //! knobs and the ledger audit. All need the admin token.
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Admin, ApiJson, ApiPath};
+use crate::extract::{Admin, ApiJson, ApiPath, body_rejection, json_object};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use minipay_bank::{SimFaults, SimStats};
 use minipay_core::time::plausible_instant;
@@ -51,26 +52,22 @@ pub async fn run_job(
     _admin: Admin,
     ApiPath(name): ApiPath<String>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> ApiResult<(StatusCode, Json<JobRunView>)> {
-    let body = body.map_err(|r| {
-        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError(ServiceError::PayloadTooLarge)
-        } else {
-            crate::error::validation(r.body_text())
-        }
-    })?;
+) -> ApiResult<Response> {
+    let body = match body {
+        Ok(body) => body,
+        Err(r) => return Ok(body_rejection(&r)),
+    };
     // The body is optional: none means "now".
     let at = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let b: RunJobBody = serde_json::from_slice(&body).map_err(crate::error::validation)?;
-        b.at
+        json_object::<RunJobBody>(&body)?.at
     };
     let now = app.wallet.clock().now();
     let at = match at {
         None => now,
         Some(at) => {
-            let at = plausible_instant(at).map_err(ServiceError::validation)?;
+            let at = plausible_instant(at, "at").map_err(ServiceError::validation)?;
             if at > now {
                 return Err(ServiceError::validation("at must not be in the future").into());
             }
@@ -94,7 +91,7 @@ pub async fn run_job(
         details: report.details,
         error: report.error,
     };
-    Ok((status, Json(view)))
+    Ok((status, Json(view)).into_response())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

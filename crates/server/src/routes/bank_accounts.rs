@@ -1,14 +1,16 @@
 //! Registered bank accounts.
 
+use super::PageQuery;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiPath, CurrentUser};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use minipay_core::BankAccountId;
-use minipay_services::RegisterBankAccount;
-use minipay_services::views::{BankAccountView, BankBalanceView, Items};
+use minipay_core::request::PageLimit;
+use minipay_services::views::{BankAccountView, BankBalanceView, Page};
+use minipay_services::{RegisterBankAccount, ServiceError};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -39,13 +41,16 @@ pub async fn register(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/bank-accounts", tag = "bank accounts", security(("bearer" = [])),
-    responses((status = 200, body = Items<BankAccountView>)))]
+/// The caller's registered bank accounts, newest first.
+#[utoipa::path(get, path = "/v1/bank-accounts", tag = "bank accounts", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<BankAccountView>), (status = 400, description = "validation_failed")))]
 pub async fn list(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
-) -> ApiResult<Json<Items<BankAccountView>>> {
-    Ok(Json(app.wallet.bank_accounts(me).await?))
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<BankAccountView>>> {
+    let limit = PageLimit::parse(q.limit).map_err(ServiceError::validation)?;
+    Ok(Json(app.wallet.bank_accounts(me, limit, q.cursor.as_deref()).await?))
 }
 
 /// The balance at the bank; the last known value with `stale: true` when the bank is slow or down.

@@ -12,7 +12,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use minipay_services::Reply;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 /// Answers a money POST: a fresh result with `status`, or a stored reply byte for byte
 /// (whatever its status) marked `Idempotent-Replayed: true`.
@@ -31,4 +32,13 @@ pub fn reply<T: Serialize>(r: Reply<T>, status: StatusCode) -> Response {
             res
         }
     }
+}
+
+/// `?limit=&cursor=` of a list with no other filter.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// 1–200, default 50.
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
 }

@@ -1,6 +1,6 @@
 //! Split bills and notifications.
 
-use super::reply;
+use super::{PageQuery, reply};
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, CurrentUser, IdempotencyHeader};
 use crate::state::AppState;
@@ -105,14 +105,6 @@ pub async fn pay(
 ) -> ApiResult<Response> {
     let idem = IdempotentRequest::new(key, "settlement_pay", &id.to_string(), &());
     Ok(reply(app.wallet.pay_settlement(me, id, idem).await?, StatusCode::OK))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    /// 1–200, default 50.
-    limit: Option<u32>,
-    cursor: Option<String>,
 }
 
 /// The caller's notifications, newest first.
