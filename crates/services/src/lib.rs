@@ -9,6 +9,7 @@ pub mod error;
 pub mod history;
 pub mod idempotency;
 pub mod jobs;
+mod lock_retry;
 pub mod notify;
 mod pagination;
 mod pending;
