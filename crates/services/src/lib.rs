@@ -11,7 +11,7 @@ pub mod idempotency;
 pub mod jobs;
 mod lock_retry;
 pub mod notify;
-mod pagination;
+pub mod pagination;
 mod pending;
 mod savings;
 mod settlements;
@@ -20,7 +20,7 @@ mod users;
 pub mod views;
 mod wallet_accounts;
 
-pub use bank_accounts::RegisterBankAccount;
+pub use bank_accounts::{RegisterBankAccount, bank_failure};
 pub use batch::{BatchConfig, BatchStats};
 pub use charges::{ChargeOutcome, RecoveryConfig};
 pub use error::{ErrorCode, ServiceError, ServiceResult};

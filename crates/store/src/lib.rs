@@ -19,6 +19,7 @@ macro_rules! on_db {
 mod accounts;
 mod audit;
 mod bank_accounts;
+mod business;
 mod charges;
 mod error;
 mod history;
@@ -36,6 +37,7 @@ mod users;
 pub use accounts::Account;
 pub use audit::{InvariantReport, LedgerTotals};
 pub use bank_accounts::{BankAccount, NewBankAccount};
+pub use business::{Business, NewBusinessRecord};
 pub use charges::{Charge, NewCharge};
 pub use error::StoreError;
 pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};

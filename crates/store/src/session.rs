@@ -188,6 +188,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             5 => "0005_backfill_savings_and_heartbeats",
             6 => "0006_history_partitions",
             7 => "0007_carried_balances",
+            8 => "0008_businesses",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -197,6 +198,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             5 => "0005_backfill_savings_and_heartbeats",
             6 => "0006_history_partitions",
             7 => "0007_carried_balances",
+            8 => "0008_businesses",
         ),
     };
     Migrator::with_migrations(

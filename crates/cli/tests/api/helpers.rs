@@ -27,6 +27,20 @@ pub fn fresh_bank_account_number() -> String {
     format!("9{:08}1", BANK_ACCOUNT_SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
+static REGISTRATION_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A valid business registration number (dashed) that no other test business in this process
+/// has: nine digits from a counter and the check digit core computes.
+pub fn fresh_registration_number() -> String {
+    let prefix = format!(
+        "{:09}",
+        200_000_000 + REGISTRATION_SEQ.fetch_add(1, Ordering::Relaxed) % 100_000_000
+    );
+    minipay_core::business::RegistrationNumber::with_check_digit(&prefix)
+        .expect("nine digits")
+        .to_string()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -412,6 +426,16 @@ pub struct TestUser {
 
 static USER_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// An onboarded business and the secrets its onboarding answer showed.
+#[derive(Debug, Clone)]
+pub struct TestBusiness {
+    pub id: String,
+    pub name: String,
+    pub registration_number: String,
+    pub api_key: String,
+    pub webhook_secret: String,
+}
+
 impl TestApp {
     pub async fn teardown(self) {
         if let Some(stop) = self.running.stop.lock().unwrap().take() {
@@ -581,6 +605,33 @@ impl TestApp {
             self.charge(&user, won).await.assert_status(201);
         }
         user
+    }
+
+    // --- businesses --------------------------------------------------------------------
+
+    /// A valid onboarding body: a fresh registration number and a fresh working bank account.
+    pub fn business_body(name: &str) -> Value {
+        json!({
+            "name": name,
+            "registration_number": fresh_registration_number(),
+            "bank_code": "004",
+            "account_number": fresh_bank_account_number(),
+            "holder_name": name,
+        })
+    }
+
+    /// Onboards a business (admin) with [`TestApp::business_body`].
+    pub async fn onboard_business(&self, name: &str) -> TestBusiness {
+        let created = self.admin_post("/v1/admin/businesses", Self::business_body(name)).await;
+        let b = created.assert_status(201);
+        let text = |field: &str| b[field].as_str().unwrap().to_owned();
+        TestBusiness {
+            id: text("id"),
+            name: text("name"),
+            registration_number: text("registration_number"),
+            api_key: text("api_key"),
+            webhook_secret: text("webhook_secret"),
+        }
     }
 
     // --- money -------------------------------------------------------------------------

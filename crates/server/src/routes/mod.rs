@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod bank_accounts;
+pub mod businesses;
 pub mod health;
 pub mod settlements;
 pub mod transfers;
@@ -36,6 +37,7 @@ pub fn reply<T: Serialize>(r: Reply<T>, status: StatusCode) -> Response {
 
 /// `?limit=&cursor=` of a list with no other filter.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// 1–200, default 50.
