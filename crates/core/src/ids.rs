@@ -84,3 +84,29 @@ typed_id!(
     /// A business (사업자) using the platform machine-to-machine with its API key.
     BusinessId
 );
+typed_id!(
+    /// A business remittance: A's money through the platform to B.
+    RemittanceId
+);
+
+/// Whose `Idempotency-Key` a key is: keys are scoped to the caller, a user or a business.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyOwner(Uuid);
+
+impl KeyOwner {
+    pub const fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<UserId> for KeyOwner {
+    fn from(id: UserId) -> Self {
+        Self(id.as_uuid())
+    }
+}
+
+impl From<BusinessId> for KeyOwner {
+    fn from(id: BusinessId) -> Self {
+        Self(id.as_uuid())
+    }
+}

@@ -73,21 +73,36 @@ pub enum SystemAccount {
     BankSettlement,
     /// Interest paid to savings accounts is drawn from here.
     InterestExpense,
+    /// Business remittances collected and credited, waiting to be paid out: its balance is
+    /// the sum of the `credited` remittances (invariant 7).
+    RemittanceFloat,
+    /// Remittances debited from the float, on their way to B (or back to A): its balance is
+    /// the sum of the `debited` and `refunding` ones.
+    PayoutInTransit,
 }
 
 impl SystemAccount {
-    pub const ALL: [SystemAccount; 2] = [Self::BankSettlement, Self::InterestExpense];
+    pub const ALL: [SystemAccount; 4] = [
+        Self::BankSettlement,
+        Self::InterestExpense,
+        Self::RemittanceFloat,
+        Self::PayoutInTransit,
+    ];
 
     pub const fn id(self) -> AccountId {
         AccountId::from_uuid(Uuid::from_u128(match self {
             Self::BankSettlement => 0x0000_0000_0000_7000_8000_0000_0000_0001,
             Self::InterestExpense => 0x0000_0000_0000_7000_8000_0000_0000_0002,
+            Self::RemittanceFloat => 0x0000_0000_0000_7000_8000_0000_0000_0003,
+            Self::PayoutInTransit => 0x0000_0000_0000_7000_8000_0000_0000_0004,
         }))
     }
     pub const fn code(self) -> &'static str {
         match self {
             Self::BankSettlement => "bank_settlement",
             Self::InterestExpense => "interest_expense",
+            Self::RemittanceFloat => "remittance_float",
+            Self::PayoutInTransit => "payout_in_transit",
         }
     }
 }
@@ -105,6 +120,8 @@ pub enum EntryKind {
     Interest,
     /// A participant paying their share of a split bill.
     SettlementPayment,
+    /// A business remittance passing through the platform's accounts.
+    Remittance,
 }
 
 impl EntryKind {
@@ -116,6 +133,7 @@ impl EntryKind {
             Self::AutoDebit => "auto_debit",
             Self::Interest => "interest",
             Self::SettlementPayment => "settlement_payment",
+            Self::Remittance => "remittance",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -126,6 +144,7 @@ impl EntryKind {
             "auto_debit" => Self::AutoDebit,
             "interest" => Self::Interest,
             "settlement_payment" => Self::SettlementPayment,
+            "remittance" => Self::Remittance,
             _ => return None,
         })
     }
@@ -222,6 +241,33 @@ pub fn charge_journal(owner: &Party, bank_label: &str, amount: Amount) -> Journa
                 counterparty: owner.as_counterparty(&owner.name),
             },
         ],
+    )
+}
+
+/// A remittance's money moving between the platform's own accounts: into the float when
+/// collected, out of it for the payout, out of transit once the bank paid B (or A back).
+/// `step` is the memo; `counterparty` names the business on the other side.
+pub fn remittance_journal(step: crate::remittance::Step, counterparty: &str, amount: Amount) -> JournalDraft {
+    use crate::remittance::Step;
+    let (from, to) = match step {
+        Step::CreditFloat => (SystemAccount::BankSettlement, SystemAccount::RemittanceFloat),
+        Step::DebitFloat => (SystemAccount::RemittanceFloat, SystemAccount::PayoutInTransit),
+        Step::Payout | Step::Refund => (SystemAccount::PayoutInTransit, SystemAccount::BankSettlement),
+        Step::Collect => unreachable!("collecting moves money at the bank, not in the ledger"),
+    };
+    let side = |account: SystemAccount, delta: i64| Posting {
+        account_id: account.id(),
+        delta,
+        counterparty: Counterparty {
+            name: counterparty.to_owned(),
+            user_id: None,
+            account_id: None,
+        },
+    };
+    JournalDraft::balanced(
+        EntryKind::Remittance,
+        Some(step.as_str().to_owned()),
+        vec![side(from, -amount.won()), side(to, amount.won())],
     )
 }
 
@@ -508,6 +554,37 @@ mod tests {
     }
 
     #[test]
+    fn a_remittance_goes_float_then_transit_then_out_and_nets_to_zero() {
+        use crate::remittance::Step;
+        let amount = Amount::parse(70_000).unwrap();
+        let mut net: std::collections::HashMap<AccountId, i64> = std::collections::HashMap::new();
+        for step in [Step::CreditFloat, Step::DebitFloat, Step::Payout] {
+            let j = remittance_journal(step, "B Corp", amount);
+            assert_eq!(j.kind(), EntryKind::Remittance);
+            assert_eq!(j.memo.as_deref(), Some(step.as_str()));
+            for p in j.postings() {
+                *net.entry(p.account_id).or_default() += p.delta;
+            }
+        }
+        assert!(
+            net.values().all(|v| *v == 0),
+            "a completed remittance leaves nothing behind: {net:?}"
+        );
+        let credit = remittance_journal(Step::CreditFloat, "A Corp", amount);
+        let float = credit
+            .postings()
+            .iter()
+            .find(|p| p.account_id == SystemAccount::RemittanceFloat.id())
+            .unwrap();
+        assert_eq!(float.delta, 70_000, "the float grows when a remittance is credited");
+        let refund = remittance_journal(Step::Refund, "A Corp", amount);
+        assert_eq!(
+            refund.postings(),
+            remittance_journal(Step::Payout, "A Corp", amount).postings()
+        );
+    }
+
+    #[test]
     fn transfer_moves_money_and_records_names() {
         let (a, b) = (user_account(30_000, 0), user_account(0, 0));
         let mut locked = LockedAccounts::new([a, b]);
@@ -653,6 +730,10 @@ mod tests {
     #[test]
     fn system_account_ids_are_distinct_and_stable() {
         assert_ne!(SystemAccount::BankSettlement.id(), SystemAccount::InterestExpense.id());
+        let mut ids: Vec<_> = SystemAccount::ALL.iter().map(|s| s.id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), SystemAccount::ALL.len(), "system account ids are distinct");
         assert_eq!(
             SystemAccount::BankSettlement.id().to_string(),
             "00000000-0000-7000-8000-000000000001"

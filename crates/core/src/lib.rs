@@ -7,6 +7,7 @@ pub mod ids;
 pub mod interest;
 pub mod ledger;
 pub mod money;
+pub mod remittance;
 pub mod request;
 pub mod schedule;
 pub mod split;

@@ -47,6 +47,12 @@ impl Core {
     /// Connects and migrates the database and wires the wallet and the business side (one
     /// store, bank and clock between them), and jobs.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_with_bank(settings, None).await
+    }
+
+    /// [`Core::build`], on `bank_sim` instead of a new simulator when no bank URL is set: two
+    /// instances on one database in one process (tests) must see one bank, as real ones would.
+    pub async fn build_with_bank(settings: &Settings, bank_sim: Option<Arc<BankSimulator>>) -> anyhow::Result<Self> {
         settings.validate()?;
         let store = Store::connect(
             &settings.database_url,
@@ -70,7 +76,7 @@ impl Core {
         let (raw_bank, bank_sim): (Arc<dyn Bank>, _) = match &settings.bank_url {
             Some(url) => (Arc::new(HttpBank::new(url).context("bank URL")?), None),
             None => {
-                let sim = Arc::new(BankSimulator::new());
+                let sim = bank_sim.unwrap_or_else(|| Arc::new(BankSimulator::new()));
                 (sim.clone(), Some(sim))
             }
         };
@@ -121,7 +127,13 @@ pub struct Application {
 impl Application {
     /// Builds the core, the router, and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let core = Core::build(&settings).await?;
+        Self::build_with_bank(settings, None).await
+    }
+
+    /// [`Application::build`] sharing another instance's built-in bank simulator (see
+    /// [`Core::build_with_bank`]).
+    pub async fn build_with_bank(settings: Settings, bank_sim: Option<Arc<BankSimulator>>) -> anyhow::Result<Self> {
+        let core = Core::build_with_bank(&settings, bank_sim).await?;
         let admin_token = settings.admin_token.clone().unwrap_or_else(|| {
             let token = Secret::generate();
             tracing::warn!(

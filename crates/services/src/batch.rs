@@ -22,7 +22,7 @@ use crate::views::{ChargeView, TransferView};
 use jiff::Timestamp;
 use minipay_core::charge::auto_charge_amount;
 use minipay_core::ledger::{LockedAccounts, PostedJournal};
-use minipay_core::{TransferId, UserId};
+use minipay_core::{KeyOwner, TransferId, UserId};
 use minipay_store::{Charge, Session, StoreError, StoredResponse, Transfer};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -372,7 +372,7 @@ impl Wallet {
         // batch roll back, and its commands run alone). A charge's key is already held by its
         // request: a transfer reusing it finds it busy.
         let mut first_with_key: HashMap<(UserId, &str), usize> = HashMap::new();
-        let mut to_peek: Vec<(UserId, &IdempotentRequest)> = Vec::new();
+        let mut to_peek: Vec<(KeyOwner, &IdempotentRequest)> = Vec::new();
         let mut peekers: Vec<usize> = Vec::new();
         for (i, q) in batch.iter().enumerate() {
             let Some(idem) = q.idem.as_ref().filter(|_| q.command.is_transfer()) else {
@@ -388,7 +388,7 @@ impl Wallet {
                 }
                 None => {
                     first_with_key.insert((q.me, idem.key()), i);
-                    to_peek.push((q.me, idem));
+                    to_peek.push((q.me.into(), idem));
                     peekers.push(i);
                 }
             }
@@ -494,8 +494,8 @@ impl Wallet {
                 continue;
             };
             match q.command {
-                Command::Transfer(_) => recorded.push((q.me, idem, answer)),
-                Command::PostCharge { .. } => completed.push((q.me, idem.key(), answer)),
+                Command::Transfer(_) => recorded.push((q.me.into(), idem, answer)),
+                Command::PostCharge { .. } => completed.push((q.me.into(), idem.key(), answer)),
             }
         }
         if !record_all(&mut tx, &recorded, now).await? {

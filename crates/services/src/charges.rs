@@ -284,7 +284,7 @@ impl Wallet {
         started: &StartedCharge,
     ) -> ServiceResult<()> {
         if let Some(req) = idem {
-            tx.attach_charge_to_key(me, req.key(), started.charge.id).await?;
+            tx.attach_charge_to_key(me.into(), req.key(), started.charge.id).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -304,7 +304,7 @@ impl Wallet {
             BankError::Declined(reason) => conclude(tx, me, idem, 201, Err(ServiceError::BankDeclined(reason))).await,
             other => {
                 if let Some(req) = idem {
-                    tx.release_idempotency_key(me, req.key()).await?;
+                    tx.release_idempotency_key(me.into(), req.key()).await?;
                 }
                 tx.commit().await?;
                 Err(ServiceError::BankUnavailable(format!(

@@ -3,7 +3,7 @@
 
 use crate::error::{ServiceError, ServiceResult};
 use jiff::{SignedDuration, Timestamp};
-use minipay_core::UserId;
+use minipay_core::KeyOwner;
 use minipay_core::request::{IDEMPOTENCY_KEY_TTL_HOURS, IdempotencyKey};
 use minipay_store::{Claim, Session, StoredResponse};
 use serde::Serialize;
@@ -65,14 +65,14 @@ impl<T> Reply<T> {
 
 /// Claims the request's key in `tx`. `Ok(Some(..))` is a stored reply to return instead of
 /// executing; `Ok(None)` means this request owns the key (or has none) and goes ahead.
-pub(crate) async fn claim(
+pub async fn claim(
     tx: &mut Session,
-    user: UserId,
+    owner: impl Into<KeyOwner>,
     req: Option<&IdempotentRequest>,
     now: Timestamp,
 ) -> ServiceResult<Option<StoredResponse>> {
     let Some(req) = req else { return Ok(None) };
-    claim_all(tx, &[(user, req)], now)
+    claim_all(tx, &[(owner.into(), req)], now)
         .await?
         .pop()
         .expect("one verdict per key")
@@ -82,7 +82,7 @@ pub(crate) async fn claim(
 /// verdict, in input order. `Err` only when the claiming itself failed.
 pub(crate) async fn claim_all(
     tx: &mut Session,
-    requests: &[(UserId, &IdempotentRequest)],
+    requests: &[(KeyOwner, &IdempotentRequest)],
     now: Timestamp,
 ) -> ServiceResult<Vec<ServiceResult<Option<StoredResponse>>>> {
     let expires = now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS);
@@ -111,7 +111,7 @@ fn verdict(claim: Claim) -> ServiceResult<Option<StoredResponse>> {
 /// the answers with [`record_all`] in the transaction that executes the requests.
 pub(crate) async fn peek_all(
     tx: &mut Session,
-    requests: &[(UserId, &IdempotentRequest)],
+    requests: &[(KeyOwner, &IdempotentRequest)],
     now: Timestamp,
 ) -> ServiceResult<Vec<ServiceResult<Option<StoredResponse>>>> {
     let keys: Vec<_> = requests
@@ -126,7 +126,7 @@ pub(crate) async fn peek_all(
 /// request took one of the keys meanwhile; the caller must roll back.
 pub(crate) async fn record_all(
     tx: &mut Session,
-    answered: &[(UserId, &IdempotentRequest, &StoredResponse)],
+    answered: &[(KeyOwner, &IdempotentRequest, &StoredResponse)],
     now: Timestamp,
 ) -> ServiceResult<bool> {
     let expires = now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS);
@@ -143,9 +143,9 @@ pub(crate) async fn record_all(
 /// A *final* error commits what the transaction wrote. Callers return final errors either
 /// before writing anything, or when what they wrote must stand (a charge that landed even
 /// though the transfer it was for could not complete).
-pub(crate) async fn conclude<T: Serialize>(
+pub async fn conclude<T: Serialize>(
     mut tx: Session,
-    user: UserId,
+    owner: impl Into<KeyOwner>,
     req: Option<&IdempotentRequest>,
     success_status: u16,
     result: ServiceResult<T>,
@@ -165,7 +165,7 @@ pub(crate) async fn conclude<T: Serialize>(
         }
     };
     if let Some(req) = req {
-        tx.complete_idempotency_key(user, req.key(), &stored).await?;
+        tx.complete_idempotency_key(owner.into(), req.key(), &stored).await?;
     }
     tx.commit().await?;
     result.map(Reply::Fresh)

@@ -1,6 +1,7 @@
 //! minipay's use-cases. Each owns its transaction boundaries, checks every money rule under
 //! the row locks, and never calls the bank while a database transaction is open.
 
+pub mod audit;
 pub mod auth;
 mod bank_accounts;
 mod batch;

@@ -30,6 +30,23 @@ pub struct LedgerTotals {
     pub charge_limit_used: i64,
     pub posted_abs_sum: i64,
     pub pending_out_sum: i64,
+    pub remittances: i64,
+    /// Outbox rows: a rejected request writes no event either.
+    pub events: i64,
+}
+
+/// What the ledger says the platform's own bank account holds, for invariant 7's bank check:
+/// `expected` when nothing is in flight; a bank call whose outcome is not recorded yet may
+/// put the real balance anywhere in `expected - may_have_left ..= expected + may_have_arrived`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct PlatformBankPosition {
+    /// Money the ledger recorded as brought in from banks (minus what it sent out), plus the
+    /// remittances collected at the bank and not yet credited to the float.
+    pub expected: i64,
+    /// Pulls not yet recorded: charges still pending or unknown, remittances not yet collected.
+    pub may_have_arrived: i64,
+    /// Pushes not yet recorded: remittances being paid out or refunded.
+    pub may_have_left: i64,
 }
 
 impl LedgerTotals {
@@ -38,6 +55,7 @@ impl LedgerTotals {
             "journals": self.journals, "entries": self.entries, "transfers": self.transfers,
             "charges_completed": self.charges_completed, "charge_limit_used": self.charge_limit_used,
             "posted_abs_sum": self.posted_abs_sum, "pending_out_sum": self.pending_out_sum,
+            "remittances": self.remittances, "events": self.events,
         })
     }
 }
@@ -128,6 +146,19 @@ const CHECKS: &[(&str, &str)] = &[
         "SELECT id FROM transfers WHERE status = 'pending' AND expires_at IS NULL LIMIT 20",
     ),
     (
+        "7 the remittance float differs from the credited remittances",
+        "SELECT a.id FROM accounts a WHERE a.system_code = 'remittance_float' AND a.posted <>
+             (SELECT COALESCE(SUM(amount), 0) FROM remittances
+              WHERE status = 'credited' OR (status = 'needs_attention' AND held_status = 'credited'))",
+    ),
+    (
+        "7 payout in transit differs from the debited and refunding remittances",
+        "SELECT a.id FROM accounts a WHERE a.system_code = 'payout_in_transit' AND a.posted <>
+             (SELECT COALESCE(SUM(amount), 0) FROM remittances
+              WHERE status IN ('debited', 'refunding')
+                 OR (status = 'needs_attention' AND held_status IN ('debited', 'refunding')))",
+    ),
+    (
         "completed transfer without its journal",
         "SELECT t.id FROM transfers t LEFT JOIN journals j ON j.id = t.journal_id
          WHERE t.status = 'completed' AND j.id IS NULL
@@ -169,10 +200,33 @@ impl Session {
                     (SELECT COUNT(*) FROM charges WHERE status = 'completed') AS charges_completed,
                     CAST((SELECT COALESCE(SUM(used), 0) FROM charge_limits) AS BIGINT) AS charge_limit_used,
                     CAST((SELECT COALESCE(SUM(ABS(posted)), 0) FROM accounts) AS BIGINT) AS posted_abs_sum,
-                    CAST((SELECT COALESCE(SUM(pending_out), 0) FROM accounts) AS BIGINT) AS pending_out_sum",
+                    CAST((SELECT COALESCE(SUM(pending_out), 0) FROM accounts) AS BIGINT) AS pending_out_sum,
+                    (SELECT COUNT(*) FROM remittances) AS remittances,
+                    (SELECT COUNT(*) FROM outbox) AS events",
         )
         .fetch_one(c)
         .await)?;
         Ok(totals)
+    }
+
+    /// Where the ledger puts the platform's money at the bank (see [`PlatformBankPosition`]).
+    pub async fn platform_bank_position(&mut self) -> Result<PlatformBankPosition> {
+        let position = on_db!(self, c => sqlx::query_as(
+            "SELECT CAST(-(SELECT posted FROM accounts WHERE system_code = 'bank_settlement')
+                         + (SELECT COALESCE(SUM(amount), 0) FROM remittances
+                            WHERE status = 'collected' OR (status = 'needs_attention' AND held_status = 'collected'))
+                         AS BIGINT) AS expected,
+                    CAST((SELECT COALESCE(SUM(amount), 0) FROM charges WHERE status IN ('pending', 'unknown'))
+                         + (SELECT COALESCE(SUM(amount), 0) FROM remittances
+                            WHERE status = 'requested' OR (status = 'needs_attention' AND held_status = 'requested'))
+                         AS BIGINT) AS may_have_arrived,
+                    CAST((SELECT COALESCE(SUM(amount), 0) FROM remittances
+                          WHERE status IN ('debited', 'refunding')
+                             OR (status = 'needs_attention' AND held_status IN ('debited', 'refunding')))
+                         AS BIGINT) AS may_have_left",
+        )
+        .fetch_one(c)
+        .await)?;
+        Ok(position)
     }
 }

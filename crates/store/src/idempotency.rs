@@ -4,7 +4,7 @@ use crate::Result;
 use crate::session::{Db, Session};
 use crate::types::DbTime;
 use jiff::Timestamp;
-use minipay_core::{ChargeId, UserId};
+use minipay_core::{ChargeId, KeyOwner};
 use uuid::Uuid;
 
 /// What an insert of a key does when the key exists: take it over only if its record has
@@ -89,7 +89,7 @@ impl Session {
     /// whose record has expired is claimed afresh.
     pub async fn claim_idempotency_key(
         &mut self,
-        user: UserId,
+        user: KeyOwner,
         key: &str,
         hash: &[u8],
         now: Timestamp,
@@ -106,7 +106,7 @@ impl Session {
     /// other instead of deadlocking); one statement on PostgreSQL. Answers in input order.
     pub async fn claim_idempotency_keys(
         &mut self,
-        keys: &[(UserId, &str, &[u8])],
+        keys: &[(KeyOwner, &str, &[u8])],
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<Vec<Claim>> {
@@ -184,7 +184,7 @@ impl Session {
     /// — which then reports it. Answers in input order.
     pub async fn peek_idempotency_keys(
         &mut self,
-        keys: &[(UserId, &str, &[u8])],
+        keys: &[(KeyOwner, &str, &[u8])],
         now: Timestamp,
     ) -> Result<Vec<Option<Claim>>> {
         if keys.is_empty() {
@@ -239,7 +239,7 @@ impl Session {
     /// back, or it would answer twice for one key.
     pub async fn insert_completed_idempotency_keys(
         &mut self,
-        keys: &[(UserId, &str, &[u8], &StoredResponse)],
+        keys: &[(KeyOwner, &str, &[u8], &StoredResponse)],
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool> {
@@ -298,12 +298,17 @@ impl Session {
     /// Stores the final response for a claimed key.
     /// Fails if this request no longer holds the key (someone else completed or released it):
     /// the caller must then roll back rather than commit money under a key it does not own.
-    pub async fn complete_idempotency_key(&mut self, user: UserId, key: &str, response: &StoredResponse) -> Result<()> {
+    pub async fn complete_idempotency_key(
+        &mut self,
+        user: KeyOwner,
+        key: &str,
+        response: &StoredResponse,
+    ) -> Result<()> {
         self.complete_idempotency_keys(&[(user, key, response)]).await
     }
 
     /// [`Self::complete_idempotency_key`] for several keys; one statement on PostgreSQL.
-    pub async fn complete_idempotency_keys(&mut self, keys: &[(UserId, &str, &StoredResponse)]) -> Result<()> {
+    pub async fn complete_idempotency_keys(&mut self, keys: &[(KeyOwner, &str, &StoredResponse)]) -> Result<()> {
         self.assert_writable();
         if keys.is_empty() {
             return Ok(());
@@ -354,7 +359,7 @@ impl Session {
 
     /// Notes that the request holding `key` is waiting on a bank pull, so that whoever
     /// resolves the pull can also release the key.
-    pub async fn attach_charge_to_key(&mut self, user: UserId, key: &str, charge: ChargeId) -> Result<()> {
+    pub async fn attach_charge_to_key(&mut self, user: KeyOwner, key: &str, charge: ChargeId) -> Result<()> {
         self.assert_writable();
         let n = on_db!(self, c => sqlx::query(
             "UPDATE idempotency_keys SET charge_id = $3 WHERE user_id = $1 AND key = $2 AND state = 'in_progress'",
@@ -369,7 +374,7 @@ impl Session {
 
     /// Forgets a claim whose request did not finish (a transient failure): the client may
     /// retry with the same key.
-    pub async fn release_idempotency_key(&mut self, user: UserId, key: &str) -> Result<()> {
+    pub async fn release_idempotency_key(&mut self, user: KeyOwner, key: &str) -> Result<()> {
         self.assert_writable();
         on_db!(self, c => sqlx::query(
             "DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND state = 'in_progress'",

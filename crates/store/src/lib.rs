@@ -38,9 +38,12 @@ mod types;
 mod users;
 
 pub use accounts::Account;
-pub use audit::{InvariantReport, LedgerTotals};
+pub use audit::{InvariantReport, LedgerTotals, PlatformBankPosition};
 pub use bank_accounts::{BankAccount, NewBankAccount};
-pub use business::{Business, NewBusinessRecord};
+pub use business::{
+    Business, NewBusinessRecord, NewRemittanceAttempt, NewRemittanceRecord, Remittance, RemittanceAttempt,
+    RemittanceFailure, RemittanceFilter, StatusChange,
+};
 pub use charges::{Charge, NewCharge};
 pub use error::StoreError;
 pub use events::{Alert, DeadLetter, DeadLetterFilter, Leadership, NewAlert, NewDeadLetter, NewEvent, OutboxEvent};

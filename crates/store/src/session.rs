@@ -194,6 +194,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             7 => "0007_carried_balances",
             8 => "0008_businesses",
             9 => "0009_events",
+            10 => "0010_remittances",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -205,6 +206,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             7 => "0007_carried_balances",
             8 => "0008_businesses",
             9 => "0009_events",
+            10 => "0010_remittances",
         ),
     };
     Migrator::with_migrations(

@@ -2,7 +2,7 @@
 //! still succeed or fail on their own, keep their idempotency keys, and lose nothing across
 //! instances or a crash.
 
-use crate::helpers::{Backend, Resp, TestApp, TestDb, TestUser, join_all, run_with, spawn_serve_process, start};
+use crate::helpers::{Backend, Resp, TestApp, TestUser, join_all, run_with, spawn_serve_process};
 use minipay_server::Settings;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -249,7 +249,7 @@ fn short_batches(s: &mut Settings) {
 async fn second_instance(app: &TestApp) -> TestApp {
     let mut settings = crate::helpers::test_settings(app.db_url());
     short_batches(&mut settings);
-    start(app.backend, TestDb::borrow(app.db_url()), settings).await
+    crate::helpers::start_beside(app, settings).await
 }
 
 /// An account row locked by a connection of the test's own (PostgreSQL), as another

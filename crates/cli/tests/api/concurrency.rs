@@ -154,11 +154,11 @@ async fn the_same_idempotency_key_ten_times_makes_one_transfer(app: TestApp) {
 /// Two server instances on one database: transfers sent through both, against one hot
 /// receiver and between the same pair in both directions, all land exactly once.
 async fn two_instances_share_one_database(app: TestApp) {
-    use crate::helpers::{Backend, TestDb, start, test_settings};
+    use crate::helpers::{Backend, test_settings};
     if app.backend == Backend::Sqlite {
         return; // the embedded database serves one process; several instances is a PostgreSQL setup
     }
-    let second = start(app.backend, TestDb::borrow(app.db_url()), test_settings(app.db_url())).await;
+    let second = crate::helpers::start_beside(&app, test_settings(app.db_url())).await;
     let receiver = app.user("Receiver").await;
     let senders = users(&app, 20, 10_000).await;
     let sends = senders.iter().cloned().enumerate().map(|(i, s)| {

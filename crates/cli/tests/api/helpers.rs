@@ -1,6 +1,7 @@
 //! The test harness: a real server per test (random port, fresh SQLite file or PostgreSQL
 //! database), an HTTP client with one method per endpoint, and the invariant audit.
 
+use minipay_bank::BankSimulator;
 use minipay_server::{Application, ClockKind, Settings};
 use minipay_services::auth::Secret;
 use reqwest::Method;
@@ -40,7 +41,6 @@ pub fn fresh_registration_number() -> String {
         .to_string()
 }
 
-
 /// The database engines every storage test runs on.
 pub use minipay_store::BackendKind as Backend;
 /// A database made for one test and removed after it.
@@ -71,6 +71,15 @@ struct Running {
     db: TestDb,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     server: Mutex<Option<Server>>,
+    bank: TestBank,
+}
+
+/// The bank a test server talks to: its in-process simulator (shared with any second instance
+/// on the same database), or a `minipay sim bank` process that outlives server restarts.
+enum TestBank {
+    InProcess(Option<Arc<BankSimulator>>),
+    /// The simulator's URL, and the process when this app started it (and stops it).
+    Process(String, Mutex<Option<tokio::process::Child>>),
 }
 
 /// The server under test: in this process, or the real `minipay` binary as a child process.
@@ -104,7 +113,23 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
 
 /// Starts a server on an existing database (e.g. a second instance on the same one).
 pub async fn start(backend: Backend, db: TestDb, settings: Settings) -> TestApp {
-    let app = Application::build(settings).await.expect("application builds");
+    start_on_bank(backend, db, settings, None).await
+}
+
+/// A second server on `first`'s database and bank (as two real instances would share both).
+pub async fn start_beside(first: &TestApp, settings: Settings) -> TestApp {
+    let bank = match &first.running.bank {
+        TestBank::InProcess(sim) => sim.clone(),
+        TestBank::Process(..) => panic!("start_beside needs an in-process first instance"),
+    };
+    start_on_bank(first.backend, TestDb::borrow(first.db_url()), settings, bank).await
+}
+
+async fn start_on_bank(backend: Backend, db: TestDb, settings: Settings, bank: Option<Arc<BankSimulator>>) -> TestApp {
+    let app = Application::build_with_bank(settings, bank)
+        .await
+        .expect("application builds");
+    let bank = TestBank::InProcess(app.state().bank_sim.clone());
     let base = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -122,6 +147,7 @@ pub async fn start(backend: Backend, db: TestDb, settings: Settings) -> TestApp 
             db,
             stop: Mutex::new(Some(stop)),
             server: Mutex::new(Some(Server::InProcess(server))),
+            bank,
         }),
     };
     // The manual clock starts where the settings say (`test_settings`: T0); it is not reset
@@ -180,6 +206,22 @@ pub async fn spawn_serve_process(backend: Backend, env: &[(&str, &str)]) -> Opti
 
 /// `minipay serve` as a child process on `db` (see [`spawn_serve_process`]).
 async fn serve_process_on(backend: Backend, db: TestDb, env: &[(&str, &str)]) -> TestApp {
+    // The bank must outlive the server (a restart after a crash finds it as it was), so a
+    // server process gets a simulator process of its own unless the test chose a bank.
+    let bank = match env.iter().find(|(k, _)| *k == "MINIPAY_BANK_URL") {
+        Some((_, url)) => TestBank::Process((*url).to_owned(), Mutex::new(None)),
+        None => {
+            let (sim, url) = spawn_process(&["sim", "bank", "--listen", "127.0.0.1:0"], &[]).await;
+            TestBank::Process(url, Mutex::new(Some(sim)))
+        }
+    };
+    serve_process_with(backend, db, env, bank).await
+}
+
+async fn serve_process_with(backend: Backend, db: TestDb, env: &[(&str, &str)], bank: TestBank) -> TestApp {
+    let TestBank::Process(bank_url, _) = &bank else {
+        unreachable!("a server process talks to a bank process")
+    };
     let mut all = vec![
         ("MINIPAY_LISTEN", "127.0.0.1:0"),
         ("MINIPAY_DATABASE_URL", db.url.as_str()),
@@ -189,8 +231,9 @@ async fn serve_process_on(backend: Backend, db: TestDb, env: &[(&str, &str)]) ->
         ("MINIPAY_CLOCK_START", T0),
         ("MINIPAY_SCHEDULER", "false"),
         ("MINIPAY_LOG", "warn"),
+        ("MINIPAY_BANK_URL", bank_url.as_str()),
     ];
-    all.extend_from_slice(env);
+    all.extend(env.iter().filter(|(k, _)| *k != "MINIPAY_BANK_URL"));
     let (child, base) = spawn_process(&["serve"], &all).await;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
@@ -205,6 +248,7 @@ async fn serve_process_on(backend: Backend, db: TestDb, env: &[(&str, &str)]) ->
             db,
             stop: Mutex::new(None),
             server,
+            bank,
         }),
     };
     app.set_clock(T0).await;
@@ -341,7 +385,22 @@ impl TestApp {
             }
             None => {}
         }
+        if let TestBank::Process(_, sim) = &self.running.bank {
+            let sim = sim.lock().unwrap().take();
+            if let Some(mut sim) = sim {
+                let _ = sim.kill().await;
+            }
+        }
         self.running.db.remove().await;
+    }
+
+    /// The bank simulator's own HTTP API (a server process's external simulator), for what a
+    /// test reads behind the platform's back: balances at the bank.
+    pub fn bank_sim_url(&self) -> Option<&str> {
+        match &self.running.bank {
+            TestBank::Process(url, _) => Some(url),
+            TestBank::InProcess(_) => None,
+        }
     }
 
     /// Kills this `minipay serve` child process with SIGKILL, as a crash would, and leaves
@@ -354,9 +413,15 @@ impl TestApp {
         child.kill().await.expect("the server process is killed");
     }
 
-    /// A new `minipay serve` process on this server's database (which this app still removes).
+    /// A new `minipay serve` process on this server's database and bank (which this app still
+    /// removes and stops).
     pub async fn restart_process(&self, env: &[(&str, &str)]) -> TestApp {
-        serve_process_on(self.backend, TestDb::borrow(self.db_url()), env).await
+        let url = self
+            .bank_sim_url()
+            .expect("restart_process needs a server process")
+            .to_owned();
+        let bank = TestBank::Process(url, Mutex::new(None));
+        serve_process_with(self.backend, TestDb::borrow(self.db_url()), env, bank).await
     }
 
     pub fn db_url(&self) -> &str {

@@ -1,7 +1,7 @@
 //! The scheduler: each (job, slot) runs once however many instances schedule, and the most
 //! recent missed slot is caught up at start within its grace window.
 
-use crate::helpers::{Backend, TestApp, TestDb, spawn_app_with, start, test_settings};
+use crate::helpers::{Backend, TestApp, spawn_app_with, test_settings};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -44,7 +44,7 @@ async fn two_instances_on_one_database_never_run_a_slot_twice() {
     };
     let mut settings = test_settings(first.db_url());
     scheduling(&mut settings);
-    let second = start(Backend::Postgres, TestDb::borrow(first.db_url()), settings).await;
+    let second = crate::helpers::start_beside(&first, settings).await;
 
     let kim = first.funded_user("Kim", 1_000_000).await;
     let savings = first.open_savings(&kim, "free", None).await;
@@ -113,7 +113,7 @@ async fn catch_up_at_start(backend: Backend, started_at: &str, expect_run: bool)
     let mut settings = test_settings(setup.db_url());
     scheduling(&mut settings);
     settings.clock_start = Some(started_at.parse().unwrap());
-    let late = start(backend, TestDb::borrow(setup.db_url()), settings).await;
+    let late = crate::helpers::start_beside(&setup, settings).await;
     late.set_clock(started_at).await;
     if expect_run {
         let run = wait_for_run(&late, "savings-interest", NOV22_0400).await;

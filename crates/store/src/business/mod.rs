@@ -1,5 +1,11 @@
-//! The business side's tables: businesses and their credentials, one module per aggregate.
+//! The business side's tables: businesses and their credentials, remittances and their
+//! attempts, one module per aggregate.
 
 mod businesses;
+mod remittances;
 
 pub use businesses::{Business, NewBusinessRecord};
+pub use remittances::{
+    NewRemittanceAttempt, NewRemittanceRecord, Remittance, RemittanceAttempt, RemittanceFailure, RemittanceFilter,
+    StatusChange,
+};

@@ -1,0 +1,359 @@
+//! Remittances and the history of their steps' attempts. Status changes are conditional on the
+//! status read (`WHERE status = $expected`), so of two workers racing on one remittance only one
+//! moves it.
+
+use crate::session::Session;
+use crate::types::DbTime;
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use minipay_core::remittance::{AttemptOutcome, RemittanceStatus, Step};
+use minipay_core::{BusinessId, RemittanceId};
+use uuid::Uuid;
+
+/// A remittance to record (status `requested`).
+#[derive(Debug, Clone)]
+pub struct NewRemittanceRecord<'a> {
+    pub id: RemittanceId,
+    pub from_business_id: BusinessId,
+    pub from_fintech_use_num: &'a str,
+    pub to_business_id: Option<BusinessId>,
+    pub to_bank_code: &'a str,
+    pub to_account_number_masked: &'a str,
+    pub to_holder_name: &'a str,
+    pub to_fintech_use_num: &'a str,
+    pub amount: i64,
+    pub memo: Option<&'a str>,
+    pub reference: Option<&'a str>,
+    pub at: Timestamp,
+}
+
+/// Why a remittance did not end as asked, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemittanceFailure {
+    pub step: Step,
+    pub code: String,
+    pub message: String,
+    pub attempts: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remittance {
+    pub id: RemittanceId,
+    pub from_business_id: BusinessId,
+    pub from_fintech_use_num: String,
+    pub to_business_id: Option<BusinessId>,
+    pub to_bank_code: String,
+    pub to_account_number_masked: String,
+    pub to_holder_name: String,
+    pub to_fintech_use_num: String,
+    pub amount: i64,
+    pub memo: Option<String>,
+    pub reference: Option<String>,
+    pub status: RemittanceStatus,
+    /// When `needs_attention`: the status it stopped in.
+    pub held_status: Option<RemittanceStatus>,
+    pub failure: Option<RemittanceFailure>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RemittanceRow {
+    id: Uuid,
+    from_business_id: Uuid,
+    from_fintech_use_num: String,
+    to_business_id: Option<Uuid>,
+    to_bank_code: String,
+    to_account_number_masked: String,
+    to_holder_name: String,
+    to_fintech_use_num: String,
+    amount: i64,
+    memo: Option<String>,
+    reference: Option<String>,
+    status: String,
+    held_status: Option<String>,
+    failure_step: Option<String>,
+    failure_code: Option<String>,
+    failure_message: Option<String>,
+    failure_attempts: Option<i32>,
+    created_at: DbTime,
+    updated_at: DbTime,
+    completed_at: Option<DbTime>,
+}
+
+fn status(s: &str) -> Result<RemittanceStatus> {
+    RemittanceStatus::parse(s).ok_or_else(|| StoreError::corrupt(format!("remittance status {s:?}")))
+}
+
+fn step(s: &str) -> Result<Step> {
+    Step::parse(s).ok_or_else(|| StoreError::corrupt(format!("remittance step {s:?}")))
+}
+
+impl TryFrom<RemittanceRow> for Remittance {
+    type Error = StoreError;
+    fn try_from(r: RemittanceRow) -> Result<Self> {
+        let failure = match (r.failure_step, r.failure_code, r.failure_message) {
+            (Some(s), Some(code), Some(message)) => Some(RemittanceFailure {
+                step: step(&s)?,
+                code,
+                message,
+                attempts: r.failure_attempts.unwrap_or(0),
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            id: RemittanceId::from_uuid(r.id),
+            from_business_id: BusinessId::from_uuid(r.from_business_id),
+            from_fintech_use_num: r.from_fintech_use_num,
+            to_business_id: r.to_business_id.map(BusinessId::from_uuid),
+            to_bank_code: r.to_bank_code,
+            to_account_number_masked: r.to_account_number_masked,
+            to_holder_name: r.to_holder_name,
+            to_fintech_use_num: r.to_fintech_use_num,
+            amount: r.amount,
+            memo: r.memo,
+            reference: r.reference,
+            status: status(&r.status)?,
+            held_status: r.held_status.as_deref().map(status).transpose()?,
+            failure,
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+            completed_at: r.completed_at.map(|t| t.0),
+        })
+    }
+}
+
+const COLUMNS: &str = "id, from_business_id, from_fintech_use_num, to_business_id, to_bank_code, \
+    to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status, held_status, \
+    failure_step, failure_code, failure_message, failure_attempts, created_at, updated_at, completed_at";
+
+/// A status change to make if the remittance is still in the status it was read in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange<'a> {
+    pub from: RemittanceStatus,
+    pub to: RemittanceStatus,
+    /// Set when going to `needs_attention`; cleared otherwise.
+    pub held: Option<RemittanceStatus>,
+    /// Recorded with the change (kept when `None`).
+    pub failure: Option<&'a RemittanceFailure>,
+    pub at: Timestamp,
+}
+
+/// An attempt to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRemittanceAttempt<'a> {
+    pub remittance_id: RemittanceId,
+    pub step: Step,
+    pub outcome: AttemptOutcome,
+    pub error: Option<&'a str>,
+    pub bank_tran_id: Option<&'a str>,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemittanceAttempt {
+    pub id: Uuid,
+    pub remittance_id: RemittanceId,
+    pub step: Step,
+    pub outcome: AttemptOutcome,
+    pub error: Option<String>,
+    pub bank_tran_id: Option<String>,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    id: Uuid,
+    remittance_id: Uuid,
+    step: String,
+    outcome: String,
+    error: Option<String>,
+    bank_tran_id: Option<String>,
+    started_at: DbTime,
+    finished_at: DbTime,
+}
+
+impl TryFrom<AttemptRow> for RemittanceAttempt {
+    type Error = StoreError;
+    fn try_from(r: AttemptRow) -> Result<Self> {
+        Ok(Self {
+            id: r.id,
+            remittance_id: RemittanceId::from_uuid(r.remittance_id),
+            step: step(&r.step)?,
+            outcome: AttemptOutcome::parse(&r.outcome)
+                .ok_or_else(|| StoreError::corrupt(format!("attempt outcome {:?}", r.outcome)))?,
+            error: r.error,
+            bank_tran_id: r.bank_tran_id,
+            started_at: r.started_at.0,
+            finished_at: r.finished_at.0,
+        })
+    }
+}
+
+/// Which remittances a list shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemittanceFilter {
+    /// Sent or received by this business.
+    pub business: Option<BusinessId>,
+    pub status: Option<RemittanceStatus>,
+}
+
+impl Session {
+    pub async fn insert_remittance(&mut self, r: &NewRemittanceRecord<'_>) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query(
+            "INSERT INTO remittances (id, from_business_id, from_fintech_use_num, to_business_id, to_bank_code,
+                 to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status,
+                 created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'requested', $12, $12)",
+        )
+        .bind(r.id.as_uuid())
+        .bind(r.from_business_id.as_uuid())
+        .bind(r.from_fintech_use_num)
+        .bind(r.to_business_id.map(|b| b.as_uuid()))
+        .bind(r.to_bank_code)
+        .bind(r.to_account_number_masked)
+        .bind(r.to_holder_name)
+        .bind(r.to_fintech_use_num)
+        .bind(r.amount)
+        .bind(r.memo)
+        .bind(r.reference)
+        .bind(DbTime(r.at))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn remittance(&mut self, id: RemittanceId) -> Result<Option<Remittance>> {
+        let row: Option<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM remittances WHERE id = $1"
+        )))
+        .bind(id.as_uuid())
+        .fetch_optional(c)
+        .await)?;
+        row.map(Remittance::try_from).transpose()
+    }
+
+    /// Moves a remittance from `change.from` to `change.to`; `false` (nothing written) when it
+    /// is no longer in `change.from` — another worker moved it first.
+    pub async fn change_remittance_status(&mut self, id: RemittanceId, change: &StatusChange<'_>) -> Result<bool> {
+        self.assert_writable();
+        let completed = change.to.is_final().then_some(DbTime(change.at));
+        let f = change.failure;
+        let n = on_db!(self, c => sqlx::query(
+            "UPDATE remittances SET status = $3, held_status = $4, updated_at = $5,
+                 completed_at = COALESCE($6, completed_at),
+                 failure_step = COALESCE($7, failure_step), failure_code = COALESCE($8, failure_code),
+                 failure_message = COALESCE($9, failure_message), failure_attempts = COALESCE($10, failure_attempts)
+             WHERE id = $1 AND status = $2",
+        )
+        .bind(id.as_uuid())
+        .bind(change.from.as_str())
+        .bind(change.to.as_str())
+        .bind(change.held.map(RemittanceStatus::as_str))
+        .bind(DbTime(change.at))
+        .bind(completed)
+        .bind(f.map(|f| f.step.as_str()))
+        .bind(f.map(|f| f.code.as_str()))
+        .bind(f.map(|f| f.message.as_str()))
+        .bind(f.map(|f| f.attempts))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    pub async fn insert_remittance_attempt(&mut self, a: &NewRemittanceAttempt<'_>) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query(
+            "INSERT INTO remittance_attempts (id, remittance_id, step, outcome, error, bank_tran_id, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(a.remittance_id.as_uuid())
+        .bind(a.step.as_str())
+        .bind(a.outcome.as_str())
+        .bind(a.error)
+        .bind(a.bank_tran_id)
+        .bind(DbTime(a.started_at))
+        .bind(DbTime(a.finished_at))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Every attempt of the given remittances, oldest first.
+    pub async fn remittance_attempts(&mut self, ids: &[RemittanceId]) -> Result<Vec<RemittanceAttempt>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, remittance_id, step, outcome, error, bank_tran_id, started_at, finished_at
+             FROM remittance_attempts WHERE remittance_id IN ({}) ORDER BY started_at, id",
+            placeholders.join(", ")
+        );
+        let rows: Vec<AttemptRow> = on_db!(self, c => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in ids {
+                q = q.bind(id.as_uuid());
+            }
+            q.fetch_all(c).await
+        })?;
+        rows.into_iter().map(RemittanceAttempt::try_from).collect()
+    }
+
+    /// Remittances newest first, after the keyset cursor `after`.
+    pub async fn remittances(
+        &mut self,
+        filter: &RemittanceFilter,
+        after: Option<(Timestamp, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Remittance>> {
+        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MAX), Uuid::max()), |(t, id)| (DbTime(t), id));
+        let rows: Vec<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM remittances
+             WHERE (created_at, id) < ($1, $2)
+               AND ($3 IS NULL OR from_business_id = $3 OR to_business_id = $3)
+               AND ($4 IS NULL OR status = $4)
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        )))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(filter.business.map(|b| b.as_uuid()))
+        .bind(filter.status.map(RemittanceStatus::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Remittance::try_from).collect()
+    }
+
+    /// Unfinished remittances (neither final nor waiting for a person) requested before
+    /// `before`, oldest first, after the keyset cursor `after`.
+    pub async fn unfinished_remittances(
+        &mut self,
+        before: Timestamp,
+        after: Option<(Timestamp, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Remittance>> {
+        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MIN), Uuid::nil()), |(t, id)| (DbTime(t), id));
+        let rows: Vec<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM remittances
+             WHERE created_at < $1 AND (created_at, id) > ($2, $3)
+               AND status IN ('requested', 'collected', 'credited', 'debited', 'refunding', 'needs_attention')
+             ORDER BY created_at, id LIMIT $4"
+        )))
+        .bind(DbTime(before))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Remittance::try_from).collect()
+    }
+}
