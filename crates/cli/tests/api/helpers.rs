@@ -79,7 +79,7 @@ struct Running {
 enum TestBank {
     InProcess(Option<Arc<BankSimulator>>),
     /// The simulator's URL, and the process when this app started it (and stops it).
-    Process(String, Mutex<Option<tokio::process::Child>>),
+    Process(String, Mutex<Option<Box<tokio::process::Child>>>),
 }
 
 /// The server under test: in this process, or the real `minipay` binary as a child process.
@@ -212,7 +212,7 @@ async fn serve_process_on(backend: Backend, db: TestDb, env: &[(&str, &str)]) ->
         Some((_, url)) => TestBank::Process((*url).to_owned(), Mutex::new(None)),
         None => {
             let (sim, url) = spawn_process(&["sim", "bank", "--listen", "127.0.0.1:0"], &[]).await;
-            TestBank::Process(url, Mutex::new(Some(sim)))
+            TestBank::Process(url, Mutex::new(Some(Box::new(sim))))
         }
     };
     serve_process_with(backend, db, env, bank).await
