@@ -13,6 +13,7 @@ pub mod notify;
 mod pagination;
 mod pending;
 mod savings;
+pub mod schema;
 mod settlements;
 mod transfers;
 mod users;
