@@ -709,11 +709,11 @@ async fn pending_transfers_are_accepted_by_the_receiver_and_canceled_by_the_send
         (json!(50_000), json!(10_000), json!(40_000))
     );
 
-    // Wrong side: invalid_state; not a party: not_found. None of them changes anything.
+    // Wrong side: forbidden; not a party: not_found. None of them changes anything.
     let r = app.assert_changes_nothing(app.accept(&kim, &id)).await;
-    r.assert_error(409, "invalid_state");
+    r.assert_error(403, "forbidden");
     let r = app.assert_changes_nothing(app.cancel(&lee, &id)).await;
-    r.assert_error(409, "invalid_state");
+    r.assert_error(403, "forbidden");
     let r = app.assert_changes_nothing(app.accept(&stranger, &id)).await;
     r.assert_error(404, "not_found");
     let r = app.assert_changes_nothing(app.cancel(&stranger, &id)).await;
