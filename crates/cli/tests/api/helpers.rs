@@ -65,8 +65,14 @@ fn postgres_admin_url() -> String {
     std::env::var("MINIPAY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Whether a missing test dependency fails the test instead of skipping it: always in CI, and
+/// wherever `var` (e.g. `MINIPAY_TEST_REQUIRE_POSTGRES`) is `1`.
+pub fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1") || std::env::var_os("CI").is_some()
+}
+
 fn postgres_required() -> bool {
-    std::env::var("MINIPAY_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") || std::env::var_os("CI").is_some()
+    required("MINIPAY_TEST_REQUIRE_POSTGRES")
 }
 
 impl TestDb {

@@ -13,6 +13,7 @@ mod charges;
 mod concurrency;
 mod history;
 mod loadtest;
+mod openapi_fuzz;
 mod operations;
 mod pending;
 mod savings;
