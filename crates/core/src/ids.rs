@@ -80,3 +80,7 @@ typed_id!(
     /// A user's registered external bank account (open-banking "fin account").
     BankAccountId
 );
+typed_id!(
+    /// A business (사업자) using the platform machine-to-machine with its API key.
+    BusinessId
+);

@@ -1,6 +1,7 @@
 //! minipay's rules in one place: money, ids, business time, ledger postings, charge limits and state machines (pure, no IO).
 
 pub mod bank;
+pub mod business;
 pub mod charge;
 pub mod ids;
 pub mod interest;

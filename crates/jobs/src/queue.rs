@@ -2,9 +2,10 @@
 //! and bury it (state `dead`, with the reason) after its last attempt.
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use minipay_core::Clock;
-use minipay_store::{QueuedJob, QueuedOutcome, Store};
+use minipay_store::{QueuedJob, QueuedOutcome, Session, Store, StoreError};
 use serde::Serialize;
 
 /// Why a job must be tried again later.
@@ -19,6 +20,32 @@ pub trait QueueHandler: Send + Sync {
     /// Does the work. `Ok(true)` if it changed something, `Ok(false)` if there was nothing
     /// left to do; `Err(Retry)` to try again after a backoff.
     async fn handle(&self, job: &QueuedJob) -> Result<bool, Retry>;
+    /// How long to wait before the attempt after `attempts` failed ones (default: 30 s,
+    /// doubling, at most an hour).
+    fn retry_delay(&self, attempts: i32) -> SignedDuration {
+        backoff(attempts)
+    }
+    /// Called in the transaction that buries `job` after its last attempt, to leave a record
+    /// of its own (a dead letter saying where the work stopped). Default: nothing.
+    async fn buried(&self, _tx: &mut Session, _job: &QueuedJob, _reason: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// How many claimed jobs of this kind one drain works on at once (work that waits on a
+    /// remote system overlaps its waits). Default 1: one after another.
+    fn concurrency(&self) -> usize {
+        1
+    }
+}
+
+/// What became of one claimed job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Changed,
+    Unchanged,
+    Retried,
+    Dead,
+    /// Our lease ran out and another worker took the job over; its outcome stands.
+    TakenOver,
 }
 
 /// What a drain did.
@@ -50,9 +77,10 @@ fn backoff(attempts: i32) -> SignedDuration {
     SignedDuration::from_secs(secs)
 }
 
-/// Handles every job of `handler.kind()` due at `at`, batch by batch. Safe to run on several
-/// instances at once: claims skip each other's rows and are leased. Leases and retry times
-/// count from the clock's now, whatever `at` a run by hand was given.
+/// Handles every job of `handler.kind()` due at `at`, batch by batch, up to
+/// `handler.concurrency()` at once. Safe to run on several instances at once: claims skip each
+/// other's rows and are leased. Leases and retry times count from the clock's now, whatever
+/// `at` a run by hand was given.
 pub async fn drain_queue(
     store: &Store,
     clock: &dyn Clock,
@@ -62,47 +90,70 @@ pub async fn drain_queue(
     let mut report = QueueReport::default();
     loop {
         let mut tx = store.begin().await?;
-        let lease = clock.now() + SignedDuration::from_secs(CLAIM_LEASE_SECS);
-        let batch = tx.claim_queued_jobs(handler.kind(), at, lease, DRAIN_BATCH_MAX).await?;
+        let batch = tx
+            .claim_queued_jobs(handler.kind(), at, claim_lease_until(clock), DRAIN_BATCH_MAX)
+            .await?;
         tx.commit().await?;
         let claimed = batch.len();
-        for job in &batch {
-            let result = handler.handle(job).await;
-            let outcome = match &result {
-                Ok(changed) => {
-                    if *changed {
-                        report.changed += 1;
-                    } else {
-                        report.unchanged += 1;
-                    }
-                    QueuedOutcome::Done
-                }
-                Err(Retry(why)) if job.attempts >= job.attempts_max => {
-                    report.dead += 1;
-                    metrics::counter!("minipay_queued_jobs_dead_total", "kind" => handler.kind()).increment(1);
-                    tracing::error!(job = %job.id, kind = handler.kind(), attempts = job.attempts, reason = %why,
-                        "queued job is dead after its last attempt; it needs a person");
-                    QueuedOutcome::Dead { error: why }
-                }
-                Err(Retry(why)) => {
-                    report.retried += 1;
-                    QueuedOutcome::Retry {
-                        at: clock.now() + backoff(job.attempts),
-                        error: why,
-                    }
-                }
-            };
-            let mut tx = store.begin().await?;
-            if !tx.settle_queued_job(job.id, job.attempts, outcome, clock.now()).await? {
-                // Our lease ran out and another worker took the job over; its outcome stands.
-                tracing::warn!(job = %job.id, kind = handler.kind(), "queued job was taken over before we settled it");
+        let mut settled = futures_util::stream::iter(batch)
+            .map(|job| async move { run_claimed(store, clock, handler, &job).await })
+            .buffer_unordered(handler.concurrency().max(1));
+        while let Some(outcome) = settled.next().await {
+            match outcome? {
+                Settled::Changed => report.changed += 1,
+                Settled::Unchanged => report.unchanged += 1,
+                Settled::Retried => report.retried += 1,
+                Settled::Dead => report.dead += 1,
+                Settled::TakenOver => {}
             }
-            tx.commit().await?;
         }
         if claimed < DRAIN_BATCH_MAX as usize {
             return Ok(report);
         }
     }
+}
+
+/// Until when a job claimed now is leased to its worker.
+pub fn claim_lease_until(clock: &dyn Clock) -> Timestamp {
+    clock.now() + SignedDuration::from_secs(CLAIM_LEASE_SECS)
+}
+
+/// Runs one job this worker has claimed and settles it: done, retried the handler's delay
+/// after this attempt began, or — after its last attempt — buried with the handler's record of it, in one
+/// transaction.
+pub async fn run_claimed(
+    store: &Store,
+    clock: &dyn Clock,
+    handler: &dyn QueueHandler,
+    job: &QueuedJob,
+) -> anyhow::Result<Settled> {
+    // Retries count from when the attempt began: "10 s apart" means between attempts, however
+    // long this one took.
+    let started = clock.now();
+    let result = handler.handle(job).await;
+    let mut tx = store.begin().await?;
+    let (outcome, settled) = match &result {
+        Ok(true) => (QueuedOutcome::Done, Settled::Changed),
+        Ok(false) => (QueuedOutcome::Done, Settled::Unchanged),
+        Err(Retry(why)) if job.attempts >= job.attempts_max => {
+            metrics::counter!("minipay_queued_jobs_dead_total", "kind" => handler.kind()).increment(1);
+            tracing::error!(job = %job.id, kind = handler.kind(), attempts = job.attempts, reason = %why,
+                "queued job is dead after its last attempt");
+            handler.buried(&mut tx, job, why).await?;
+            (QueuedOutcome::Dead { error: why }, Settled::Dead)
+        }
+        Err(Retry(why)) => {
+            let at = started + handler.retry_delay(job.attempts);
+            (QueuedOutcome::Retry { at, error: why }, Settled::Retried)
+        }
+    };
+    if !tx.settle_queued_job(job.id, job.attempts, outcome, clock.now()).await? {
+        tracing::warn!(job = %job.id, kind = handler.kind(), "queued job was taken over before we settled it");
+        tx.rollback().await?;
+        return Ok(Settled::TakenOver);
+    }
+    tx.commit().await?;
+    Ok(settled)
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
-//! Building the application: store, bank, clock, wallet, router and background work.
+//! Building the application: store, bank, clock, wallet, businesses, router and background work.
 
 use crate::config::{ClockKind, Settings};
 use crate::error::error_response;
 use crate::openapi::{ApiDoc, SharedResponses};
-use crate::routes::{accounts, admin, bank_accounts, health, settlements, transfers, users};
+use crate::routes::{accounts, admin, bank_accounts, businesses, health, settlements, transfers, users};
 use crate::state::{AppContext, AppState};
 use anyhow::Context;
 use axum::Router;
@@ -12,6 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use minipay_bank::{Bank, BankPolicy, BankSimulator, HttpBank, ResilientBank};
+use minipay_business::Businesses;
 use minipay_core::{Clock, ManualClock, SystemClock};
 use minipay_jobs::JobRunner;
 use minipay_services::auth::Secret;
@@ -32,17 +33,19 @@ use utoipa_swagger_ui::SwaggerUi;
 /// Request bodies larger than this are refused with 413.
 pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
 
-/// The wallet and its jobs, wired from settings: what `serve` runs behind HTTP, and what
-/// `minipay jobs run` runs without it.
+/// The wallet, the business side and the jobs, wired from settings: what `serve` runs behind
+/// HTTP, and what `minipay jobs run` runs without it.
 pub struct Core {
     pub wallet: Arc<Wallet>,
+    pub businesses: Arc<Businesses>,
     pub jobs: Arc<JobRunner>,
     pub manual_clock: Option<Arc<ManualClock>>,
     pub bank_sim: Option<Arc<BankSimulator>>,
 }
 
 impl Core {
-    /// Connects and migrates the database and wires the wallet, its bank and clock, and jobs.
+    /// Connects and migrates the database and wires the wallet and the business side (one
+    /// store, bank and clock between them), and jobs.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         settings.validate()?;
         let store = Store::connect(
@@ -71,7 +74,8 @@ impl Core {
                 (sim.clone(), Some(sim))
             }
         };
-        let bank = Arc::new(ResilientBank::new(raw_bank, BankPolicy::default()));
+        let bank: Arc<dyn Bank> = Arc::new(ResilientBank::new(raw_bank, BankPolicy::default()));
+        let businesses = Arc::new(Businesses::new(store.clone(), bank.clone(), clock.clone()));
         let jwt_secret = settings.jwt_secret.clone().unwrap_or_else(Secret::generate);
         let config = WalletConfig {
             jwt_secret,
@@ -95,6 +99,7 @@ impl Core {
         let jobs = Arc::new(job_runner(&wallet));
         Ok(Self {
             wallet,
+            businesses,
             jobs,
             manual_clock,
             bank_sim,
@@ -127,6 +132,7 @@ impl Application {
         });
         let state = Arc::new(AppContext {
             wallet: core.wallet,
+            businesses: core.businesses,
             jobs: core.jobs,
             admin_token: admin_token.clone(),
             manual_clock: core.manual_clock,
@@ -226,6 +232,10 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(settlements::get))
         .routes(routes!(settlements::pay))
         .routes(routes!(settlements::notifications))
+        .routes(routes!(businesses::onboard, businesses::list))
+        .routes(routes!(businesses::get))
+        .routes(routes!(businesses::rotate_key))
+        .routes(routes!(businesses::me))
         .routes(routes!(admin::job_runs))
         .routes(routes!(admin::run_job))
         .routes(routes!(admin::get_clock, admin::set_clock))

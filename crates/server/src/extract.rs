@@ -1,5 +1,6 @@
 //! Request extractors: JSON bodies, paths and queries whose rejections are API errors, the
-//! authenticated user, the admin check and the Idempotency-Key header.
+//! authenticated user, the authenticated business, the admin check and the Idempotency-Key
+//! header.
 
 use crate::error::{ApiError, error_response, validation};
 use crate::state::AppState;
@@ -9,8 +10,8 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use minipay_core::UserId;
 use minipay_core::request::{IDEMPOTENCY_KEY_LEN_MAX, IdempotencyKey};
+use minipay_core::{BusinessId, UserId};
 use minipay_services::{ErrorCode, ServiceError};
 use serde::de::DeserializeOwned;
 use utoipa::openapi::Required;
@@ -123,7 +124,7 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
-/// A request carrying the admin token. No token → 401; a user's token → 403.
+/// A request carrying the admin token. No token → 401; a user's token or a business's API key → 403.
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
@@ -136,9 +137,38 @@ impl FromRequestParts<AppState> for Admin {
         if state.admin_token.matches(token) {
             return Ok(Self);
         }
-        match state.wallet.authenticate(token).await {
-            Ok(_) => Err(ApiError(ServiceError::Forbidden("this endpoint needs the admin token"))),
-            Err(_) => Err(ApiError(ServiceError::Unauthorized("the admin token is not valid"))),
+        let is_someone =
+            state.wallet.authenticate(token).await.is_ok() || state.businesses.authenticate(token).await.is_ok();
+        if is_someone {
+            Err(ApiError(ServiceError::Forbidden("this endpoint needs the admin token")))
+        } else {
+            Err(ApiError(ServiceError::Unauthorized("the admin token is not valid")))
+        }
+    }
+}
+
+/// The business an API key belongs to (`/v1/biz/*`). No key → 401; the admin token or a
+/// user's access token → 403 (a known caller, on the wrong side of the platform); anything
+/// else, including a rotated-out key → 401.
+pub struct CurrentBusiness(pub BusinessId);
+
+impl FromRequestParts<AppState> for CurrentBusiness {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(ServiceError::Unauthorized(
+            "send the business's API key: Authorization: Bearer <api_key>",
+        ))?;
+        match state.businesses.authenticate(token).await {
+            Ok(id) => Ok(Self(id)),
+            Err(ServiceError::Unauthorized(_))
+                if state.admin_token.matches(token) || state.wallet.authenticate(token).await.is_ok() =>
+            {
+                Err(ApiError(ServiceError::Forbidden(
+                    "this endpoint needs a business's API key",
+                )))
+            }
+            Err(e) => Err(ApiError(e)),
         }
     }
 }

@@ -17,7 +17,9 @@ use utoipa::{Modify, OpenApi};
     components(schemas(ErrorBody)),
     modifiers(&Security, &Description),
     tags((name = "users"), (name = "accounts"), (name = "bank accounts"), (name = "transfers"), (name = "settlements"), (name = "notifications"),
-         (name = "admin", description = "Needs the admin token"), (name = "operations"))
+         (name = "admin", description = "Needs the admin token"),
+         (name = "businesses", description = "Onboarding businesses and their keys; needs the admin token"),
+         (name = "business API", description = "Needs a business's API key"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
@@ -25,6 +27,8 @@ pub struct ApiDoc;
 const USER_SCHEME: &str = "bearer";
 /// The configured admin token.
 const ADMIN_SCHEME: &str = "admin";
+/// A business's API key (`/v1/biz/*`).
+const BUSINESS_SCHEME: &str = "api_key";
 
 struct Security;
 
@@ -34,6 +38,7 @@ impl Modify for Security {
         let bearer = || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
         components.add_security_scheme(USER_SCHEME, bearer());
         components.add_security_scheme(ADMIN_SCHEME, bearer());
+        components.add_security_scheme(BUSINESS_SCHEME, bearer());
     }
 }
 
@@ -167,7 +172,17 @@ fn shared_answers(path: &str, op: &Operation) -> Vec<(ErrorCode, String)> {
         answers.push((ErrorCode::Unauthorized, "no admin token, or a wrong one".into()));
         answers.push((
             ErrorCode::Forbidden,
-            "a user's access token instead of the admin token".into(),
+            "a user's access token or a business's API key instead of the admin token".into(),
+        ));
+    }
+    if secured_by(op, BUSINESS_SCHEME) {
+        answers.push((
+            ErrorCode::Unauthorized,
+            "no API key, or one that is not (or no longer) valid".into(),
+        ));
+        answers.push((
+            ErrorCode::Forbidden,
+            "a user's access token or the admin token instead of an API key".into(),
         ));
     }
     let body_required = match &op.request_body {

@@ -1,7 +1,9 @@
-//! What every handler can reach: the wallet, the admin token, and the dev-only knobs.
+//! What every handler can reach: the wallet, the business side, the admin token, and the
+//! dev-only knobs.
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use minipay_bank::BankSimulator;
+use minipay_business::Businesses;
 use minipay_core::ManualClock;
 use minipay_jobs::JobRunner;
 use minipay_services::Wallet;
@@ -12,6 +14,7 @@ pub type AppState = Arc<AppContext>;
 
 pub struct AppContext {
     pub wallet: Arc<Wallet>,
+    pub businesses: Arc<Businesses>,
     pub jobs: Arc<JobRunner>,
     pub admin_token: Secret,
     /// Present only when the server runs on the manual clock.

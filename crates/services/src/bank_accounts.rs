@@ -29,8 +29,8 @@ impl RegisterBankAccount {
     }
 }
 
-/// Maps a bank failure on a call that moves no money.
-pub(crate) fn bank_failure(e: BankError) -> ServiceError {
+/// Maps a bank failure on a call that moves no money (a registration, an inquiry).
+pub fn bank_failure(e: BankError) -> ServiceError {
     match e {
         BankError::Declined(reason) => ServiceError::BankDeclined(reason),
         other => ServiceError::BankUnavailable(format!("the bank is unavailable: {other}")),

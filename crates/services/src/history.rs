@@ -3,6 +3,7 @@
 
 use crate::Wallet;
 use crate::error::{ServiceError, ServiceResult};
+use crate::lock_retry::transaction_retried;
 use crate::pagination::{decode_cursor, page_of, rows_for};
 use crate::views::{EntryView, Page, StatementView};
 use crate::wallet_accounts::owned;
@@ -143,17 +144,27 @@ impl Wallet {
     pub async fn make_history_partitions(&self, at: Timestamp) -> ServiceResult<u64> {
         let mut month = BusinessMonth::containing(at);
         for _ in 0..=PARTITIONS_AHEAD_MONTHS {
-            let mut tx = self.store.begin().await?;
-            tx.ensure_history_partition(month).await?;
-            tx.commit().await?;
+            self.ensure_history_partition(month).await?;
             month = month.next();
         }
         Ok(u64::from(PARTITIONS_AHEAD_MONTHS) + 1)
     }
 
+    /// `month`'s partitions, made in a transaction of their own (the DDL's locks held no longer
+    /// than that), tried again when it loses on a lock. Both history jobs make partitions
+    /// through here.
+    async fn ensure_history_partition(&self, month: BusinessMonth) -> ServiceResult<()> {
+        transaction_retried(&self.store, "history.ensure_partition", |tx| {
+            Box::pin(tx.ensure_history_partition(month))
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The `history-retention` job: every month that ended more than 12 months before `at` is
     /// exported (when an archive directory is configured; a failed export keeps the month) and
     /// retired — its balances carried into the accounts' opening balances, its rows dropped.
+    /// Each transaction that loses on a lock is tried again (see `lock_retry`).
     pub async fn retire_history(&self, at: Timestamp) -> ServiceResult<RetentionReport> {
         let horizon = at
             .to_zoned(SEOUL.clone())
@@ -165,44 +176,58 @@ impl Wallet {
             return Ok(report);
         };
         while month.ends_at() <= horizon {
-            let started = Instant::now();
-            match &self.history.archive_dir {
-                Some(dir) => {
-                    let path = dir.join(format!("entries-{month}.csv.gz"));
-                    export_month(&self.store, month, &path).await?;
-                    report.archives.push(path.display().to_string());
-                }
-                None => {
-                    tracing::warn!(%month, "retiring history without an archive (MINIPAY_HISTORY_ARCHIVE_DIR is unset)")
-                }
-            }
-            report.export_seconds += started.elapsed().as_secs_f64();
-            let started = Instant::now();
-            let mut tx = self.store.begin().await?;
-            let entries = tx.prepare_history_retirement(month).await?;
-            tx.commit().await?;
-            report.prepare_seconds += started.elapsed().as_secs_f64();
-            let started = Instant::now();
-            loop {
-                let mut tx = self.store.begin().await?;
-                let step = tx
-                    .retire_history_month(month, self.history.retire_slice_max.max(1))
-                    .await?;
-                tx.commit().await?;
-                if step.complete {
-                    break;
-                }
-            }
-            report.retire_seconds += started.elapsed().as_secs_f64();
-            let mut tx = self.store.begin().await?;
-            tx.prune_carried_balances().await?;
-            tx.commit().await?;
-            tracing::info!(%month, entries, "retired a month of history");
-            report.months.push(month.to_string());
-            report.entries += entries;
+            self.archive_month(month, &mut report).await?;
+            self.retire_month(month, &mut report).await?;
             month = month.next();
         }
         Ok(report)
+    }
+
+    /// Exports `month` into the archive directory, if one is configured.
+    async fn archive_month(&self, month: BusinessMonth, report: &mut RetentionReport) -> ServiceResult<()> {
+        let started = Instant::now();
+        match &self.history.archive_dir {
+            Some(dir) => {
+                let path = dir.join(format!("entries-{month}.csv.gz"));
+                export_month(&self.store, month, &path).await?;
+                report.archives.push(path.display().to_string());
+            }
+            None => {
+                tracing::warn!(%month, "retiring history without an archive (MINIPAY_HISTORY_ARCHIVE_DIR is unset)")
+            }
+        }
+        report.export_seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Carries `month`'s balances, retires it (in slices on SQLite) and prunes what it superseded.
+    async fn retire_month(&self, month: BusinessMonth, report: &mut RetentionReport) -> ServiceResult<()> {
+        let started = Instant::now();
+        self.ensure_history_partition(month).await?;
+        let entries = transaction_retried(&self.store, "history.prepare_retirement", |tx| {
+            Box::pin(tx.prepare_history_retirement(month))
+        })
+        .await?;
+        report.prepare_seconds += started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let slice_max = self.history.retire_slice_max.max(1);
+        loop {
+            let step = transaction_retried(&self.store, "history.retire_month", |tx| {
+                Box::pin(tx.retire_history_month(month, slice_max))
+            });
+            if step.await?.complete {
+                break;
+            }
+        }
+        report.retire_seconds += started.elapsed().as_secs_f64();
+        transaction_retried(&self.store, "history.prune_carried_balances", |tx| {
+            Box::pin(tx.prune_carried_balances())
+        })
+        .await?;
+        tracing::info!(%month, entries, "retired a month of history");
+        report.months.push(month.to_string());
+        report.entries += entries;
+        Ok(())
     }
 }
 

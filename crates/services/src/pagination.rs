@@ -10,14 +10,14 @@ use minipay_core::request::PageLimit;
 use uuid::Uuid;
 
 /// How many rows to read for a page of `limit`: one more, to learn whether another page follows.
-pub(crate) fn rows_for(limit: PageLimit) -> u32 {
+pub fn rows_for(limit: PageLimit) -> u32 {
     limit.get() + 1
 }
 
 /// A page from rows read with [`rows_for`] (in the list's order): at most `limit` items, and
 /// the cursor of the last one when more rows followed. `key` is the `(time, id)` the query
 /// orders by; `view` turns a row into what the client sees.
-pub(crate) fn page_of<R, V>(
+pub fn page_of<R, V>(
     mut rows: Vec<R>,
     limit: PageLimit,
     key: impl Fn(&R) -> (Timestamp, Uuid),
@@ -42,7 +42,7 @@ pub(crate) fn encode_cursor(at: Timestamp, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", at.as_microsecond(), id))
 }
 
-pub(crate) fn decode_cursor(raw: &str) -> ServiceResult<(Timestamp, Uuid)> {
+pub fn decode_cursor(raw: &str) -> ServiceResult<(Timestamp, Uuid)> {
     let bad = || ServiceError::validation("cursor is not one this server issued");
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;

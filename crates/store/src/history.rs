@@ -8,6 +8,7 @@ use crate::{Result, StoreError};
 use jiff::Timestamp;
 use minipay_core::ledger::EntryKind;
 use minipay_core::{AccountId, BusinessMonth, EntryId, JournalId, UserId};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// One line of an account's history.
@@ -216,41 +217,19 @@ impl Session {
     }
 
     /// PostgreSQL: makes sure `month` has its own journal and entry partitions, moving any of
-    /// its rows out of the DEFAULT partitions first. SQLite: nothing to do. Idempotent.
+    /// its rows out of the DEFAULT partitions first. SQLite: nothing to do. Idempotent. Takes
+    /// no lock when both partitions exist (the hourly run's usual case); otherwise the history
+    /// DDL locks (`lock_history_for_ddl`), so keep the transaction to this call.
     pub async fn ensure_history_partition(&mut self, month: BusinessMonth) -> Result<()> {
         self.assert_writable();
         let Db::Pg(c) = self.db() else { return Ok(()) };
-        let (start, end) = (month.starts_at(), month.ends_at());
-        for table in ["journals", "entries"] {
-            let name = partition(table, month);
-            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                .bind(&name)
-                .fetch_one(&mut *c)
-                .await?;
-            if exists {
-                continue;
-            }
-            let stray: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT EXISTS (SELECT 1 FROM {table}_default WHERE occurred_at >= $1 AND occurred_at < $2)"
-            )))
-            .bind(DbTime(start))
-            .bind(DbTime(end))
-            .fetch_one(&mut *c)
-            .await?;
-            let bounds = format!("FROM ('{start}') TO ('{end}')");
-            let ddl = if stray {
-                // Rows landed in DEFAULT before this partition existed: move them, then attach.
-                format!(
-                    "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
-                     WITH moved AS (DELETE FROM {table}_default WHERE occurred_at >= '{start}' AND occurred_at < '{end}'
-                                    RETURNING *)
-                     INSERT INTO {name} SELECT * FROM moved;
-                     ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES {bounds};"
-                )
-            } else {
-                format!("CREATE TABLE {name} PARTITION OF {table} FOR VALUES {bounds};")
-            };
-            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl)).execute(&mut *c).await?;
+        if missing_partitions(c, month).await?.is_empty() {
+            return Ok(());
+        }
+        lock_history_for_ddl(c).await?;
+        // Again under the lock: another run may have made them meanwhile.
+        for table in missing_partitions(c, month).await? {
+            make_partition(c, table, month).await?;
         }
         Ok(())
     }
@@ -260,10 +239,11 @@ impl Session {
     /// the month's end into `carried_balances`, read from the month's partition without locking
     /// anything — the month is closed (no entry is ever written before the clock's now), and the
     /// rows stay out of force until [`Self::retire_history_month`] moves the retention mark.
-    /// Rerunnable. SQLite: only counts (its slices carry balances as they go).
+    /// Rerunnable. The month's partitions must exist ([`Self::ensure_history_partition`], in a
+    /// transaction of its own: its locks are not to be held through the totals). SQLite: only
+    /// counts (its slices carry balances as they go).
     pub async fn prepare_history_retirement(&mut self, month: BusinessMonth) -> Result<u64> {
         self.assert_writable();
-        self.ensure_history_partition(month).await?;
         let end = DbTime(month.ends_at());
         let n: i64 = match self.db() {
             Db::Sqlite(c) => {
@@ -349,9 +329,8 @@ impl Session {
         let Db::Pg(c) = self.db() else {
             unreachable!("PostgreSQL only")
         };
-        // Dropping a partition takes an exclusive lock on the whole table for an instant: wait
-        // for it briefly rather than queue every reader and writer behind this job.
-        sqlx::query("SET LOCAL lock_timeout = '5s'").execute(&mut *c).await?;
+        // Before the mark: another run's DDL goes first, and the drops find the parents locked.
+        lock_history_for_ddl(c).await?;
         if self.mark_retired_before(DbTime(month.ends_at())).await? {
             let Db::Pg(c) = self.db() else {
                 unreachable!("PostgreSQL only")
@@ -462,6 +441,85 @@ impl Session {
         })?;
         Ok(n)
     }
+}
+
+/// The key of the transaction-scoped advisory lock every history DDL transaction takes first
+/// (PostgreSQL): a fixed number nothing else in the database locks (the bytes of "mp-hist").
+const HISTORY_DDL_LOCK_KEY: i64 = 0x006d_702d_6869_7374;
+
+/// How long a history DDL transaction waits for the partitioned tables' locks before it gives
+/// way with a lock conflict (which its job retries). Below PostgreSQL's `deadlock_timeout` (1 s
+/// by default): in a lock cycle with a transaction that took the tables the other way round
+/// (the interest run reads entries before it posts; a reader joining entries to journals), the
+/// job gives way before the deadlock check could pick the other side; and requests queue
+/// behind its lock request at most this long.
+const HISTORY_DDL_LOCK_WAIT_MAX_MS: u64 = 500;
+
+/// Readies a transaction for DDL on the history partitions. First the advisory lock: history
+/// DDL transactions (`history-partitions`, `history-retention`, on any instance) run one at a
+/// time, and the later one waits there holding nothing (for as long as the first takes: its
+/// work is short and its own waits are capped). Then both partitioned tables, `journals`
+/// before `entries` — the order every posting takes them in (its statement names them in that
+/// order) — so DDL never holds one while a posting holds the other. ACCESS EXCLUSIVE because
+/// creating or dropping a partition takes that on the parent anyway (taken up front, nothing
+/// is upgraded later), and because it keeps postings out of DEFAULT while its rows move to
+/// a new partition. `ONLY`: a posting reaches a partition through its parent's lock.
+async fn lock_history_for_ddl(c: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(HISTORY_DDL_LOCK_KEY)
+        .execute(&mut *c)
+        .await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = '{HISTORY_DDL_LOCK_WAIT_MAX_MS}ms';
+         LOCK TABLE ONLY journals, ONLY entries IN ACCESS EXCLUSIVE MODE;"
+    )))
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// The partitioned tables (`journals`, `entries`, in that order) that have no partition for
+/// `month` yet.
+async fn missing_partitions(c: &mut PgConnection, month: BusinessMonth) -> Result<Vec<&'static str>> {
+    let mut missing = Vec::new();
+    for table in ["journals", "entries"] {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(partition(table, month))
+            .fetch_one(&mut *c)
+            .await?;
+        if !exists {
+            missing.push(table);
+        }
+    }
+    Ok(missing)
+}
+
+/// Makes `table`'s partition for `month`, under `lock_history_for_ddl`.
+async fn make_partition(c: &mut PgConnection, table: &str, month: BusinessMonth) -> Result<()> {
+    let (start, end) = (month.starts_at(), month.ends_at());
+    let name = partition(table, month);
+    let stray: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM {table}_default WHERE occurred_at >= $1 AND occurred_at < $2)"
+    )))
+    .bind(DbTime(start))
+    .bind(DbTime(end))
+    .fetch_one(&mut *c)
+    .await?;
+    let bounds = format!("FROM ('{start}') TO ('{end}')");
+    let ddl = if stray {
+        // Rows landed in DEFAULT before this partition existed: move them, then attach.
+        format!(
+            "CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+             WITH moved AS (DELETE FROM {table}_default WHERE occurred_at >= '{start}' AND occurred_at < '{end}'
+                            RETURNING *)
+             INSERT INTO {name} SELECT * FROM moved;
+             ALTER TABLE {table} ATTACH PARTITION {name} FOR VALUES {bounds};"
+        )
+    } else {
+        format!("CREATE TABLE {name} PARTITION OF {table} FOR VALUES {bounds};")
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl)).execute(c).await?;
+    Ok(())
 }
 
 /// `StreamExt::next`, with only the `Stream` trait (already in the tree through sqlx).

@@ -259,6 +259,69 @@ impl Session {
         Ok(id)
     }
 
+    /// Enqueues keyed work in the caller's transaction: one job per `(key, payload)`, skipping
+    /// keys this `kind` already has (whatever their state). Returns how many were new. A key
+    /// makes enqueueing idempotent: an event delivered twice is queued once.
+    pub async fn enqueue_keyed_jobs(
+        &mut self,
+        kind: &str,
+        items: &[(String, serde_json::Value)],
+        attempts_max: i32,
+        now: Timestamp,
+    ) -> Result<u64> {
+        self.assert_writable();
+        let mut added = 0;
+        for (key, payload) in items {
+            added += on_db!(self, c => sqlx::query(
+                "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts_max, state, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $5, $5)
+                 ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING",
+            )
+            .bind(Uuid::now_v7())
+            .bind(kind)
+            .bind(key)
+            .bind(payload.to_string())
+            .bind(DbTime(now))
+            .bind(attempts_max)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
+        Ok(added)
+    }
+
+    /// Enqueues keyed work already claimed by the caller (its first attempt, leased until
+    /// `lease_until`), unless `kind` has the key already: `None` then — the work is somebody
+    /// else's, done, dead or waiting for its retry.
+    pub async fn enqueue_claimed_job(
+        &mut self,
+        kind: &str,
+        key: &str,
+        payload: &serde_json::Value,
+        attempts_max: i32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Option<QueuedJob>> {
+        self.assert_writable();
+        let row: Option<QueuedJobRow> = on_db!(self, c => sqlx::query_as(
+            "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts, attempts_max, state, locked_until,
+                                      created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 1, $6, 'running', $7, $5, $5)
+             ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING
+             RETURNING id, kind, payload, run_at, attempts, attempts_max",
+        )
+        .bind(Uuid::now_v7())
+        .bind(kind)
+        .bind(key)
+        .bind(payload.to_string())
+        .bind(DbTime(now))
+        .bind(attempts_max)
+        .bind(DbTime(lease_until))
+        .fetch_optional(c)
+        .await)?;
+        row.map(QueuedJob::try_from).transpose()
+    }
+
     /// Claims up to `limit` jobs of `kind` due at `now` — queued, or running with an expired
     /// lease (their worker died) — leasing them until `lease_until`. Concurrent workers on
     /// PostgreSQL skip each other's rows (`SKIP LOCKED`); SQLite has a single writer.

@@ -41,7 +41,7 @@ impl Default for StoreOptions {
 }
 
 #[derive(Debug, Clone)]
-enum Backend {
+pub(crate) enum Backend {
     Postgres(PgPool),
     /// SQLite allows one writer at a time; a one-connection writer pool makes writers queue
     /// fairly in the pool instead of spinning on SQLITE_BUSY. Readers run beside it (WAL).
@@ -94,6 +94,10 @@ impl Store {
             )));
         };
         Ok(Self { backend })
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     pub fn kind(&self) -> BackendKind {
@@ -188,6 +192,8 @@ fn migrator(kind: BackendKind) -> Migrator {
             5 => "0005_backfill_savings_and_heartbeats",
             6 => "0006_history_partitions",
             7 => "0007_carried_balances",
+            8 => "0008_businesses",
+            9 => "0009_events",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -197,6 +203,8 @@ fn migrator(kind: BackendKind) -> Migrator {
             5 => "0005_backfill_savings_and_heartbeats",
             6 => "0006_history_partitions",
             7 => "0007_carried_balances",
+            8 => "0008_businesses",
+            9 => "0009_events",
         ),
     };
     Migrator::with_migrations(

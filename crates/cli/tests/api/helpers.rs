@@ -6,7 +6,6 @@ use minipay_services::auth::Secret;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::oneshot;
@@ -27,11 +26,24 @@ pub fn fresh_bank_account_number() -> String {
     format!("9{:08}1", BANK_ACCOUNT_SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
+static REGISTRATION_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A valid business registration number (dashed) that no other test business in this process
+/// has: nine digits from a counter and the check digit core computes.
+pub fn fresh_registration_number() -> String {
+    let prefix = format!(
+        "{:09}",
+        200_000_000 + REGISTRATION_SEQ.fetch_add(1, Ordering::Relaxed) % 100_000_000
+    );
+    minipay_core::business::RegistrationNumber::with_check_digit(&prefix)
+        .expect("nine digits")
+        .to_string()
 }
+
+/// The database engines every storage test runs on.
+pub use minipay_store::BackendKind as Backend;
+/// A database made for one test and removed after it.
+pub use minipay_store::testing::TestDb;
 
 fn init_logs() {
     static ONCE: OnceLock<()> = OnceLock::new();
@@ -43,121 +55,6 @@ fn init_logs() {
                 .init();
         }
     });
-}
-
-/// A database made for one test and removed after it.
-pub struct TestDb {
-    pub url: String,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    /// Another test app owns the database and removes it.
-    Borrowed,
-    File(PathBuf),
-    Postgres {
-        admin_url: String,
-        name: String,
-    },
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("MINIPAY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Whether a missing test dependency fails the test instead of skipping it: always in CI, and
-/// wherever `var` (e.g. `MINIPAY_TEST_REQUIRE_POSTGRES`) is `1`.
-pub fn required(var: &str) -> bool {
-    std::env::var(var).is_ok_and(|v| v == "1") || std::env::var_os("CI").is_some()
-}
-
-fn postgres_required() -> bool {
-    required("MINIPAY_TEST_REQUIRE_POSTGRES")
-}
-
-impl TestDb {
-    /// A fresh database, or `None` when PostgreSQL is unreachable and not required (the
-    /// test then passes with a visible skip message).
-    pub async fn create(backend: Backend) -> Option<Self> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        match backend {
-            Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("minipay-test-{id}.db"));
-                Some(Self {
-                    url: format!("sqlite://{}", path.display()),
-                    cleanup: Cleanup::File(path),
-                })
-            }
-            Backend::Postgres => {
-                use sqlx::Connection;
-                let admin_url = postgres_admin_url();
-                let connect = tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sqlx::PgConnection::connect(&admin_url),
-                )
-                .await;
-                let mut conn = match connect {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) if !postgres_required() => return skip(&admin_url, &e.to_string()),
-                    Err(_) if !postgres_required() => return skip(&admin_url, "timed out"),
-                    other => panic!(
-                        "PostgreSQL is required but unreachable at {admin_url}: {:?}",
-                        other.err()
-                    ),
-                };
-                let name = format!("minipay_test_{id}");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test database");
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map_or(admin_url.as_str(), |(b, _)| b)
-                    .to_owned();
-                Some(Self {
-                    url: format!("{base}/{name}"),
-                    cleanup: Cleanup::Postgres { admin_url, name },
-                })
-            }
-        }
-    }
-
-    /// The same database, for a second server instance; the first one removes it.
-    pub fn borrow(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            cleanup: Cleanup::Borrowed,
-        }
-    }
-
-    pub async fn remove(&self) {
-        match &self.cleanup {
-            Cleanup::Borrowed => {}
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Cleanup::Postgres { admin_url, name } => {
-                use sqlx::Connection;
-                if let Ok(mut c) = sqlx::PgConnection::connect(admin_url).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-            }
-        }
-    }
-}
-
-fn skip(url: &str, why: &str) -> Option<TestDb> {
-    eprintln!(
-        "SKIPPED (PostgreSQL half): no PostgreSQL at {url} ({why}). \
-         Set MINIPAY_TEST_POSTGRES_URL, or MINIPAY_TEST_REQUIRE_POSTGRES=1 to make this a failure."
-    );
-    None
 }
 
 /// A running server and a client for it. Cheap to clone (for concurrent requests).
@@ -418,6 +315,16 @@ pub struct TestUser {
 
 static USER_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// An onboarded business and the secrets its onboarding answer showed.
+#[derive(Debug, Clone)]
+pub struct TestBusiness {
+    pub id: String,
+    pub name: String,
+    pub registration_number: String,
+    pub api_key: String,
+    pub webhook_secret: String,
+}
+
 impl TestApp {
     pub async fn teardown(self) {
         if let Some(stop) = self.running.stop.lock().unwrap().take() {
@@ -587,6 +494,33 @@ impl TestApp {
             self.charge(&user, won).await.assert_status(201);
         }
         user
+    }
+
+    // --- businesses --------------------------------------------------------------------
+
+    /// A valid onboarding body: a fresh registration number and a fresh working bank account.
+    pub fn business_body(name: &str) -> Value {
+        json!({
+            "name": name,
+            "registration_number": fresh_registration_number(),
+            "bank_code": "004",
+            "account_number": fresh_bank_account_number(),
+            "holder_name": name,
+        })
+    }
+
+    /// Onboards a business (admin) with [`TestApp::business_body`].
+    pub async fn onboard_business(&self, name: &str) -> TestBusiness {
+        let created = self.admin_post("/v1/admin/businesses", Self::business_body(name)).await;
+        let b = created.assert_status(201);
+        let text = |field: &str| b[field].as_str().unwrap().to_owned();
+        TestBusiness {
+            id: text("id"),
+            name: text("name"),
+            registration_number: text("registration_number"),
+            api_key: text("api_key"),
+            webhook_secret: text("webhook_secret"),
+        }
     }
 
     // --- money -------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! Transaction history: keyset pages that never skip or repeat, filters, the names rule,
-//! monthly statements, and the 12-month retention with its archive and `history export`.
+//! monthly statements, the 12-month retention with its archive and `history export`, and the
+//! two history jobs running at once.
 
 use crate::helpers::{Backend, TestApp, TestUser, join_all, minipay_bin, run_with};
 use crate::on_both_backends;
@@ -15,6 +16,7 @@ on_both_backends!(
     history_filters_by_time_and_kind_and_refuses_bad_queries,
     the_receiver_sees_the_display_name_and_renames_never_rewrite_the_past,
     statements_agree_with_the_entries_month_by_month,
+    partitions_and_retention_run_side_by_side_with_payments,
 );
 
 mod retention_keeps_twelve_months_and_archives_what_it_retires {
@@ -27,6 +29,15 @@ mod retention_keeps_twelve_months_and_archives_what_it_retires {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres() {
         super::retention_scenario(Backend::Postgres).await
+    }
+}
+
+/// PostgreSQL only: the lock cycle it builds is between PostgreSQL's table locks.
+mod retention_gives_way_to_a_reader_in_a_lock_cycle_and_retries {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        use crate::helpers::{Backend, run};
+        run(Backend::Postgres, super::retention_gives_way_and_retries).await
     }
 }
 
@@ -647,4 +658,112 @@ async fn lock_account_row(app: &TestApp, account: &str) -> sqlx::PgConnection {
         .await
         .unwrap();
     c
+}
+
+/// Rounds of the two history jobs run at once.
+const SIDE_BY_SIDE_ROUNDS: usize = 20;
+/// How far the clock moves between rounds: past the partitions made ahead (this month and 3
+/// more), so that every round both makes partitions (moving rows out of DEFAULT) and retires
+/// months, each of which takes the partitioned tables' locks.
+const SIDE_BY_SIDE_ROUND_MONTHS: i64 = 5;
+
+/// A new user with 10,000 won who sends 1,000 to another new user, at the clock's now (new
+/// users every month: a token lasts an hour of the clock, and logins are throttled).
+async fn pay_this_month(app: &TestApp) -> (TestUser, TestUser) {
+    let kim = app.funded_user("Kim", 10_000).await;
+    let lee = app.user("Lee").await;
+    app.transfer(&kim, &lee, 1_000).await.assert_status(201);
+    (kim, lee)
+}
+
+/// `history-partitions` catching up after the clock jumped while `history-retention` runs by
+/// hand, with a payment in flight: neither job fails on the other's locks (issue #11), the
+/// payment goes through, and every month is retired once with its balances carried.
+async fn partitions_and_retention_run_side_by_side_with_payments(app: TestApp) {
+    let months = |n: i64| jiff::Span::new().months(n);
+    let seoul_noon = |d: jiff::civil::Date| format!("{d}T03:00:00Z");
+    let mut day = jiff::civil::date(2025, 1, 15);
+    app.set_clock(&seoul_noon(day)).await;
+    app.run_job("history-partitions").await;
+    for _ in 0..3 {
+        app.set_clock(&seoul_noon(day)).await;
+        pay_this_month(&app).await;
+        day = day.checked_add(months(1)).unwrap();
+    }
+    // First a jump past the 12 months kept, then SIDE_BY_SIDE_ROUND_MONTHS a round.
+    day = day.checked_add(months(13)).unwrap();
+    let mut retired: Vec<String> = Vec::new();
+    let mut senders = Vec::new();
+    for round in 0..SIDE_BY_SIDE_ROUNDS {
+        app.set_clock(&seoul_noon(day)).await;
+        // Lands in DEFAULT: this month has no partition yet.
+        let (kim, lee) = pay_this_month(&app).await;
+        let (partitions, retention, paid) = tokio::join!(
+            app.run_job("history-partitions"),
+            app.run_job("history-retention"),
+            app.transfer(&lee, &kim, 500),
+        );
+        paid.assert_status(201);
+        assert_eq!(partitions["error"], Value::Null, "round {round}: {partitions}");
+        assert_eq!(retention["error"], Value::Null, "round {round}: {retention}");
+        let retired_now = retention["details"]["months"].as_array().unwrap();
+        retired.extend(retired_now.iter().map(|m| m.as_str().unwrap().to_owned()));
+        senders.push(kim);
+        day = day.checked_add(months(SIDE_BY_SIDE_ROUND_MONTHS)).unwrap();
+    }
+
+    assert_eq!(retired[..4], ["2025-01", "2025-02", "2025-03", "2025-04"]);
+    assert!(
+        retired.windows(2).all(|w| w[0] < w[1]),
+        "each month retired once, oldest first: {retired:?}"
+    );
+    // The last 12 months (3 rounds) of history are kept; every balance is, retired or not.
+    for (round, kim) in senders.iter_mut().enumerate() {
+        app.log_in_again(kim).await;
+        let kept = app.history(kim, &kim.main_account_id, "").await;
+        let expected = if round + 3 >= SIDE_BY_SIDE_ROUNDS { 3 } else { 0 };
+        assert_eq!(kept.len(), expected, "round {round}: {kept:?}");
+        assert_eq!(app.balance(kim).await, 10_000 - 1_000 + 500, "round {round}");
+    }
+}
+
+/// Retention's retiring transaction meets a transaction that took the tables the other way
+/// round (entries, then journals — as the interest run does when it reads entries before
+/// posting): the job gives way before PostgreSQL's deadlock check could pick the other
+/// transaction, and its retry then retires the month.
+async fn retention_gives_way_and_retries(app: TestApp) {
+    use sqlx::Connection;
+    app.set_clock("2025-10-15T03:00:00Z").await;
+    app.run_job("history-partitions").await;
+    pay_this_month(&app).await;
+    app.set_clock("2026-12-01T03:00:00Z").await;
+
+    let mut other = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT COUNT(*) FROM entries;")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let retention = tokio::spawn({
+        let app = app.clone();
+        async move { app.run_job("history-retention").await }
+    });
+    // Once the job holds `journals` and waits for `entries`, close the cycle.
+    let mut watcher = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+    let waiting = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'entries'::regclass)";
+    while !sqlx::query_scalar::<_, bool>(waiting)
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap()
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    sqlx::raw_sql("SELECT COUNT(*) FROM journals; COMMIT;")
+        .execute(&mut other)
+        .await
+        .expect("the other transaction is not the one that gives way");
+    let ran = retention.await.unwrap();
+    assert_eq!(ran["details"]["months"], json!(["2025-10", "2025-11"]), "{ran}");
+    // Its first attempt waited out its lock wait (500 ms) before giving way.
+    assert!(ran["details"]["retire_seconds"].as_f64().unwrap() >= 0.5, "{ran}");
+    assert!(!pg_table_exists(&app, "entries_p202510").await, "dropped on the retry");
 }

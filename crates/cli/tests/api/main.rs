@@ -9,6 +9,7 @@ mod audit;
 mod bank_faults;
 mod batching;
 mod binary;
+mod businesses;
 mod charges;
 mod concurrency;
 mod history;

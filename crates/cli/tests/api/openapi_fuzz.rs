@@ -2,7 +2,8 @@
 //! on SQLite, failing on any 5xx, any answer that does not match its schema, any undocumented
 //! status or content type, and any schema-violating request the server accepts.
 
-use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, TestUser, required, run};
+use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, TestBusiness, TestUser, run};
+use minipay_store::testing::required;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -128,6 +129,7 @@ async fn fuzz(app: TestApp, (st, version): (PathBuf, String)) {
 struct Seeded {
     kim: TestUser,
     lee: TestUser,
+    business: TestBusiness,
     accounts: Vec<String>,
     transfers: Vec<String>,
     settlements: Vec<String>,
@@ -136,8 +138,10 @@ struct Seeded {
 
 /// Kim (whose token the fuzzer uses) and Lee, both funded and banked; transfers either way
 /// (one completed, one pending each way, so accept and cancel can succeed), savings accounts
-/// of both products, and a split bill requested by each.
+/// of both products, a split bill requested by each, and a business (whose API key the
+/// fuzzer uses).
 async fn seed(app: &TestApp) -> Seeded {
+    let business = app.onboard_business("가나상사").await;
     let kim = app.funded_user("Kim", 500_000).await;
     let lee = app.funded_user("Lee", 500_000).await;
     let id = |r: crate::helpers::Resp| r.body["id"].as_str().unwrap().to_owned();
@@ -176,6 +180,7 @@ async fn seed(app: &TestApp) -> Seeded {
     Seeded {
         kim,
         lee,
+        business,
         accounts,
         transfers,
         settlements,
@@ -198,6 +203,8 @@ impl Seeded {
 bearer = "{kim_token}"
 [auth.openapi.admin]
 bearer = "{admin}"
+[auth.openapi.api_key]
+bearer = "{api_key}"
 
 # Moving the manual clock would expire the access token (one hour) and the pending transfers,
 # leaving the rest of the run to 401s; the bank simulator's knobs inject up to a minute of
@@ -222,6 +229,8 @@ values = ["{lee_main}"]
 values = ["{lee_email}"]
 [dictionaries.jobs]
 values = {jobs}
+[dictionaries.businesses]
+values = ["{business_id}"]
 
 [[operations]]
 include-path-regex = '^/v1/accounts/\{{id\}}'
@@ -244,12 +253,18 @@ parameters = {{ "body.participant_user_ids[*]" = {{ dictionary = "users", probab
 [[operations]]
 include-name = "GET /v1/users/lookup"
 parameters = {{ "query.email" = {{ dictionary = "emails", probability = 0.5 }} }}
+# Not rotate-key: rotating the seeded business's key would leave `/v1/biz/*` to 401s.
+[[operations]]
+include-name = "GET /v1/admin/businesses/{{id}}"
+parameters = {{ "path.id" = {{ dictionary = "businesses", probability = 0.7 }} }}
 [[operations]]
 include-name = "POST /v1/admin/jobs/{{name}}/run"
 parameters = {{ "path.name" = {{ dictionary = "jobs", probability = 0.8 }} }}
 "#,
             kim_token = self.kim.token,
             admin = ADMIN_TOKEN,
+            api_key = self.business.api_key,
+            business_id = self.business.id,
             accounts = list(&self.accounts),
             transfers = list(&self.transfers),
             settlements = list(&self.settlements),

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod bank_accounts;
+pub mod businesses;
 pub mod health;
 pub mod settlements;
 pub mod transfers;

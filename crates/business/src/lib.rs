@@ -1,0 +1,27 @@
+//! minipay's business side: businesses (사업자) onboarded by an operator, their API keys and
+//! webhook secrets, and business authentication. Like the wallet's use-cases, these own their
+//! transactions and never call the bank while one is open.
+
+mod businesses;
+pub mod credentials;
+pub mod views;
+
+pub use businesses::NewBusiness;
+
+use minipay_bank::Bank;
+use minipay_core::Clock;
+use minipay_store::Store;
+use std::sync::Arc;
+
+/// The business side's use-cases over one store, one bank and one clock.
+pub struct Businesses {
+    store: Store,
+    bank: Arc<dyn Bank>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Businesses {
+    pub fn new(store: Store, bank: Arc<dyn Bank>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, bank, clock }
+    }
+}

@@ -1,0 +1,178 @@
+//! Consumers: what a handler of one subject implements, and how its deliveries ride the
+//! durable queue (one keyed job per event: a duplicate is a no-op; retries on the injected
+//! clock; a dead letter with the reason after the last attempt).
+
+use crate::event::Event;
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use minipay_jobs::{QueueHandler, Retry};
+use minipay_store::{NewDeadLetter, QueuedJob, Session, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How often a delivery is tried, and how far apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts_max: i32,
+    pub delay: SignedDuration,
+}
+
+impl Default for RetryPolicy {
+    /// Three attempts, ten seconds apart (the remittance design's rule, and a fair default).
+    fn default() -> Self {
+        Self {
+            attempts_max: 3,
+            delay: SignedDuration::from_secs(10),
+        }
+    }
+}
+
+/// Why handling an event failed this time (it will be tried again, or dead-lettered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Failure(pub String);
+
+impl Failure {
+    pub fn new(why: impl std::fmt::Display) -> Self {
+        Self(why.to_string())
+    }
+}
+
+/// A durable consumer of one subject. Delivery is at least once: `handle` must be idempotent
+/// (an event handled twice changes nothing the second time).
+#[async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    /// The durable name (JetStream consumer name; its deliveries' queue kind is
+    /// `event.<name>`).
+    fn name(&self) -> &'static str;
+    /// The relative subject it takes, e.g. `remittance.credited`.
+    fn subject(&self) -> &'static str;
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::default()
+    }
+    /// Events handled at once by one instance (handlers that wait on a bank overlap waits).
+    fn concurrency(&self) -> usize {
+        16
+    }
+    async fn handle(&self, event: &Event) -> Result<(), Failure>;
+    /// Records the dead letter when `event` failed its last attempt, in the transaction that
+    /// buries its delivery. The default names the consumer and the event; a consumer that
+    /// knows the failing point (a remittance's step) says so instead.
+    async fn dead_letter(
+        &self,
+        tx: &mut Session,
+        event: &Event,
+        attempts: i32,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let kind = format!("event.{}", self.name());
+        tx.insert_dead_letter(
+            &NewDeadLetter {
+                kind: &kind,
+                subject_id: event.id,
+                step: "handle",
+                consumer: Some(self.name()),
+                event_id: Some(event.id),
+                attempts,
+                error: reason,
+                next_attempt_at: None,
+            },
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The queue kind of a consumer's deliveries.
+pub fn delivery_kind(consumer: &str) -> String {
+    format!("event.{consumer}")
+}
+
+/// A delivery's payload on the queue: the event, whole.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Delivery {
+    pub event: Event,
+}
+
+impl Delivery {
+    pub(crate) fn payload(event: &Event) -> serde_json::Value {
+        serde_json::json!({ "event": event })
+    }
+}
+
+/// A consumer seen by the queue.
+pub(crate) struct Deliveries {
+    pub consumer: Arc<dyn Consumer>,
+    pub kind: &'static str,
+    pub clock: Arc<dyn minipay_core::Clock>,
+    pub stats: Arc<crate::engine::Counters>,
+}
+
+impl Deliveries {
+    pub(crate) fn new(
+        consumer: Arc<dyn Consumer>,
+        clock: Arc<dyn minipay_core::Clock>,
+        stats: Arc<crate::engine::Counters>,
+    ) -> Self {
+        // Leaked once per consumer at start: the queue wants a `&'static str` kind.
+        let kind: &'static str = Box::leak(delivery_kind(consumer.name()).into_boxed_str());
+        Self {
+            consumer,
+            kind,
+            clock,
+            stats,
+        }
+    }
+}
+
+fn event_of(job: &QueuedJob) -> Result<Event, Retry> {
+    serde_json::from_value::<Delivery>(job.payload.clone())
+        .map(|d| d.event)
+        .map_err(|e| Retry(format!("a delivery that is not an event: {e}")))
+}
+
+#[async_trait]
+impl QueueHandler for Deliveries {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn handle(&self, job: &QueuedJob) -> Result<bool, Retry> {
+        let event = event_of(job)?;
+        let name = self.consumer.name();
+        match self.consumer.handle(&event).await {
+            Ok(()) => {
+                metrics::counter!("minipay_events_handled_total", "consumer" => name).increment(1);
+                Ok(true)
+            }
+            Err(Failure(why)) => {
+                tracing::info!(consumer = name, event = %event.id, attempt = job.attempts, reason = %why,
+                    "event handler failed");
+                if job.attempts < job.attempts_max {
+                    self.stats.add(&self.stats.retried, 1);
+                    metrics::counter!("minipay_events_retried_total", "consumer" => name).increment(1);
+                }
+                Err(Retry(why))
+            }
+        }
+    }
+
+    fn retry_delay(&self, _attempts: i32) -> SignedDuration {
+        self.consumer.retry_policy().delay
+    }
+
+    async fn buried(&self, tx: &mut Session, job: &QueuedJob, reason: &str) -> Result<(), StoreError> {
+        let event = event_of(job).map_err(|Retry(why)| StoreError::Corrupt(why))?;
+        self.stats.add(&self.stats.dead_lettered, 1);
+        metrics::counter!("minipay_events_dead_lettered_total", "consumer" => self.consumer.name()).increment(1);
+        self.consumer
+            .dead_letter(tx, &event, job.attempts, reason, self.clock.now())
+            .await
+    }
+
+    fn concurrency(&self) -> usize {
+        self.consumer.concurrency()
+    }
+}

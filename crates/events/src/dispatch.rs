@@ -1,0 +1,95 @@
+//! The embedded dispatcher (no event engine configured): outbox rows become deliveries on the
+//! local queue, one per consumer of their subject, in the transaction that marks them
+//! published — so an event is delivered to each consumer exactly once, or not yet.
+
+use crate::consumer::{Deliveries, Delivery};
+use crate::engine::{Shared, idle, observe_lag};
+use crate::event::Event;
+use minipay_store::OutboxEvent;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::Notify;
+
+/// Which consumers take each subject: their queue kind, attempts and wake-up.
+pub(crate) struct Routes {
+    by_subject: HashMap<&'static str, Vec<Route>>,
+}
+
+struct Route {
+    kind: &'static str,
+    attempts_max: i32,
+    wake: Arc<Notify>,
+}
+
+impl Routes {
+    pub(crate) fn new(deliveries: &[Arc<Deliveries>], wakes: HashMap<&'static str, Arc<Notify>>) -> Self {
+        let mut by_subject: HashMap<&'static str, Vec<Route>> = HashMap::new();
+        for d in deliveries {
+            by_subject.entry(d.consumer.subject()).or_default().push(Route {
+                kind: d.kind,
+                attempts_max: d.consumer.retry_policy().attempts_max,
+                wake: wakes[d.kind].clone(),
+            });
+        }
+        Self { by_subject }
+    }
+}
+
+pub(crate) fn event_of(row: &OutboxEvent) -> anyhow::Result<Event> {
+    Ok(Event {
+        id: row.id,
+        subject: row.subject.clone(),
+        created_at: row.created_at,
+        data: serde_json::from_str(&row.payload)?,
+    })
+}
+
+/// Dispatches one batch; how many outbox rows it took.
+async fn dispatch_batch(shared: &Shared, routes: &Routes) -> anyhow::Result<usize> {
+    let mut tx = shared.store.begin().await?;
+    let batch = tx.claim_unpublished_events(shared.config.relay_batch_max).await?;
+    let now = shared.clock.now();
+    let mut woken: Vec<&Arc<Notify>> = Vec::new();
+    for row in &batch {
+        let Some(targets) = routes.by_subject.get(row.subject.as_str()) else {
+            continue;
+        };
+        let payload = Delivery::payload(&event_of(row)?);
+        for route in targets {
+            let item = [(row.id.to_string(), payload.clone())];
+            tx.enqueue_keyed_jobs(route.kind, &item, route.attempts_max, now)
+                .await?;
+            woken.push(&route.wake);
+        }
+    }
+    let seqs: Vec<i64> = batch.iter().map(|r| r.seq).collect();
+    tx.mark_events_published(&seqs, now).await?;
+    tx.commit().await?;
+    shared
+        .counters
+        .published
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    metrics::counter!("minipay_events_published_total", "mode" => "embedded").increment(batch.len() as u64);
+    for wake in woken {
+        wake.notify_one();
+    }
+    Ok(batch.len())
+}
+
+/// The dispatcher's loop: every wake-up or poll, dispatch until the outbox is empty.
+pub(crate) async fn run(shared: Arc<Shared>, routes: Routes) {
+    while idle(&shared, &shared.wake_relay).await {
+        loop {
+            match dispatch_batch(&shared, &routes).await {
+                Ok(n) if n == shared.config.relay_batch_max as usize => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "dispatching events failed; trying again");
+                    break;
+                }
+            }
+        }
+        observe_lag(&shared).await;
+    }
+}

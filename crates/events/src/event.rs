@@ -1,0 +1,38 @@
+//! An event: what happened, under a subject, with its id (JetStream's message id) and time.
+
+use jiff::Timestamp;
+use minipay_store::{NewEvent, Session, StoreError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An event as a consumer receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: Uuid,
+    /// Relative to the configured prefix, e.g. `remittance.credited`.
+    pub subject: String,
+    pub created_at: Timestamp,
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    /// The event's data as `T`.
+    pub fn data<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_value(self.data.clone())
+    }
+}
+
+/// Writes an event to the outbox in the caller's transaction, so it exists iff the change it
+/// reports commits. Call [`crate::Events::wake`] after the commit to publish it at once.
+pub async fn emit(tx: &mut Session, subject: &str, data: &impl Serialize, now: Timestamp) -> Result<Uuid, StoreError> {
+    let id = Uuid::now_v7();
+    let payload = serde_json::to_value(data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?;
+    tx.insert_events(&[NewEvent {
+        id,
+        subject: subject.to_owned(),
+        payload,
+        created_at: now,
+    }])
+    .await?;
+    Ok(id)
+}

@@ -1,0 +1,252 @@
+//! NATS JetStream: the stream, the relay that publishes the outbox in order (message id = the
+//! event's id, so a re-publish after a crash is dropped by the duplicate window), and durable
+//! pull consumers whose messages are acknowledged once their delivery is settled.
+
+use crate::consumer::{Consumer, Deliveries, Delivery};
+use crate::dispatch::event_of;
+use crate::engine::{EventsConfig, Shared, idle, observe_lag};
+use crate::event::Event;
+use anyhow::Context as _;
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::message::{AckKind, Message};
+use async_nats::jetstream::{self, Context, stream};
+use futures_util::StreamExt;
+use minipay_store::Leadership;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The advisory lock key naming the relay's leadership (any fixed number; "mp-relay").
+const RELAY_LEADER_KEY: i64 = 0x6d70_2d72_656c_6179;
+/// How long JetStream keeps a message id to drop re-publishes of it.
+const DUPLICATE_WINDOW_SECS: u64 = 120;
+/// How long the stream keeps messages (the read side rebuilds from it).
+const STREAM_MAX_AGE_SECS: u64 = 7 * 86_400;
+/// How long JetStream waits for an ack before delivering a message again.
+const ACK_WAIT_SECS: u64 = 60;
+/// How soon a message whose delivery could not be recorded is offered again.
+const NAK_DELAY_MS: u64 = 1_000;
+const CONNECT_TIMEOUT_SECS: u64 = 10;
+
+/// Connects and makes sure the stream exists.
+pub(crate) async fn connect(url: &str, config: &EventsConfig) -> anyhow::Result<Context> {
+    let client = tokio::time::timeout(
+        Duration::from_secs(CONNECT_TIMEOUT_SECS),
+        async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(CONNECT_TIMEOUT_SECS))
+            .connect(url),
+    )
+    .await
+    .with_context(|| format!("connecting to NATS at {url}: timed out"))?
+    .with_context(|| format!("connecting to NATS at {url}"))?;
+    let js = jetstream::new(client);
+    js.get_or_create_stream(stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(DUPLICATE_WINDOW_SECS),
+        max_age: Duration::from_secs(STREAM_MAX_AGE_SECS),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the JetStream stream {}: {e}", config.stream))?;
+    Ok(js)
+}
+
+/// The durable pull consumer of `consumer` (created if missing).
+pub(crate) async fn durable_consumer(
+    js: &Context,
+    config: &EventsConfig,
+    consumer: &dyn Consumer,
+) -> anyhow::Result<PullConsumer> {
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the JetStream stream {}: {e}", config.stream))?;
+    stream
+        .get_or_create_consumer(
+            consumer.name(),
+            pull::Config {
+                durable_name: Some(consumer.name().to_owned()),
+                filter_subject: format!("{}.{}", config.subject_prefix, consumer.subject()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(ACK_WAIT_SECS),
+                // Retries and dead letters are ours (on the injected clock); JetStream redelivers
+                // only what was never acknowledged.
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the JetStream consumer {}: {e}", consumer.name()))
+}
+
+/// The relay's loop: while this process leads, publish the outbox in order, batch by batch.
+pub(crate) async fn relay(shared: Arc<Shared>, js: Context) {
+    let mut leadership: Option<Leadership> = None;
+    while idle(&shared, &shared.wake_relay).await {
+        if let Some(l) = &mut leadership
+            && !l.is_held().await
+        {
+            tracing::warn!("the relay lost its leadership connection");
+            leadership = None;
+        }
+        if leadership.is_none() {
+            match shared.store.try_leadership(RELAY_LEADER_KEY).await {
+                Ok(l) => leadership = l,
+                Err(e) => tracing::warn!(error = ?e, "could not ask for the relay's leadership"),
+            }
+        }
+        if leadership.is_some() {
+            loop {
+                match publish_batch(&shared, &js).await {
+                    Ok(n) if n == shared.config.relay_batch_max as usize => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "publishing events failed; trying again");
+                        break;
+                    }
+                }
+            }
+        }
+        observe_lag(&shared).await;
+    }
+}
+
+/// Publishes the oldest unpublished events (sent back to back, acknowledged in order) and
+/// marks those JetStream stored; how many were in the batch.
+async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
+    let rows = shared
+        .store
+        .read()
+        .await?
+        .unpublished_events(shared.config.relay_batch_max)
+        .await?;
+    let mut pending = Vec::with_capacity(rows.len());
+    let mut failure = None;
+    for row in &rows {
+        let body = serde_json::to_vec(&event_of(row)?)?;
+        let subject = format!("{}.{}", shared.config.subject_prefix, row.subject);
+        let publish = PublishMessage::build()
+            .payload(body.into())
+            .message_id(row.id.to_string());
+        match js.send_publish(subject, publish).await {
+            Ok(ack) => pending.push((row.seq, ack)),
+            Err(e) => {
+                failure = Some(anyhow::anyhow!("publishing event {}: {e}", row.id));
+                break;
+            }
+        }
+    }
+    let mut stored = Vec::with_capacity(pending.len());
+    for (seq, ack) in pending {
+        match ack.await {
+            Ok(_) => stored.push(seq),
+            Err(e) => {
+                failure.get_or_insert_with(|| anyhow::anyhow!("JetStream did not store event {seq}: {e}"));
+                break;
+            }
+        }
+    }
+    if !stored.is_empty() {
+        let mut tx = shared.store.begin().await?;
+        tx.mark_events_published(&stored, shared.clock.now()).await?;
+        tx.commit().await?;
+        shared
+            .counters
+            .published
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        metrics::counter!("minipay_events_published_total", "mode" => "jetstream").increment(stored.len() as u64);
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(rows.len()),
+    }
+}
+
+/// A consumer's loop: pull messages (several in flight), record each as a delivery and run
+/// it, acknowledge once settled. Pulls again whenever the message stream ends (a lost
+/// connection, a restarted server).
+pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliveries: Arc<Deliveries>) {
+    let name = deliveries.consumer.name();
+    loop {
+        match consumer.messages().await {
+            Ok(messages) => {
+                let mut stop = shared.stop.clone();
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                messages
+                    .take_until(stopped)
+                    .for_each_concurrent(deliveries.consumer.concurrency().max(1), |m| {
+                        let (shared, deliveries) = (&shared, &deliveries);
+                        async move {
+                            match m {
+                                Ok(m) => handle_message(shared, deliveries, m).await,
+                                Err(e) => tracing::warn!(consumer = name, error = %e, "pulling messages failed"),
+                            }
+                        }
+                    })
+                    .await;
+            }
+            Err(e) => tracing::warn!(consumer = name, error = %e, "could not pull messages; trying again"),
+        }
+        if *shared.stop.borrow() {
+            return;
+        }
+        tokio::time::sleep(shared.config.poll_interval).await;
+    }
+}
+
+async fn handle_message(shared: &Shared, deliveries: &Deliveries, message: Message) {
+    let name = deliveries.consumer.name();
+    let event: Event = match serde_json::from_slice(&message.payload) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(consumer = name, error = %e, "a message that is not an event; dropped from the stream");
+            let _ = message.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    if message.info().is_ok_and(|i| i.delivered > 1) {
+        shared.counters.redelivered.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("minipay_events_redelivered_total", "consumer" => name).increment(1);
+    }
+    match deliver(shared, deliveries, &event).await {
+        Ok(()) => {
+            if let Err(e) = message.ack().await {
+                // It will be delivered again and found already recorded.
+                tracing::warn!(consumer = name, event = %event.id, error = %e, "acknowledging a message failed");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(consumer = name, event = %event.id, error = ?e, "recording a delivery failed; JetStream will offer it again");
+            let _ = message
+                .ack_with(AckKind::Nak(Some(Duration::from_millis(NAK_DELAY_MS))))
+                .await;
+        }
+    }
+}
+
+/// Records the delivery and, if it is new, runs its first attempt at once. A delivery seen
+/// before (a redelivered message) is left to its own state: done, dead, or due later.
+async fn deliver(shared: &Shared, deliveries: &Deliveries, event: &Event) -> anyhow::Result<()> {
+    let clock = shared.clock.as_ref();
+    let mut tx = shared.store.begin().await?;
+    let job = tx
+        .enqueue_claimed_job(
+            deliveries.kind,
+            &event.id.to_string(),
+            &Delivery::payload(event),
+            deliveries.consumer.retry_policy().attempts_max,
+            clock.now(),
+            minipay_jobs::claim_lease_until(clock),
+        )
+        .await?;
+    tx.commit().await?;
+    if let Some(job) = job {
+        minipay_jobs::run_claimed(&shared.store, clock, deliveries, &job).await?;
+    }
+    Ok(())
+}

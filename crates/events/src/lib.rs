@@ -1,0 +1,17 @@
+//! Events (DESIGN.md "Events"): written to the outbox in the transaction of the change they
+//! report, relayed in order to NATS JetStream — or, with no event engine configured, handed
+//! straight to the in-process consumers — and consumed at least once by idempotent consumers
+//! whose deliveries are keyed jobs on the durable queue: retried on the injected clock,
+//! dead-lettered with their reason after the last attempt, never dropped.
+
+mod consumer;
+mod dispatch;
+mod engine;
+mod event;
+mod jetstream;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use consumer::{Consumer, Failure, RetryPolicy, delivery_kind};
+pub use engine::{EngineStats, Events, EventsConfig};
+pub use event::{Event, emit};
