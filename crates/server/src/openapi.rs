@@ -50,7 +50,8 @@ impl Modify for Description {
         let kib = REQUEST_BODY_BYTES_MAX / 1024;
         openapi.info.description = Some(format!(
             "Wallet API: users, accounts on a double-entry ledger, charges under a daily limit, \
-             transfers with auto-charge, split bills, savings and history.\n\n\
+             transfers with auto-charge, split bills, savings and history. Business API \
+             (`/v1/biz/*`): businesses authenticated by their API key.\n\n\
              - **Errors** are `{{\"error\": {{\"code\", \"message\"}}}}` (`ErrorBody`): `code` is stable, \
              `message` is for people.\n\
              - **Request bodies** are one JSON object sent as `application/json` (otherwise `415`). \
