@@ -18,6 +18,8 @@ pub(crate) mod wire {
 
     pub(crate) const REGISTER_PATH: &str = "/v2.0/user/register";
     pub(crate) const BALANCE_PATH: &str = "/v2.0/account/balance/fin_num";
+    /// The platform's own account (answered with `BalanceResponseBody`); no query.
+    pub(crate) const PLATFORM_BALANCE_PATH: &str = "/v2.0/account/balance/platform";
     /// Drawing transfer: the pull.
     pub(crate) const WITHDRAW_PATH: &str = "/v2.0/transfer/withdraw/fin_num";
     /// Deposit transfer: the push.
@@ -229,6 +231,11 @@ impl Bank for HttpBank {
         let mut url = self.endpoint(wire::BALANCE_PATH)?;
         url.query_pairs_mut().append_pair("fintech_use_num", fintech_use_num);
         let balance: wire::BalanceResponseBody = self.get(url).await?;
+        Ok(balance.balance_amt)
+    }
+
+    async fn platform_balance(&self) -> Result<i64, BankError> {
+        let balance: wire::BalanceResponseBody = self.get(self.endpoint(wire::PLATFORM_BALANCE_PATH)?).await?;
         Ok(balance.balance_amt)
     }
 

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 
 pub use client::HttpBank;
 pub use resilient::{BankPolicy, ResilientBank};
-pub use sim::{BankSimulator, SimFaults, SimStats};
+pub use sim::{
+    AccountFault, AccountFaults, AccountFaultsChange, BankSimulator, OperationFault, SimAccountView, SimAdminError,
+    SimFaults, SimStats,
+};
 
 /// A request to register an external account with the bank (open-banking "fin account").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,9 +93,13 @@ pub trait Bank: Send + Sync + 'static {
     async fn register_account(&self, req: &RegisterAccount) -> Result<FinAccount, BankError>;
     /// The account's balance at the bank, in won.
     async fn balance(&self, fintech_use_num: &str) -> Result<i64, BankError>;
-    /// Drawing transfer: moves money out of the user's bank account to the platform.
+    /// The platform's own account at the bank, in won: what the pulls brought in less what the
+    /// pushes paid out. The audit compares it with the bank movements the ledger recorded.
+    async fn platform_balance(&self) -> Result<i64, BankError>;
+    /// Drawing transfer: moves money out of the user's bank account into the platform's.
     async fn pull(&self, req: &TransferRequest) -> Result<TransferReceipt, BankError>;
-    /// Deposit transfer: moves money from the platform into the user's bank account.
+    /// Deposit transfer: moves money from the platform's bank account into the user's (or a
+    /// business's); declined when the platform's account is short.
     async fn push(&self, req: &TransferRequest) -> Result<TransferReceipt, BankError>;
     /// The outcome of the transfer the platform sent under `tran_id`.
     async fn transfer_status(&self, tran_id: &str) -> Result<TransferStatus, BankError>;

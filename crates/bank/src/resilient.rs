@@ -98,6 +98,11 @@ impl Bank for ResilientBank {
         deadline(self.policy.balance_timeout_ms, self.inner.balance(fintech_use_num)).await
     }
 
+    async fn platform_balance(&self) -> Result<i64, BankError> {
+        // A read like `balance`: one attempt under the same deadline.
+        deadline(self.policy.balance_timeout_ms, self.inner.platform_balance()).await
+    }
+
     async fn pull(&self, req: &TransferRequest) -> Result<TransferReceipt, BankError> {
         let res = self
             .with_retries(self.policy.transfer_timeout_ms, || self.inner.pull(req))

@@ -241,6 +241,7 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(admin::get_clock, admin::set_clock))
         .routes(routes!(admin::advance_clock))
         .routes(routes!(admin::set_bank_sim, admin::get_bank_sim))
+        .routes(routes!(admin::set_bank_sim_account, admin::get_bank_sim_account))
         .routes(routes!(admin::audit))
         .routes(routes!(admin::transfer_batches))
         .routes(routes!(health::live))

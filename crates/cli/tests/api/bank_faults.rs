@@ -1,8 +1,11 @@
 //! When the bank says no, is down, or does not answer: the right error, nothing moved, no
 //! second pull — and an unknown outcome resolved by the status inquiry, never by pulling again.
+//! Also the built-in simulator's per-account faults and its platform account.
 
-use crate::helpers::{TestApp, TestUser};
+use crate::helpers::{ADMIN_TOKEN, TestApp, TestUser, fresh_bank_account_number};
 use crate::on_both_backends;
+use crate::validation::{all_rejected, case};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 on_both_backends!(
@@ -18,6 +21,10 @@ on_both_backends!(
     recovery_voids_a_pull_the_bank_never_saw,
     recovery_settling_a_charge_in_flight_still_answers_the_charge,
     recovery_settling_an_auto_charge_in_flight_still_makes_the_transfer,
+    the_bank_sim_account_route_checks_the_token_and_the_body,
+    a_bank_sim_account_shows_its_faults_and_its_balance,
+    an_account_outage_through_every_retry_is_bank_unavailable_and_the_next_charge_succeeds,
+    a_one_call_account_outage_is_absorbed_by_the_retry_under_the_same_transfer_id,
 );
 
 async fn pulls(app: &TestApp) -> (i64, i64) {
@@ -294,4 +301,147 @@ async fn recovery_settling_an_auto_charge_in_flight_still_makes_the_transfer(app
     assert_eq!((app.balance(&kim).await, app.balance(&lee).await), (3_000, 7_000));
     assert_eq!(pulls(&app).await, (1, 1));
     assert_eq!(app.limit_used(&kim).await, 10_000);
+}
+
+// ---- The built-in simulator's per-account faults and platform account ----
+
+fn sim_account_path(account_number: &str) -> String {
+    format!("/v1/admin/bank-sim/accounts/{account_number}")
+}
+
+/// The platform's own account at the simulated bank, in won.
+async fn platform_balance(app: &TestApp) -> i64 {
+    app.bank_sim().await["platform_balance"].as_i64().unwrap()
+}
+
+/// A fault-free operation as the account view shows it.
+fn no_fault() -> Value {
+    json!({"fault": "ok", "times_left": null})
+}
+
+async fn the_bank_sim_account_route_checks_the_token_and_the_body(app: TestApp) {
+    let number = fresh_bank_account_number();
+    let path = sim_account_path(&number);
+    let user = app.user("Kim").await;
+    let body = Some(json!({"pull": "decline"}));
+    for method in [Method::GET, Method::PUT] {
+        let anonymous = app.request(method.clone(), &path, None, None, body.clone()).await;
+        anonymous.assert_error(401, "unauthorized");
+        let by_a_user = app.request(method, &path, Some(&user.token), None, body.clone()).await;
+        by_a_user.assert_error(403, "forbidden");
+    }
+    all_rejected(
+        &app,
+        Method::PUT,
+        &path,
+        Some(ADMIN_TOKEN),
+        vec![
+            case("unknown field", json!({"pull": "decline", "mode": "chaos"})),
+            case("a fault that does not exist", json!({"pull": "sometimes"})),
+            case("a fault that is not a string", json!({"push": 1})),
+            case("times 0", json!({"pull": "decline", "times": 0})),
+            case("times -1", json!({"pull": "decline", "times": -1})),
+            case("times 1.5", json!({"pull": "decline", "times": 1.5})),
+            case("times without a fault to count", json!({"times": 2})),
+        ],
+    )
+    .await;
+    let malformed = app
+        .admin_put(&sim_account_path("12-34"), json!({"pull": "decline"}))
+        .await;
+    malformed.assert_error(400, "validation_failed");
+    let view = app.admin_get(&path).await;
+    assert_eq!(
+        view.assert_status(200)["pull"],
+        no_fault(),
+        "rejected changes changed nothing"
+    );
+}
+
+async fn a_bank_sim_account_shows_its_faults_and_its_balance(app: TestApp) {
+    let number = fresh_bank_account_number();
+    let path = sim_account_path(&number);
+    let user = app.user_with_bank_number("Kim", &number).await;
+    let set = app
+        .admin_put(
+            &path,
+            json!({"push": "timeout_executed", "inquiry": "unavailable", "times": 2}),
+        )
+        .await;
+    let expected = json!({
+        "account_number": number,
+        "pull": no_fault(),
+        "push": {"fault": "timeout_executed", "times_left": 2},
+        "inquiry": {"fault": "unavailable", "times_left": 2},
+        "balances": {"004": 100_000_000},
+    });
+    assert_eq!(set.assert_status(200), &expected);
+
+    // A charge is a pull: the push and inquiry faults are not met, and not used up.
+    app.charge(&user, 10_000).await.assert_status(201);
+    let read = app.admin_get(&path).await;
+    let read = read.assert_status(200);
+    assert_eq!(read["balances"], json!({"004": 99_990_000}));
+    assert_eq!(
+        (&read["push"], &read["inquiry"]),
+        (&expected["push"], &expected["inquiry"])
+    );
+    assert_eq!(platform_balance(&app).await, 10_000);
+
+    // Operations not named keep their fault; `ok` clears one.
+    let cleared = app.admin_put(&path, json!({"push": "ok"})).await;
+    let cleared = cleared.assert_status(200);
+    assert_eq!(
+        (&cleared["push"], &cleared["inquiry"]),
+        (&no_fault(), &expected["inquiry"])
+    );
+}
+
+/// How many times `ResilientBank` sends a pull the bank answered Unavailable (same transfer id).
+fn pull_attempts_per_charge() -> i64 {
+    let retries = minipay_bank::BankPolicy::default().retries_max;
+    i64::try_from(retries).unwrap() + 1
+}
+
+async fn an_account_outage_through_every_retry_is_bank_unavailable_and_the_next_charge_succeeds(app: TestApp) {
+    let number = fresh_bank_account_number();
+    let user = app.user_with_bank_number("Kim", &number).await;
+    let (platform_before, pulls_before) = (platform_balance(&app).await, pulls(&app).await);
+    let attempts = pull_attempts_per_charge();
+    let fault = json!({"pull": "unavailable", "times": attempts});
+    app.admin_put(&sim_account_path(&number), fault)
+        .await
+        .assert_status(200);
+
+    let r = app.assert_changes_nothing(app.charge(&user, 10_000)).await;
+    r.assert_error(503, "bank_unavailable");
+    assert_eq!(pulls(&app).await, (pulls_before.0 + attempts, pulls_before.1));
+    assert_eq!(platform_balance(&app).await, platform_before);
+    assert_eq!(bank_balance(&app, &user).await, json!(100_000_000));
+
+    // Every attempt used up one call of the fault: the next charge goes through, once.
+    app.charge(&user, 10_000).await.assert_status(201);
+    assert_eq!(platform_balance(&app).await, platform_before + 10_000);
+    assert_eq!(bank_balance(&app, &user).await, json!(99_990_000));
+    assert_eq!(app.balance(&user).await, 10_000);
+    assert_eq!(pulls(&app).await.1, pulls_before.1 + 1);
+}
+
+async fn a_one_call_account_outage_is_absorbed_by_the_retry_under_the_same_transfer_id(app: TestApp) {
+    let number = fresh_bank_account_number();
+    let user = app.user_with_bank_number("Kim", &number).await;
+    let (platform_before, pulls_before) = (platform_balance(&app).await, pulls(&app).await);
+    let fault = json!({"pull": "unavailable", "times": 1});
+    app.admin_put(&sim_account_path(&number), fault)
+        .await
+        .assert_status(200);
+
+    app.charge(&user, 10_000).await.assert_status(201);
+    assert_eq!(
+        pulls(&app).await,
+        (pulls_before.0 + 2, pulls_before.1 + 1),
+        "retried once, executed once"
+    );
+    assert_eq!(platform_balance(&app).await, platform_before + 10_000);
+    assert_eq!(bank_balance(&app, &user).await, json!(99_990_000));
 }

@@ -2,7 +2,9 @@
 //! `migrate`, `sim bank` as the external bank of a server, and the midnight reset with the
 //! process in UTC.
 
-use crate::helpers::{Backend, TestApp, TestDb, minipay_bin, spawn_process, spawn_serve_process};
+use crate::helpers::{
+    Backend, TestApp, TestDb, fresh_bank_account_number, minipay_bin, spawn_process, spawn_serve_process,
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -159,6 +161,23 @@ async fn a_server_uses_the_bank_simulator_over_http(backend: Backend) {
         .unwrap();
     assert_eq!(stats["pulls_executed"], json!(3), "{stats}");
     assert_eq!(stats["pulls"], json!(5), "one pull per charge, none resent: {stats}");
+
+    // An external simulator takes per-account faults on its own admin API, not on minipay's.
+    let number = fresh_bank_account_number();
+    let yoon = app.user_with_bank_number("Yoon", &number).await;
+    let account_path = format!("/v1/admin/bank-sim/accounts/{number}");
+    app.admin_get(&account_path).await.assert_error(404, "not_found");
+    let fault = reqwest::Client::new()
+        .put(format!("{sim_url}/admin/accounts/{number}"))
+        .json(&json!({"pull": "decline", "times": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fault.status().as_u16(), 200);
+    app.assert_changes_nothing(app.charge(&yoon, 10_000))
+        .await
+        .assert_error(422, "bank_declined");
+    app.charge(&yoon, 10_000).await.assert_status(201);
 
     app.assert_invariants().await;
     app.teardown().await;

@@ -208,9 +208,11 @@ bearer = "{api_key}"
 
 # Moving the manual clock would expire the access token (one hour) and the pending transfers,
 # leaving the rest of the run to 401s; the bank simulator's knobs inject up to a minute of
-# latency and random 503s into every later bank call. Both are covered by their own tests.
+# latency, random 503s and per-account declines into later bank calls. All are covered by
+# their own tests.
 [[operations]]
-include-name = ["PUT /v1/admin/clock", "POST /v1/admin/clock/advance", "PUT /v1/admin/bank-sim"]
+include-name = ["PUT /v1/admin/clock", "POST /v1/admin/clock/advance", "PUT /v1/admin/bank-sim",
+                "PUT /v1/admin/bank-sim/accounts/{{account_number}}"]
 enabled = false
 
 [dictionaries.accounts]

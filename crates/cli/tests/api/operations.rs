@@ -174,6 +174,8 @@ async fn openapi_documents_every_contract_path(app: TestApp) {
             ("put", "/v1/admin/clock"),
             ("post", "/v1/admin/clock/advance"),
             ("put", "/v1/admin/bank-sim"),
+            ("get", "/v1/admin/bank-sim/accounts/{account_number}"),
+            ("put", "/v1/admin/bank-sim/accounts/{account_number}"),
             ("get", "/health/live"),
             ("get", "/health/ready"),
             ("get", "/metrics"),

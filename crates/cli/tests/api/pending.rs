@@ -14,7 +14,6 @@ on_both_backends!(
     expiry_at_72_hours_returns_the_money_to_the_sender,
     accepting_after_the_deadline_is_refused_even_before_the_job_runs,
     accept_and_cancel_racing_have_exactly_one_winner,
-    only_the_right_party_resolves_a_pending_transfer,
     ten_thousand_pendings_expiring_at_once_are_expired_by_one_run,
 );
 
@@ -85,38 +84,6 @@ async fn the_sender_can_cancel_and_gets_the_money_back(app: TestApp) {
     );
     app.accept(&lee, &id).await.assert_error(409, "invalid_state");
     assert_eq!(app.balance(&lee).await, 0);
-}
-
-/// A stranger's accept or cancel is `404` (not their transfer, like any id of someone else's);
-/// the sender accepting or the receiver cancelling is `403`. None of it changes anything.
-async fn only_the_right_party_resolves_a_pending_transfer(app: TestApp) {
-    let kim = app.funded_user("Kim", 30_000).await;
-    let lee = app.user("Lee").await;
-    let park = app.user("Park").await;
-    let id = app.pending_transfer(&kim, &lee, 25_000).await.assert_status(201)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let refused = [
-        (&park, "accept", 404, "not_found"),
-        (&park, "cancel", 404, "not_found"),
-        (&kim, "accept", 403, "forbidden"),
-        (&lee, "cancel", 403, "forbidden"),
-    ];
-    for (who, action, status, code) in refused {
-        let path = format!("/v1/transfers/{id}/{action}");
-        let attempt = app.post(&path, &who.token, json!({}));
-        app.assert_changes_nothing(attempt).await.assert_error(status, code);
-    }
-    app.get(&format!("/v1/transfers/{id}"), &park.token)
-        .await
-        .assert_error(404, "not_found");
-    assert_eq!(app.transfer_status(&kim, &id).await, "pending");
-    assert_eq!(account(&app, &kim).await["pending_out"], json!(25_000));
-    // After it is resolved the roles still decide first: the sender accepting is still 403.
-    app.accept(&lee, &id).await.assert_status(200);
-    app.accept(&kim, &id).await.assert_error(403, "forbidden");
-    app.cancel(&park, &id).await.assert_error(404, "not_found");
 }
 
 async fn pending_mode_comes_from_the_senders_setting_unless_overridden(app: TestApp) {

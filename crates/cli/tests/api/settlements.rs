@@ -709,7 +709,7 @@ async fn pending_transfers_are_accepted_by_the_receiver_and_canceled_by_the_send
         (json!(50_000), json!(10_000), json!(40_000))
     );
 
-    // Wrong side: forbidden; not a party: not_found. None of them changes anything.
+    // The other party: forbidden; not a party: not_found. None of them changes anything.
     let r = app.assert_changes_nothing(app.accept(&kim, &id)).await;
     r.assert_error(403, "forbidden");
     let r = app.assert_changes_nothing(app.cancel(&lee, &id)).await;

@@ -100,7 +100,13 @@ fn bad_idempotency_keys() -> Vec<(&'static str, String)> {
 }
 
 /// Sends each `(case, body)` with `method` and expects `400 validation_failed`.
-async fn all_rejected(app: &TestApp, method: Method, path: &str, token: Option<&str>, cases: Vec<(String, Value)>) {
+pub(crate) async fn all_rejected(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    cases: Vec<(String, Value)>,
+) {
     for (case, body) in cases {
         let r = app.request(method.clone(), path, token, None, Some(body)).await;
         expect_error(&r, &format!("{method} {path} {case}"), 400, "validation_failed");
@@ -144,7 +150,7 @@ fn amount_cases(valid: &Value, amount_field: &str) -> Vec<(String, Value)> {
     cases
 }
 
-fn case(name: &str, body: Value) -> (String, Value) {
+pub(crate) fn case(name: &str, body: Value) -> (String, Value) {
     (name.to_owned(), body)
 }
 

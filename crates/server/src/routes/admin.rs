@@ -9,11 +9,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
-use minipay_bank::{SimFaults, SimStats};
+use minipay_bank::{
+    AccountFault, AccountFaultsChange, BankSimulator, OperationFault, SimAccountView, SimFaults, SimStats,
+};
 use minipay_core::time::plausible_instant;
 use minipay_jobs::RunError;
 use minipay_services::{ServiceError, schema};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
@@ -273,6 +276,8 @@ pub struct BankSimView {
     error_rate: f64,
     inquiries_unavailable: bool,
     pulls_lost: bool,
+    /// The platform's own account at the simulated bank, in won (pulls in, pushes out).
+    platform_balance: i64,
     #[schema(value_type = Object)]
     stats: SimStats,
 }
@@ -300,8 +305,16 @@ fn sim_view(sim: &minipay_bank::BankSimulator) -> BankSimView {
         error_rate: f.error_rate,
         inquiries_unavailable: f.inquiries_unavailable,
         pulls_lost: f.pulls_lost,
+        platform_balance: sim.platform_balance(),
         stats: sim.stats(),
     }
+}
+
+/// The built-in simulator; with an external bank there is none to adjust (404).
+fn bank_sim(app: &AppState) -> Result<&BankSimulator, ApiError> {
+    app.bank_sim
+        .as_deref()
+        .ok_or(ApiError(ServiceError::NotFound("built-in bank simulator")))
 }
 
 /// Sets the built-in bank simulator's fault knobs (404 with an external bank).
@@ -313,10 +326,7 @@ pub async fn set_bank_sim(
     _admin: Admin,
     ApiJson(b): ApiJson<BankSimBody>,
 ) -> ApiResult<Json<BankSimView>> {
-    let sim = app
-        .bank_sim
-        .as_ref()
-        .ok_or(ServiceError::NotFound("built-in bank simulator"))?;
+    let sim = bank_sim(&app)?;
     let mut faults: SimFaults = sim.faults();
     if let Some(ms) = b.latency_ms {
         if ms > SIM_LATENCY_MS_MAX {
@@ -344,11 +354,97 @@ pub async fn set_bank_sim(
 #[utoipa::path(get, path = "/v1/admin/bank-sim", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = BankSimView), (status = 404, description = "not_found: an external bank is configured")))]
 pub async fn get_bank_sim(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json<BankSimView>> {
-    let sim = app
-        .bank_sim
-        .as_ref()
-        .ok_or(ServiceError::NotFound("built-in bank simulator"))?;
+    let sim = bank_sim(&app)?;
     Ok(Json(sim_view(sim)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BankSimAccountBody {
+    /// The fault for pulls from this account: `ok`, `decline`, `unavailable`,
+    /// `timeout_not_executed` or `timeout_executed`.
+    #[schema(value_type = Option<String>)]
+    pull: Option<AccountFault>,
+    /// The fault for pushes into this account (same values).
+    #[schema(value_type = Option<String>)]
+    push: Option<AccountFault>,
+    /// The fault for status inquiries and cancels of this account's transfers (same values;
+    /// `decline` answers 503, the `timeout_*` ones time out).
+    #[schema(value_type = Option<String>)]
+    inquiry: Option<AccountFault>,
+    /// The faults named apply to the next `times` calls of each operation, then turn back to
+    /// `ok`; without it they stay until replaced. At least 1.
+    times: Option<u32>,
+}
+
+/// One account number at the built-in simulator: its injected faults and its balances.
+#[derive(Serialize, ToSchema)]
+pub struct BankSimAccountView {
+    account_number: String,
+    /// `{fault, times_left}`; `times_left` is null while the fault stays until replaced.
+    #[schema(value_type = Object)]
+    pull: OperationFault,
+    #[schema(value_type = Object)]
+    push: OperationFault,
+    #[schema(value_type = Object)]
+    inquiry: OperationFault,
+    /// The balance, in won, of each account the simulated bank holds under this number, by
+    /// bank code (empty until the bank has seen the number).
+    balances: BTreeMap<String, i64>,
+}
+
+impl From<SimAccountView> for BankSimAccountView {
+    fn from(v: SimAccountView) -> Self {
+        Self {
+            account_number: v.account_number,
+            pull: v.faults.pull,
+            push: v.faults.push,
+            inquiry: v.faults.inquiry,
+            balances: v.balances,
+        }
+    }
+}
+
+fn sim_account_view(sim: &BankSimulator, account_number: &str) -> ApiResult<Json<BankSimAccountView>> {
+    let view = sim.account_view(account_number).map_err(ServiceError::validation)?;
+    Ok(Json(view.into()))
+}
+
+/// Injects faults into one account number's calls at the built-in simulator (under any bank
+/// code), for the next `times` calls or until replaced; operations not named keep theirs.
+#[utoipa::path(put, path = "/v1/admin/bank-sim/accounts/{account_number}", tag = "admin", security(("admin" = [])),
+    params(("account_number" = String, Path, pattern = "^[0-9]{1,21}$", description = "Up to 21 digits (the simulator takes any account number a bank could)")), request_body = BankSimAccountBody,
+    responses((status = 200, body = BankSimAccountView), (status = 400, description = "validation_failed"),
+              (status = 404, description = "not_found: an external bank is configured")))]
+pub async fn set_bank_sim_account(
+    State(app): State<AppState>,
+    _admin: Admin,
+    ApiPath(account_number): ApiPath<String>,
+    ApiJson(b): ApiJson<BankSimAccountBody>,
+) -> ApiResult<Json<BankSimAccountView>> {
+    let sim = bank_sim(&app)?;
+    let change = AccountFaultsChange {
+        pull: b.pull,
+        push: b.push,
+        inquiry: b.inquiry,
+        times: b.times,
+    };
+    sim.change_account_faults(&account_number, change)
+        .map_err(ServiceError::validation)?;
+    sim_account_view(sim, &account_number)
+}
+
+/// One account number's injected faults and balances at the built-in simulator.
+#[utoipa::path(get, path = "/v1/admin/bank-sim/accounts/{account_number}", tag = "admin", security(("admin" = [])),
+    params(("account_number" = String, Path, pattern = "^[0-9]{1,21}$", description = "Up to 21 digits (the simulator takes any account number a bank could)")),
+    responses((status = 200, body = BankSimAccountView), (status = 400, description = "validation_failed"),
+              (status = 404, description = "not_found: an external bank is configured")))]
+pub async fn get_bank_sim_account(
+    State(app): State<AppState>,
+    _admin: Admin,
+    ApiPath(account_number): ApiPath<String>,
+) -> ApiResult<Json<BankSimAccountView>> {
+    sim_account_view(bank_sim(&app)?, &account_number)
 }
 
 #[derive(Serialize, ToSchema)]
