@@ -20,6 +20,8 @@ pub enum RequestError {
     TooLong { field: &'static str, max: usize },
     #[error("{field} must not be empty")]
     Empty { field: &'static str },
+    #[error("{field} must not contain control characters")]
+    Control { field: &'static str },
 }
 
 impl IdempotencyKey {
@@ -57,11 +59,15 @@ impl PageLimit {
     }
 }
 
-/// Trims `raw` and checks it is non-empty and at most `max` characters.
+/// Trims `raw` and checks it is non-empty, at most `max` characters and free of control
+/// characters (text shown to people has no use for them, and PostgreSQL refuses NUL in text).
 pub fn bounded_text(field: &'static str, raw: &str, max: usize) -> Result<String, RequestError> {
     let text = raw.trim();
     if text.is_empty() {
         return Err(RequestError::Empty { field });
+    }
+    if text.chars().any(char::is_control) {
+        return Err(RequestError::Control { field });
     }
     if text.chars().count() > max {
         return Err(RequestError::TooLong { field, max });
@@ -96,5 +102,17 @@ mod tests {
         assert_eq!(bounded_text("name", "  김민수 ", 3).unwrap(), "김민수");
         assert!(bounded_text("name", "   ", 3).is_err());
         assert!(bounded_text("name", "김민수입니다", 3).is_err());
+    }
+
+    #[test]
+    fn bounded_text_refuses_control_characters() {
+        assert_eq!(bounded_text("memo", " lunch\n", 10).unwrap(), "lunch");
+        for bad in ["a\0b", "a\nb", "a\u{7f}", "a\u{9c}b"] {
+            assert_eq!(
+                bounded_text("memo", bad, 10),
+                Err(RequestError::Control { field: "memo" }),
+                "{bad:?}"
+            );
+        }
     }
 }

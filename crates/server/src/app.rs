@@ -2,7 +2,7 @@
 
 use crate::config::{ClockKind, Settings};
 use crate::error::error_response;
-use crate::openapi::ApiDoc;
+use crate::openapi::{ApiDoc, SharedResponses};
 use crate::routes::{accounts, admin, bank_accounts, businesses, health, settlements, transfers, users};
 use crate::state::{AppContext, AppState};
 use anyhow::Context;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
@@ -205,7 +205,24 @@ impl Application {
 
 /// The routes, documented and wired to `state`.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, openapi) = documented_routes();
+    api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { error_response(ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error_response(ErrorCode::MethodNotAllowed, "this endpoint does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(ErrorCode::Internal, "internal error")
+        }))
+        .with_state(state)
+}
+
+/// The API's routes and the OpenAPI document that describes them.
+pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(users::sign_up))
         .routes(routes!(users::token))
         .routes(routes!(users::me, users::update_me))
@@ -243,18 +260,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(health::ready))
         .routes(routes!(health::metrics))
         .split_for_parts();
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
-        .fallback(|| async { error_response(ErrorCode::NotFound, "no such endpoint") })
-        .method_not_allowed_fallback(|| async {
-            error_response(ErrorCode::MethodNotAllowed, "this endpoint does not take that method")
-        })
-        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
-        .layer(middleware::from_fn(record_metrics))
-        .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(|_| {
-            error_response(ErrorCode::Internal, "internal error")
-        }))
-        .with_state(state)
+    SharedResponses.modify(&mut openapi);
+    (routes, openapi)
 }
 
 /// Counts requests and their latency by route template and status.

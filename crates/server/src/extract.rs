@@ -10,10 +10,13 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use minipay_core::request::IdempotencyKey;
+use minipay_core::request::{IDEMPOTENCY_KEY_LEN_MAX, IdempotencyKey};
 use minipay_core::{BusinessId, UserId};
 use minipay_services::{ErrorCode, ServiceError};
 use serde::de::DeserializeOwned;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 /// A JSON body, which must be a JSON object: an array (which serde would otherwise take as the
 /// struct's fields by position), a string or a number is `400 validation_failed`, like
@@ -173,11 +176,36 @@ impl FromRequestParts<AppState> for CurrentBusiness {
 /// The optional `Idempotency-Key` header (1–255 visible ASCII characters).
 pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
 
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// The header as an operation's parameter in the OpenAPI document (`params(IdempotencyHeader)`).
+impl utoipa::IntoParams for IdempotencyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let key = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(IDEMPOTENCY_KEY_LEN_MAX))
+            .pattern(Some("^[ -~]+$"));
+        vec![
+            ParameterBuilder::new()
+                .name(IDEMPOTENCY_KEY_HEADER)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Makes a retry safe: the same key with the same request answers the first \
+                     answer again (`Idempotent-Replayed: true`). Scoped to the caller, kept 24 hours or more.",
+                ))
+                .schema(Some(key))
+                .build(),
+        ]
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(raw) = parts.headers.get("idempotency-key") else {
+        let Some(raw) = parts.headers.get(IDEMPOTENCY_KEY_HEADER) else {
             return Ok(Self(None));
         };
         let key = raw

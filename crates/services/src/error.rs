@@ -3,9 +3,10 @@
 use minipay_core::charge::ChargeLimit;
 use minipay_store::StoreError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The stable `code` clients program against (see API.md "Errors").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     ValidationFailed,
@@ -148,8 +149,27 @@ impl ServiceError {
     }
 }
 
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; it may change. Programs read `code`.
+    pub message: String,
+}
+
 pub fn error_body(code: ErrorCode, message: &str) -> serde_json::Value {
-    serde_json::json!({"error": {"code": code.as_str(), "message": message}})
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code,
+            message: message.to_owned(),
+        },
+    };
+    serde_json::to_value(body).expect("an error body is plain JSON")
 }
 
 impl From<StoreError> for ServiceError {

@@ -210,14 +210,30 @@ impl Wallet {
     }
 }
 
+/// What a job's name looks like (`JOB_NAME_PATTERN` says the same for the API document).
+pub fn is_job_name(s: &str) -> bool {
+    (1..=JOB_NAME_LEN_MAX).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub const JOB_NAME_LEN_MAX: usize = 64;
+pub const JOB_NAME_PATTERN: &str = "^[a-z0-9-]{1,64}$";
+
 impl Wallet {
-    /// The job run history, newest first.
+    /// The job run history, newest first; `job` filters by name (a job this build no longer
+    /// runs still finds its old runs, so any well-formed name is taken).
     pub async fn job_runs(
         &self,
         job: Option<&str>,
         limit: minipay_core::request::PageLimit,
         cursor: Option<&str>,
     ) -> crate::ServiceResult<crate::views::Page<minipay_store::JobRun>> {
+        if job.is_some_and(|j| !is_job_name(j)) {
+            return Err(crate::ServiceError::validation(
+                "job must be a job's name: lowercase letters, digits and dashes",
+            ));
+        }
         let after = cursor.map(crate::pagination::decode_cursor).transpose()?;
         let rows = self
             .store

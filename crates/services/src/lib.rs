@@ -15,6 +15,7 @@ pub mod notify;
 pub mod pagination;
 mod pending;
 mod savings;
+pub mod schema;
 mod settlements;
 mod transfers;
 mod users;

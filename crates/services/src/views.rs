@@ -1,5 +1,6 @@
 //! The JSON shapes of the API (API.md): what responses look like, built from store records.
 
+use crate::schema;
 use jiff::Timestamp;
 use minipay_core::charge::ChargeLimit;
 use minipay_core::ledger::{AccountKind, SavingsProduct};
@@ -17,7 +18,7 @@ pub struct UserView {
     pub name: String,
     #[schema(value_type = String, format = Uuid)]
     pub main_account_id: AccountId,
-    #[schema(value_type = String, example = "immediate")]
+    #[schema(value_type = schema::TransferMode)]
     pub transfer_mode: TransferMode,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -58,9 +59,10 @@ pub struct TokenView {
 pub struct AccountView {
     #[schema(value_type = String, format = Uuid)]
     pub id: AccountId,
-    #[schema(value_type = String, example = "main")]
+    #[schema(value_type = schema::AccountKind)]
     pub kind: AccountKind,
-    #[schema(value_type = Option<String>, example = "free")]
+    /// The savings product; `null` for the main account.
+    #[schema(value_type = Option<schema::SavingsProduct>, required = true)]
     pub product: Option<SavingsProduct>,
     /// Posted balance in won.
     pub balance: i64,
@@ -68,6 +70,8 @@ pub struct AccountView {
     pub pending_out: i64,
     /// `balance - pending_out`: what can be spent now.
     pub available: i64,
+    /// What a `fixed` savings account auto-debits every day; `null` otherwise.
+    #[schema(required = true)]
     pub daily_amount: Option<i64>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -117,6 +121,7 @@ pub struct ChargeView {
     pub id: ChargeId,
     pub amount: i64,
     /// Always `completed` in a 201 answer.
+    #[schema(value_type = schema::ChargeStatus)]
     pub status: String,
     pub account: AccountView,
     pub limit: ChargeLimitView,
@@ -134,7 +139,7 @@ pub struct DepositView {
 pub struct TransferView {
     #[schema(value_type = String, format = Uuid)]
     pub id: TransferId,
-    #[schema(value_type = String, example = "completed")]
+    #[schema(value_type = schema::TransferStatus)]
     pub status: TransferStatus,
     pub amount: i64,
     #[schema(value_type = String, format = Uuid)]
@@ -149,14 +154,17 @@ pub struct TransferView {
     pub from_name: String,
     /// The name the receiver sees.
     pub display_name: String,
+    #[schema(required = true)]
     pub memo: Option<String>,
     /// Won charged from the sender's bank to cover this transfer (0 if none).
     pub auto_charged: i64,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// When a pending transfer expires; `null` for an immediate one.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub expires_at: Option<Timestamp>,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// When it was accepted, canceled or expired; `null` otherwise.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub resolved_at: Option<Timestamp>,
 }
 
@@ -188,6 +196,8 @@ pub struct BankAccountView {
     pub bank_code: String,
     pub account_number_masked: String,
     pub holder_name: String,
+    /// `registered`.
+    #[schema(value_type = schema::BankAccountStatus)]
     pub status: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -221,6 +231,7 @@ pub struct BankBalanceView {
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `?cursor=` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -235,9 +246,10 @@ pub struct ShareView {
     #[schema(value_type = String, format = Uuid)]
     pub user_id: UserId,
     pub amount: i64,
-    /// `requested` or `paid`.
+    #[schema(value_type = schema::ShareStatus)]
     pub status: String,
-    #[schema(value_type = Option<String>, format = Uuid)]
+    /// The transfer that paid the share; `null` until paid (and for the requester's own share).
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
     pub transfer_id: Option<TransferId>,
 }
 
@@ -247,10 +259,12 @@ pub struct SettlementView {
     #[schema(value_type = String, format = Uuid)]
     pub requester_user_id: UserId,
     pub total_amount: i64,
-    /// `equal` or `random`.
+    #[schema(value_type = schema::SplitMethod)]
     pub method: String,
+    #[schema(required = true)]
     pub memo: Option<String>,
     /// `open` until every share is paid, then `completed`.
+    #[schema(value_type = schema::SettlementStatus)]
     pub status: String,
     pub shares: Vec<ShareView>,
     #[schema(value_type = String, format = DateTime)]
@@ -314,14 +328,15 @@ pub struct EntryView {
     pub id: minipay_core::EntryId,
     #[schema(value_type = String, format = DateTime)]
     pub occurred_at: Timestamp,
-    /// `charge`, `transfer`, `savings_deposit`, `auto_debit`, `interest`, `settlement_payment`.
+    #[schema(value_type = schema::EntryKind)]
     pub kind: String,
-    /// `in` or `out`.
+    #[schema(value_type = schema::EntryDirection)]
     pub direction: String,
     /// Always positive; `direction` says which way.
     pub amount: i64,
     pub balance_after: i64,
     pub counterparty: CounterpartyView,
+    #[schema(required = true)]
     pub memo: Option<String>,
     #[schema(value_type = String, format = Uuid)]
     pub journal_id: JournalId,
@@ -332,9 +347,10 @@ pub struct CounterpartyView {
     /// For an incoming transfer, the name the sender chose to show; otherwise the other side's
     /// name when the entry was written.
     pub name: String,
-    #[schema(value_type = Option<String>, format = Uuid)]
+    /// `null` when the other side is not a user (the bank, interest).
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
     pub user_id: Option<UserId>,
-    #[schema(value_type = Option<String>, format = Uuid)]
+    #[schema(value_type = Option<String>, format = Uuid, required = true)]
     pub account_id: Option<AccountId>,
 }
 

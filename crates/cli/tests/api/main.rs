@@ -14,6 +14,7 @@ mod charges;
 mod concurrency;
 mod history;
 mod loadtest;
+mod openapi_fuzz;
 mod operations;
 mod pending;
 mod savings;

@@ -178,6 +178,12 @@ async fn users_and_sessions_reject_bad_input(app: TestApp) {
             case("empty name", with(&valid, "name", Some(json!("")))),
             case("blank name", with(&valid, "name", Some(json!("   ")))),
             case("name of 51 chars", with(&valid, "name", Some(json!("가".repeat(51))))),
+            // PostgreSQL refuses NUL in text: this was a 500 there.
+            case("name with a NUL", with(&valid, "name", Some(json!("Ki\u{0}m")))),
+            case(
+                "name with a control character",
+                with(&valid, "name", Some(json!("Ki\u{7}m"))),
+            ),
             case("missing password", with(&valid, "password", None)),
             case("missing email", with(&valid, "email", None)),
             case("name not a string", with(&valid, "name", Some(json!(42)))),
@@ -228,6 +234,7 @@ async fn users_and_sessions_reject_bad_input(app: TestApp) {
             case("empty name", json!({"name": ""})),
             case("blank name", json!({"name": "  "})),
             case("name of 51 chars", json!({"name": "a".repeat(51)})),
+            case("name with a NUL", json!({"name": "Ki\u{0}m"})),
             case("transfer_mode later", json!({"transfer_mode": "later"})),
             case("transfer_mode not a string", json!({"transfer_mode": true})),
             case("unknown field", json!({"email": "other@example.com"})),
@@ -281,6 +288,10 @@ async fn bank_account_registration_rejects_bad_input(app: TestApp) {
             case(
                 "holder_name of 51 chars",
                 with(&valid, "holder_name", Some(json!("a".repeat(51)))),
+            ),
+            case(
+                "holder_name with a NUL",
+                with(&valid, "holder_name", Some(json!("K\u{0}"))),
             ),
             case("missing account_number", with(&valid, "account_number", None)),
             case("unknown field", with(&valid, "pin", Some(json!("1234")))),
@@ -413,6 +424,11 @@ async fn transfers_reject_bad_input_and_move_nothing(app: TestApp) {
             with(&valid, "display_name", Some(json!("나".repeat(51)))),
         ),
         case("memo of 201 chars", with(&valid, "memo", Some(json!("m".repeat(201))))),
+        case("memo with a NUL", with(&valid, "memo", Some(json!("lunch\u{0}")))),
+        case(
+            "display_name with a control character",
+            with(&valid, "display_name", Some(json!("K\u{1b}[31m"))),
+        ),
         case("memo not a string", with(&valid, "memo", Some(json!(["lunch"])))),
         case("mode later", with(&valid, "mode", Some(json!("later")))),
         case("mode upper-case", with(&valid, "mode", Some(json!("IMMEDIATE")))),
@@ -585,6 +601,15 @@ async fn admin_endpoints_reject_bad_input(app: TestApp) {
         let r = send_text(&app, Method::POST, job, admin, text).await;
         expect_error(&r, &format!("POST {job} body {text:?}"), 400, "validation_failed");
     }
+
+    // The run history's filter is a job's name (a NUL in it was a 500 on PostgreSQL); a
+    // well-formed name this build does not run finds no runs.
+    for filter in ["a%00b", "Charge-Recovery", "charge%20recovery", ""] {
+        let r = app.admin_get(&format!("/v1/admin/jobs/runs?job={filter}")).await;
+        expect_error(&r, filter, 400, "validation_failed");
+    }
+    let retired = app.admin_get("/v1/admin/jobs/runs?job=retired-job").await;
+    assert_eq!(retired.assert_status(200)["items"], json!([]));
 }
 
 async fn advancing_the_clock_by_the_smallest_integer_is_a_validation_error(app: TestApp) {

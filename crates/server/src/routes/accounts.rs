@@ -10,17 +10,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use minipay_core::{AccountId, Amount};
 use minipay_services::views::{AccountView, ChargeLimitView, ChargeView, DepositView, Items};
-use minipay_services::{IdempotentRequest, OpenSavingsRequest, ServiceError};
+use minipay_services::{IdempotentRequest, OpenSavingsRequest, ServiceError, schema};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", operation_id = "list_accounts", security(("bearer" = [])),
     responses((status = 200, body = Items<AccountView>)))]
 pub async fn list(State(app): State<AppState>, CurrentUser(me): CurrentUser) -> ApiResult<Json<Items<AccountView>>> {
     Ok(Json(app.wallet.accounts(me).await?))
 }
 
-#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/accounts/{id}", tag = "accounts", operation_id = "get_account", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = AccountView), (status = 404, description = "not_found")))]
 pub async fn get(
@@ -34,18 +34,26 @@ pub async fn get(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAccountBody {
-    /// Must be `savings` (the main account is created at signup).
+    /// `savings` (the main account is created at signup).
+    #[schema(value_type = schema::OpenableAccountKind)]
     kind: String,
     /// `free` (deposit any time, 3%/year) or `fixed` (daily auto-debit, 5%/year).
+    #[schema(value_type = schema::SavingsProduct)]
     product: String,
-    /// Required for `fixed`: won auto-debited from the main account every day at 08:00.
+    /// Required for `fixed`, refused for `free`: won auto-debited from the main account every
+    /// day at 08:00.
+    #[schema(value_type = Option<schema::Amount>)]
     daily_amount: Option<i64>,
 }
 
 /// Opens a savings account. Accepts `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = OpenAccountBody,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = AccountView), (status = 400, description = "validation_failed")))]
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", operation_id = "open_account", security(("bearer" = [])),
+    request_body = OpenAccountBody, params(IdempotencyHeader),
+    responses((status = 201, body = AccountView, links(
+                  ("get" = (operation_id = "get_account", parameters(("id" = "$response.body#/id")))),
+                  ("deposit" = (operation_id = "deposit", parameters(("id" = "$response.body#/id")))),
+                  ("history" = (operation_id = "history", parameters(("id" = "$response.body#/id")))))),
+              (status = 400, description = "validation_failed: a bad field, or `daily_amount` given for `free` or missing for `fixed`")))]
 pub async fn open(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -63,7 +71,7 @@ pub async fn open(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmountBody {
-    /// Won, `1 ..= 1_000_000_000_000`.
+    #[schema(value_type = schema::Amount)]
     amount: i64,
 }
 
@@ -76,8 +84,9 @@ impl AmountBody {
 /// Charges the main account from the registered bank account, under the daily limit.
 /// Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/accounts/{id}/charges", tag = "accounts", security(("bearer" = [])),
-    request_body = AmountBody, params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = AmountBody, params(("id" = String, Path, format = Uuid), IdempotencyHeader),
     responses((status = 201, body = ChargeView),
+              (status = 404, description = "not_found: no such account of the caller's"),
               (status = 409, description = "invalid_state: no bank account, or not a main account"),
               (status = 422, description = "daily_limit_exceeded, bank_declined"),
               (status = 503, description = "bank_unavailable: nothing was charged, or the outcome is being resolved")))]
@@ -99,8 +108,10 @@ pub async fn charge(
 /// Moves money from the main account into a `free` savings account (never auto-charges).
 /// Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/v1/accounts/{id}/deposits", tag = "accounts", security(("bearer" = [])),
-    request_body = AmountBody, params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = DepositView), (status = 400, description = "validation_failed: not a savings account"),
+    request_body = AmountBody, params(("id" = String, Path, format = Uuid), IdempotencyHeader),
+    responses((status = 201, body = DepositView),
+              (status = 400, description = "validation_failed: a bad amount, or not a savings account"),
+              (status = 404, description = "not_found: no such account of the caller's"),
               (status = 409, description = "invalid_state: a fixed savings account"),
               (status = 422, description = "insufficient_funds")))]
 pub async fn deposit(
@@ -129,6 +140,7 @@ pub async fn charge_limit(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQueryParams {
     /// From this instant (RFC 3339, inclusive).
@@ -137,11 +149,12 @@ pub struct HistoryQueryParams {
     /// Before this instant (exclusive).
     #[param(value_type = Option<String>, format = DateTime)]
     to: Option<jiff::Timestamp>,
-    /// Only entries of this kind (`charge`, `transfer`, `savings_deposit`, `auto_debit`,
-    /// `interest`, `settlement_payment`).
+    /// Only entries of this kind.
+    #[param(value_type = Option<schema::EntryKind>, inline)]
     kind: Option<String>,
-    /// 1–200, default 50.
+    #[param(value_type = Option<schema::PageLimit>, inline)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
@@ -149,7 +162,8 @@ pub struct HistoryQueryParams {
 #[utoipa::path(get, path = "/v1/accounts/{id}/history", tag = "accounts", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid), HistoryQueryParams),
     responses((status = 200, body = minipay_services::views::Page<minipay_services::views::EntryView>),
-              (status = 400, description = "validation_failed"), (status = 404, description = "not_found")))]
+              (status = 400, description = "validation_failed: a bad parameter, or `from` not before `to`"),
+              (status = 404, description = "not_found")))]
 pub async fn history(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -167,7 +181,8 @@ pub async fn history(
 
 /// The account's statement for a month (Asia/Seoul): opening and closing balance and totals.
 #[utoipa::path(get, path = "/v1/accounts/{id}/statements/{month}", tag = "accounts", security(("bearer" = [])),
-    params(("id" = String, Path, format = Uuid), ("month" = String, Path, example = "2026-11")),
+    params(("id" = String, Path, format = Uuid),
+           ("month" = String, Path, pattern = "^20[0-9]{2}-(0[1-9]|1[0-2])$", example = "2026-11")),
     responses((status = 200, body = minipay_services::views::StatementView),
               (status = 400, description = "validation_failed: not YYYY-MM, or a month not yet begun"),
               (status = 404, description = "not_found: no such account, or a month older than the 12 months kept")))]

@@ -14,10 +14,11 @@ use minipay_bank::{
 };
 use minipay_core::time::plausible_instant;
 use minipay_jobs::RunError;
-use minipay_services::ServiceError;
+use minipay_services::{ServiceError, schema};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,16 +39,17 @@ pub struct JobRunView {
     processed: u64,
     #[schema(value_type = Object)]
     details: serde_json::Value,
-    /// Why the run failed (it is recorded either way).
+    /// Why the run failed (it is recorded either way); `null` when it succeeded.
+    #[schema(required = true)]
     error: Option<String>,
 }
 
-/// Runs a job as of `at` (default now; not in the future) and records the run. Jobs:
-/// `pending-reminders`, `pending-expiry`, `savings-interest`, `savings-auto-debit`,
-/// `charge-recovery`, `idempotency-cleanup`, `housekeeping`.
+/// Runs a job as of `at` (default now; not in the future) and records the run. The jobs are
+/// the examples of `name`.
 #[utoipa::path(post, path = "/v1/admin/jobs/{name}/run", tag = "admin", security(("admin" = [])),
-    params(("name" = String, Path)), request_body(content = RunJobBody, description = "optional"),
-    responses((status = 200, body = JobRunView), (status = 400, description = "validation_failed: `at` in the future"),
+    params(("name" = inline(schema::JobName), Path)), request_body(content = Option<RunJobBody>, description = "optional"),
+    responses((status = 200, body = JobRunView),
+              (status = 400, description = "validation_failed: a bad body, or `at` in the future"),
               (status = 500, body = JobRunView, description = "the job failed (recorded; `error` says why)"),
               (status = 404, description = "not_found: unknown job")))]
 pub async fn run_job(
@@ -98,12 +100,15 @@ pub async fn run_job(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     /// Only this job's runs.
+    #[param(value_type = Option<schema::JobName>, inline)]
     job: Option<String>,
-    /// 1–200, default 50.
+    #[param(value_type = Option<schema::PageLimit>, inline)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
@@ -119,11 +124,14 @@ pub struct JobRunRecord {
     instance: String,
     #[schema(value_type = String, format = DateTime)]
     started: Timestamp,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    /// `null` while the run is going on, and for a run that died unfinished.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     finished: Option<Timestamp>,
+    #[schema(required = true)]
     processed: Option<i64>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     details: Option<serde_json::Value>,
+    #[schema(required = true)]
     error: Option<String>,
 }
 
@@ -191,8 +199,11 @@ pub struct SetClockBody {
     now: Timestamp,
 }
 
+/// Sets the manual clock (404 unless the server runs on it).
 #[utoipa::path(put, path = "/v1/admin/clock", tag = "admin", security(("admin" = [])), request_body = SetClockBody,
-    responses((status = 200, body = ClockView)))]
+    responses((status = 200, body = ClockView),
+              (status = 400, description = "validation_failed: a bad body, or a time outside the years 2000-2099"),
+              (status = 404, description = "not_found: not on the manual clock")))]
 pub async fn set_clock(
     State(app): State<AppState>,
     _admin: Admin,
@@ -205,14 +216,30 @@ pub async fn set_clock(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceClockBody {
+    #[schema(schema_with = clock_advance_seconds)]
     seconds: i64,
 }
 
 /// Bound on one clock move (ten years), so arithmetic cannot leave the representable range.
 const CLOCK_ADVANCE_SECS_MAX: i64 = 10 * 366 * 86_400;
 
+fn clock_advance_seconds() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .description(Some(
+            "Forward, or backward when negative; at most ten years either way.",
+        ))
+        .minimum(Some(-CLOCK_ADVANCE_SECS_MAX))
+        .maximum(Some(CLOCK_ADVANCE_SECS_MAX))
+        .build()
+}
+
+/// Moves the manual clock (404 unless the server runs on it).
 #[utoipa::path(post, path = "/v1/admin/clock/advance", tag = "admin", security(("admin" = [])),
-    request_body = AdvanceClockBody, responses((status = 200, body = ClockView)))]
+    request_body = AdvanceClockBody,
+    responses((status = 200, body = ClockView),
+              (status = 400, description = "validation_failed: a bad body, or a time outside the years 2000-2099"),
+              (status = 404, description = "not_found: not on the manual clock")))]
 pub async fn advance_clock(
     State(app): State<AppState>,
     _admin: Admin,
@@ -231,9 +258,10 @@ pub async fn advance_clock(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BankSimBody {
-    /// Extra latency added to every bank call.
+    #[schema(schema_with = sim_latency_ms)]
     latency_ms: Option<u64>,
     /// Share of calls that fail with 503, 0.0–1.0.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     error_rate: Option<f64>,
     /// Status inquiries fail (with `0005` accounts this leaves a charge's outcome unknown
     /// until recovery runs with inquiries working again).
@@ -256,6 +284,19 @@ pub struct BankSimView {
 
 /// Maximum injected latency (one minute).
 const SIM_LATENCY_MS_MAX: u64 = 60_000;
+
+fn sim_latency_ms() -> Object {
+    ObjectBuilder::new()
+        .schema_type(
+            [Type::Integer, Type::Null]
+                .into_iter()
+                .collect::<utoipa::openapi::schema::SchemaType>(),
+        )
+        .description(Some("Extra latency added to every bank call, at most a minute."))
+        .minimum(Some(0))
+        .maximum(Some(SIM_LATENCY_MS_MAX))
+        .build()
+}
 
 fn sim_view(sim: &minipay_bank::BankSimulator) -> BankSimView {
     let f = sim.faults();
@@ -311,7 +352,7 @@ pub async fn set_bank_sim(
 
 /// The simulator's fault knobs and how many calls it has answered.
 #[utoipa::path(get, path = "/v1/admin/bank-sim", tag = "admin", security(("admin" = [])),
-    responses((status = 200, body = BankSimView)))]
+    responses((status = 200, body = BankSimView), (status = 404, description = "not_found: an external bank is configured")))]
 pub async fn get_bank_sim(State(app): State<AppState>, _admin: Admin) -> ApiResult<Json<BankSimView>> {
     let sim = bank_sim(&app)?;
     Ok(Json(sim_view(sim)))
@@ -372,7 +413,7 @@ fn sim_account_view(sim: &BankSimulator, account_number: &str) -> ApiResult<Json
 /// Injects faults into one account number's calls at the built-in simulator (under any bank
 /// code), for the next `times` calls or until replaced; operations not named keep theirs.
 #[utoipa::path(put, path = "/v1/admin/bank-sim/accounts/{account_number}", tag = "admin", security(("admin" = [])),
-    params(("account_number" = String, Path)), request_body = BankSimAccountBody,
+    params(("account_number" = String, Path, pattern = "^[0-9]{1,21}$", description = "Up to 21 digits (the simulator takes any account number a bank could)")), request_body = BankSimAccountBody,
     responses((status = 200, body = BankSimAccountView), (status = 400, description = "validation_failed"),
               (status = 404, description = "not_found: an external bank is configured")))]
 pub async fn set_bank_sim_account(
@@ -395,7 +436,7 @@ pub async fn set_bank_sim_account(
 
 /// One account number's injected faults and balances at the built-in simulator.
 #[utoipa::path(get, path = "/v1/admin/bank-sim/accounts/{account_number}", tag = "admin", security(("admin" = [])),
-    params(("account_number" = String, Path)),
+    params(("account_number" = String, Path, pattern = "^[0-9]{1,21}$", description = "Up to 21 digits (the simulator takes any account number a bank could)")),
     responses((status = 200, body = BankSimAccountView), (status = 400, description = "validation_failed"),
               (status = 404, description = "not_found: an external bank is configured")))]
 pub async fn get_bank_sim_account(

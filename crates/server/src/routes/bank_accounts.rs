@@ -10,25 +10,30 @@ use axum::http::StatusCode;
 use minipay_core::BankAccountId;
 use minipay_core::request::PageLimit;
 use minipay_services::views::{BankAccountView, BankBalanceView, Page};
-use minipay_services::{RegisterBankAccount, ServiceError};
+use minipay_services::{RegisterBankAccount, ServiceError, schema};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
-    /// 3 digits, e.g. `004`.
+    #[schema(value_type = schema::BankCode)]
     bank_code: String,
-    /// 6–20 digits. With the built-in simulator the last four digits choose its behaviour.
+    /// With the built-in simulator the last four digits choose its behaviour.
+    #[schema(value_type = schema::BankAccountNumber)]
     account_number: String,
+    #[schema(value_type = schema::PersonName)]
     holder_name: String,
 }
 
 /// Registers a bank account with the bank (open-banking fin account).
 #[utoipa::path(post, path = "/v1/bank-accounts", tag = "bank accounts", security(("bearer" = [])),
     request_body = RegisterBody,
-    responses((status = 201, body = BankAccountView), (status = 409, description = "conflict: already registered"),
-              (status = 422, description = "bank_declined"), (status = 503, description = "bank_unavailable")))]
+    responses((status = 201, body = BankAccountView, links(
+                  ("balance" = (operation_id = "balance", parameters(("id" = "$response.body#/id")))))),
+              (status = 409, description = "conflict: already registered"),
+              (status = 422, description = "bank_declined: the bank refused the account"),
+              (status = 503, description = "bank_unavailable")))]
 pub async fn register(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -42,8 +47,8 @@ pub async fn register(
 }
 
 /// The caller's registered bank accounts, newest first.
-#[utoipa::path(get, path = "/v1/bank-accounts", tag = "bank accounts", security(("bearer" = [])), params(PageQuery),
-    responses((status = 200, body = Page<BankAccountView>), (status = 400, description = "validation_failed")))]
+#[utoipa::path(get, path = "/v1/bank-accounts", tag = "bank accounts", operation_id = "list_bank_accounts",
+    security(("bearer" = [])), params(PageQuery), responses((status = 200, body = Page<BankAccountView>)))]
 pub async fn list(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -57,6 +62,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/bank-accounts/{id}/balance", tag = "bank accounts", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = BankBalanceView), (status = 404, description = "not_found"),
+              (status = 422, description = "bank_declined: the bank refused the inquiry"),
               (status = 503, description = "bank_unavailable and no balance known yet")))]
 pub async fn balance(
     State(app): State<AppState>,

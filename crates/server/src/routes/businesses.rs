@@ -12,8 +12,8 @@ use minipay_business::NewBusiness;
 use minipay_business::views::{BusinessView, OnboardedBusiness, RotatedKey};
 use minipay_core::BusinessId;
 use minipay_core::request::PageLimit;
-use minipay_services::ServiceError;
 use minipay_services::views::Page;
+use minipay_services::{ServiceError, schema};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -27,10 +27,12 @@ pub struct OnboardBody {
     /// `123-45-67890` (no other dashes, no spaces); its check digit must be right.
     #[schema(example = "124-81-00998")]
     registration_number: String,
-    /// 3 digits, e.g. `004`.
+    #[schema(value_type = schema::BankCode)]
     bank_code: String,
-    /// 6–20 digits. With the built-in simulator the last four digits choose its behaviour.
+    /// With the built-in simulator the last four digits choose its behaviour.
+    #[schema(value_type = schema::BankAccountNumber)]
     account_number: String,
+    #[schema(value_type = schema::PersonName)]
     holder_name: String,
     /// Where webhooks go: an absolute http(s) URL, at most 2,048 characters.
     webhook_url: Option<String>,
@@ -43,8 +45,6 @@ pub struct OnboardBody {
     responses((status = 201, body = OnboardedBusiness),
               (status = 400, description = "validation_failed: a field is missing or malformed, or the registration \
                   number's check digit is wrong"),
-              (status = 401, description = "unauthorized: no or an unknown token"),
-              (status = 403, description = "forbidden: a user's token or a business's API key"),
               (status = 409, description = "conflict: a business with this registration number exists"),
               (status = 422, description = "bank_declined: the bank refused the account"),
               (status = 503, description = "bank_unavailable")))]
@@ -65,11 +65,8 @@ pub async fn onboard(
 }
 
 /// Every business, newest first (without secrets).
-#[utoipa::path(get, path = "/v1/admin/businesses", tag = "businesses", security(("admin" = [])), params(PageQuery),
-    responses((status = 200, body = Page<BusinessView>),
-              (status = 400, description = "validation_failed: a bad limit or cursor"),
-              (status = 401, description = "unauthorized"),
-              (status = 403, description = "forbidden: not the admin token")))]
+#[utoipa::path(get, path = "/v1/admin/businesses", tag = "businesses", operation_id = "list_businesses",
+    security(("admin" = [])), params(PageQuery), responses((status = 200, body = Page<BusinessView>)))]
 pub async fn list(
     State(app): State<AppState>,
     _admin: Admin,
@@ -80,11 +77,9 @@ pub async fn list(
 }
 
 /// One business (without secrets).
-#[utoipa::path(get, path = "/v1/admin/businesses/{id}", tag = "businesses", security(("admin" = [])),
-    params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = BusinessView), (status = 401, description = "unauthorized"),
-              (status = 403, description = "forbidden: not the admin token"),
-              (status = 404, description = "not_found")))]
+#[utoipa::path(get, path = "/v1/admin/businesses/{id}", tag = "businesses", operation_id = "get_business",
+    security(("admin" = [])), params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = BusinessView), (status = 404, description = "not_found")))]
 pub async fn get(
     State(app): State<AppState>,
     _admin: Admin,
@@ -96,9 +91,7 @@ pub async fn get(
 /// Issues a new API key (shown once); the old key stops working at once.
 #[utoipa::path(post, path = "/v1/admin/businesses/{id}/rotate-key", tag = "businesses", security(("admin" = [])),
     params(("id" = String, Path, format = Uuid)),
-    responses((status = 200, body = RotatedKey), (status = 401, description = "unauthorized"),
-              (status = 403, description = "forbidden: not the admin token"),
-              (status = 404, description = "not_found")))]
+    responses((status = 200, body = RotatedKey), (status = 404, description = "not_found")))]
 pub async fn rotate_key(
     State(app): State<AppState>,
     _admin: Admin,
@@ -108,10 +101,8 @@ pub async fn rotate_key(
 }
 
 /// The calling business (without secrets).
-#[utoipa::path(get, path = "/v1/biz/me", tag = "business API", security(("api_key" = [])),
-    responses((status = 200, body = BusinessView),
-              (status = 401, description = "unauthorized: no API key, or one that is not (or no longer) valid"),
-              (status = 403, description = "forbidden: a user's token or the admin token")))]
+#[utoipa::path(get, path = "/v1/biz/me", tag = "business API", operation_id = "get_own_business",
+    security(("api_key" = [])), responses((status = 200, body = BusinessView)))]
 pub async fn me(State(app): State<AppState>, CurrentBusiness(me): CurrentBusiness) -> ApiResult<Json<BusinessView>> {
     Ok(Json(app.businesses.business(me).await?))
 }

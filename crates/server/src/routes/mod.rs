@@ -1,4 +1,5 @@
-//! The HTTP routes, one module per API section, and the reply helper for money POSTs.
+//! The HTTP routes, one module per API section; the reply helper for money POSTs and the
+//! query of a plain cursor-paginated list.
 
 pub mod accounts;
 pub mod admin;
@@ -12,7 +13,7 @@ pub mod users;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use minipay_services::Reply;
+use minipay_services::{Reply, schema};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
@@ -40,7 +41,8 @@ pub fn reply<T: Serialize>(r: Reply<T>, status: StatusCode) -> Response {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
-    /// 1–200, default 50.
+    #[param(value_type = Option<schema::PageLimit>, inline)]
     pub limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     pub cursor: Option<String>,
 }

@@ -11,7 +11,7 @@ use axum::response::Response;
 use minipay_core::UserId;
 use minipay_core::request::PageLimit;
 use minipay_services::views::{NotificationView, Page, SettlementView};
-use minipay_services::{IdempotentRequest, NewSettlementRequest, ServiceError};
+use minipay_services::{IdempotentRequest, NewSettlementRequest, ServiceError, schema};
 use minipay_store::SettlementRole;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -20,20 +20,27 @@ use uuid::Uuid;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSettlementBody {
+    /// At least 1 won per participant.
+    #[schema(value_type = schema::Amount)]
     total_amount: i64,
     /// `equal` (shares differ by at most 1 won) or `random` (each share at least 1 won).
+    #[schema(value_type = schema::SplitMethod)]
     method: String,
     /// 1–100 distinct users; the requester may be one of them (their share is paid at once).
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = schema::ParticipantUserIds)]
     participant_user_ids: Vec<UserId>,
+    #[schema(value_type = Option<schema::Memo>)]
     memo: Option<String>,
 }
 
 /// Splits a bill among participants; shares always sum exactly to the total. Accepts
 /// `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])),
-    request_body = NewSettlementBody, params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = SettlementView), (status = 400, description = "validation_failed"),
+#[utoipa::path(post, path = "/v1/settlements", tag = "settlements", operation_id = "create_settlement", security(("bearer" = [])),
+    request_body = NewSettlementBody, params(IdempotencyHeader),
+    responses((status = 201, body = SettlementView, links(
+                  ("get" = (operation_id = "get_settlement", parameters(("id" = "$response.body#/id")))),
+                  ("pay" = (operation_id = "pay_settlement", parameters(("id" = "$response.body#/id")))))),
+              (status = 400, description = "validation_failed: a bad field, or less than 1 won per participant"),
               (status = 404, description = "not_found: unknown participant")))]
 pub async fn create(
     State(app): State<AppState>,
@@ -49,7 +56,7 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/v1/settlements/{id}", tag = "settlements", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/settlements/{id}", tag = "settlements", operation_id = "get_settlement", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = SettlementView), (status = 404, description = "not_found")))]
 pub async fn get(
@@ -61,18 +68,21 @@ pub async fn get(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// `requester` (default) or `participant`.
+    /// Settlements the caller requested (default), or takes part in.
+    #[param(value_type = Option<schema::SettlementRole>, inline)]
     role: Option<String>,
-    /// 1–200, default 50.
+    #[param(value_type = Option<schema::PageLimit>, inline)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// Settlements the caller requested, or takes part in; newest first.
-#[utoipa::path(get, path = "/v1/settlements", tag = "settlements", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, body = Page<SettlementView>), (status = 400, description = "validation_failed")))]
+#[utoipa::path(get, path = "/v1/settlements", tag = "settlements", operation_id = "list_settlements", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = Page<SettlementView>)))]
 pub async fn list(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -91,8 +101,9 @@ pub async fn list(
 
 /// Pays the caller's share to the requester with a normal immediate transfer (auto-charge
 /// applies). Paying twice is `409 invalid_state`. Accepts `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/settlements/{id}/pay", tag = "settlements", security(("bearer" = [])),
-    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+#[utoipa::path(post, path = "/v1/settlements/{id}/pay", tag = "settlements", operation_id = "pay_settlement",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), IdempotencyHeader),
     responses((status = 200, body = SettlementView), (status = 404, description = "not_found"),
               (status = 409, description = "invalid_state: already paid, or not a participant"),
               (status = 422, description = "insufficient_funds, daily_limit_exceeded, bank_declined"),

@@ -12,7 +12,7 @@ use minipay_core::request::PageLimit;
 use minipay_core::transfer::TransferStatus;
 use minipay_core::{AccountId, TransferId, UserId};
 use minipay_services::views::{Page, TransferView};
-use minipay_services::{IdempotentRequest, PendingAction, ServiceError, TransferListFilter, TransferRequest};
+use minipay_services::{IdempotentRequest, PendingAction, ServiceError, TransferListFilter, TransferRequest, schema};
 use minipay_store::Direction;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -26,21 +26,30 @@ pub struct TransferBody {
     /// The receiver's main account.
     #[schema(value_type = Option<String>, format = Uuid)]
     to_account_id: Option<AccountId>,
+    #[schema(value_type = schema::Amount)]
     amount: i64,
     /// The sender name the receiver sees (default: the sender's name).
+    #[schema(value_type = Option<schema::PersonName>)]
     display_name: Option<String>,
+    #[schema(value_type = Option<schema::Memo>)]
     memo: Option<String>,
-    /// `immediate` or `pending`; overrides the sender's `transfer_mode` for this transfer.
+    /// Overrides the sender's `transfer_mode` for this transfer.
+    #[schema(value_type = Option<schema::TransferMode>)]
     mode: Option<String>,
 }
 
 /// Sends money to another user's main account, charging the shortfall from the bank in
 /// 10,000-won units under the daily limit. Accepts `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])), request_body = TransferBody,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, body = TransferView), (status = 400, description = "validation_failed"),
+#[utoipa::path(post, path = "/v1/transfers", tag = "transfers", operation_id = "create_transfer", security(("bearer" = [])),
+    request_body = TransferBody, params(IdempotencyHeader),
+    responses((status = 201, body = TransferView, links(
+                  ("get" = (operation_id = "get_transfer", parameters(("id" = "$response.body#/id")))),
+                  ("accept" = (operation_id = "accept_transfer", parameters(("id" = "$response.body#/id")))),
+                  ("cancel" = (operation_id = "cancel_transfer", parameters(("id" = "$response.body#/id")))))),
+              (status = 400, description = "validation_failed: a bad field, not exactly one receiver, a receiver's \
+                  account that is not a main account, or sending to yourself"),
               (status = 404, description = "not_found: unknown receiver"),
-              (status = 422, description = "insufficient_funds, daily_limit_exceeded, bank_declined, idempotency_key_reused"),
+              (status = 422, description = "insufficient_funds, daily_limit_exceeded, bank_declined"),
               (status = 503, description = "bank_unavailable")))]
 pub async fn create(
     State(app): State<AppState>,
@@ -60,7 +69,7 @@ pub async fn create(
     Ok(reply(app.wallet.transfer(me, req, idem).await?, StatusCode::CREATED))
 }
 
-#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/transfers/{id}", tag = "transfers", operation_id = "get_transfer", security(("bearer" = [])),
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = TransferView), (status = 404, description = "not_found")))]
 pub async fn get(
@@ -72,20 +81,24 @@ pub async fn get(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// `incoming` or `outgoing` (default: both).
+    /// Only incoming or only outgoing transfers (default: both).
+    #[param(value_type = Option<schema::TransferDirection>, inline)]
     direction: Option<String>,
-    /// `pending`, `completed`, `canceled` or `expired`.
+    /// Only transfers in this state.
+    #[param(value_type = Option<schema::TransferStatus>, inline)]
     status: Option<String>,
-    /// 1–200, default 50.
+    #[param(value_type = Option<schema::PageLimit>, inline)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// The caller's transfers, newest first.
-#[utoipa::path(get, path = "/v1/transfers", tag = "transfers", security(("bearer" = [])), params(ListQuery),
-    responses((status = 200, body = Page<TransferView>), (status = 400, description = "validation_failed")))]
+#[utoipa::path(get, path = "/v1/transfers", tag = "transfers", operation_id = "list_transfers", security(("bearer" = [])),
+    params(ListQuery), responses((status = 200, body = Page<TransferView>)))]
 pub async fn list(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -112,10 +125,12 @@ pub async fn list(
 /// Accepts a pending transfer (the receiver): the held money moves. Exactly one of accept,
 /// cancel and the 72-hour expiry wins; the others get `409 invalid_state`. Accepts
 /// `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/transfers/{id}/accept", tag = "transfers", security(("bearer" = [])),
-    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = TransferView), (status = 404, description = "not_found"),
-              (status = 409, description = "invalid_state: not pending any more, or not the receiver")))]
+#[utoipa::path(post, path = "/v1/transfers/{id}/accept", tag = "transfers", operation_id = "accept_transfer",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), IdempotencyHeader),
+    responses((status = 200, body = TransferView), (status = 403, description = "forbidden: the sender cannot accept"),
+              (status = 404, description = "not_found: no such transfer, or the caller is neither party"),
+              (status = 409, description = "invalid_state: the transfer is no longer pending")))]
 pub async fn accept(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
@@ -131,10 +146,12 @@ pub async fn accept(
 
 /// Cancels a pending transfer (the sender): the held money is released. Accepts
 /// `Idempotency-Key`.
-#[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers", security(("bearer" = [])),
-    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = TransferView), (status = 404, description = "not_found"),
-              (status = 409, description = "invalid_state: not pending any more, or not the sender")))]
+#[utoipa::path(post, path = "/v1/transfers/{id}/cancel", tag = "transfers", operation_id = "cancel_transfer",
+    security(("bearer" = [])),
+    params(("id" = String, Path, format = Uuid), IdempotencyHeader),
+    responses((status = 200, body = TransferView), (status = 403, description = "forbidden: the receiver cannot cancel"),
+              (status = 404, description = "not_found: no such transfer, or the caller is neither party"),
+              (status = 409, description = "invalid_state: the transfer is no longer pending")))]
 pub async fn cancel(
     State(app): State<AppState>,
     CurrentUser(me): CurrentUser,
