@@ -148,6 +148,17 @@ impl Businesses {
         found.map(|b| b.id).ok_or_else(invalid)
     }
 
+    /// A business's record, its bank account's fin number included (for the business side's
+    /// own use-cases).
+    pub async fn record_of(&self, id: BusinessId) -> ServiceResult<Business> {
+        self.store
+            .read()
+            .await?
+            .business(id)
+            .await?
+            .ok_or(ServiceError::NotFound("business"))
+    }
+
     /// A business without its secrets.
     pub async fn business(&self, id: BusinessId) -> ServiceResult<BusinessView> {
         let business = self.store.read().await?.business(id).await?;

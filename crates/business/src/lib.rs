@@ -1,9 +1,10 @@
 //! minipay's business side: businesses (사업자) onboarded by an operator, their API keys and
-//! webhook secrets, and business authentication. Like the wallet's use-cases, these own their
+//! webhook secrets, business authentication, and remittance between businesses. Like the wallet's use-cases, these own their
 //! transactions and never call the bank while one is open.
 
 mod businesses;
 pub mod credentials;
+pub mod remittance;
 pub mod views;
 
 pub use businesses::NewBusiness;

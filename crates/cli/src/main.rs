@@ -179,6 +179,27 @@ struct ServeArgs {
     /// Batches one instance runs at once [default: 2].
     #[arg(long, env = "MINIPAY_TRANSFER_BATCHES_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..=16))]
     transfer_batches_in_flight: Option<u32>,
+    /// nats://HOST:PORT: events through NATS JetStream [default: unset, the embedded dispatcher].
+    #[arg(long, env = "MINIPAY_NATS_URL")]
+    nats_url: Option<String>,
+    /// The JetStream stream, created if missing [default: MINIPAY].
+    #[arg(long, env = "MINIPAY_NATS_STREAM")]
+    nats_stream: Option<String>,
+    /// Subjects are <prefix>.<area>.<event> [default: minipay].
+    #[arg(long, env = "MINIPAY_NATS_SUBJECT_PREFIX")]
+    nats_subject_prefix: Option<String>,
+    /// How often the event relay and consumers look for work nobody woke them for, in ms [default: 250].
+    #[arg(long, env = "MINIPAY_EVENTS_POLL_MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    events_poll_ms: Option<u64>,
+    /// Attempts per remittance step before it is dead-lettered [default: 3].
+    #[arg(long, env = "MINIPAY_REMIT_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..=100))]
+    remit_attempts: Option<u32>,
+    /// Between a remittance step's attempts, in ms [default: 10000].
+    #[arg(long, env = "MINIPAY_REMIT_RETRY_DELAY_MS", value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    remit_retry_delay_ms: Option<u64>,
+    /// Where every raised alert is POSTed as JSON [default: unset, alerts are only listed].
+    #[arg(long, env = "MINIPAY_ALERT_WEBHOOK_URL")]
+    alert_webhook_url: Option<String>,
 }
 
 /// `--config`'s long help: every key a config file may hold.
@@ -224,6 +245,13 @@ impl ServeArgs {
             transfer_batch_max: self.transfer_batch_max,
             transfer_batch_wait_us: self.transfer_batch_wait_us,
             transfer_batches_in_flight: self.transfer_batches_in_flight,
+            nats_url: self.nats_url,
+            nats_stream: self.nats_stream,
+            nats_subject_prefix: self.nats_subject_prefix,
+            events_poll_ms: self.events_poll_ms,
+            remit_attempts: self.remit_attempts,
+            remit_retry_delay_ms: self.remit_retry_delay_ms,
+            alert_webhook_url: self.alert_webhook_url,
         };
         (self.config, layer)
     }
@@ -276,7 +304,10 @@ async fn main() -> anyhow::Result<()> {
             action: JobsCommand::List { serve },
         } => {
             serve.settings()?.validate()?;
-            for (name, when) in minipay_services::jobs::SCHEDULES {
+            let schedules = minipay_services::jobs::SCHEDULES
+                .iter()
+                .chain(minipay_business::remittance::SCHEDULES);
+            for (name, when) in schedules {
                 println!("{name:<22} {when}");
             }
             Ok(())

@@ -13,6 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A business's own reference for a remittance (an invoice number...), at most this long.
+pub const REFERENCE_LEN_MAX: usize = 100;
+
 /// A remittance's status. Each says where the money is ([`RemittanceStatus::money_at`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,6 +4,7 @@
 //! whose deliveries are keyed jobs on the durable queue: retried on the injected clock,
 //! dead-lettered with their reason after the last attempt, never dropped.
 
+pub mod alerts;
 mod consumer;
 mod dispatch;
 mod engine;

@@ -3,7 +3,9 @@
 use crate::config::{ClockKind, Settings};
 use crate::error::error_response;
 use crate::openapi::{ApiDoc, SharedResponses};
-use crate::routes::{accounts, admin, bank_accounts, businesses, health, settlements, transfers, users};
+use crate::routes::{
+    accounts, admin, bank_accounts, businesses, health, operations, remittances, settlements, transfers, users,
+};
 use crate::state::{AppContext, AppState};
 use anyhow::Context;
 use axum::Router;
@@ -13,10 +15,14 @@ use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use minipay_bank::{Bank, BankPolicy, BankSimulator, HttpBank, ResilientBank};
 use minipay_business::Businesses;
+use minipay_business::remittance::{self, RemitConfig, Remittances};
 use minipay_core::{Clock, ManualClock, SystemClock};
+use minipay_events::alerts::AlertWebhook;
+use minipay_events::{Consumer, Events, EventsConfig};
 use minipay_jobs::JobRunner;
 use minipay_services::auth::Secret;
 use minipay_services::jobs::job_runner;
+use minipay_services::operations::Operations;
 use minipay_services::{BatchConfig, ErrorCode, RecoveryConfig, Wallet, WalletConfig, history::HistoryConfig};
 use minipay_store::{Store, StoreOptions};
 use std::net::SocketAddr;
@@ -38,7 +44,11 @@ pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
 pub struct Core {
     pub wallet: Arc<Wallet>,
     pub businesses: Arc<Businesses>,
+    pub remittances: Arc<Remittances>,
     pub jobs: Arc<JobRunner>,
+    /// The event engine; started by [`Core::start_events`] (`serve` does, `jobs run` does not).
+    pub events: Events,
+    consumers: Vec<Arc<dyn Consumer>>,
     pub manual_clock: Option<Arc<ManualClock>>,
     pub bank_sim: Option<Arc<BankSimulator>>,
 }
@@ -82,6 +92,19 @@ impl Core {
         };
         let bank: Arc<dyn Bank> = Arc::new(ResilientBank::new(raw_bank, BankPolicy::default()));
         let businesses = Arc::new(Businesses::new(store.clone(), bank.clone(), clock.clone()));
+        let events = Events::new(store.clone(), clock.clone(), events_config(settings));
+        let remittances = Arc::new(Remittances::new(
+            store.clone(),
+            bank.clone(),
+            clock.clone(),
+            events.clone(),
+            businesses.clone(),
+            remit_config(settings),
+        ));
+        let mut consumers = remittance::consumers(&remittances);
+        if let Some(url) = &settings.alert_webhook_url {
+            consumers.push(Arc::new(AlertWebhook::new(url).context("the alert webhook URL")?));
+        }
         let jwt_secret = settings.jwt_secret.clone().unwrap_or_else(Secret::generate);
         let config = WalletConfig {
             jwt_secret,
@@ -102,14 +125,46 @@ impl Core {
         if let Err(e) = wallet.make_history_partitions(wallet.clock().now()).await {
             tracing::warn!(error = %e, "could not make this month's history partitions yet");
         }
-        let jobs = Arc::new(job_runner(&wallet));
+        let jobs = Arc::new(job_runner(&wallet, remittance::jobs(&remittances)));
         Ok(Self {
             wallet,
             businesses,
+            remittances,
             jobs,
+            events,
+            consumers,
             manual_clock,
             bank_sim,
         })
+    }
+}
+
+impl Core {
+    /// Starts relaying events and consuming them (JetStream: connects, and creates the stream
+    /// and the consumers if missing).
+    pub async fn start_events(&mut self) -> anyhow::Result<()> {
+        let consumers = std::mem::take(&mut self.consumers);
+        self.events.start(consumers).await
+    }
+}
+
+fn events_config(settings: &Settings) -> EventsConfig {
+    EventsConfig {
+        nats_url: settings.nats_url.clone(),
+        stream: settings.nats_stream.clone(),
+        subject_prefix: settings.nats_subject_prefix.clone(),
+        poll_interval: Duration::from_millis(settings.events_poll_ms.max(1)),
+        ..EventsConfig::default()
+    }
+}
+
+fn remit_config(settings: &Settings) -> RemitConfig {
+    RemitConfig {
+        attempts_max: i32::try_from(settings.remit_attempts.max(1)).unwrap_or(i32::MAX),
+        retry_delay: jiff::SignedDuration::from_millis(
+            i64::try_from(settings.remit_retry_delay_ms).unwrap_or(i64::MAX),
+        ),
+        ..RemitConfig::default()
     }
 }
 
@@ -133,7 +188,8 @@ impl Application {
     /// [`Application::build`] sharing another instance's built-in bank simulator (see
     /// [`Core::build_with_bank`]).
     pub async fn build_with_bank(settings: Settings, bank_sim: Option<Arc<BankSimulator>>) -> anyhow::Result<Self> {
-        let core = Core::build_with_bank(&settings, bank_sim).await?;
+        let mut core = Core::build_with_bank(&settings, bank_sim).await?;
+        core.start_events().await.context("starting the event engine")?;
         let admin_token = settings.admin_token.clone().unwrap_or_else(|| {
             let token = Secret::generate();
             tracing::warn!(
@@ -142,9 +198,16 @@ impl Application {
             );
             token
         });
+        let operations = Arc::new(Operations::new(
+            core.wallet.store().clone(),
+            core.wallet.clock().clone(),
+        ));
         let state = Arc::new(AppContext {
             wallet: core.wallet,
             businesses: core.businesses,
+            remittances: core.remittances,
+            operations,
+            events: core.events,
             jobs: core.jobs,
             admin_token: admin_token.clone(),
             manual_clock: core.manual_clock,
@@ -199,6 +262,7 @@ impl Application {
         if let Some(s) = scheduler {
             let _ = s.await;
         }
+        self.state.events.shutdown().await;
         served.context("serving HTTP")
     }
 }
@@ -248,6 +312,15 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(businesses::get))
         .routes(routes!(businesses::rotate_key))
         .routes(routes!(businesses::me))
+        .routes(routes!(remittances::create, remittances::list))
+        .routes(routes!(remittances::get))
+        .routes(routes!(remittances::admin_list))
+        .routes(routes!(remittances::admin_get))
+        .routes(routes!(remittances::admin_retry))
+        .routes(routes!(operations::alerts))
+        .routes(routes!(operations::acknowledge))
+        .routes(routes!(operations::dead_letters))
+        .routes(routes!(operations::events))
         .routes(routes!(admin::job_runs))
         .routes(routes!(admin::run_job))
         .routes(routes!(admin::get_clock, admin::set_clock))

@@ -57,6 +57,22 @@ pub struct Settings {
     pub transfer_batch_wait_us: u64,
     /// Batches one instance runs at once (the next reads its keys and users while one commits).
     pub transfer_batches_in_flight: u32,
+    /// `nats://HOST:PORT`: events go through NATS JetStream; unset: the embedded dispatcher
+    /// hands the outbox straight to this process's consumers.
+    pub nats_url: Option<String>,
+    /// The JetStream stream (created if missing).
+    pub nats_stream: String,
+    /// Subjects are `<prefix>.<area>.<event>`; the stream takes `<prefix>.>`.
+    pub nats_subject_prefix: String,
+    /// How often the relay and the consumers look for work nobody woke them for, in ms.
+    pub events_poll_ms: u64,
+    /// Attempts per remittance step before it is dead-lettered.
+    pub remit_attempts: u32,
+    /// Between a remittance step's attempts, in ms.
+    pub remit_retry_delay_ms: u64,
+    /// Where every raised alert is POSTed (a chat or paging webhook); unset: alerts are only
+    /// listed at `GET /v1/admin/alerts`.
+    pub alert_webhook_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -78,6 +94,13 @@ impl Default for Settings {
             transfer_batch_max: 128,
             transfer_batch_wait_us: 1_000,
             transfer_batches_in_flight: 2,
+            nats_url: None,
+            nats_stream: "MINIPAY".into(),
+            nats_subject_prefix: "minipay".into(),
+            events_poll_ms: 250,
+            remit_attempts: 3,
+            remit_retry_delay_ms: 10_000,
+            alert_webhook_url: None,
         }
     }
 }
@@ -170,6 +193,13 @@ pub struct SettingsLayer {
     pub transfer_batch_max: Option<u32>,
     pub transfer_batch_wait_us: Option<u64>,
     pub transfer_batches_in_flight: Option<u32>,
+    pub nats_url: Option<String>,
+    pub nats_stream: Option<String>,
+    pub nats_subject_prefix: Option<String>,
+    pub events_poll_ms: Option<u64>,
+    pub remit_attempts: Option<u32>,
+    pub remit_retry_delay_ms: Option<u64>,
+    pub alert_webhook_url: Option<String>,
 }
 
 impl SettingsLayer {
@@ -192,6 +222,13 @@ impl SettingsLayer {
         "transfer_batch_max",
         "transfer_batch_wait_us",
         "transfer_batches_in_flight",
+        "nats_url",
+        "nats_stream",
+        "nats_subject_prefix",
+        "events_poll_ms",
+        "remit_attempts",
+        "remit_retry_delay_ms",
+        "alert_webhook_url",
     ];
 
     /// Reads a TOML file whose keys are the field names above.
@@ -220,6 +257,13 @@ impl SettingsLayer {
             transfer_batch_max: self.transfer_batch_max.or(lower.transfer_batch_max),
             transfer_batch_wait_us: self.transfer_batch_wait_us.or(lower.transfer_batch_wait_us),
             transfer_batches_in_flight: self.transfer_batches_in_flight.or(lower.transfer_batches_in_flight),
+            nats_url: self.nats_url.or(lower.nats_url),
+            nats_stream: self.nats_stream.or(lower.nats_stream),
+            nats_subject_prefix: self.nats_subject_prefix.or(lower.nats_subject_prefix),
+            events_poll_ms: self.events_poll_ms.or(lower.events_poll_ms),
+            remit_attempts: self.remit_attempts.or(lower.remit_attempts),
+            remit_retry_delay_ms: self.remit_retry_delay_ms.or(lower.remit_retry_delay_ms),
+            alert_webhook_url: self.alert_webhook_url.or(lower.alert_webhook_url),
         }
     }
 
@@ -244,6 +288,13 @@ impl SettingsLayer {
             transfer_batch_max: self.transfer_batch_max.unwrap_or(d.transfer_batch_max),
             transfer_batch_wait_us: self.transfer_batch_wait_us.unwrap_or(d.transfer_batch_wait_us),
             transfer_batches_in_flight: self.transfer_batches_in_flight.unwrap_or(d.transfer_batches_in_flight),
+            nats_url: non_empty(self.nats_url),
+            nats_stream: non_empty(self.nats_stream).unwrap_or(d.nats_stream),
+            nats_subject_prefix: non_empty(self.nats_subject_prefix).unwrap_or(d.nats_subject_prefix),
+            events_poll_ms: self.events_poll_ms.unwrap_or(d.events_poll_ms),
+            remit_attempts: self.remit_attempts.unwrap_or(d.remit_attempts),
+            remit_retry_delay_ms: self.remit_retry_delay_ms.unwrap_or(d.remit_retry_delay_ms),
+            alert_webhook_url: non_empty(self.alert_webhook_url),
         }
     }
 }
@@ -286,7 +337,12 @@ mod layer_tests {
                 "mode" => "\"dev\"",
                 "clock_start" => "\"2026-11-21T00:00:00Z\"",
                 "scheduler" => "true",
-                k if k.ends_with("_max") || k.ends_with("_ms") || k.ends_with("_us") || k.ends_with("_flight") => "1",
+                k if ["_max", "_ms", "_us", "_flight", "_attempts"]
+                    .iter()
+                    .any(|s| k.ends_with(s)) =>
+                {
+                    "1"
+                }
                 _ => "\"x\"",
             };
             let parsed = toml::from_str::<SettingsLayer>(&format!("{key} = {value}"));

@@ -1,13 +1,16 @@
-//! What every handler can reach: the wallet, the business side, the admin token, and the
-//! dev-only knobs.
+//! What every handler can reach: the wallet, the business side, the event engine and
+//! operations, the admin token, and the dev-only knobs.
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use minipay_bank::BankSimulator;
 use minipay_business::Businesses;
+use minipay_business::remittance::Remittances;
 use minipay_core::ManualClock;
+use minipay_events::Events;
 use minipay_jobs::JobRunner;
 use minipay_services::Wallet;
 use minipay_services::auth::Secret;
+use minipay_services::operations::Operations;
 use std::sync::Arc;
 
 pub type AppState = Arc<AppContext>;
@@ -15,6 +18,10 @@ pub type AppState = Arc<AppContext>;
 pub struct AppContext {
     pub wallet: Arc<Wallet>,
     pub businesses: Arc<Businesses>,
+    pub remittances: Arc<Remittances>,
+    /// Alerts and dead letters, for operators.
+    pub operations: Arc<Operations>,
+    pub events: Events,
     pub jobs: Arc<JobRunner>,
     pub admin_token: Secret,
     /// Present only when the server runs on the manual clock.

@@ -65,9 +65,11 @@ fn daily(t: jiff::civil::Time) -> Schedule {
     }
 }
 
-/// The runner for every job of this build.
-pub fn job_runner(wallet: &Arc<Wallet>) -> JobRunner {
-    JobRunner::new(wallet.store().clone(), wallet.clock().clone(), all_jobs(wallet))
+/// The runner for the wallet's jobs and `more` (the other systems register their own).
+pub fn job_runner(wallet: &Arc<Wallet>, more: Vec<Arc<dyn ScheduledJob>>) -> JobRunner {
+    let mut jobs = all_jobs(wallet);
+    jobs.extend(more);
+    JobRunner::new(wallet.store().clone(), wallet.clock().clone(), jobs)
 }
 
 #[derive(Debug, Clone, Copy)]

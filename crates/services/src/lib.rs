@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod jobs;
 mod lock_retry;
 pub mod notify;
+pub mod operations;
 pub mod pagination;
 mod pending;
 mod savings;
@@ -30,7 +31,7 @@ pub use idempotency::{IdempotentRequest, Reply};
 pub use pending::PendingAction;
 pub use savings::{AutoDebitReport, InterestReport};
 pub use settlements::NewSettlementRequest;
-pub use transfers::{TransferListFilter, TransferRecipient, TransferRequest};
+pub use transfers::{MEMO_LEN_MAX, TransferListFilter, TransferRecipient, TransferRequest};
 pub use users::{NewUserRequest, UpdateUserRequest};
 pub use wallet_accounts::OpenSavingsRequest;
 

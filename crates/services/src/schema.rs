@@ -12,7 +12,7 @@ use minipay_core::money::AMOUNT_MAX;
 use minipay_core::request::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
 use minipay_core::split::PARTICIPANTS_MAX;
 use minipay_core::user::{EMAIL_LEN_MAX, NAME_LEN_MAX, PASSWORD_LEN_MAX, PASSWORD_LEN_MIN};
-use minipay_core::{ledger, split, transfer};
+use minipay_core::{ledger, remittance, split, transfer};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
@@ -175,6 +175,12 @@ schemas! {
 
     /// Settlements the caller requested (`requester`), or takes part in (`participant`).
     SettlementRole = one_of(["requester", "participant"]).default(Some("requester".into()));
+
+    /// Where a remittance is on its way (each status says where the money is).
+    RemittanceStatus = one_of(remittance::RemittanceStatus::ALL.map(remittance::RemittanceStatus::as_str));
+
+    /// The business's own reference for a remittance (an invoice number...).
+    RemittanceReference = text(remittance::REFERENCE_LEN_MAX);
 }
 
 #[cfg(test)]

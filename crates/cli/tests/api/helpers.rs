@@ -99,6 +99,7 @@ pub fn test_settings(db_url: &str) -> Settings {
         clock: ClockKind::Manual,
         clock_start: Some(T0.parse().expect("T0 is a timestamp")),
         scheduler: false,
+        events_poll_ms: 20,
         ..Settings::default()
     }
 }
@@ -230,6 +231,7 @@ async fn serve_process_with(backend: Backend, db: TestDb, env: &[(&str, &str)], 
         ("MINIPAY_CLOCK", "manual"),
         ("MINIPAY_CLOCK_START", T0),
         ("MINIPAY_SCHEDULER", "false"),
+        ("MINIPAY_EVENTS_POLL_MS", "20"),
         ("MINIPAY_LOG", "warn"),
         ("MINIPAY_BANK_URL", bank_url.as_str()),
     ];
@@ -276,6 +278,76 @@ where
     scenario(app.clone()).await;
     app.assert_invariants().await;
     app.teardown().await;
+}
+
+/// How events travel in a test server: the embedded dispatcher, or NATS JetStream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Embedded,
+    JetStream,
+}
+
+/// Settings that make a test server use JetStream at `nats_url`, on a stream and subjects no
+/// other test uses.
+pub fn use_jetstream(settings: &mut Settings, nats_url: &str) {
+    let isolated = minipay_events::testing::isolated_config(Some(nats_url.to_owned()));
+    settings.nats_url = isolated.nats_url;
+    settings.nats_stream = isolated.stream;
+    settings.nats_subject_prefix = isolated.subject_prefix;
+}
+
+/// [`run`] with events on `engine` (JetStream: the shared NATS server, skipped with a message
+/// when it is unreachable and not required; the test's stream is deleted after).
+pub async fn run_on<F, Fut>(backend: Backend, engine: Engine, scenario: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let nats = match engine {
+        Engine::Embedded => None,
+        Engine::JetStream => match minipay_events::testing::nats_url().await {
+            Some(url) => Some(url),
+            None => return,
+        },
+    };
+    let mut stream = None;
+    run_with(
+        backend,
+        |s| {
+            if let Some(url) = &nats {
+                use_jetstream(s, url);
+                stream = Some(minipay_events::EventsConfig {
+                    nats_url: s.nats_url.clone(),
+                    stream: s.nats_stream.clone(),
+                    ..Default::default()
+                });
+            }
+        },
+        scenario,
+    )
+    .await;
+    if let Some(config) = stream {
+        minipay_events::testing::delete_stream(&config).await;
+    }
+}
+
+/// Declares scenarios that run on SQLite and PostgreSQL, each with the embedded event
+/// dispatcher and with NATS JetStream.
+#[macro_export]
+macro_rules! on_every_engine {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::{Backend, Engine, run_on};
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() { run_on(Backend::Sqlite, Engine::Embedded, super::$name).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() { run_on(Backend::Postgres, Engine::Embedded, super::$name).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite_jetstream() { run_on(Backend::Sqlite, Engine::JetStream, super::$name).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres_jetstream() { run_on(Backend::Postgres, Engine::JetStream, super::$name).await }
+        }
+    )+};
 }
 
 /// Declares scenarios that run once on SQLite and once on PostgreSQL.
@@ -366,6 +438,8 @@ pub struct TestBusiness {
     pub id: String,
     pub name: String,
     pub registration_number: String,
+    /// Its bank account's number (at the simulated bank, where its balance can be read).
+    pub account_number: String,
     pub api_key: String,
     pub webhook_secret: String,
 }
@@ -577,13 +651,21 @@ impl TestApp {
 
     /// Onboards a business (admin) with [`TestApp::business_body`].
     pub async fn onboard_business(&self, name: &str) -> TestBusiness {
-        let created = self.admin_post("/v1/admin/businesses", Self::business_body(name)).await;
+        self.onboard_business_at(name, &fresh_bank_account_number()).await
+    }
+
+    /// Onboards a business whose bank account is `account_number`.
+    pub async fn onboard_business_at(&self, name: &str, account_number: &str) -> TestBusiness {
+        let mut body = Self::business_body(name);
+        body["account_number"] = json!(account_number);
+        let created = self.admin_post("/v1/admin/businesses", body).await;
         let b = created.assert_status(201);
         let text = |field: &str| b[field].as_str().unwrap().to_owned();
         TestBusiness {
             id: text("id"),
             name: text("name"),
             registration_number: text("registration_number"),
+            account_number: account_number.to_owned(),
             api_key: text("api_key"),
             webhook_secret: text("webhook_secret"),
         }

@@ -6,6 +6,8 @@ pub mod admin;
 pub mod bank_accounts;
 pub mod businesses;
 pub mod health;
+pub mod operations;
+pub mod remittances;
 pub mod settlements;
 pub mod transfers;
 pub mod users;

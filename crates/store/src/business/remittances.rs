@@ -287,6 +287,18 @@ impl Session {
         Ok(())
     }
 
+    /// How many attempts a remittance's step has had.
+    pub async fn count_remittance_attempts(&mut self, id: RemittanceId, step: Step) -> Result<i64> {
+        let n: i64 = on_db!(self, c => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM remittance_attempts WHERE remittance_id = $1 AND step = $2",
+        )
+        .bind(id.as_uuid())
+        .bind(step.as_str())
+        .fetch_one(c)
+        .await)?;
+        Ok(n)
+    }
+
     /// Every attempt of the given remittances, oldest first.
     pub async fn remittance_attempts(&mut self, ids: &[RemittanceId]) -> Result<Vec<RemittanceAttempt>> {
         if ids.is_empty() {
