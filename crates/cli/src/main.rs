@@ -80,6 +80,9 @@ enum BenchCommand {
     /// Transfers/s and latency: the classic pessimistic transfer in pgbench against minipay
     /// end to end over HTTP (uniform pairs and a hot receiver), with the ledger checked after.
     Transfers(bench::TransfersBench),
+    /// Business remittances through the API on PostgreSQL + JetStream and SQLite embedded,
+    /// with the bank at 0 and 20 ms: accepted/s, completed/s, latency, audit, bank balances.
+    Remittances(bench::RemittancesBench),
 }
 
 #[derive(Subcommand)]
@@ -359,6 +362,9 @@ async fn main() -> anyhow::Result<()> {
         } => b.run().await,
         Command::Bench {
             which: BenchCommand::Transfers(b),
+        } => b.run().await,
+        Command::Bench {
+            which: BenchCommand::Remittances(b),
         } => b.run().await,
         Command::Sim {
             system: SimCommand::Bank { listen },

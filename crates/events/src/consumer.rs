@@ -4,6 +4,7 @@
 
 use crate::event::Event;
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use minipay_jobs::{QueueHandler, Retry};
 use minipay_store::{NewDeadLetter, QueuedJob, Session, StoreError};
@@ -55,6 +56,17 @@ pub trait Consumer: Send + Sync + 'static {
         16
     }
     async fn handle(&self, event: &Event) -> Result<(), Failure>;
+    /// Handles several events together: one answer per event, in their order. Default:
+    /// `handle` each, `concurrency()` at a time. A consumer that can do a batch's work in
+    /// fewer transactions overrides it.
+    async fn handle_batch(&self, events: &[Event]) -> Vec<Result<(), Failure>> {
+        // By index: a closure over `&Event` would not be `Send` for every lifetime.
+        futures_util::stream::iter(0..events.len())
+            .map(|i| self.handle(&events[i]))
+            .buffered(self.concurrency().max(1))
+            .collect()
+            .await
+    }
     /// Records the dead letter when `event` failed its last attempt, in the transaction that
     /// buries its delivery. The default names the consumer and the event; a consumer that
     /// knows the failing point (a remittance's step) says so instead.
@@ -140,23 +152,38 @@ impl QueueHandler for Deliveries {
     }
 
     async fn handle(&self, job: &QueuedJob) -> Result<bool, Retry> {
-        let event = event_of(job)?;
+        self.handle_batch(std::slice::from_ref(job))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Retry("no answer".into())))
+    }
+
+    async fn handle_batch(&self, jobs: &[QueuedJob]) -> Vec<Result<bool, Retry>> {
+        let parsed: Vec<Result<Event, Retry>> = jobs.iter().map(event_of).collect();
+        let events: Vec<Event> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+        let mut answers = self.consumer.handle_batch(&events).await.into_iter();
         let name = self.consumer.name();
-        match self.consumer.handle(&event).await {
-            Ok(()) => {
-                metrics::counter!("minipay_events_handled_total", "consumer" => name).increment(1);
-                Ok(true)
-            }
-            Err(Failure(why)) => {
-                tracing::info!(consumer = name, event = %event.id, attempt = job.attempts, reason = %why,
-                    "event handler failed");
-                if job.attempts < job.attempts_max {
-                    self.stats.add(&self.stats.retried, 1);
-                    metrics::counter!("minipay_events_retried_total", "consumer" => name).increment(1);
+        jobs.iter()
+            .zip(parsed)
+            .map(|(job, parsed)| {
+                let event = parsed?;
+                match answers.next().unwrap_or_else(|| Err(Failure::new("no answer"))) {
+                    Ok(()) => {
+                        metrics::counter!("minipay_events_handled_total", "consumer" => name).increment(1);
+                        Ok(true)
+                    }
+                    Err(Failure(why)) => {
+                        tracing::info!(consumer = name, event = %event.id, attempt = job.attempts, reason = %why,
+                            "event handler failed");
+                        if job.attempts < job.attempts_max {
+                            self.stats.add(&self.stats.retried, 1);
+                            metrics::counter!("minipay_events_retried_total", "consumer" => name).increment(1);
+                        }
+                        Err(Retry(why))
+                    }
                 }
-                Err(Retry(why))
-            }
-        }
+            })
+            .collect()
     }
 
     fn retry_delay(&self, _attempts: i32) -> SignedDuration {

@@ -50,18 +50,21 @@ async fn dispatch_batch(shared: &Shared, routes: &Routes) -> anyhow::Result<usiz
     let mut tx = shared.store.begin().await?;
     let batch = tx.claim_unpublished_events(shared.config.relay_batch_max).await?;
     let now = shared.clock.now();
-    let mut woken: Vec<&Arc<Notify>> = Vec::new();
+    // Each consumer's deliveries of the batch, enqueued with one call per consumer.
+    let mut per_route: HashMap<&'static str, (&Route, Vec<(String, serde_json::Value)>)> = HashMap::new();
     for row in &batch {
         let Some(targets) = routes.by_subject.get(row.subject.as_str()) else {
             continue;
         };
         let payload = Delivery::payload(&event_of(row)?);
         for route in targets {
-            let item = [(row.id.to_string(), payload.clone())];
-            tx.enqueue_keyed_jobs(route.kind, &item, route.attempts_max, now)
-                .await?;
-            woken.push(&route.wake);
+            let entry = per_route.entry(route.kind).or_insert_with(|| (route, Vec::new()));
+            entry.1.push((row.id.to_string(), payload.clone()));
         }
+    }
+    for (route, items) in per_route.values() {
+        tx.enqueue_keyed_jobs(route.kind, items, route.attempts_max, now)
+            .await?;
     }
     let seqs: Vec<i64> = batch.iter().map(|r| r.seq).collect();
     tx.mark_events_published(&seqs, now).await?;
@@ -71,8 +74,8 @@ async fn dispatch_batch(shared: &Shared, routes: &Routes) -> anyhow::Result<usiz
         .published
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     metrics::counter!("minipay_events_published_total", "mode" => "embedded").increment(batch.len() as u64);
-    for wake in woken {
-        wake.notify_one();
+    for (route, _) in per_route.values() {
+        route.wake.notify_one();
     }
     Ok(batch.len())
 }

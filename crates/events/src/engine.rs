@@ -15,6 +15,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+/// Batches each instance pulls at once per JetStream consumer: one is handled while the next
+/// is pulled and recorded.
+const PULLERS_PER_CONSUMER: usize = 2;
+
 /// How events travel. Every setting is named with its unit.
 #[derive(Debug, Clone)]
 pub struct EventsConfig {
@@ -159,11 +163,10 @@ impl Events {
                 tasks.push(tokio::spawn(jetstream::relay(self.shared.clone(), js.clone())));
                 for d in &deliveries {
                     let consumer = jetstream::durable_consumer(&js, &self.shared.config, d.consumer.as_ref()).await?;
-                    tasks.push(tokio::spawn(jetstream::consume(
-                        self.shared.clone(),
-                        consumer,
-                        d.clone(),
-                    )));
+                    for _ in 0..PULLERS_PER_CONSUMER {
+                        let pull = jetstream::consume(self.shared.clone(), consumer.clone(), d.clone());
+                        tasks.push(tokio::spawn(pull));
+                    }
                 }
             }
         }

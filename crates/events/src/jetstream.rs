@@ -165,88 +165,107 @@ async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
     }
 }
 
-/// A consumer's loop: pull messages (several in flight), record each as a delivery and run
-/// it, acknowledge once settled. Pulls again whenever the message stream ends (a lost
-/// connection, a restarted server).
+/// Messages pulled (and their deliveries recorded and run) together.
+const PULL_BATCH_MAX: usize = 64;
+
+/// A consumer's loop: pull a batch of messages, record each as a delivery and run the new
+/// ones as one batch, acknowledge them once settled. Pulls again whenever a batch ends or the
+/// connection is lost (a restarted server).
 pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliveries: Arc<Deliveries>) {
     let name = deliveries.consumer.name();
-    loop {
-        match consumer.messages().await {
-            Ok(messages) => {
-                let mut stop = shared.stop.clone();
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                messages
-                    .take_until(stopped)
-                    .for_each_concurrent(deliveries.consumer.concurrency().max(1), |m| {
-                        let (shared, deliveries) = (&shared, &deliveries);
-                        async move {
-                            match m {
-                                Ok(m) => handle_message(shared, deliveries, m).await,
-                                Err(e) => tracing::warn!(consumer = name, error = %e, "pulling messages failed"),
-                            }
-                        }
+    while !*shared.stop.borrow() {
+        let pulled = consumer
+            .batch()
+            .max_messages(PULL_BATCH_MAX)
+            .expires(shared.config.poll_interval.max(Duration::from_millis(MIN_PULL_WAIT_MS)))
+            .messages()
+            .await;
+        let messages: Vec<Message> = match pulled {
+            Ok(stream) => {
+                stream
+                    .filter_map(|m| async move {
+                        m.map_err(|e| tracing::warn!(consumer = name, error = %e, "pulling messages failed"))
+                            .ok()
                     })
+                    .collect()
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, "could not pull messages; trying again");
+                tokio::time::sleep(shared.config.poll_interval).await;
+                continue;
+            }
+        };
+        if !messages.is_empty() {
+            handle_messages(&shared, &deliveries, messages).await;
+        }
+    }
+}
+
+/// The shortest a pull request may wait for messages (JetStream wants a positive expiry).
+const MIN_PULL_WAIT_MS: u64 = 10;
+
+async fn handle_messages(shared: &Shared, deliveries: &Deliveries, messages: Vec<Message>) {
+    let name = deliveries.consumer.name();
+    let mut events = Vec::with_capacity(messages.len());
+    let mut kept = Vec::with_capacity(messages.len());
+    for message in messages {
+        match serde_json::from_slice::<Event>(&message.payload) {
+            Ok(event) => {
+                if message.info().is_ok_and(|i| i.delivered > 1) {
+                    shared.counters.redelivered.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("minipay_events_redelivered_total", "consumer" => name).increment(1);
+                }
+                events.push(event);
+                kept.push(message);
+            }
+            Err(e) => {
+                tracing::error!(consumer = name, error = %e, "a message that is not an event; dropped from the stream");
+                let _ = message.ack_with(AckKind::Term).await;
+            }
+        }
+    }
+    match deliver(shared, deliveries, &events).await {
+        Ok(()) => {
+            for message in kept {
+                if let Err(e) = message.ack().await {
+                    // It will be delivered again and found already recorded.
+                    tracing::warn!(consumer = name, error = %e, "acknowledging a message failed");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(consumer = name, error = ?e, "recording deliveries failed; JetStream will offer them again");
+            for message in kept {
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_millis(NAK_DELAY_MS))))
                     .await;
             }
-            Err(e) => tracing::warn!(consumer = name, error = %e, "could not pull messages; trying again"),
-        }
-        if *shared.stop.borrow() {
-            return;
-        }
-        tokio::time::sleep(shared.config.poll_interval).await;
-    }
-}
-
-async fn handle_message(shared: &Shared, deliveries: &Deliveries, message: Message) {
-    let name = deliveries.consumer.name();
-    let event: Event = match serde_json::from_slice(&message.payload) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(consumer = name, error = %e, "a message that is not an event; dropped from the stream");
-            let _ = message.ack_with(AckKind::Term).await;
-            return;
-        }
-    };
-    if message.info().is_ok_and(|i| i.delivered > 1) {
-        shared.counters.redelivered.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("minipay_events_redelivered_total", "consumer" => name).increment(1);
-    }
-    match deliver(shared, deliveries, &event).await {
-        Ok(()) => {
-            if let Err(e) = message.ack().await {
-                // It will be delivered again and found already recorded.
-                tracing::warn!(consumer = name, event = %event.id, error = %e, "acknowledging a message failed");
-            }
-        }
-        Err(e) => {
-            tracing::warn!(consumer = name, event = %event.id, error = ?e, "recording a delivery failed; JetStream will offer it again");
-            let _ = message
-                .ack_with(AckKind::Nak(Some(Duration::from_millis(NAK_DELAY_MS))))
-                .await;
         }
     }
 }
 
-/// Records the delivery and, if it is new, runs its first attempt at once. A delivery seen
-/// before (a redelivered message) is left to its own state: done, dead, or due later.
-async fn deliver(shared: &Shared, deliveries: &Deliveries, event: &Event) -> anyhow::Result<()> {
+/// Records the deliveries and runs the new ones' first attempt at once, as one batch. A
+/// delivery seen before (a redelivered message) is left to its own state: done, dead, or due
+/// later.
+async fn deliver(shared: &Shared, deliveries: &Deliveries, events: &[Event]) -> anyhow::Result<()> {
     let clock = shared.clock.as_ref();
     let mut tx = shared.store.begin().await?;
-    let job = tx
-        .enqueue_claimed_job(
-            deliveries.kind,
-            &event.id.to_string(),
-            &Delivery::payload(event),
-            deliveries.consumer.retry_policy().attempts_max,
-            clock.now(),
-            minipay_jobs::claim_lease_until(clock),
-        )
-        .await?;
-    tx.commit().await?;
-    if let Some(job) = job {
-        minipay_jobs::run_claimed(&shared.store, clock, deliveries, &job).await?;
+    let mut jobs = Vec::with_capacity(events.len());
+    for event in events {
+        let job = tx
+            .enqueue_claimed_job(
+                deliveries.kind,
+                &event.id.to_string(),
+                &Delivery::payload(event),
+                deliveries.consumer.retry_policy().attempts_max,
+                clock.now(),
+                minipay_jobs::claim_lease_until(clock),
+            )
+            .await?;
+        jobs.extend(job);
     }
+    tx.commit().await?;
+    minipay_jobs::run_batch(&shared.store, clock, deliveries, &jobs).await?;
     Ok(())
 }

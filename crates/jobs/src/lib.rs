@@ -4,5 +4,5 @@
 mod queue;
 mod runner;
 
-pub use queue::{QueueHandler, QueueReport, Retry, Settled, claim_lease_until, drain_queue, run_claimed};
+pub use queue::{QueueHandler, QueueReport, Retry, Settled, claim_lease_until, drain_queue, run_batch, run_claimed};
 pub use runner::{JobOutcome, JobRunner, RunError, RunReport, ScheduledJob};

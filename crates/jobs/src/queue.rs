@@ -1,5 +1,5 @@
-//! Draining the durable queue: claim due work, hand it to its handler, retry with backoff,
-//! and bury it (state `dead`, with the reason) after its last attempt.
+//! Draining the durable queue: claim due work, hand it to its handler a batch at a time,
+//! retry with backoff, and bury it (state `dead`, with the reason) after its last attempt.
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -34,6 +34,17 @@ pub trait QueueHandler: Send + Sync {
     /// remote system overlaps its waits). Default 1: one after another.
     fn concurrency(&self) -> usize {
         1
+    }
+    /// Handles claimed jobs together: one answer per job, in their order. Default: `handle`
+    /// each, `concurrency()` at a time. A handler that can do a batch's work in fewer
+    /// transactions overrides it.
+    async fn handle_batch(&self, jobs: &[QueuedJob]) -> Vec<Result<bool, Retry>> {
+        // By index: a closure over `&QueuedJob` would not be `Send` for every lifetime.
+        futures_util::stream::iter(0..jobs.len())
+            .map(|i| self.handle(&jobs[i]))
+            .buffered(self.concurrency().max(1))
+            .collect()
+            .await
     }
 }
 
@@ -77,10 +88,10 @@ fn backoff(attempts: i32) -> SignedDuration {
     SignedDuration::from_secs(secs)
 }
 
-/// Handles every job of `handler.kind()` due at `at`, batch by batch, up to
-/// `handler.concurrency()` at once. Safe to run on several instances at once: claims skip each
-/// other's rows and are leased. Leases and retry times count from the clock's now, whatever
-/// `at` a run by hand was given.
+/// Handles every job of `handler.kind()` due at `at`, batch by batch (each batch handed to
+/// the handler whole, and settled in one transaction). Safe to run on several instances at
+/// once: claims skip each other's rows and are leased. Leases and retry times count from the
+/// clock's now, whatever `at` a run by hand was given.
 pub async fn drain_queue(
     store: &Store,
     clock: &dyn Clock,
@@ -94,12 +105,8 @@ pub async fn drain_queue(
             .claim_queued_jobs(handler.kind(), at, claim_lease_until(clock), DRAIN_BATCH_MAX)
             .await?;
         tx.commit().await?;
-        let claimed = batch.len();
-        let mut settled = futures_util::stream::iter(batch)
-            .map(|job| async move { run_claimed(store, clock, handler, &job).await })
-            .buffer_unordered(handler.concurrency().max(1));
-        while let Some(outcome) = settled.next().await {
-            match outcome? {
+        for settled in run_batch(store, clock, handler, &batch).await? {
+            match settled {
                 Settled::Changed => report.changed += 1,
                 Settled::Unchanged => report.unchanged += 1,
                 Settled::Retried => report.retried += 1,
@@ -107,7 +114,7 @@ pub async fn drain_queue(
                 Settled::TakenOver => {}
             }
         }
-        if claimed < DRAIN_BATCH_MAX as usize {
+        if batch.len() < DRAIN_BATCH_MAX as usize {
             return Ok(report);
         }
     }
@@ -118,30 +125,56 @@ pub fn claim_lease_until(clock: &dyn Clock) -> Timestamp {
     clock.now() + SignedDuration::from_secs(CLAIM_LEASE_SECS)
 }
 
-/// Runs one job this worker has claimed and settles it: done, retried the handler's delay
-/// after this attempt began, or — after its last attempt — buried with the handler's record of it, in one
-/// transaction.
+/// Runs one job this worker has claimed and settles it (see [`run_batch`]).
 pub async fn run_claimed(
     store: &Store,
     clock: &dyn Clock,
     handler: &dyn QueueHandler,
     job: &QueuedJob,
 ) -> anyhow::Result<Settled> {
+    let settled = run_batch(store, clock, handler, std::slice::from_ref(job)).await?;
+    Ok(settled.into_iter().next().unwrap_or(Settled::TakenOver))
+}
+
+/// Runs jobs this worker has claimed, as one batch, and settles them in one transaction: each
+/// done, retried the handler's delay after this attempt began, or — after its last attempt —
+/// buried with the handler's record of it.
+pub async fn run_batch(
+    store: &Store,
+    clock: &dyn Clock,
+    handler: &dyn QueueHandler,
+    jobs: &[QueuedJob],
+) -> anyhow::Result<Vec<Settled>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
     // Retries count from when the attempt began: "10 s apart" means between attempts, however
     // long this one took.
     let started = clock.now();
-    let result = handler.handle(job).await;
+    let results = handler.handle_batch(jobs).await;
+    assert_eq!(results.len(), jobs.len(), "one answer per job");
     let mut tx = store.begin().await?;
-    let (outcome, settled) = match &result {
+    let mut settled = Vec::with_capacity(jobs.len());
+    for (job, result) in jobs.iter().zip(&results) {
+        settled.push(settle(&mut tx, clock, handler, job, result, started).await?);
+    }
+    tx.commit().await?;
+    Ok(settled)
+}
+
+/// Records one job's outcome in `tx`; a job another worker took over is left as it is.
+async fn settle(
+    tx: &mut Session,
+    clock: &dyn Clock,
+    handler: &dyn QueueHandler,
+    job: &QueuedJob,
+    result: &Result<bool, Retry>,
+    started: Timestamp,
+) -> anyhow::Result<Settled> {
+    let (outcome, settled) = match result {
         Ok(true) => (QueuedOutcome::Done, Settled::Changed),
         Ok(false) => (QueuedOutcome::Done, Settled::Unchanged),
-        Err(Retry(why)) if job.attempts >= job.attempts_max => {
-            metrics::counter!("minipay_queued_jobs_dead_total", "kind" => handler.kind()).increment(1);
-            tracing::error!(job = %job.id, kind = handler.kind(), attempts = job.attempts, reason = %why,
-                "queued job is dead after its last attempt");
-            handler.buried(&mut tx, job, why).await?;
-            (QueuedOutcome::Dead { error: why }, Settled::Dead)
-        }
+        Err(Retry(why)) if job.attempts >= job.attempts_max => (QueuedOutcome::Dead { error: why }, Settled::Dead),
         Err(Retry(why)) => {
             let at = started + handler.retry_delay(job.attempts);
             (QueuedOutcome::Retry { at, error: why }, Settled::Retried)
@@ -149,10 +182,14 @@ pub async fn run_claimed(
     };
     if !tx.settle_queued_job(job.id, job.attempts, outcome, clock.now()).await? {
         tracing::warn!(job = %job.id, kind = handler.kind(), "queued job was taken over before we settled it");
-        tx.rollback().await?;
         return Ok(Settled::TakenOver);
     }
-    tx.commit().await?;
+    if let (Settled::Dead, Err(Retry(why))) = (settled, result) {
+        metrics::counter!("minipay_queued_jobs_dead_total", "kind" => handler.kind()).increment(1);
+        tracing::error!(job = %job.id, kind = handler.kind(), attempts = job.attempts, reason = %why,
+            "queued job is dead after its last attempt");
+        handler.buried(tx, job, why).await?;
+    }
     Ok(settled)
 }
 

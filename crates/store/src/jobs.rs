@@ -270,23 +270,49 @@ impl Session {
         now: Timestamp,
     ) -> Result<u64> {
         self.assert_writable();
-        let mut added = 0;
-        for (key, payload) in items {
-            added += on_db!(self, c => sqlx::query(
-                "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts_max, state, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'queued', $5, $5)
-                 ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING",
-            )
-            .bind(Uuid::now_v7())
-            .bind(kind)
-            .bind(key)
-            .bind(payload.to_string())
-            .bind(DbTime(now))
-            .bind(attempts_max)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
-        }
+        const INSERT: &str =
+            "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts_max, state, created_at, updated_at)";
+        let added = match self.db() {
+            // One statement for the batch.
+            Db::Pg(c) => {
+                let ids: Vec<Uuid> = items.iter().map(|_| Uuid::now_v7()).collect();
+                let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+                let payloads: Vec<String> = items.iter().map(|(_, p)| p.to_string()).collect();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{INSERT} SELECT id, $2, key, payload, $5, $6, 'queued', $5, $5
+                     FROM UNNEST($1::uuid[], $3::text[], $4::text[]) AS t(id, key, payload)
+                     ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING"
+                )))
+                .bind(&ids)
+                .bind(kind)
+                .bind(&keys)
+                .bind(&payloads)
+                .bind(DbTime(now))
+                .bind(attempts_max)
+                .execute(c)
+                .await?
+                .rows_affected()
+            }
+            Db::Sqlite(c) => {
+                let mut added = 0;
+                for (key, payload) in items {
+                    added += sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "{INSERT} VALUES ($1, $2, $3, $4, $5, $6, 'queued', $5, $5)
+                         ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING"
+                    )))
+                    .bind(Uuid::now_v7())
+                    .bind(kind)
+                    .bind(key)
+                    .bind(payload.to_string())
+                    .bind(DbTime(now))
+                    .bind(attempts_max)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                }
+                added
+            }
+        };
         Ok(added)
     }
 

@@ -75,11 +75,26 @@ impl Consumer for SideConsumer {
     }
 
     async fn handle(&self, event: &Event) -> Result<(), Failure> {
-        let id = remittance_of(event)?;
-        self.remittances
-            .advance(id, self.side)
+        self.handle_batch(std::slice::from_ref(event))
             .await
-            .map_err(|StepFailure { step, reason }| Failure::new(format!("{}: {reason}", step.as_str())))
+            .pop()
+            .unwrap_or_else(|| Err(Failure::new("no answer")))
+    }
+
+    /// The whole batch advanced together (one transaction per step, bank calls overlapped).
+    async fn handle_batch(&self, events: &[Event]) -> Vec<Result<(), Failure>> {
+        let ids: Vec<Result<RemittanceId, Failure>> = events.iter().map(remittance_of).collect();
+        let valid: Vec<RemittanceId> = ids.iter().filter_map(|id| id.as_ref().ok().copied()).collect();
+        let mut advanced = self.remittances.advance_batch(&valid, self.side).await.into_iter();
+        ids.into_iter()
+            .map(|id| {
+                id?;
+                advanced
+                    .next()
+                    .unwrap_or(Ok(()))
+                    .map_err(|StepFailure { step, reason }| Failure::new(format!("{}: {reason}", step.as_str())))
+            })
+            .collect()
     }
 
     /// The dead letter names the step the remittance stopped at (its failing point) and comes

@@ -20,11 +20,12 @@ use minipay_core::remittance::{RemittanceStatus, Step};
 use minipay_core::request::{IdempotencyKey, PageLimit};
 use minipay_core::{BusinessId, Clock, RemittanceId};
 use minipay_events::{Events, emit};
+use minipay_services::RegisterBankAccount;
 use minipay_services::idempotency::{IdempotentRequest, Reply, claim, conclude};
 use minipay_services::pagination::{decode_cursor, page_of, rows_for};
 use minipay_services::views::Page;
 use minipay_services::{ServiceError, ServiceResult, bank_failure};
-use minipay_store::{NewRemittanceRecord, Remittance, RemittanceFilter, StatusChange, Store};
+use minipay_store::{NewBusinessRemittance, NewRemittanceRecord, Remittance, RemittanceFilter, StatusChange, Store};
 use std::sync::Arc;
 use views::{RemittanceDetailView, RemittanceView};
 
@@ -77,9 +78,9 @@ pub struct Remittances {
     config: RemitConfig,
 }
 
-/// Where a recipient's money goes at the bank, and how it is shown.
+/// A bank account a remittance pays (not a business's), and the sender's account.
 struct Destination {
-    business: Option<BusinessId>,
+    sender_fin: String,
     bank_code: String,
     account_number_masked: String,
     holder_name: String,
@@ -120,81 +121,81 @@ impl Remittances {
     ) -> ServiceResult<Reply<RemittanceView>> {
         let key = key.ok_or_else(|| ServiceError::validation("Idempotency-Key is required for a remittance"))?;
         let idem = IdempotentRequest::new(Some(key), "remittance", "", &req.fingerprint());
-        let sender = self.businesses.record_of(from).await?;
-        let to = self.destination(from, &sender.fintech_use_num, &req).await?;
+        // A bank account is registered with the bank first, with no transaction open.
+        let to_account = match &req.to {
+            Recipient::Business(id) if *id == from => return Err(yourself()),
+            Recipient::Business(_) => None,
+            Recipient::BankAccount(account) => Some(self.bank_destination(from, account).await?),
+        };
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         if let Some(stored) = claim(&mut tx, from, idem.as_ref(), now).await? {
             return Ok(Reply::Replayed(stored));
         }
         let id = RemittanceId::new();
-        tx.insert_remittance(&NewRemittanceRecord {
-            id,
-            from_business_id: from,
-            from_fintech_use_num: &sender.fintech_use_num,
-            to_business_id: to.business,
-            to_bank_code: &to.bank_code,
-            to_account_number_masked: &to.account_number_masked,
-            to_holder_name: &to.holder_name,
-            to_fintech_use_num: &to.fintech_use_num,
-            amount: req.amount.won(),
-            memo: req.memo.as_deref(),
-            reference: req.reference.as_deref(),
-            at: now,
-        })
-        .await?;
+        let (memo, reference) = (req.memo.as_deref(), req.reference.as_deref());
+        let recorded = match (&req.to, to_account) {
+            (Recipient::Business(to), _) => tx
+                .insert_remittance_to_business(&NewBusinessRemittance {
+                    id,
+                    from,
+                    to: *to,
+                    amount: req.amount.won(),
+                    memo,
+                    reference,
+                    at: now,
+                })
+                .await?
+                .ok_or(ServiceError::NotFound("business"))?,
+            (_, Some(to)) => {
+                tx.insert_remittance(&NewRemittanceRecord {
+                    id,
+                    from_business_id: from,
+                    from_fintech_use_num: &to.sender_fin,
+                    to_business_id: None,
+                    to_bank_code: &to.bank_code,
+                    to_account_number_masked: &to.account_number_masked,
+                    to_holder_name: &to.holder_name,
+                    to_fintech_use_num: &to.fintech_use_num,
+                    amount: req.amount.won(),
+                    memo,
+                    reference,
+                    at: now,
+                })
+                .await?
+            }
+            (Recipient::BankAccount(_), None) => return Err(internal("a bank account without its registration")),
+        };
         emit(&mut tx, subjects::REQUESTED, &trigger(id), now).await?;
-        let recorded = tx
-            .remittance(id)
-            .await?
-            .ok_or_else(|| internal("remittance just recorded"))?;
         let reply = conclude(tx, from, idem.as_ref(), 202, Ok(RemittanceView::new(&recorded, &[]))).await?;
         self.events.wake();
         metrics::counter!("minipay_remittances_requested_total").increment(1);
         Ok(reply)
     }
 
-    /// B's account at the bank: a business's registered one, or a bank account registered
-    /// with the bank now (outside any transaction). Paying oneself is refused.
-    async fn destination(&self, from: BusinessId, from_fin: &str, req: &NewRemittance) -> ServiceResult<Destination> {
-        let yourself = || ServiceError::validation("a business cannot send a remittance to itself");
-        match &req.to {
-            Recipient::Business(id) if *id == from => Err(yourself()),
-            Recipient::Business(id) => {
-                let b = self.businesses.record_of(*id).await.map_err(|e| match e {
-                    ServiceError::NotFound(_) => ServiceError::NotFound("business"),
-                    e => e,
-                })?;
-                Ok(Destination {
-                    business: Some(b.id),
-                    bank_code: b.bank_code,
-                    account_number_masked: b.account_number_masked,
-                    holder_name: b.holder_name,
-                    fintech_use_num: b.fintech_use_num,
-                })
-            }
-            Recipient::BankAccount(account) => {
-                let fin = self
-                    .bank
-                    .register_account(&minipay_bank::RegisterAccount {
-                        bank_code: account.bank_code.as_str().to_owned(),
-                        account_number: account.account_number.as_str().to_owned(),
-                        holder_name: account.holder_name.clone(),
-                    })
-                    .await
-                    .map_err(bank_failure)?;
-                if fin.fintech_use_num == from_fin {
-                    return Err(yourself());
-                }
-                Ok(Destination {
-                    business: None,
-                    bank_code: account.bank_code.as_str().to_owned(),
-                    account_number_masked: account.account_number.masked(),
-                    holder_name: account.holder_name.clone(),
-                    fintech_use_num: fin.fintech_use_num,
-                })
-            }
+    /// A bank account to pay, registered with the bank now (outside any transaction); paying
+    /// one's own account is refused.
+    async fn bank_destination(&self, from: BusinessId, account: &RegisterBankAccount) -> ServiceResult<Destination> {
+        let sender = self.businesses.record_of(from).await?;
+        let fin = self
+            .bank
+            .register_account(&minipay_bank::RegisterAccount {
+                bank_code: account.bank_code.as_str().to_owned(),
+                account_number: account.account_number.as_str().to_owned(),
+                holder_name: account.holder_name.clone(),
+            })
+            .await
+            .map_err(bank_failure)?;
+        if fin.fintech_use_num == sender.fintech_use_num {
+            return Err(yourself());
         }
+        Ok(Destination {
+            sender_fin: sender.fintech_use_num,
+            bank_code: account.bank_code.as_str().to_owned(),
+            account_number_masked: account.account_number.masked(),
+            holder_name: account.holder_name.clone(),
+            fintech_use_num: fin.fintech_use_num,
+        })
     }
 
     /// A remittance `business` sent or receives; anyone else's is `not_found`.
@@ -287,6 +288,10 @@ impl Remittances {
 /// The data of the events that set a side to work: which remittance.
 pub(crate) fn trigger(id: RemittanceId) -> serde_json::Value {
     serde_json::json!({ "remittance_id": id })
+}
+
+fn yourself() -> ServiceError {
+    ServiceError::validation("a business cannot send a remittance to itself")
 }
 
 pub(crate) fn internal(what: &str) -> ServiceError {

@@ -8,10 +8,12 @@ use super::{Remittances, dead_letter_kind, subjects, trigger};
 use jiff::Timestamp;
 use minipay_bank::{BankError, TransferRequest, TransferStatus};
 use minipay_core::JournalId;
+use minipay_core::ledger::JournalDraft;
 use minipay_core::ledger::remittance_journal;
 use minipay_core::remittance::{AttemptOutcome, RemittanceStatus, Step, StepOutcome};
 use minipay_events::alerts;
 use minipay_store::{NewAlert, NewRemittanceAttempt, Remittance, RemittanceFailure, Session, StatusChange, StoreError};
+use std::collections::HashMap;
 
 /// The two halves of the way, joined by the `remittance.credited` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,53 +48,254 @@ enum Verdict {
 /// What shows on bank statements.
 const PRINT_CONTENT: &str = "minipay remittance";
 
+/// A side takes at most this many steps in one go (debit, payout, refund).
+const STEPS_PER_SIDE_MAX: usize = 3;
+
+/// One remittance's outcome of one step, ready to record.
+struct Outcome {
+    r: Remittance,
+    step: Step,
+    verdict: Verdict,
+    started: Timestamp,
+}
+
 impl Remittances {
     /// Runs the steps of `side` that the remittance waits for, until it hands over to the other
     /// side, ends, or a step fails for now. Idempotent: a remittance past `side` is left alone.
     pub(crate) async fn advance(&self, id: minipay_core::RemittanceId, side: Side) -> Result<(), StepFailure> {
-        loop {
-            let read = self.store.read().await;
-            let r = match read {
-                Ok(mut s) => s.remittance(id).await,
-                Err(e) => Err(e),
-            };
-            let r = match r {
-                Ok(Some(r)) => r,
-                Ok(None) => return Ok(()), // nothing to do for an id nobody recorded
-                Err(e) => return Err(store_failure(Step::Collect, &e)),
-            };
-            let Some(step) = r.status.next_step().filter(|s| side_of(*s) == side) else {
-                return Ok(());
-            };
-            self.run_step(&r, step).await?;
-        }
+        self.advance_batch(&[id], side).await.pop().unwrap_or_else(|| Ok(()))
     }
 
-    async fn run_step(&self, r: &Remittance, step: Step) -> Result<(), StepFailure> {
+    /// [`Self::advance`] for many remittances together: each round runs one step for every
+    /// remittance still waiting on `side` — the bank calls overlapped, the outcomes recorded in
+    /// one transaction — until none is left waiting. One answer per id, in order.
+    pub(crate) async fn advance_batch(
+        &self,
+        ids: &[minipay_core::RemittanceId],
+        side: Side,
+    ) -> Vec<Result<(), StepFailure>> {
+        let mut failed: HashMap<minipay_core::RemittanceId, StepFailure> = HashMap::new();
+        let mut waiting: Vec<minipay_core::RemittanceId> = ids.to_vec();
+        waiting.sort();
+        waiting.dedup();
+        for _ in 0..STEPS_PER_SIDE_MAX {
+            if waiting.is_empty() {
+                break;
+            }
+            let rows = match self.read_remittances(&waiting).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    for id in &waiting {
+                        failed.insert(*id, store_failure(Step::Collect, &e));
+                    }
+                    break;
+                }
+            };
+            let due: Vec<(Remittance, Step)> = rows
+                .into_iter()
+                .filter_map(|r| r.status.next_step().filter(|s| side_of(*s) == side).map(|s| (r, s)))
+                .collect();
+            let outcomes = self.run_steps(due).await;
+            waiting = outcomes
+                .iter()
+                .filter(|o| !matches!(o.verdict, Verdict::NotYet(..)))
+                .map(|o| o.r.id)
+                .collect();
+            for (id, failure) in self.record(outcomes).await {
+                waiting.retain(|w| *w != id);
+                failed.insert(id, failure);
+            }
+        }
+        ids.iter()
+            .map(|id| failed.get(id).cloned().map_or(Ok(()), Err))
+            .collect()
+    }
+
+    async fn read_remittances(&self, ids: &[minipay_core::RemittanceId]) -> Result<Vec<Remittance>, StoreError> {
+        self.store.read().await?.remittances_by_ids(ids).await
+    }
+
+    /// Runs each remittance's step: the bank calls all at once, with no transaction open.
+    async fn run_steps(&self, due: Vec<(Remittance, Step)>) -> Vec<Outcome> {
         let started = self.clock.now();
-        let verdict = match step {
-            Step::CreditFloat | Step::DebitFloat => Verdict::Succeeded(None),
-            Step::Collect | Step::Payout | Step::Refund => self.call_bank(r, step).await,
+        let verdicts = futures_util::future::join_all(due.iter().map(|(r, step)| async move {
+            match step {
+                Step::CreditFloat | Step::DebitFloat => Verdict::Succeeded(None),
+                Step::Collect | Step::Payout | Step::Refund => self.call_bank(r, *step).await,
+            }
+        }))
+        .await;
+        due.into_iter()
+            .zip(verdicts)
+            .map(|((r, step), verdict)| Outcome {
+                r,
+                step,
+                verdict,
+                started,
+            })
+            .collect()
+    }
+
+    /// Records outcomes in one transaction; if that fails, one transaction each, so that one
+    /// remittance that cannot be recorded does not hold the others back. The failures, by id:
+    /// steps that got nowhere this time, and those that could not be recorded.
+    async fn record(&self, outcomes: Vec<Outcome>) -> Vec<(minipay_core::RemittanceId, StepFailure)> {
+        let mut failures: Vec<_> = outcomes
+            .iter()
+            .filter_map(|o| match &o.verdict {
+                Verdict::NotYet(_, why) => Some((
+                    o.r.id,
+                    StepFailure {
+                        step: o.step,
+                        reason: why.clone(),
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        if outcomes.is_empty() {
+            return failures;
+        }
+        match self.record_together(&outcomes).await {
+            Ok(()) => {}
+            Err(e) if outcomes.len() == 1 => {
+                tracing::warn!(remittance = %outcomes[0].r.id, error = ?e, "recording a step failed");
+                failures.retain(|(id, _)| *id != outcomes[0].r.id);
+                failures.push((outcomes[0].r.id, store_failure(outcomes[0].step, &e)));
+            }
+            Err(e) => {
+                tracing::info!(remittances = outcomes.len(), error = ?e, "recording a batch failed; recording one by one");
+                for o in outcomes {
+                    if let Err(e) = self.record_together(std::slice::from_ref(&o)).await {
+                        tracing::warn!(remittance = %o.r.id, error = ?e, "recording a step failed");
+                        failures.retain(|(id, _)| *id != o.r.id);
+                        failures.push((o.r.id, store_failure(o.step, &e)));
+                    }
+                }
+            }
+        }
+        failures
+    }
+
+    async fn record_together(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        // The platform's accounts first, before any remittance row: every recorder takes its
+        // locks in that order, so two never wait on each other.
+        let journals: Vec<(usize, JournalDraft)> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o.verdict, Verdict::Succeeded(_)) && o.step != Step::Collect)
+            .map(|(i, o)| self.journal(&o.r, o.step).map(|j| (i, j)))
+            .collect::<Result<_, _>>()?;
+        let mut locked = tx
+            .lock_accounts(journals.iter().flat_map(|(_, j)| j.accounts().collect::<Vec<_>>()))
+            .await?;
+        let mut posted = Vec::with_capacity(journals.len());
+        let mut moved = 0usize;
+        for (i, o) in outcomes.iter().enumerate() {
+            if self.record_one(&mut tx, o, now).await? {
+                moved += 1;
+                if let Some((_, journal)) = journals.iter().find(|(j, _)| *j == i) {
+                    let p = locked
+                        .post(journal, JournalId::new(), now)
+                        .map_err(|e| StoreError::Corrupt(format!("posting a remittance: {e}")))?;
+                    posted.push(p);
+                }
+            }
+        }
+        if !posted.is_empty() {
+            tx.write_postings(&locked, &posted).await?;
+        }
+        tx.commit().await?;
+        if moved > 0 {
+            self.events.wake();
+        }
+        Ok(())
+    }
+
+    /// One outcome in `tx`: its attempt, and — for a step that ended — the status change (only
+    /// if still where it was read) and the events it sets off. Whether the status moved.
+    async fn record_one(&self, tx: &mut Session, o: &Outcome, now: Timestamp) -> Result<bool, StoreError> {
+        let (attempt, bank_tran_id, error, outcome) = match &o.verdict {
+            Verdict::Succeeded(bank_id) => (
+                AttemptOutcome::Succeeded,
+                bank_id.as_deref(),
+                None,
+                Some(StepOutcome::Succeeded),
+            ),
+            Verdict::Refused(why) => (
+                AttemptOutcome::Refused,
+                None,
+                Some(why.as_str()),
+                Some(StepOutcome::Refused),
+            ),
+            Verdict::NotYet(kind, why) => (*kind, None, Some(why.as_str()), None),
         };
-        let recorded = match verdict {
-            Verdict::Succeeded(bank_id) => {
-                self.finish(r, step, StepOutcome::Succeeded, bank_id.as_deref(), None, started)
-                    .await
-            }
-            Verdict::Refused(why) => {
-                self.finish(r, step, StepOutcome::Refused, None, Some(&why), started)
-                    .await
-            }
-            Verdict::NotYet(outcome, why) => {
-                self.record_attempt(r, step, outcome, &why, started).await;
-                return Err(StepFailure { step, reason: why });
-            }
+        let moved = match outcome {
+            None => false,
+            Some(outcome) => self.change_status(tx, &o.r, o.step, outcome, error, now).await?,
         };
-        recorded.map_err(|e| {
-            let failure = store_failure(step, &e);
-            tracing::warn!(remittance = %r.id, step = step.as_str(), error = ?e, "recording a step failed");
-            failure
-        })
+        if moved || outcome.is_none() {
+            tx.insert_remittance_attempt(&NewRemittanceAttempt {
+                remittance_id: o.r.id,
+                step: o.step,
+                outcome: attempt,
+                error,
+                bank_tran_id,
+                started_at: o.started,
+                finished_at: now,
+            })
+            .await?;
+        }
+        Ok(moved)
+    }
+
+    /// The status change a step's end makes, with the events it sets off; `false` if another
+    /// worker moved the remittance first (nothing is written then).
+    async fn change_status(
+        &self,
+        tx: &mut Session,
+        r: &Remittance,
+        step: Step,
+        outcome: StepOutcome,
+        refusal: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let to = r
+            .status
+            .after(step, outcome)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let failure = match refusal.filter(|_| outcome == StepOutcome::Refused) {
+            Some(why) => Some(RemittanceFailure {
+                step,
+                code: "bank_declined".into(),
+                message: why.to_owned(),
+                attempts: tx.count_remittance_attempts(r.id, step).await? as i32 + 1,
+            }),
+            None => None,
+        };
+        let change = StatusChange {
+            from: r.status,
+            to,
+            held: (to == RemittanceStatus::NeedsAttention).then_some(r.status),
+            failure: failure.as_ref(),
+            at: now,
+        };
+        if !tx.change_remittance_status(r.id, &change).await? {
+            return Ok(false);
+        }
+        self.announce(tx, r, to, now).await?;
+        metrics::counter!("minipay_remittance_steps_total", "step" => step.as_str(), "outcome" => to.as_str())
+            .increment(1);
+        Ok(true)
+    }
+
+    /// The ledger side of a step: into the float, out of it, or out of transit once paid.
+    fn journal(&self, r: &Remittance, step: Step) -> Result<JournalDraft, StoreError> {
+        let amount = minipay_core::Amount::parse(r.amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // The platform's own accounts on both sides: the remittance is what each entry is about.
+        Ok(remittance_journal(step, &format!("remittance {}", r.id), amount))
     }
 
     /// The step's bank call, with no transaction open.
@@ -139,78 +342,6 @@ impl Remittances {
                 format!("no answer from the bank, and the status inquiry failed: {e}"),
             ),
         }
-    }
-
-    /// Records a step's outcome: the status change (only if still where it was read), the
-    /// ledger posting that goes with it, the attempt, and the events it sets off — one
-    /// transaction. A remittance someone else moved meanwhile is left as they left it.
-    async fn finish(
-        &self,
-        r: &Remittance,
-        step: Step,
-        outcome: StepOutcome,
-        bank_tran_id: Option<&str>,
-        refusal: Option<&str>,
-        started: Timestamp,
-    ) -> Result<(), StoreError> {
-        let to = r
-            .status
-            .after(step, outcome)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let attempts = tx.count_remittance_attempts(r.id, step).await? + 1;
-        let failure = refusal.map(|why| RemittanceFailure {
-            step,
-            code: "bank_declined".into(),
-            message: why.to_owned(),
-            attempts: attempts as i32,
-        });
-        let change = StatusChange {
-            from: r.status,
-            to,
-            held: (to == RemittanceStatus::NeedsAttention).then_some(r.status),
-            failure: failure.as_ref(),
-            at: now,
-        };
-        if !tx.change_remittance_status(r.id, &change).await? {
-            tx.rollback().await?;
-            return Ok(());
-        }
-        if outcome == StepOutcome::Succeeded && step != Step::Collect {
-            self.post(&mut tx, r, step, now).await?;
-        }
-        tx.insert_remittance_attempt(&NewRemittanceAttempt {
-            remittance_id: r.id,
-            step,
-            outcome: match outcome {
-                StepOutcome::Succeeded => AttemptOutcome::Succeeded,
-                StepOutcome::Refused => AttemptOutcome::Refused,
-            },
-            error: refusal,
-            bank_tran_id,
-            started_at: started,
-            finished_at: now,
-        })
-        .await?;
-        self.announce(&mut tx, r, to, now).await?;
-        tx.commit().await?;
-        self.events.wake();
-        metrics::counter!("minipay_remittance_steps_total", "step" => step.as_str(), "outcome" => to.as_str())
-            .increment(1);
-        Ok(())
-    }
-
-    /// The ledger side of a step: into the float, out of it, or out of transit once paid.
-    async fn post(&self, tx: &mut Session, r: &Remittance, step: Step, now: Timestamp) -> Result<(), StoreError> {
-        let amount = minipay_core::Amount::parse(r.amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        // The platform's own accounts on both sides: the remittance is what each entry is about.
-        let journal = remittance_journal(step, &format!("remittance {}", r.id), amount);
-        let mut locked = tx.lock_accounts(journal.accounts()).await?;
-        let posted = locked
-            .post(&journal, JournalId::new(), now)
-            .map_err(|e| StoreError::Corrupt(format!("posting a remittance: {e}")))?;
-        tx.write_postings(&locked, &[posted]).await
     }
 
     /// The events a new status sets off: the hand-over to the payout side, the final
@@ -263,28 +394,6 @@ impl Remittances {
         )
         .await?;
         Ok(())
-    }
-
-    /// Records an attempt that got nowhere (best effort: the delivery's retry is what matters;
-    /// a lost history row is logged).
-    async fn record_attempt(&self, r: &Remittance, step: Step, outcome: AttemptOutcome, why: &str, started: Timestamp) {
-        let attempt = NewRemittanceAttempt {
-            remittance_id: r.id,
-            step,
-            outcome,
-            error: Some(why),
-            bank_tran_id: None,
-            started_at: started,
-            finished_at: self.clock.now(),
-        };
-        let recorded = async {
-            let mut tx = self.store.begin().await?;
-            tx.insert_remittance_attempt(&attempt).await?;
-            tx.commit().await
-        };
-        if let Err(e) = recorded.await {
-            tracing::warn!(remittance = %r.id, step = step.as_str(), error = ?e, "recording a failed attempt failed");
-        }
     }
 
     /// Gives up on a remittance the retries could not move: `needs_attention`, holding the

@@ -290,7 +290,12 @@ impl HistoryBench {
         println!("|---|---|---|---|---|---|");
         let mut results = Vec::new();
         for (name, naive, tuned) in &rows {
-            let (np50, np99, tp50, tp99) = (pct(naive, 0.5), pct(naive, 0.99), pct(tuned, 0.5), pct(tuned, 0.99));
+            let (np50, np99, tp50, tp99) = (
+                super::percentile(naive, 0.5),
+                super::percentile(naive, 0.99),
+                super::percentile(tuned, 0.5),
+                super::percentile(tuned, 0.99),
+            );
             let label = if *name == "deep page" {
                 format!("page {deep_page}")
             } else {
@@ -319,8 +324,8 @@ impl HistoryBench {
             audit.violations.len()
         );
 
-        let tuned_p99_ok = rows[..3].iter().all(|(_, _, t)| pct(t, 0.99) < 5.0);
-        let deep_speedup = pct(&rows[1].1, 0.5) / pct(&rows[1].2, 0.5);
+        let tuned_p99_ok = rows[..3].iter().all(|(_, _, t)| super::percentile(t, 0.99) < 5.0);
+        let deep_speedup = super::percentile(&rows[1].1, 0.5) / super::percentile(&rows[1].2, 0.5);
         let targets = json!({
             "tuned_p99_under_5ms": tuned_p99_ok,
             "deep_page_speedup_at_least_100x": deep_speedup >= 100.0,
@@ -362,14 +367,6 @@ impl HistoryBench {
         ensure!(audit.is_ok(), "the ledger audit failed after retention");
         Ok(())
     }
-}
-
-/// Nearest-rank percentile.
-fn pct(samples: &[f64], p: f64) -> f64 {
-    let mut v = samples.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
 }
 
 fn range_filter(range: (jiff::Timestamp, jiff::Timestamp)) -> HistoryFilter {

@@ -2,16 +2,32 @@
 
 mod history;
 mod interest;
+mod remittances;
 mod transfers;
 
 pub use history::HistoryBench;
 pub use interest::InterestBench;
+pub use remittances::RemittancesBench;
 pub use transfers::TransfersBench;
 
 use anyhow::{Context, bail};
 use minipay_server::{ClockKind, Core, Settings};
+use serde_json::Value;
 use sqlx::Connection;
 use std::future::Future;
+use std::process::Stdio;
+use tokio::io::AsyncBufReadExt;
+
+/// Nearest-rank percentile `p` (0..=1) of `samples`; 0 when there are none.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let mut v = samples.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
+}
 
 /// Where a benchmark makes its scratch database.
 #[derive(clap::Args)]
@@ -78,4 +94,61 @@ where
             .await?;
     }
     result
+}
+
+/// `minipay serve` as a child process (killed when dropped).
+pub struct ServerProcess {
+    child: tokio::process::Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts it on `database_url` with `env` added to the usual settings.
+    pub async fn start(database_url: &str, admin_token: &str, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let jwt = uuid::Uuid::now_v7().simple().to_string() + "-bench-jwt-secret";
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .envs(env.iter().copied())
+            .env("MINIPAY_LISTEN", "127.0.0.1:0")
+            .env("MINIPAY_DATABASE_URL", database_url)
+            .env("MINIPAY_ADMIN_TOKEN", admin_token)
+            .env("MINIPAY_JWT_SECRET", jwt)
+            .env("MINIPAY_SCHEDULER", "false")
+            .env("MINIPAY_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting minipay serve")?;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let base = loop {
+            match lines.next_line().await? {
+                Some(l) => {
+                    if let Some(addr) = l.split("listening on ").nth(1) {
+                        break addr.trim().to_owned();
+                    }
+                }
+                None => bail!("minipay serve exited before listening"),
+            }
+        };
+        // Keep reading stdout so that the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, base })
+    }
+
+    pub async fn get(&self, client: &reqwest::Client, path: &str, token: &str) -> anyhow::Result<Value> {
+        Ok(client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
 }

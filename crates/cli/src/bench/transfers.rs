@@ -1,14 +1,12 @@
 //! `minipay bench transfers`: the classic pessimistic transfer in pgbench against minipay end
 //! to end over HTTP, uniform and hot receiver, on PostgreSQL (and minipay on SQLite).
 
-use super::ScratchDatabase;
+use super::{ScratchDatabase, ServerProcess};
 use anyhow::{Context, bail};
 use minipay_loadtest::{LoadTest, Population, Report, Scenario};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use tokio::io::AsyncBufReadExt;
 
 /// `minipay bench transfers`.
 #[derive(clap::Args)]
@@ -201,7 +199,7 @@ impl TransfersBench {
     /// minipay serving `database_url` as its own process; the load tool drives it over HTTP.
     async fn minipay(&self, system: &str, database_url: &str) -> anyhow::Result<(Vec<Run>, Value)> {
         let admin_token = uuid::Uuid::now_v7().simple().to_string() + "-bench-admin";
-        let server = ServerProcess::start(database_url, &admin_token).await?;
+        let server = ServerProcess::start(database_url, &admin_token, &[]).await?;
         let client = minipay_loadtest::http_client(self.concurrency as usize)?;
         println!("{system}: setting up {} users ...", self.accounts);
         let funds = 3_000_000;
@@ -358,60 +356,5 @@ async fn money(database_url: &str) -> anyhow::Result<(i64, i64)> {
         let (held,): (i64,) = sqlx::query_as(HELD).fetch_one(&mut c).await?;
         let (charged,): (i64,) = sqlx::query_as(CHARGED).fetch_one(&mut c).await?;
         Ok((held, charged))
-    }
-}
-
-/// `minipay serve` as a child process (killed when dropped).
-struct ServerProcess {
-    child: tokio::process::Child,
-    base: String,
-}
-
-impl ServerProcess {
-    async fn start(database_url: &str, admin_token: &str) -> anyhow::Result<Self> {
-        let jwt = uuid::Uuid::now_v7().simple().to_string() + "-bench-jwt-secret";
-        let mut child = tokio::process::Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .env("MINIPAY_LISTEN", "127.0.0.1:0")
-            .env("MINIPAY_DATABASE_URL", database_url)
-            .env("MINIPAY_ADMIN_TOKEN", admin_token)
-            .env("MINIPAY_JWT_SECRET", jwt)
-            .env("MINIPAY_SCHEDULER", "false")
-            .env("MINIPAY_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting minipay serve")?;
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let base = loop {
-            match lines.next_line().await? {
-                Some(l) => {
-                    if let Some(addr) = l.split("listening on ").nth(1) {
-                        break addr.trim().to_owned();
-                    }
-                }
-                None => bail!("minipay serve exited before listening"),
-            }
-        };
-        // Keep reading stdout so that the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, base })
-    }
-
-    async fn get(&self, client: &reqwest::Client, path: &str, token: &str) -> anyhow::Result<Value> {
-        Ok(client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .json()
-            .await?)
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
     }
 }

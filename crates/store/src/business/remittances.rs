@@ -27,6 +27,18 @@ pub struct NewRemittanceRecord<'a> {
     pub at: Timestamp,
 }
 
+/// A remittance between two businesses on the platform, to record.
+#[derive(Debug, Clone)]
+pub struct NewBusinessRemittance<'a> {
+    pub id: RemittanceId,
+    pub from: BusinessId,
+    pub to: BusinessId,
+    pub amount: i64,
+    pub memo: Option<&'a str>,
+    pub reference: Option<&'a str>,
+    pub at: Timestamp,
+}
+
 /// Why a remittance did not end as asked, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemittanceFailure {
@@ -202,14 +214,16 @@ pub struct RemittanceFilter {
 }
 
 impl Session {
-    pub async fn insert_remittance(&mut self, r: &NewRemittanceRecord<'_>) -> Result<()> {
+    /// Records a remittance (`requested`) to the bank account given, and returns it.
+    pub async fn insert_remittance(&mut self, r: &NewRemittanceRecord<'_>) -> Result<Remittance> {
         self.assert_writable();
-        on_db!(self, c => sqlx::query(
+        let row: RemittanceRow = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO remittances (id, from_business_id, from_fintech_use_num, to_business_id, to_bank_code,
                  to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status,
                  created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'requested', $12, $12)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'requested', $12, $12)
+             RETURNING {COLUMNS}"
+        )))
         .bind(r.id.as_uuid())
         .bind(r.from_business_id.as_uuid())
         .bind(r.from_fintech_use_num)
@@ -222,10 +236,35 @@ impl Session {
         .bind(r.memo)
         .bind(r.reference)
         .bind(DbTime(r.at))
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(())
+        .fetch_one(c)
+        .await)?;
+        row.try_into()
+    }
+
+    /// Records a remittance (`requested`) from one business to another, taking both bank
+    /// accounts from the businesses' rows in the same statement, and returns it; `None` when
+    /// either business does not exist.
+    pub async fn insert_remittance_to_business(&mut self, r: &NewBusinessRemittance<'_>) -> Result<Option<Remittance>> {
+        self.assert_writable();
+        let row: Option<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO remittances (id, from_business_id, from_fintech_use_num, to_business_id, to_bank_code,
+                 to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status,
+                 created_at, updated_at)
+             SELECT $1, a.id, a.fintech_use_num, b.id, b.bank_code, b.account_number_masked, b.holder_name,
+                    b.fintech_use_num, $4, $5, $6, 'requested', $7, $7
+             FROM businesses a JOIN businesses b ON b.id = $3 WHERE a.id = $2
+             RETURNING {COLUMNS}"
+        )))
+        .bind(r.id.as_uuid())
+        .bind(r.from.as_uuid())
+        .bind(r.to.as_uuid())
+        .bind(r.amount)
+        .bind(r.memo)
+        .bind(r.reference)
+        .bind(DbTime(r.at))
+        .fetch_optional(c)
+        .await)?;
+        row.map(Remittance::try_from).transpose()
     }
 
     pub async fn remittance(&mut self, id: RemittanceId) -> Result<Option<Remittance>> {
@@ -236,6 +275,26 @@ impl Session {
         .fetch_optional(c)
         .await)?;
         row.map(Remittance::try_from).transpose()
+    }
+
+    /// The remittances with these ids (those that exist), in no particular order.
+    pub async fn remittances_by_ids(&mut self, ids: &[RemittanceId]) -> Result<Vec<Remittance>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM remittances WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        let rows: Vec<RemittanceRow> = on_db!(self, c => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in ids {
+                q = q.bind(id.as_uuid());
+            }
+            q.fetch_all(c).await
+        })?;
+        rows.into_iter().map(Remittance::try_from).collect()
     }
 
     /// Moves a remittance from `change.from` to `change.to`; `false` (nothing written) when it

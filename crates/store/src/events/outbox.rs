@@ -108,17 +108,31 @@ impl Session {
     /// Marks events published (already published ones stay as they were).
     pub async fn mark_events_published(&mut self, seqs: &[i64], now: Timestamp) -> Result<u64> {
         self.assert_writable();
-        let mut marked = 0;
-        for seq in seqs {
-            marked += on_db!(self, c => sqlx::query(
-                "UPDATE outbox SET published_at = $2 WHERE seq = $1 AND published_at IS NULL",
-            )
-            .bind(seq)
-            .bind(DbTime(now))
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
-        }
+        let marked = match self.db() {
+            // One statement for the batch.
+            Db::Pg(c) => {
+                sqlx::query("UPDATE outbox SET published_at = $2 WHERE seq = ANY($1) AND published_at IS NULL")
+                    .bind(seqs)
+                    .bind(DbTime(now))
+                    .execute(c)
+                    .await?
+                    .rows_affected()
+            }
+            // In-process: a statement per row costs no round trip.
+            Db::Sqlite(c) => {
+                let mut marked = 0;
+                for seq in seqs {
+                    marked +=
+                        sqlx::query("UPDATE outbox SET published_at = $2 WHERE seq = $1 AND published_at IS NULL")
+                            .bind(seq)
+                            .bind(DbTime(now))
+                            .execute(&mut *c)
+                            .await?
+                            .rows_affected();
+                }
+                marked
+            }
+        };
         Ok(marked)
     }
 
