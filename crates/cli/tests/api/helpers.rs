@@ -72,6 +72,8 @@ struct Running {
     stop: Mutex<Option<oneshot::Sender<()>>>,
     server: Mutex<Option<Server>>,
     bank: TestBank,
+    /// What an in-process server was started with (for a twin); `None` for a process.
+    settings: Option<Settings>,
 }
 
 /// The bank a test server talks to: its in-process simulator (shared with any second instance
@@ -126,7 +128,19 @@ pub async fn start_beside(first: &TestApp, settings: Settings) -> TestApp {
     start_on_bank(first.backend, TestDb::borrow(first.db_url()), settings, bank).await
 }
 
+/// A second in-process server with `first`'s settings (database, events, knobs) on its bank:
+/// two instances of one deployment.
+pub async fn start_twin(first: &TestApp) -> TestApp {
+    let settings = first
+        .running
+        .settings
+        .clone()
+        .expect("start_twin needs an in-process first instance");
+    start_beside(first, settings).await
+}
+
 async fn start_on_bank(backend: Backend, db: TestDb, settings: Settings, bank: Option<Arc<BankSimulator>>) -> TestApp {
+    let started_with = settings.clone();
     let app = Application::build_with_bank(settings, bank)
         .await
         .expect("application builds");
@@ -149,6 +163,7 @@ async fn start_on_bank(backend: Backend, db: TestDb, settings: Settings, bank: O
             stop: Mutex::new(Some(stop)),
             server: Mutex::new(Some(Server::InProcess(server))),
             bank,
+            settings: Some(started_with),
         }),
     };
     // The manual clock starts where the settings say (`test_settings`: T0); it is not reset
@@ -251,6 +266,7 @@ async fn serve_process_with(backend: Backend, db: TestDb, env: &[(&str, &str)], 
             stop: Mutex::new(None),
             server,
             bank,
+            settings: None,
         }),
     };
     app.set_clock(T0).await;
@@ -287,13 +303,62 @@ pub enum Engine {
     JetStream,
 }
 
-/// Settings that make a test server use JetStream at `nats_url`, on a stream and subjects no
-/// other test uses.
-pub fn use_jetstream(settings: &mut Settings, nats_url: &str) {
-    let isolated = minipay_events::testing::isolated_config(Some(nats_url.to_owned()));
-    settings.nats_url = isolated.nats_url;
-    settings.nats_stream = isolated.stream;
-    settings.nats_subject_prefix = isolated.subject_prefix;
+/// The events of one test's servers: the embedded dispatcher, or JetStream on a stream and
+/// subjects of the test's own (every instance and restart of the test shares them).
+#[derive(Debug, Clone)]
+pub struct TestEvents {
+    jetstream: Option<minipay_events::EventsConfig>,
+}
+
+impl TestEvents {
+    /// `engine`'s events; `None` (with a message) when JetStream is wanted but the shared NATS
+    /// server is unreachable and not required: the test is then skipped.
+    pub async fn on(engine: Engine) -> Option<Self> {
+        match engine {
+            Engine::Embedded => Some(Self { jetstream: None }),
+            Engine::JetStream => Some(Self::jetstream_at(&minipay_events::testing::nats_url().await?)),
+        }
+    }
+
+    /// JetStream at `nats_url` (a server of the test's own, say), on a new stream.
+    pub fn jetstream_at(nats_url: &str) -> Self {
+        Self {
+            jetstream: Some(minipay_events::testing::isolated_config(Some(nats_url.to_owned()))),
+        }
+    }
+
+    /// Makes an in-process server's settings use these events.
+    pub fn apply(&self, settings: &mut Settings) {
+        if let Some(js) = &self.jetstream {
+            settings.nats_url = js.nats_url.clone();
+            settings.nats_stream = js.stream.clone();
+            settings.nats_subject_prefix = js.subject_prefix.clone();
+        }
+    }
+
+    /// The same for a `minipay serve` process: its environment.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match &self.jetstream {
+            None => Vec::new(),
+            Some(js) => vec![
+                ("MINIPAY_NATS_URL", js.nats_url.clone().unwrap_or_default()),
+                ("MINIPAY_NATS_STREAM", js.stream.clone()),
+                ("MINIPAY_NATS_SUBJECT_PREFIX", js.subject_prefix.clone()),
+            ],
+        }
+    }
+
+    /// Deletes the test's stream (nothing to do for the embedded dispatcher).
+    pub async fn remove(&self) {
+        if let Some(js) = &self.jetstream {
+            minipay_events::testing::delete_stream(js).await;
+        }
+    }
+}
+
+/// Borrows `(key, value)` pairs as the `&[(&str, &str)]` a process's environment is given as.
+pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// [`run`] with events on `engine` (JetStream: the shared NATS server, skipped with a message
@@ -303,32 +368,28 @@ where
     F: FnOnce(TestApp) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let nats = match engine {
-        Engine::Embedded => None,
-        Engine::JetStream => match minipay_events::testing::nats_url().await {
-            Some(url) => Some(url),
-            None => return,
-        },
+    run_on_with(backend, engine, |_| {}, scenario).await
+}
+
+/// [`run_on`] on a server whose settings `configure` adjusts first.
+pub async fn run_on_with<F, Fut>(backend: Backend, engine: Engine, configure: impl FnOnce(&mut Settings), scenario: F)
+where
+    F: FnOnce(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(events) = TestEvents::on(engine).await else {
+        return;
     };
-    let mut stream = None;
     run_with(
         backend,
         |s| {
-            if let Some(url) = &nats {
-                use_jetstream(s, url);
-                stream = Some(minipay_events::EventsConfig {
-                    nats_url: s.nats_url.clone(),
-                    stream: s.nats_stream.clone(),
-                    ..Default::default()
-                });
-            }
+            events.apply(s);
+            configure(s);
         },
         scenario,
     )
     .await;
-    if let Some(config) = stream {
-        minipay_events::testing::delete_stream(&config).await;
-    }
+    events.remove().await;
 }
 
 /// Declares scenarios that run on SQLite and PostgreSQL, each with the embedded event
@@ -346,6 +407,40 @@ macro_rules! on_every_engine {
             async fn sqlite_jetstream() { run_on(Backend::Sqlite, Engine::JetStream, super::$name).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres_jetstream() { run_on(Backend::Postgres, Engine::JetStream, super::$name).await }
+        }
+    )+};
+}
+
+/// Declares tests calling `$name(backend, engine)` on SQLite and PostgreSQL, each with the
+/// embedded dispatcher and with JetStream: scenarios that start their own servers.
+#[macro_export]
+macro_rules! for_every_engine {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::{Backend, Engine};
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() { super::$name(Backend::Sqlite, Engine::Embedded).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() { super::$name(Backend::Postgres, Engine::Embedded).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite_jetstream() { super::$name(Backend::Sqlite, Engine::JetStream).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres_jetstream() { super::$name(Backend::Postgres, Engine::JetStream).await }
+        }
+    )+};
+}
+
+/// Declares tests calling `$name(backend)` on SQLite and on PostgreSQL: scenarios that start
+/// their own servers.
+#[macro_export]
+macro_rules! for_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::Backend;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() { super::$name(Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() { super::$name(Backend::Postgres).await }
         }
     )+};
 }
@@ -475,6 +570,66 @@ impl TestApp {
             TestBank::Process(url, _) => Some(url),
             TestBank::InProcess(_) => None,
         }
+    }
+
+    /// An account's balance at the simulated bank (bank code 004), read behind the platform's
+    /// back: through the built-in simulator's admin API, or the external simulator's own.
+    pub async fn bank_account_balance(&self, account_number: &str) -> i64 {
+        let view = match self.bank_sim_url() {
+            Some(url) => {
+                self.sim_call(Method::GET, &format!("{url}/admin/accounts/{account_number}"), None)
+                    .await
+            }
+            None => self
+                .admin_get(&format!("/v1/admin/bank-sim/accounts/{account_number}"))
+                .await
+                .assert_status(200)
+                .clone(),
+        };
+        view["balances"]["004"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("the bank holds no account {account_number}: {view}"))
+    }
+
+    /// The calls the simulated bank has seen (`pulls`, `pulls_executed`, `pushes`,
+    /// `pushes_executed`, `status_inquiries`, ...), from whichever simulator this server uses.
+    pub async fn bank_stats(&self) -> Value {
+        match self.bank_sim_url() {
+            Some(url) => self.sim_call(Method::GET, &format!("{url}/admin/stats"), None).await,
+            None => self.bank_sim().await["stats"].clone(),
+        }
+    }
+
+    /// The delay the simulated bank adds to every answer (transfers are applied before it).
+    pub async fn set_bank_latency_ms(&self, latency_ms: u64) {
+        match self.bank_sim_url() {
+            Some(url) => {
+                let mut faults = self.sim_call(Method::GET, &format!("{url}/admin/faults"), None).await;
+                faults["latency_ms"] = json!(latency_ms);
+                self.sim_call(Method::PUT, &format!("{url}/admin/faults"), Some(faults))
+                    .await;
+            }
+            None => self.set_bank_sim(json!({"latency_ms": latency_ms})).await,
+        }
+    }
+
+    /// One call to the external simulator's admin API, which must answer 200.
+    async fn sim_call(&self, method: Method, url: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let answer = Resp::read(req.send().await.expect("the bank simulator answers")).await;
+        answer.assert_status(200).clone()
+    }
+
+    /// The platform's own balance at the bank, as the ledger audit reads it.
+    pub async fn platform_bank_balance(&self) -> i64 {
+        let audit = self.admin_get("/v1/admin/ledger/audit").await;
+        let audit = audit.assert_status(200);
+        audit["platform_bank"]["at_bank"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("the audit could not ask the bank: {audit}"))
     }
 
     /// Kills this `minipay serve` child process with SIGKILL, as a crash would, and leaves
@@ -851,4 +1006,101 @@ pub async fn join_all<T: Send + 'static>(
         out.push(h.await.expect("task completes"));
     }
     out
+}
+
+/// Polls `check` every 20 ms until it holds; fails the test, naming `what`, after `max`.
+pub async fn eventually<F, Fut>(what: &str, max: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < max, "never happened within {max:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A webhook receiver in the test: records every request it gets and answers 200, or 500 to
+/// as many as it was told to fail.
+pub struct HookReceiver {
+    /// Where to send: `http://127.0.0.1:PORT/hook`.
+    pub url: String,
+    state: Arc<HookState>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct HookState {
+    received: Mutex<Vec<HookRequest>>,
+    failures_left: AtomicU64,
+}
+
+/// One request a [`HookReceiver`] got, and the status it answered.
+#[derive(Debug, Clone)]
+pub struct HookRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON (a JSON string when it was not JSON).
+    pub body: Value,
+    pub answered: u16,
+}
+
+impl HookReceiver {
+    pub async fn start() -> Self {
+        let state = Arc::new(HookState::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the receiver");
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let router = axum::Router::new().fallback(record_hook).with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { url, state, task }
+    }
+
+    /// The next `n` requests are answered 500.
+    pub fn fail_next(&self, n: u64) {
+        self.state.failures_left.store(n, Ordering::SeqCst);
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn received(&self) -> Vec<HookRequest> {
+        self.state.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HookReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn record_hook(
+    axum::extract::State(state): axum::extract::State<Arc<HookState>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let failing = state
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let answered = if failing {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    state.received.lock().unwrap().push(HookRequest {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        answered: answered.as_u16(),
+    });
+    answered
 }
