@@ -88,11 +88,16 @@ impl Remittances {
                 return Err(StepFailure { step, reason: why });
             }
         };
-        recorded.map_err(|e| {
+        if let Err(e) = recorded {
             let failure = store_failure(step, &e);
             tracing::warn!(remittance = %r.id, step = step.as_str(), error = ?e, "recording a step failed");
-            failure
-        })
+            // The attempt happened and failed (a write failed): its history says so, as for a
+            // bank that did not answer — the ledger steps fail no other way.
+            self.record_attempt(r, step, AttemptOutcome::Failed, &failure.reason, started)
+                .await;
+            return Err(failure);
+        }
+        Ok(())
     }
 
     /// The step's bank call, with no transaction open.
