@@ -345,8 +345,8 @@ impl Session {
         rows.into_iter().map(Remittance::try_from).collect()
     }
 
-    /// Unfinished remittances (neither final nor waiting for a person) requested before
-    /// `before`, oldest first, after the keyset cursor `after`.
+    /// Unfinished remittances (not final) requested at or before `before`, oldest first, after
+    /// the keyset cursor `after`.
     pub async fn unfinished_remittances(
         &mut self,
         before: Timestamp,
@@ -356,7 +356,7 @@ impl Session {
         let (after_at, after_id) = after.map_or((DbTime(Timestamp::MIN), Uuid::nil()), |(t, id)| (DbTime(t), id));
         let rows: Vec<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM remittances
-             WHERE created_at < $1 AND (created_at, id) > ($2, $3)
+             WHERE created_at <= $1 AND (created_at, id) > ($2, $3)
                AND status IN ('requested', 'collected', 'credited', 'debited', 'refunding', 'needs_attention')
              ORDER BY created_at, id LIMIT $4"
         )))
