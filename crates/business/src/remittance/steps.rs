@@ -102,8 +102,17 @@ impl Remittances {
 
     /// The step's bank call, with no transaction open.
     async fn call_bank(&self, r: &Remittance, step: Step) -> Verdict {
+        let refusals = match self.refusals(r, step).await {
+            Ok(n) => n,
+            Err(e) => {
+                return Verdict::NotYet(
+                    AttemptOutcome::Failed,
+                    format!("reading the step's history failed: {e}"),
+                );
+            }
+        };
         let request = TransferRequest {
-            tran_id: tran_id(r, step),
+            tran_id: tran_id(r, step, refusals),
             fintech_use_num: match step {
                 Step::Payout => r.to_fintech_use_num.clone(),
                 _ => r.from_fintech_use_num.clone(),
@@ -123,6 +132,15 @@ impl Remittances {
             }
             Err(BankError::Timeout | BankError::Protocol(_)) => self.inquire(&request.tran_id).await,
         }
+    }
+
+    /// How often the bank refused `step` for good (each refusal closed a transfer id).
+    async fn refusals(&self, r: &Remittance, step: Step) -> Result<usize, StoreError> {
+        let attempts = self.store.read().await?.remittance_attempts(&[r.id]).await?;
+        Ok(attempts
+            .iter()
+            .filter(|a| a.step == step && a.outcome == AttemptOutcome::Refused)
+            .count())
     }
 
     /// A transfer with no answer is settled by asking the bank about its id — never by
@@ -330,9 +348,16 @@ impl Remittances {
     }
 }
 
-/// One transfer id per step of a remittance: what the bank deduplicates on.
-pub(crate) fn tran_id(r: &Remittance, step: Step) -> String {
-    format!("{}-{}", r.id.as_uuid().simple(), step.tran_suffix())
+/// One transfer id per step of a remittance: what the bank deduplicates on. A new one only
+/// after the bank refused the step's last one for good (`refusals`): a refused transfer moved
+/// nothing, and the bank answers its id with the same refusal forever, so an operator's retry
+/// of a refused refund needs a fresh id. An unknown outcome never gets one.
+pub(crate) fn tran_id(r: &Remittance, step: Step, refusals: usize) -> String {
+    let id = format!("{}-{}", r.id.as_uuid().simple(), step.tran_suffix());
+    match refusals {
+        0 => id,
+        n => format!("{id}{}", n + 1),
+    }
 }
 
 fn store_failure(step: Step, e: &StoreError) -> StepFailure {
