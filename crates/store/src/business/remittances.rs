@@ -353,7 +353,10 @@ impl Session {
         after: Option<(Timestamp, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Remittance>> {
-        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MIN), Uuid::nil()), |(t, id)| (DbTime(t), id));
+        // The first page starts at the epoch, as the other ascending keysets do: PostgreSQL's
+        // timestamptz cannot hold `Timestamp::MIN`.
+        let (after_at, after_id) =
+            after.map_or((DbTime(Timestamp::UNIX_EPOCH), Uuid::nil()), |(t, id)| (DbTime(t), id));
         let rows: Vec<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM remittances
              WHERE created_at <= $1 AND (created_at, id) > ($2, $3)
