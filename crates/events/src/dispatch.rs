@@ -11,6 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::Notify;
 
+/// A delivery to enqueue: the event's id (its key) and the payload.
+type KeyedPayload = (String, serde_json::Value);
+
 /// Which consumers take each subject: their queue kind, attempts and wake-up.
 pub(crate) struct Routes {
     by_subject: HashMap<&'static str, Vec<Route>>,
@@ -51,7 +54,7 @@ async fn dispatch_batch(shared: &Shared, routes: &Routes) -> anyhow::Result<usiz
     let batch = tx.claim_unpublished_events(shared.config.relay_batch_max).await?;
     let now = shared.clock.now();
     // Each consumer's deliveries of the batch, enqueued with one call per consumer.
-    let mut per_route: HashMap<&'static str, (&Route, Vec<(String, serde_json::Value)>)> = HashMap::new();
+    let mut per_route: HashMap<&'static str, (&Route, Vec<KeyedPayload>)> = HashMap::new();
     for row in &batch {
         let Some(targets) = routes.by_subject.get(row.subject.as_str()) else {
             continue;

@@ -63,7 +63,7 @@ impl Remittances {
     /// Runs the steps of `side` that the remittance waits for, until it hands over to the other
     /// side, ends, or a step fails for now. Idempotent: a remittance past `side` is left alone.
     pub(crate) async fn advance(&self, id: minipay_core::RemittanceId, side: Side) -> Result<(), StepFailure> {
-        self.advance_batch(&[id], side).await.pop().unwrap_or_else(|| Ok(()))
+        self.advance_batch(&[id], side).await.pop().unwrap_or(Ok(()))
     }
 
     /// [`Self::advance`] for many remittances together: each round runs one step for every
@@ -158,23 +158,43 @@ impl Remittances {
         }
         match self.record_together(&outcomes).await {
             Ok(()) => {}
-            Err(e) if outcomes.len() == 1 => {
-                tracing::warn!(remittance = %outcomes[0].r.id, error = ?e, "recording a step failed");
-                failures.retain(|(id, _)| *id != outcomes[0].r.id);
-                failures.push((outcomes[0].r.id, store_failure(outcomes[0].step, &e)));
-            }
+            Err(e) if outcomes.len() == 1 => failures.push(self.unrecorded(&outcomes[0], &e).await),
             Err(e) => {
                 tracing::info!(remittances = outcomes.len(), error = ?e, "recording a batch failed; recording one by one");
-                for o in outcomes {
-                    if let Err(e) = self.record_together(std::slice::from_ref(&o)).await {
-                        tracing::warn!(remittance = %o.r.id, error = ?e, "recording a step failed");
-                        failures.retain(|(id, _)| *id != o.r.id);
-                        failures.push((o.r.id, store_failure(o.step, &e)));
+                for o in &outcomes {
+                    if let Err(e) = self.record_together(std::slice::from_ref(o)).await {
+                        failures.push(self.unrecorded(o, &e).await);
                     }
                 }
             }
         }
         failures
+    }
+
+    /// An outcome that could not be written: the attempt happened and failed, and its history
+    /// says so (best effort), as for a bank that did not answer — the ledger steps fail no
+    /// other way. The failure to retry.
+    async fn unrecorded(&self, o: &Outcome, e: &StoreError) -> (minipay_core::RemittanceId, StepFailure) {
+        tracing::warn!(remittance = %o.r.id, step = o.step.as_str(), error = ?e, "recording a step failed");
+        let failure = store_failure(o.step, e);
+        let attempt = NewRemittanceAttempt {
+            remittance_id: o.r.id,
+            step: o.step,
+            outcome: AttemptOutcome::Failed,
+            error: Some(&failure.reason),
+            bank_tran_id: None,
+            started_at: o.started,
+            finished_at: self.clock.now(),
+        };
+        let recorded = async {
+            let mut tx = self.store.begin().await?;
+            tx.insert_remittance_attempt(&attempt).await?;
+            tx.commit().await
+        };
+        if let Err(e) = recorded.await {
+            tracing::warn!(remittance = %o.r.id, error = ?e, "recording a failed attempt failed too");
+        }
+        (o.r.id, failure)
     }
 
     async fn record_together(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
@@ -300,8 +320,17 @@ impl Remittances {
 
     /// The step's bank call, with no transaction open.
     async fn call_bank(&self, r: &Remittance, step: Step) -> Verdict {
+        let refusals = match self.refusals(r, step).await {
+            Ok(n) => n,
+            Err(e) => {
+                return Verdict::NotYet(
+                    AttemptOutcome::Failed,
+                    format!("reading the step's history failed: {e}"),
+                );
+            }
+        };
         let request = TransferRequest {
-            tran_id: tran_id(r, step),
+            tran_id: tran_id(r, step, refusals),
             fintech_use_num: match step {
                 Step::Payout => r.to_fintech_use_num.clone(),
                 _ => r.from_fintech_use_num.clone(),
@@ -321,6 +350,20 @@ impl Remittances {
             }
             Err(BankError::Timeout | BankError::Protocol(_)) => self.inquire(&request.tran_id).await,
         }
+    }
+
+    /// How often the bank refused `step` for good (each refusal closed a transfer id). Only a
+    /// remittance whose recorded failure is at this step can have been refused at it (an
+    /// operator retrying a refused refund), so the others read nothing.
+    async fn refusals(&self, r: &Remittance, step: Step) -> Result<usize, StoreError> {
+        if !r.failure.as_ref().is_some_and(|f| f.step == step) {
+            return Ok(0);
+        }
+        let attempts = self.store.read().await?.remittance_attempts(&[r.id]).await?;
+        Ok(attempts
+            .iter()
+            .filter(|a| a.step == step && a.outcome == AttemptOutcome::Refused)
+            .count())
     }
 
     /// A transfer with no answer is settled by asking the bank about its id — never by
@@ -434,9 +477,16 @@ impl Remittances {
     }
 }
 
-/// One transfer id per step of a remittance: what the bank deduplicates on.
-pub(crate) fn tran_id(r: &Remittance, step: Step) -> String {
-    format!("{}-{}", r.id.as_uuid().simple(), step.tran_suffix())
+/// One transfer id per step of a remittance: what the bank deduplicates on. A new one only
+/// after the bank refused the step's last one for good (`refusals`): a refused transfer moved
+/// nothing, and the bank answers its id with the same refusal forever, so an operator's retry
+/// of a refused refund needs a fresh id. An unknown outcome never gets one.
+pub(crate) fn tran_id(r: &Remittance, step: Step, refusals: usize) -> String {
+    let id = format!("{}-{}", r.id.as_uuid().simple(), step.tran_suffix());
+    match refusals {
+        0 => id,
+        n => format!("{id}{}", n + 1),
+    }
 }
 
 fn store_failure(step: Step, e: &StoreError) -> StepFailure {

@@ -108,8 +108,11 @@ fn shown_steps(r: &Remittance, attempts: &[&RemittanceAttempt]) -> Vec<Step> {
 
 fn step_view(r: &Remittance, step: Step, attempts: &[&RemittanceAttempt]) -> StepView {
     let of_step: Vec<&&RemittanceAttempt> = attempts.iter().filter(|a| a.step == step).collect();
+    // The latest attempt that ended the step: a refund the bank refused can be retried by an
+    // operator and succeed.
     let ended = of_step
         .iter()
+        .rev()
         .find(|a| matches!(a.outcome, AttemptOutcome::Succeeded | AttemptOutcome::Refused));
     let gave_up = r.status == RemittanceStatus::NeedsAttention && r.failure.as_ref().is_some_and(|f| f.step == step);
     let status = match ended.map(|a| a.outcome) {

@@ -1008,17 +1008,32 @@ pub async fn join_all<T: Send + 'static>(
     out
 }
 
-/// Polls `check` every 20 ms until it holds; fails the test, naming `what`, after `max`.
-pub async fn eventually<F, Fut>(what: &str, max: std::time::Duration, mut check: F)
+// --- faults and operations -------------------------------------------------------------
+
+/// How long background work (events on the stream, their retries) usually gets before a test
+/// fails.
+pub const EVENTUALLY_MAX: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `probe` every 20 ms until it answers `Some`, failing the test after `max` with
+/// `what` (no real sleep is longer than a poll).
+pub async fn eventually<T>(what: &str, max: std::time::Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(started.elapsed() < max, "never happened within {max:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// [`eventually`] for a condition.
+pub async fn eventually_holds<F, Fut>(what: &str, max: std::time::Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let started = std::time::Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < max, "never happened within {max:?}: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(what, max, async || check().await.then_some(())).await
 }
 
 /// A webhook receiver in the test: records every request it gets and answers 200, or 500 to
@@ -1103,4 +1118,55 @@ async fn record_hook(
         answered: answered.as_u16(),
     });
     answered
+}
+
+/// A bank account number no other test uses that ends in `suffix` (four digits choosing the
+/// simulator's behaviour, e.g. `0006`: a closed account).
+pub fn fresh_bank_account_number_ending(suffix: &str) -> String {
+    assert!(
+        suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_digit()),
+        "four digits"
+    );
+    format!("8{:07}{suffix}", BANK_ACCOUNT_SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+impl TestApp {
+    /// Runs a batch of SQL statements behind the API's back (e.g. creating and dropping a
+    /// trigger that injects a database fault).
+    pub async fn execute_sql_batch(&self, sql: &str) {
+        use sqlx::Connection;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(self.db_url()).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(self.db_url()).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+
+    /// Injects faults into one account number's calls at the built-in simulator:
+    /// `{pull?, push?, inquiry?, times?}`.
+    pub async fn set_bank_account_faults(&self, account_number: &str, faults: Value) {
+        self.admin_put(&format!("/v1/admin/bank-sim/accounts/{account_number}"), faults)
+            .await
+            .assert_status(200);
+    }
+
+    /// Dead letters of one kind (newest first).
+    pub async fn dead_letters(&self, kind: &str) -> Vec<Value> {
+        let page = self
+            .admin_get(&format!("/v1/admin/dead-letters?kind={kind}&limit=100"))
+            .await;
+        page.assert_status(200)["items"].as_array().unwrap().clone()
+    }
+
+    /// Alerts of one kind (newest first).
+    pub async fn alerts(&self, kind: &str) -> Vec<Value> {
+        let page = self.admin_get(&format!("/v1/admin/alerts?kind={kind}&limit=100")).await;
+        page.assert_status(200)["items"].as_array().unwrap().clone()
+    }
 }

@@ -17,6 +17,7 @@ mod loadtest;
 mod openapi_fuzz;
 mod operations;
 mod pending;
+mod remittance_faults;
 mod remittance_stream;
 mod remittances;
 mod savings;

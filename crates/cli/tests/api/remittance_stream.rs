@@ -5,8 +5,8 @@
 //! platform's own account), the bank's count of executed transfers, and the ledger audit.
 
 use crate::helpers::{
-    Backend, Engine, HookReceiver, TestApp, TestBusiness, TestEvents, env_refs, eventually, join_all, run_on_with,
-    spawn_app_with, spawn_serve_process, start_twin,
+    Backend, Engine, HookReceiver, TestApp, TestBusiness, TestEvents, env_refs, eventually_holds, join_all,
+    run_on_with, spawn_app_with, spawn_serve_process, start_twin,
 };
 use crate::{for_both_backends, for_every_engine, on_every_engine};
 use minipay_events::testing::OwnNats;
@@ -96,7 +96,7 @@ impl Ledger {
 
     /// Waits until every remittance sent is completed, then checks each one's steps.
     async fn all_completed(&self, app: &TestApp, businesses: &[TestBusiness]) {
-        eventually("every remittance completed", SETTLE_MAX, || async {
+        eventually_holds("every remittance completed", SETTLE_MAX, || async {
             let mut done = 0;
             for (from, _, _, id) in &self.sent {
                 if status_of(app, &businesses[*from], id).await == "completed" {
@@ -249,7 +249,7 @@ async fn two_instances_on_one_jetstream_consumer_pay_each_remittance_once() {
         let stats = app.admin_get("/v1/admin/events").await;
         assert_eq!(stats.assert_status(200)["mode"], json!("jetstream"));
     }
-    eventually("the outbox is empty", SETTLE_MAX, || async {
+    eventually_holds("the outbox is empty", SETTLE_MAX, || async {
         let stats = first.admin_get("/v1/admin/events").await;
         stats.assert_status(200)["outbox_unpublished"] == json!(0)
     })
@@ -310,7 +310,7 @@ async fn a_restarted_jetstream_loses_no_remittance_and_repeats_none(backend: Bac
     assert!(nats.resume().await, "the nats-server starts again");
     send_round(&mut ledger, 5, "after").await;
     ledger.all_completed(&app, &businesses).await;
-    eventually("the outbox is empty", SETTLE_MAX, || async {
+    eventually_holds("the outbox is empty", SETTLE_MAX, || async {
         let stats = app.admin_get("/v1/admin/events").await;
         stats.assert_status(200)["outbox_unpublished"] == json!(0)
     })
@@ -364,7 +364,7 @@ async fn crash_in_a_bank_call(backend: Backend, engine: Engine, killed_in: Kille
         KilledIn::Collect => (&a, OPENING_WON - CRASH_WON, "requested"),
         KilledIn::Payout => (&b, OPENING_WON + CRASH_WON, "debited"),
     };
-    eventually(
+    eventually_holds(
         "the bank applied the transfer (its answer is still on the way)",
         Duration::from_secs(20),
         || async { app.bank_account_balance(&watched.account_number).await == moved },
@@ -438,7 +438,7 @@ async fn stuck_remittance(app: &TestApp) -> (TestBusiness, TestBusiness, String)
     .assert_status(200);
     let sent = app.remit(&a, &b, 12_000, "stuck-1").await;
     let id = sent.assert_status(202)["id"].as_str().unwrap().to_owned();
-    eventually("the collect's first attempt failed", SETTLE_MAX, || async {
+    eventually_holds("the collect's first attempt failed", SETTLE_MAX, || async {
         let r = app.admin_get(&format!("/v1/admin/remittances/{id}")).await;
         let r = r.assert_status(200);
         r["steps"][0]["attempts"].as_i64() >= Some(1)
@@ -477,7 +477,7 @@ async fn a_stuck_remittance_alert_reaches_the_webhook_once(backend: Backend, eng
         |s| s.alert_webhook_url = Some(url),
         |app| async move {
             let (a, b, id) = stuck_remittance(&app).await;
-            eventually("the alert reaches the webhook", SETTLE_MAX, || async {
+            eventually_holds("the alert reaches the webhook", SETTLE_MAX, || async {
                 !receiver.received().is_empty()
             })
             .await;
@@ -517,7 +517,7 @@ async fn an_alert_webhook_that_fails_gets_the_alert_later(backend: Backend, engi
         |app| async move {
             let (a, b, _) = stuck_remittance(&app).await;
             let arrived = async |n: usize| {
-                eventually(&format!("attempt {n} reaches the webhook"), SETTLE_MAX, || async {
+                eventually_holds(&format!("attempt {n} reaches the webhook"), SETTLE_MAX, || async {
                     receiver.received().len() >= n
                 })
                 .await;

@@ -136,11 +136,6 @@ impl TryFrom<RemittanceRow> for Remittance {
     }
 }
 
-/// The first page's cursor when reading oldest first: earlier than any remittance, and still a
-/// timestamp PostgreSQL accepts (it refuses jiff's `Timestamp::MIN`, the year -9999, as out of
-/// range; its own range starts in 4713 BC). 0001-01-01T00:00:00Z.
-const BEFORE_ANY_REMITTANCE: Timestamp = Timestamp::constant(-62_135_596_800, 0);
-
 const COLUMNS: &str = "id, from_business_id, from_fintech_use_num, to_business_id, to_bank_code, \
     to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status, held_status, \
     failure_step, failure_code, failure_message, failure_attempts, created_at, updated_at, completed_at";
@@ -409,16 +404,18 @@ impl Session {
         rows.into_iter().map(Remittance::try_from).collect()
     }
 
-    /// Unfinished remittances (neither final nor waiting for a person) requested at or before
-    /// `before`, oldest first, after the keyset cursor `after`.
+    /// Unfinished remittances (not final: waiting for a step or for a person) requested at or
+    /// before `before`, oldest first, after the keyset cursor `after`.
     pub async fn unfinished_remittances(
         &mut self,
         before: Timestamp,
         after: Option<(Timestamp, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Remittance>> {
+        // The first page starts at the epoch, as the other ascending keysets do: PostgreSQL's
+        // timestamptz cannot hold `Timestamp::MIN`.
         let (after_at, after_id) =
-            after.map_or((DbTime(BEFORE_ANY_REMITTANCE), Uuid::nil()), |(t, id)| (DbTime(t), id));
+            after.map_or((DbTime(Timestamp::UNIX_EPOCH), Uuid::nil()), |(t, id)| (DbTime(t), id));
         let rows: Vec<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM remittances
              WHERE created_at <= $1 AND (created_at, id) > ($2, $3)
