@@ -36,3 +36,21 @@ pub async fn emit(tx: &mut Session, subject: &str, data: &impl Serialize, now: T
     .await?;
     Ok(id)
 }
+
+/// [`emit`] for many events at once, in order (one statement on PostgreSQL).
+pub async fn emit_all(
+    tx: &mut Session,
+    events: &[(&str, serde_json::Value)],
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let rows: Vec<NewEvent> = events
+        .iter()
+        .map(|(subject, data)| NewEvent {
+            id: Uuid::now_v7(),
+            subject: (*subject).to_owned(),
+            payload: data.clone(),
+            created_at: now,
+        })
+        .collect();
+    tx.insert_events(&rows).await
+}

@@ -250,21 +250,20 @@ async fn handle_messages(shared: &Shared, deliveries: &Deliveries, messages: Vec
 /// later.
 async fn deliver(shared: &Shared, deliveries: &Deliveries, events: &[Event]) -> anyhow::Result<()> {
     let clock = shared.clock.as_ref();
+    let items: Vec<(String, serde_json::Value)> = events
+        .iter()
+        .map(|e| (e.id.to_string(), Delivery::payload(e)))
+        .collect();
     let mut tx = shared.store.begin().await?;
-    let mut jobs = Vec::with_capacity(events.len());
-    for event in events {
-        let job = tx
-            .enqueue_claimed_job(
-                deliveries.kind,
-                &event.id.to_string(),
-                &Delivery::payload(event),
-                deliveries.consumer.retry_policy().attempts_max,
-                clock.now(),
-                minipay_jobs::claim_lease_until(clock),
-            )
-            .await?;
-        jobs.extend(job);
-    }
+    let jobs = tx
+        .enqueue_claimed_jobs(
+            deliveries.kind,
+            &items,
+            deliveries.consumer.retry_policy().attempts_max,
+            clock.now(),
+            minipay_jobs::claim_lease_until(clock),
+        )
+        .await?;
     tx.commit().await?;
     minipay_jobs::run_batch(&shared.store, clock, deliveries, &jobs).await?;
     Ok(())

@@ -15,4 +15,4 @@ pub mod testing;
 
 pub use consumer::{Consumer, Failure, RetryPolicy, delivery_kind};
 pub use engine::{EngineStats, Events, EventsConfig};
-pub use event::{Event, emit};
+pub use event::{Event, emit, emit_all};

@@ -153,25 +153,46 @@ pub async fn run_batch(
     let started = clock.now();
     let results = handler.handle_batch(jobs).await;
     assert_eq!(results.len(), jobs.len(), "one answer per job");
+    let outcomes: Vec<(QueuedOutcome<'_>, Settled)> = jobs
+        .iter()
+        .zip(&results)
+        .map(|(job, result)| outcome_of(handler, job, result, started))
+        .collect();
     let mut tx = store.begin().await?;
+    let rows: Vec<_> = jobs
+        .iter()
+        .zip(&outcomes)
+        .map(|(job, (outcome, _))| (job.id, job.attempts, *outcome))
+        .collect();
+    let held = tx.settle_queued_jobs(&rows, clock.now()).await?;
     let mut settled = Vec::with_capacity(jobs.len());
-    for (job, result) in jobs.iter().zip(&results) {
-        settled.push(settle(&mut tx, clock, handler, job, result, started).await?);
+    for ((job, (outcome, s)), held) in jobs.iter().zip(&outcomes).zip(held) {
+        if !held {
+            tracing::warn!(job = %job.id, kind = handler.kind(), "queued job was taken over before we settled it");
+            settled.push(Settled::TakenOver);
+            continue;
+        }
+        if let QueuedOutcome::Dead { error } = outcome {
+            metrics::counter!("minipay_queued_jobs_dead_total", "kind" => handler.kind()).increment(1);
+            tracing::error!(job = %job.id, kind = handler.kind(), attempts = job.attempts, reason = %error,
+                "queued job is dead after its last attempt");
+            handler.buried(&mut tx, job, error).await?;
+        }
+        settled.push(*s);
     }
     tx.commit().await?;
     Ok(settled)
 }
 
-/// Records one job's outcome in `tx`; a job another worker took over is left as it is.
-async fn settle(
-    tx: &mut Session,
-    clock: &dyn Clock,
+/// What a job's result makes of it: done, retried the handler's delay after `started`, or dead
+/// after its last attempt.
+fn outcome_of<'a>(
     handler: &dyn QueueHandler,
     job: &QueuedJob,
-    result: &Result<bool, Retry>,
+    result: &'a Result<bool, Retry>,
     started: Timestamp,
-) -> anyhow::Result<Settled> {
-    let (outcome, settled) = match result {
+) -> (QueuedOutcome<'a>, Settled) {
+    match result {
         Ok(true) => (QueuedOutcome::Done, Settled::Changed),
         Ok(false) => (QueuedOutcome::Done, Settled::Unchanged),
         Err(Retry(why)) if job.attempts >= job.attempts_max => (QueuedOutcome::Dead { error: why }, Settled::Dead),
@@ -179,18 +200,7 @@ async fn settle(
             let at = started + handler.retry_delay(job.attempts);
             (QueuedOutcome::Retry { at, error: why }, Settled::Retried)
         }
-    };
-    if !tx.settle_queued_job(job.id, job.attempts, outcome, clock.now()).await? {
-        tracing::warn!(job = %job.id, kind = handler.kind(), "queued job was taken over before we settled it");
-        return Ok(Settled::TakenOver);
     }
-    if let (Settled::Dead, Err(Retry(why))) = (settled, result) {
-        metrics::counter!("minipay_queued_jobs_dead_total", "kind" => handler.kind()).increment(1);
-        tracing::error!(job = %job.id, kind = handler.kind(), attempts = job.attempts, reason = %why,
-            "queued job is dead after its last attempt");
-        handler.buried(tx, job, why).await?;
-    }
-    Ok(settled)
 }
 
 #[cfg(test)]

@@ -348,6 +348,55 @@ impl Session {
         row.map(QueuedJob::try_from).transpose()
     }
 
+    /// [`Self::enqueue_claimed_job`] for many keys at once (one statement on PostgreSQL): the
+    /// jobs this call created and claimed, in no particular order; keys `kind` had already are
+    /// left alone.
+    pub async fn enqueue_claimed_jobs(
+        &mut self,
+        kind: &str,
+        items: &[(String, serde_json::Value)],
+        attempts_max: i32,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> Result<Vec<QueuedJob>> {
+        self.assert_writable();
+        let rows: Vec<QueuedJobRow> = match self.db() {
+            Db::Pg(c) => {
+                let ids: Vec<Uuid> = items.iter().map(|_| Uuid::now_v7()).collect();
+                let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
+                let payloads: Vec<String> = items.iter().map(|(_, p)| p.to_string()).collect();
+                sqlx::query_as(
+                    "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts, attempts_max, state,
+                                              locked_until, created_at, updated_at)
+                     SELECT id, $2, key, payload, $5, 1, $6, 'running', $7, $5, $5
+                     FROM UNNEST($1::uuid[], $3::text[], $4::text[]) AS t(id, key, payload)
+                     ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING
+                     RETURNING id, kind, payload, run_at, attempts, attempts_max",
+                )
+                .bind(&ids)
+                .bind(kind)
+                .bind(&keys)
+                .bind(&payloads)
+                .bind(DbTime(now))
+                .bind(attempts_max)
+                .bind(DbTime(lease_until))
+                .fetch_all(c)
+                .await?
+            }
+            Db::Sqlite(_) => {
+                let mut jobs = Vec::with_capacity(items.len());
+                for (key, payload) in items {
+                    jobs.extend(
+                        self.enqueue_claimed_job(kind, key, payload, attempts_max, now, lease_until)
+                            .await?,
+                    );
+                }
+                return Ok(jobs);
+            }
+        };
+        rows.into_iter().map(QueuedJob::try_from).collect()
+    }
+
     /// Claims up to `limit` jobs of `kind` due at `now` — queued, or running with an expired
     /// lease (their worker died) — leasing them until `lease_until`. Concurrent workers on
     /// PostgreSQL skip each other's rows (`SKIP LOCKED`); SQLite has a single writer.
@@ -392,6 +441,49 @@ impl Session {
         rows.into_iter().map(QueuedJob::try_from).collect()
     }
 
+    /// [`Self::settle_queued_job`] for many jobs (one statement on PostgreSQL): for each job,
+    /// in order, whether this worker still held it and settled it.
+    pub async fn settle_queued_jobs(
+        &mut self,
+        jobs: &[(Uuid, i32, QueuedOutcome<'_>)],
+        now: Timestamp,
+    ) -> Result<Vec<bool>> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else {
+            let mut settled = Vec::with_capacity(jobs.len());
+            for (id, attempts, outcome) in jobs {
+                settled.push(self.settle_queued_job(*id, *attempts, *outcome, now).await?);
+            }
+            return Ok(settled);
+        };
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.0).collect();
+        let attempts: Vec<i32> = jobs.iter().map(|j| j.1).collect();
+        let (mut states, mut run_ats, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        for (_, _, outcome) in jobs {
+            let (state, run_at, error) = outcome.columns();
+            states.push(state);
+            run_ats.push(run_at.map(DbTime));
+            errors.push(error);
+        }
+        let settled: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE queued_jobs q SET state = t.state, run_at = COALESCE(t.run_at, q.run_at),
+                    last_error = COALESCE(t.error, q.last_error), locked_until = NULL, updated_at = $6
+             FROM UNNEST($1::uuid[], $2::int4[], $3::text[], $4::timestamptz[], $5::text[])
+                  AS t(id, attempts, state, run_at, error)
+             WHERE q.id = t.id AND q.state = 'running' AND q.attempts = t.attempts
+             RETURNING q.id",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&states)
+        .bind(&run_ats)
+        .bind(&errors)
+        .bind(DbTime(now))
+        .fetch_all(c)
+        .await?;
+        Ok(ids.iter().map(|id| settled.contains(id)).collect())
+    }
+
     /// Ends a claimed job: `Done`, back to the queue at `retry_at`, or dead with the reason —
     /// only if this worker still holds it (its claim was attempt `attempts`). Returns whether it
     /// did; `false` means the lease ran out and another worker took the job over.
@@ -403,11 +495,7 @@ impl Session {
         now: Timestamp,
     ) -> Result<bool> {
         self.assert_writable();
-        let (state, run_at, error) = match outcome {
-            QueuedOutcome::Done => ("done", None, None),
-            QueuedOutcome::Retry { at, error } => ("queued", Some(at), Some(error)),
-            QueuedOutcome::Dead { error } => ("dead", None, Some(error)),
-        };
+        let (state, run_at, error) = outcome.columns();
         let n = on_db!(self, c => sqlx::query(
             "UPDATE queued_jobs SET state = $2, run_at = COALESCE($3, run_at), last_error = COALESCE($4, last_error),
                     locked_until = NULL, updated_at = $5
@@ -489,4 +577,15 @@ pub enum QueuedOutcome<'a> {
     Done,
     Retry { at: Timestamp, error: &'a str },
     Dead { error: &'a str },
+}
+
+impl<'a> QueuedOutcome<'a> {
+    /// The job's new state, when it runs again, and the error kept with it.
+    fn columns(self) -> (&'static str, Option<Timestamp>, Option<&'a str>) {
+        match self {
+            Self::Done => ("done", None, None),
+            Self::Retry { at, error } => ("queued", Some(at), Some(error)),
+            Self::Dead { error } => ("dead", None, Some(error)),
+        }
+    }
 }

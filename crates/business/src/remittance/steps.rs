@@ -197,118 +197,115 @@ impl Remittances {
         (o.r.id, failure)
     }
 
+    /// Records a batch's outcomes in one transaction, with one statement per table: the status
+    /// changes (each only if still where it was read), the ledger postings that go with them,
+    /// every attempt, and the events and alerts the new statuses set off.
     async fn record_together(&self, outcomes: &[Outcome]) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         // The platform's accounts first, before any remittance row: every recorder takes its
         // locks in that order, so two never wait on each other.
-        let journals: Vec<(usize, JournalDraft)> = outcomes
+        let journals: Vec<Option<JournalDraft>> = outcomes
             .iter()
-            .enumerate()
-            .filter(|(_, o)| matches!(o.verdict, Verdict::Succeeded(_)) && o.step != Step::Collect)
-            .map(|(i, o)| self.journal(&o.r, o.step).map(|j| (i, j)))
+            .map(|o| {
+                let posts = matches!(o.verdict, Verdict::Succeeded(_)) && o.step != Step::Collect;
+                posts.then(|| self.journal(&o.r, o.step)).transpose()
+            })
             .collect::<Result<_, _>>()?;
         let mut locked = tx
-            .lock_accounts(journals.iter().flat_map(|(_, j)| j.accounts().collect::<Vec<_>>()))
+            .lock_accounts(journals.iter().flatten().flat_map(|j| j.accounts().collect::<Vec<_>>()))
             .await?;
-        let mut posted = Vec::with_capacity(journals.len());
-        let mut moved = 0usize;
-        for (i, o) in outcomes.iter().enumerate() {
-            if self.record_one(&mut tx, o, now).await? {
-                moved += 1;
-                if let Some((_, journal)) = journals.iter().find(|(j, _)| *j == i) {
+        let moved = self.change_statuses(&mut tx, outcomes, now).await?;
+        let mut posted = Vec::new();
+        let mut events = Vec::new();
+        let mut attempts = Vec::with_capacity(outcomes.len());
+        for ((o, journal), to) in outcomes.iter().zip(&journals).zip(&moved) {
+            if let Some(to) = to {
+                if let Some(journal) = journal {
                     let p = locked
                         .post(journal, JournalId::new(), now)
                         .map_err(|e| StoreError::Corrupt(format!("posting a remittance: {e}")))?;
                     posted.push(p);
                 }
+                if let Some(subject) = announcement(*to) {
+                    events.push((subject, trigger(o.r.id)));
+                }
+                if *to == RemittanceStatus::NeedsAttention {
+                    self.raise_needs_attention(&mut tx, &o.r, now).await?;
+                }
+                metrics::counter!("minipay_remittance_steps_total", "step" => o.step.as_str(), "outcome" => to.as_str())
+                    .increment(1);
+            }
+            // A remittance another worker moved meanwhile: its attempt is theirs to record.
+            if to.is_some() || matches!(o.verdict, Verdict::NotYet(..)) {
+                attempts.push(attempt_of(o, now));
             }
         }
         if !posted.is_empty() {
             tx.write_postings(&locked, &posted).await?;
         }
+        tx.insert_remittance_attempts(&attempts).await?;
+        minipay_events::emit_all(&mut tx, &events, now).await?;
         tx.commit().await?;
-        if moved > 0 {
+        if !events.is_empty() {
             self.events.wake();
         }
         Ok(())
     }
 
-    /// One outcome in `tx`: its attempt, and — for a step that ended — the status change (only
-    /// if still where it was read) and the events it sets off. Whether the status moved.
-    async fn record_one(&self, tx: &mut Session, o: &Outcome, now: Timestamp) -> Result<bool, StoreError> {
-        let (attempt, bank_tran_id, error, outcome) = match &o.verdict {
-            Verdict::Succeeded(bank_id) => (
-                AttemptOutcome::Succeeded,
-                bank_id.as_deref(),
-                None,
-                Some(StepOutcome::Succeeded),
-            ),
-            Verdict::Refused(why) => (
-                AttemptOutcome::Refused,
-                None,
-                Some(why.as_str()),
-                Some(StepOutcome::Refused),
-            ),
-            Verdict::NotYet(kind, why) => (*kind, None, Some(why.as_str()), None),
-        };
-        let moved = match outcome {
-            None => false,
-            Some(outcome) => self.change_status(tx, &o.r, o.step, outcome, error, now).await?,
-        };
-        if moved || outcome.is_none() {
-            tx.insert_remittance_attempt(&NewRemittanceAttempt {
-                remittance_id: o.r.id,
-                step: o.step,
-                outcome: attempt,
-                error,
-                bank_tran_id,
-                started_at: o.started,
-                finished_at: now,
-            })
-            .await?;
-        }
-        Ok(moved)
-    }
-
-    /// The status change a step's end makes, with the events it sets off; `false` if another
-    /// worker moved the remittance first (nothing is written then).
-    async fn change_status(
+    /// The status changes of the outcomes that ended a step (one statement); for each outcome,
+    /// the status it moved to, or `None` (still waiting, or moved by another worker first).
+    async fn change_statuses(
         &self,
         tx: &mut Session,
-        r: &Remittance,
-        step: Step,
-        outcome: StepOutcome,
-        refusal: Option<&str>,
+        outcomes: &[Outcome],
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let to = r
-            .status
-            .after(step, outcome)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let failure = match refusal.filter(|_| outcome == StepOutcome::Refused) {
-            Some(why) => Some(RemittanceFailure {
-                step,
-                code: "bank_declined".into(),
-                message: why.to_owned(),
-                attempts: tx.count_remittance_attempts(r.id, step).await? as i32 + 1,
-            }),
-            None => None,
-        };
-        let change = StatusChange {
-            from: r.status,
-            to,
-            held: (to == RemittanceStatus::NeedsAttention).then_some(r.status),
-            failure: failure.as_ref(),
-            at: now,
-        };
-        if !tx.change_remittance_status(r.id, &change).await? {
-            return Ok(false);
+    ) -> Result<Vec<Option<RemittanceStatus>>, StoreError> {
+        let mut ended = Vec::new();
+        for (i, o) in outcomes.iter().enumerate() {
+            let (outcome, refusal) = match &o.verdict {
+                Verdict::Succeeded(_) => (StepOutcome::Succeeded, None),
+                Verdict::Refused(why) => (StepOutcome::Refused, Some(why.as_str())),
+                Verdict::NotYet(..) => continue,
+            };
+            let to =
+                o.r.status
+                    .after(o.step, outcome)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            // A refusal is rare: its attempt count is read for the failure it records.
+            let failure = match refusal {
+                Some(why) => Some(RemittanceFailure {
+                    step: o.step,
+                    code: "bank_declined".into(),
+                    message: why.to_owned(),
+                    attempts: tx.count_remittance_attempts(o.r.id, o.step).await? as i32 + 1,
+                }),
+                None => None,
+            };
+            ended.push((i, to, failure));
         }
-        self.announce(tx, r, to, now).await?;
-        metrics::counter!("minipay_remittance_steps_total", "step" => step.as_str(), "outcome" => to.as_str())
-            .increment(1);
-        Ok(true)
+        let changes: Vec<(minipay_core::RemittanceId, StatusChange<'_>)> = ended
+            .iter()
+            .map(|(i, to, failure)| {
+                let r = &outcomes[*i].r;
+                let change = StatusChange {
+                    from: r.status,
+                    to: *to,
+                    held: (*to == RemittanceStatus::NeedsAttention).then_some(r.status),
+                    failure: failure.as_ref(),
+                    at: now,
+                };
+                (r.id, change)
+            })
+            .collect();
+        let moved = tx.change_remittance_statuses(&changes).await?;
+        let mut result = vec![None; outcomes.len()];
+        for ((i, to, _), moved) in ended.iter().zip(moved) {
+            if moved {
+                result[*i] = Some(*to);
+            }
+        }
+        Ok(result)
     }
 
     /// The ledger side of a step: into the float, out of it, or out of transit once paid.
@@ -396,14 +393,7 @@ impl Remittances {
         to: RemittanceStatus,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let subject = match to {
-            RemittanceStatus::Credited => subjects::CREDITED,
-            RemittanceStatus::Completed => subjects::COMPLETED,
-            RemittanceStatus::CollectFailed => subjects::COLLECT_FAILED,
-            RemittanceStatus::Refunded => subjects::REFUNDED,
-            RemittanceStatus::NeedsAttention => subjects::NEEDS_ATTENTION,
-            _ => return Ok(()),
-        };
+        let Some(subject) = announcement(to) else { return Ok(()) };
         minipay_events::emit(tx, subject, &trigger(r.id), now).await?;
         if to == RemittanceStatus::NeedsAttention {
             self.raise_needs_attention(tx, r, now).await?;
@@ -474,6 +464,37 @@ impl Remittances {
     pub(crate) fn dead_letter_kind_of(r: &Remittance) -> (Step, String) {
         let step = r.status.next_step().unwrap_or(Step::Collect);
         (step, dead_letter_kind(step))
+    }
+}
+
+/// The event a new status sets off: the hand-over to the payout side, and the final statuses
+/// (for webhooks and the read side).
+fn announcement(to: RemittanceStatus) -> Option<&'static str> {
+    match to {
+        RemittanceStatus::Credited => Some(subjects::CREDITED),
+        RemittanceStatus::Completed => Some(subjects::COMPLETED),
+        RemittanceStatus::CollectFailed => Some(subjects::COLLECT_FAILED),
+        RemittanceStatus::Refunded => Some(subjects::REFUNDED),
+        RemittanceStatus::NeedsAttention => Some(subjects::NEEDS_ATTENTION),
+        _ => None,
+    }
+}
+
+/// The attempt an outcome records.
+fn attempt_of(o: &Outcome, now: Timestamp) -> NewRemittanceAttempt<'_> {
+    let (outcome, bank_tran_id, error) = match &o.verdict {
+        Verdict::Succeeded(bank_id) => (AttemptOutcome::Succeeded, bank_id.as_deref(), None),
+        Verdict::Refused(why) => (AttemptOutcome::Refused, None, Some(why.as_str())),
+        Verdict::NotYet(kind, why) => (*kind, None, Some(why.as_str())),
+    };
+    NewRemittanceAttempt {
+        remittance_id: o.r.id,
+        step: o.step,
+        outcome,
+        error,
+        bank_tran_id,
+        started_at: o.started,
+        finished_at: now,
     }
 }
 

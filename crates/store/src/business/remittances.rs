@@ -2,7 +2,7 @@
 //! status read (`WHERE status = $expected`), so of two workers racing on one remittance only one
 //! moves it.
 
-use crate::session::Session;
+use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -324,6 +324,96 @@ impl Session {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// [`Self::change_remittance_status`] for many remittances (one statement on PostgreSQL):
+    /// for each, in order, whether it moved.
+    pub async fn change_remittance_statuses(
+        &mut self,
+        changes: &[(RemittanceId, StatusChange<'_>)],
+    ) -> Result<Vec<bool>> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else {
+            let mut moved = Vec::with_capacity(changes.len());
+            for (id, change) in changes {
+                moved.push(self.change_remittance_status(*id, change).await?);
+            }
+            return Ok(moved);
+        };
+        let ids: Vec<Uuid> = changes.iter().map(|(id, _)| id.as_uuid()).collect();
+        let col = |f: fn(&StatusChange<'_>) -> Option<String>| changes.iter().map(|(_, c)| f(c)).collect::<Vec<_>>();
+        let from = col(|c| Some(c.from.as_str().to_owned()));
+        let to = col(|c| Some(c.to.as_str().to_owned()));
+        let held = col(|c| c.held.map(|h| h.as_str().to_owned()));
+        let step = col(|c| c.failure.map(|f| f.step.as_str().to_owned()));
+        let code = col(|c| c.failure.map(|f| f.code.clone()));
+        let message = col(|c| c.failure.map(|f| f.message.clone()));
+        let attempts: Vec<Option<i32>> = changes.iter().map(|(_, c)| c.failure.map(|f| f.attempts)).collect();
+        let at: Vec<DbTime> = changes.iter().map(|(_, c)| DbTime(c.at)).collect();
+        let completed: Vec<Option<DbTime>> = changes
+            .iter()
+            .map(|(_, c)| c.to.is_final().then_some(DbTime(c.at)))
+            .collect();
+        let moved: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE remittances r SET status = t.to_status, held_status = t.held, updated_at = t.at,
+                 completed_at = COALESCE(t.completed, r.completed_at),
+                 failure_step = COALESCE(t.step, r.failure_step), failure_code = COALESCE(t.code, r.failure_code),
+                 failure_message = COALESCE(t.message, r.failure_message),
+                 failure_attempts = COALESCE(t.attempts, r.failure_attempts)
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                         $7::text[], $8::text[], $9::text[], $10::int4[])
+                  AS t(id, from_status, to_status, held, at, completed, step, code, message, attempts)
+             WHERE r.id = t.id AND r.status = t.from_status
+             RETURNING r.id",
+        )
+        .bind(&ids)
+        .bind(&from)
+        .bind(&to)
+        .bind(&held)
+        .bind(&at)
+        .bind(&completed)
+        .bind(&step)
+        .bind(&code)
+        .bind(&message)
+        .bind(&attempts)
+        .fetch_all(c)
+        .await?;
+        Ok(ids.iter().map(|id| moved.contains(id)).collect())
+    }
+
+    /// Records attempts (one statement on PostgreSQL).
+    pub async fn insert_remittance_attempts(&mut self, attempts: &[NewRemittanceAttempt<'_>]) -> Result<()> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else {
+            for a in attempts {
+                self.insert_remittance_attempt(a).await?;
+            }
+            return Ok(());
+        };
+        let ids: Vec<Uuid> = attempts.iter().map(|_| Uuid::now_v7()).collect();
+        let remittances: Vec<Uuid> = attempts.iter().map(|a| a.remittance_id.as_uuid()).collect();
+        let steps: Vec<&str> = attempts.iter().map(|a| a.step.as_str()).collect();
+        let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+        let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error).collect();
+        let bank_ids: Vec<Option<&str>> = attempts.iter().map(|a| a.bank_tran_id).collect();
+        let started: Vec<DbTime> = attempts.iter().map(|a| DbTime(a.started_at)).collect();
+        let finished: Vec<DbTime> = attempts.iter().map(|a| DbTime(a.finished_at)).collect();
+        sqlx::query(
+            "INSERT INTO remittance_attempts (id, remittance_id, step, outcome, error, bank_tran_id, started_at, finished_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                  $7::timestamptz[], $8::timestamptz[])",
+        )
+        .bind(&ids)
+        .bind(&remittances)
+        .bind(&steps)
+        .bind(&outcomes)
+        .bind(&errors)
+        .bind(&bank_ids)
+        .bind(&started)
+        .bind(&finished)
+        .execute(c)
+        .await?;
+        Ok(())
     }
 
     pub async fn insert_remittance_attempt(&mut self, a: &NewRemittanceAttempt<'_>) -> Result<()> {

@@ -54,20 +54,42 @@ const SELECT_UNPUBLISHED: &str = "SELECT seq, id, subject, payload, created_at F
      WHERE published_at IS NULL ORDER BY seq LIMIT $1";
 
 impl Session {
-    /// Writes events in the caller's transaction: they exist iff the change commits.
+    /// Writes events in the caller's transaction: they exist iff the change commits (one
+    /// statement on PostgreSQL).
     pub async fn insert_events(&mut self, events: &[NewEvent]) -> Result<()> {
         self.assert_writable();
-        for e in events {
-            on_db!(self, c => sqlx::query(
-                "INSERT INTO outbox (id, subject, payload, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(e.id)
-            .bind(&e.subject)
-            .bind(e.payload.to_string())
-            .bind(DbTime(e.created_at))
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
+        const INSERT: &str = "INSERT INTO outbox (id, subject, payload, created_at)";
+        match self.db() {
+            Db::Pg(c) if events.len() > 1 => {
+                let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+                let subjects: Vec<&str> = events.iter().map(|e| e.subject.as_str()).collect();
+                let payloads: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
+                let at: Vec<DbTime> = events.iter().map(|e| DbTime(e.created_at)).collect();
+                // WITH ORDINALITY keeps the events' order in `seq`.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{INSERT} SELECT id, subject, payload, at
+                     FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) WITH ORDINALITY
+                          AS t(id, subject, payload, at, n) ORDER BY n"
+                )))
+                .bind(&ids)
+                .bind(&subjects)
+                .bind(&payloads)
+                .bind(&at)
+                .execute(c)
+                .await?;
+            }
+            _ => {
+                for e in events {
+                    on_db!(self, c => sqlx::query(sqlx::AssertSqlSafe(format!("{INSERT} VALUES ($1, $2, $3, $4)")))
+                        .bind(e.id)
+                        .bind(&e.subject)
+                        .bind(e.payload.to_string())
+                        .bind(DbTime(e.created_at))
+                        .execute(&mut *c)
+                        .await
+                        .map(|r| r.rows_affected()))?;
+                }
+            }
         }
         Ok(())
     }
