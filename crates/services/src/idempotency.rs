@@ -122,6 +122,36 @@ pub(crate) async fn peek_all(
     Ok(found.into_iter().map(|c| c.map_or(Ok(None), verdict)).collect())
 }
 
+/// For a request that runs in one short transaction with no remote call inside: what its key
+/// says now, without taking it — `Ok(None)` when the key is free (or there is none) and the
+/// request goes ahead. Its answer is then written once, completed, with [`record`] in the same
+/// transaction: a write instead of a claim and an update.
+pub async fn peek(
+    tx: &mut Session,
+    owner: impl Into<KeyOwner>,
+    req: Option<&IdempotentRequest>,
+    now: Timestamp,
+) -> ServiceResult<Option<StoredResponse>> {
+    let Some(req) = req else { return Ok(None) };
+    peek_all(tx, &[(owner.into(), req)], now)
+        .await?
+        .pop()
+        .expect("one verdict per key")
+}
+
+/// Writes the answer of a request whose key [`peek`] found free, completed. `Ok(false)`:
+/// another request took the key meanwhile; the caller rolls back and asks again (to replay).
+pub async fn record(
+    tx: &mut Session,
+    owner: impl Into<KeyOwner>,
+    req: Option<&IdempotentRequest>,
+    answer: &StoredResponse,
+    now: Timestamp,
+) -> ServiceResult<bool> {
+    let Some(req) = req else { return Ok(true) };
+    record_all(tx, &[(owner.into(), req, answer)], now).await
+}
+
 /// Stores the answers of requests whose keys [`peek_all`] found free. `Ok(false)`: another
 /// request took one of the keys meanwhile; the caller must roll back.
 pub(crate) async fn record_all(

@@ -21,11 +21,13 @@ use minipay_core::request::{IdempotencyKey, PageLimit};
 use minipay_core::{BusinessId, Clock, RemittanceId};
 use minipay_events::{Events, emit};
 use minipay_services::RegisterBankAccount;
-use minipay_services::idempotency::{IdempotentRequest, Reply, claim, conclude};
+use minipay_services::idempotency::{IdempotentRequest, Reply, peek, record};
 use minipay_services::pagination::{decode_cursor, page_of, rows_for};
 use minipay_services::views::Page;
 use minipay_services::{ServiceError, ServiceResult, bank_failure};
-use minipay_store::{NewBusinessRemittance, NewRemittanceRecord, Remittance, RemittanceFilter, StatusChange, Store};
+use minipay_store::{
+    NewBusinessRemittance, NewRemittanceRecord, Remittance, RemittanceFilter, StatusChange, Store, StoredResponse,
+};
 use std::sync::Arc;
 use views::{RemittanceDetailView, RemittanceView};
 
@@ -127,10 +129,36 @@ impl Remittances {
             Recipient::Business(_) => None,
             Recipient::BankAccount(account) => Some(self.bank_destination(from, account).await?),
         };
+        // Once more if another request took the key between reading it and writing it: the
+        // second time replays that request's answer.
+        for _ in 0..2 {
+            if let Some(reply) = self
+                .record_request(from, &req, idem.as_ref(), to_account.as_ref())
+                .await?
+            {
+                self.events.wake();
+                metrics::counter!("minipay_remittances_requested_total").increment(1);
+                return Ok(reply);
+            }
+        }
+        Err(ServiceError::Conflict(
+            "a request with this Idempotency-Key is being processed; retry shortly".into(),
+        ))
+    }
+
+    /// One transaction: the key read, the remittance and its event written, the answer stored
+    /// under the key. `None` when the key was taken meanwhile (nothing is written then).
+    async fn record_request(
+        &self,
+        from: BusinessId,
+        req: &NewRemittance,
+        idem: Option<&IdempotentRequest>,
+        to_account: Option<&Destination>,
+    ) -> ServiceResult<Option<Reply<RemittanceView>>> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        if let Some(stored) = claim(&mut tx, from, idem.as_ref(), now).await? {
-            return Ok(Reply::Replayed(stored));
+        if let Some(stored) = peek(&mut tx, from, idem, now).await? {
+            return Ok(Some(Reply::Replayed(stored)));
         }
         let id = RemittanceId::new();
         let (memo, reference) = (req.memo.as_deref(), req.reference.as_deref());
@@ -167,10 +195,17 @@ impl Remittances {
             (Recipient::BankAccount(_), None) => return Err(internal("a bank account without its registration")),
         };
         emit(&mut tx, subjects::REQUESTED, &trigger(id), now).await?;
-        let reply = conclude(tx, from, idem.as_ref(), 202, Ok(RemittanceView::new(&recorded, &[]))).await?;
-        self.events.wake();
-        metrics::counter!("minipay_remittances_requested_total").increment(1);
-        Ok(reply)
+        let view = RemittanceView::new(&recorded, &[]);
+        let answer = StoredResponse {
+            status: 202,
+            body: serde_json::to_string(&view).map_err(|e| internal(&format!("a remittance view: {e}")))?,
+        };
+        if !record(&mut tx, from, idem, &answer, now).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(Reply::Fresh(view)))
     }
 
     /// A bank account to pay, registered with the bank now (outside any transaction); paying

@@ -279,21 +279,32 @@ impl Session {
 
     /// The remittances with these ids (those that exist), in no particular order.
     pub async fn remittances_by_ids(&mut self, ids: &[RemittanceId]) -> Result<Vec<Remittance>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM remittances WHERE id IN ({})",
-            placeholders.join(", ")
-        );
-        let rows: Vec<RemittanceRow> = on_db!(self, c => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-            for id in ids {
-                q = q.bind(id.as_uuid());
+        let rows: Vec<RemittanceRow> = match self.db() {
+            // One statement text whatever the count, so it is prepared once per connection.
+            Db::Pg(c) => {
+                let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM remittances WHERE id = ANY($1)"
+                )))
+                .bind(&ids)
+                .fetch_all(c)
+                .await?
             }
-            q.fetch_all(c).await
-        })?;
+            Db::Sqlite(c) => {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in ids {
+                    rows.extend(
+                        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                            "SELECT {COLUMNS} FROM remittances WHERE id = $1"
+                        )))
+                        .bind(id.as_uuid())
+                        .fetch_optional(&mut *c)
+                        .await?,
+                    );
+                }
+                rows
+            }
+        };
         rows.into_iter().map(Remittance::try_from).collect()
     }
 
