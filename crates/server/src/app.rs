@@ -113,11 +113,7 @@ impl Core {
                 archive_dir: settings.history_archive_dir.clone(),
                 retire_slice_max: settings.history_retire_slice_max,
             },
-            batching: BatchConfig {
-                max_commands: settings.transfer_batch_max as usize,
-                max_wait: std::time::Duration::from_micros(settings.transfer_batch_wait_us),
-                in_flight_max: settings.transfer_batches_in_flight as usize,
-            },
+            batching: batching(settings),
         };
         let wallet = Arc::new(Wallet::new(store, bank, clock, config));
         // The current month's history partitions must exist before the first write lands in
@@ -158,8 +154,19 @@ fn events_config(settings: &Settings) -> EventsConfig {
     }
 }
 
+/// How concurrent requests are grouped into one transaction: the wallet's transfers and
+/// charge postings, and the remittances businesses request.
+fn batching(settings: &Settings) -> BatchConfig {
+    BatchConfig {
+        max_commands: settings.transfer_batch_max as usize,
+        max_wait: std::time::Duration::from_micros(settings.transfer_batch_wait_us),
+        in_flight_max: settings.transfer_batches_in_flight as usize,
+    }
+}
+
 fn remit_config(settings: &Settings) -> RemitConfig {
     RemitConfig {
+        accept_batching: batching(settings),
         attempts_max: i32::try_from(settings.remit_attempts.max(1)).unwrap_or(i32::MAX),
         retry_delay: jiff::SignedDuration::from_millis(
             i64::try_from(settings.remit_retry_delay_ms).unwrap_or(i64::MAX),

@@ -13,6 +13,7 @@ use minipay_core::user::NAME_LEN_MAX;
 use minipay_core::{BankAccountId, UserId};
 use minipay_store::{NewBankAccount, StoreError};
 
+#[derive(Debug, Clone)]
 pub struct RegisterBankAccount {
     pub bank_code: BankCode,
     pub account_number: AccountNumber,

@@ -109,7 +109,7 @@ fn verdict(claim: Claim) -> ServiceResult<Option<StoredResponse>> {
 /// For a batch, which writes each key once: what each request's key says now, without taking
 /// it — `Ok(None)` where the key is free and the request goes ahead. The batch then records
 /// the answers with [`record_all`] in the transaction that executes the requests.
-pub(crate) async fn peek_all(
+pub async fn peek_all(
     tx: &mut Session,
     requests: &[(KeyOwner, &IdempotentRequest)],
     now: Timestamp,
@@ -154,7 +154,7 @@ pub async fn record(
 
 /// Stores the answers of requests whose keys [`peek_all`] found free. `Ok(false)`: another
 /// request took one of the keys meanwhile; the caller must roll back.
-pub(crate) async fn record_all(
+pub async fn record_all(
     tx: &mut Session,
     answered: &[(KeyOwner, &IdempotentRequest, &StoredResponse)],
     now: Timestamp,

@@ -7,6 +7,7 @@ mod bank_accounts;
 mod batch;
 mod charges;
 pub mod error;
+pub mod group_commit;
 pub mod history;
 pub mod idempotency;
 pub mod jobs;

@@ -3,6 +3,7 @@
 //! and pay out on `remittance.credited` — each step retried, dead-lettered, retried in rounds
 //! by a job, and handed to a person when that is not enough. Every step is a row.
 
+mod accept;
 mod consumers;
 mod jobs;
 mod request;
@@ -20,7 +21,9 @@ use minipay_core::remittance::{RemittanceStatus, Step};
 use minipay_core::request::{IdempotencyKey, PageLimit};
 use minipay_core::{BusinessId, Clock, RemittanceId};
 use minipay_events::{Events, emit};
+use minipay_services::BatchConfig;
 use minipay_services::RegisterBankAccount;
+use minipay_services::group_commit::GroupCommit;
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek, record};
 use minipay_services::pagination::{decode_cursor, page_of, rows_for};
 use minipay_services::views::Page;
@@ -56,6 +59,8 @@ pub struct RemitConfig {
     pub retry_round_delay: SignedDuration,
     /// A remittance unfinished this long after it was requested raises one alert.
     pub stuck_after: SignedDuration,
+    /// How concurrent requests are grouped into one transaction (the wallet's settings).
+    pub accept_batching: BatchConfig,
 }
 
 impl Default for RemitConfig {
@@ -66,6 +71,7 @@ impl Default for RemitConfig {
             retry_rounds_max: 3,
             retry_round_delay: SignedDuration::from_secs(60),
             stuck_after: SignedDuration::from_mins(10),
+            accept_batching: BatchConfig::default(),
         }
     }
 }
@@ -78,6 +84,7 @@ pub struct Remittances {
     events: Events,
     businesses: Arc<Businesses>,
     config: RemitConfig,
+    accepts: GroupCommit<accept::Accept, accept::Accepted>,
 }
 
 /// A bank account a remittance pays (not a business's), and the sender's account.
@@ -98,7 +105,13 @@ impl Remittances {
         businesses: Arc<Businesses>,
         config: RemitConfig,
     ) -> Self {
+        let groups = accept::AcceptGroups {
+            store: store.clone(),
+            clock: clock.clone(),
+            events: events.clone(),
+        };
         Self {
+            accepts: GroupCommit::new(config.accept_batching, Arc::new(groups)),
             store,
             bank,
             clock,
@@ -129,8 +142,28 @@ impl Remittances {
             Recipient::Business(_) => None,
             Recipient::BankAccount(account) => Some(self.bank_destination(from, account).await?),
         };
-        // Once more if another request took the key between reading it and writing it: the
-        // second time replays that request's answer.
+        // A remittance to a business joins the next group of requests (one transaction for all).
+        if let (Recipient::Business(_), Some(idem)) = (&req.to, &idem)
+            && self.config.accept_batching.enabled()
+        {
+            let grouped = accept::Accept {
+                from,
+                req: req.clone(),
+                idem: idem.clone(),
+            };
+            match self.accepts.submit(grouped).await {
+                Some(Ok(Some(reply))) => {
+                    metrics::counter!("minipay_remittances_requested_total").increment(1);
+                    return Ok(reply);
+                }
+                Some(Err(e)) => return Err(e),
+                // Handed back (or the group's task died: the key, read again below, tells
+                // whether it committed).
+                Some(Ok(None)) | None => {}
+            }
+        }
+        // On its own. Once more if another request took the key between reading it and
+        // writing it: the second time replays that request's answer.
         for _ in 0..2 {
             if let Some(reply) = self
                 .record_request(from, &req, idem.as_ref(), to_account.as_ref())

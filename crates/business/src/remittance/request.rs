@@ -9,11 +9,13 @@ use serde::Serialize;
 pub use minipay_core::remittance::REFERENCE_LEN_MAX;
 
 /// Who is paid.
+#[derive(Debug, Clone)]
 pub enum Recipient {
     Business(BusinessId),
     BankAccount(RegisterBankAccount),
 }
 
+#[derive(Debug, Clone)]
 pub struct NewRemittance {
     pub amount: Amount,
     pub to: Recipient,

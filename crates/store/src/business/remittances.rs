@@ -267,6 +267,50 @@ impl Session {
         row.map(Remittance::try_from).transpose()
     }
 
+    /// [`Self::insert_remittance_to_business`] for many (one statement on PostgreSQL): the
+    /// remittances recorded, in no particular order; one whose business does not exist is not.
+    pub async fn insert_remittances_to_business(
+        &mut self,
+        rows: &[NewBusinessRemittance<'_>],
+    ) -> Result<Vec<Remittance>> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else {
+            let mut recorded = Vec::with_capacity(rows.len());
+            for r in rows {
+                recorded.extend(self.insert_remittance_to_business(r).await?);
+            }
+            return Ok(recorded);
+        };
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id.as_uuid()).collect();
+        let from: Vec<Uuid> = rows.iter().map(|r| r.from.as_uuid()).collect();
+        let to: Vec<Uuid> = rows.iter().map(|r| r.to.as_uuid()).collect();
+        let amounts: Vec<i64> = rows.iter().map(|r| r.amount).collect();
+        let memos: Vec<Option<&str>> = rows.iter().map(|r| r.memo).collect();
+        let references: Vec<Option<&str>> = rows.iter().map(|r| r.reference).collect();
+        let at: Vec<DbTime> = rows.iter().map(|r| DbTime(r.at)).collect();
+        let recorded: Vec<RemittanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO remittances (id, from_business_id, from_fintech_use_num, to_business_id, to_bank_code,
+                 to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status,
+                 created_at, updated_at)
+             SELECT t.id, a.id, a.fintech_use_num, b.id, b.bank_code, b.account_number_masked, b.holder_name,
+                    b.fintech_use_num, t.amount, t.memo, t.reference, 'requested', t.at, t.at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::timestamptz[])
+                  AS t(id, from_id, to_id, amount, memo, reference, at)
+             JOIN businesses a ON a.id = t.from_id JOIN businesses b ON b.id = t.to_id
+             RETURNING {COLUMNS}"
+        )))
+        .bind(&ids)
+        .bind(&from)
+        .bind(&to)
+        .bind(&amounts)
+        .bind(&memos)
+        .bind(&references)
+        .bind(&at)
+        .fetch_all(c)
+        .await?;
+        recorded.into_iter().map(Remittance::try_from).collect()
+    }
+
     pub async fn remittance(&mut self, id: RemittanceId) -> Result<Option<Remittance>> {
         let row: Option<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM remittances WHERE id = $1"

@@ -1,0 +1,114 @@
+//! Group commit for any kind of request: concurrent requests queue for one transaction; a
+//! leader takes the queue when it is full or its oldest request has waited long enough, has it
+//! run as one batch (at most `in_flight_max` batches at once), and answers each request. The
+//! batch's work — one transaction, every rule checked per request — is the runner's.
+
+use crate::batch::BatchConfig;
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::time::Instant;
+
+/// Runs a batch: one answer per command, in their order.
+#[async_trait]
+pub trait BatchRunner<C, A>: Send + Sync + 'static {
+    async fn run(&self, commands: Vec<C>) -> Vec<A>;
+}
+
+/// The queue of one kind of request, and its leader.
+pub struct GroupCommit<C, A> {
+    inner: Arc<Inner<C, A>>,
+}
+
+struct Inner<C, A> {
+    config: BatchConfig,
+    runner: Arc<dyn BatchRunner<C, A>>,
+    waiting: Mutex<Waiting<C, A>>,
+    /// Wakes a waiting leader when its batch is full.
+    full: Notify,
+    /// A permit is held while a batch runs.
+    running: Semaphore,
+}
+
+struct Waiting<C, A> {
+    queue: Vec<(C, oneshot::Sender<A>)>,
+    /// Whether a leader task is waiting to take the queue.
+    led: bool,
+}
+
+impl<C: Send + 'static, A: Send + 'static> GroupCommit<C, A> {
+    pub fn new(config: BatchConfig, runner: Arc<dyn BatchRunner<C, A>>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                running: Semaphore::new(config.in_flight_max.max(1)),
+                config,
+                runner,
+                waiting: Mutex::new(Waiting {
+                    queue: Vec::new(),
+                    led: false,
+                }),
+                full: Notify::new(),
+            }),
+        }
+    }
+
+    /// Queues `command` for the next batch and waits for its answer; `None` if the batch
+    /// ended without answering (its task panicked: whether it committed is unknown, so the
+    /// caller must not run it again blindly).
+    pub async fn submit(&self, command: C) -> Option<A> {
+        let (answer, answered) = oneshot::channel();
+        let lead = {
+            let mut waiting = self.inner.waiting.lock().expect("group commit lock");
+            waiting.queue.push((command, answer));
+            if waiting.queue.len() >= self.inner.config.max_commands {
+                self.inner.full.notify_waiters();
+            }
+            !std::mem::replace(&mut waiting.led, true)
+        };
+        if lead {
+            // The batch is run by its own task, so that a caller who goes away (a dropped
+            // connection) never abandons the others' batch half-way.
+            tokio::spawn(Arc::clone(&self.inner).lead());
+        }
+        answered.await.ok()
+    }
+}
+
+impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
+    /// Waits until the batch is full or its oldest request has waited `max_wait`, then — once
+    /// a slot is free — runs what is queued, in batches of at most `max_commands`.
+    async fn lead(self: Arc<Self>) {
+        let deadline = Instant::now() + self.config.max_wait;
+        loop {
+            let full = self.full.notified();
+            tokio::pin!(full);
+            full.as_mut().enable();
+            if self.waiting.lock().expect("group commit lock").queue.len() >= self.config.max_commands {
+                break;
+            }
+            tokio::select! {
+                _ = full => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        // What arrives while the slots are busy waits for the next batch, so batches grow with
+        // the load instead of competing for the same rows.
+        let _running = self.running.acquire().await.expect("the semaphore is never closed");
+        let mut queued = {
+            let mut waiting = self.waiting.lock().expect("group commit lock");
+            waiting.led = false;
+            std::mem::take(&mut waiting.queue)
+        };
+        while !queued.is_empty() {
+            let rest = queued.split_off(queued.len().min(self.config.max_commands.max(1)));
+            let (commands, answers): (Vec<C>, Vec<oneshot::Sender<A>>) = queued.into_iter().unzip();
+            let results = self.runner.run(commands).await;
+            assert_eq!(results.len(), answers.len(), "one answer per command");
+            for (answer, result) in answers.into_iter().zip(results) {
+                // The caller may have gone away; what its command did stands either way.
+                let _ = answer.send(result);
+            }
+            queued = rest;
+        }
+    }
+}
