@@ -34,6 +34,7 @@ pub(crate) struct AcceptGroups {
 }
 
 /// Where one request of a group stands.
+#[allow(clippy::large_enum_variant)] // one per request of a group, for the group's duration
 enum Slot {
     Answered(Accepted),
     /// Its key is free: recorded with the group under this id.
