@@ -24,8 +24,8 @@ pub struct RemittancesBench {
     /// Sending businesses, and as many receiving ones.
     #[arg(long, default_value_t = 100)]
     pub businesses: u32,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 64)]
+    /// Requests in flight at once (see docs/bench/remittances.md for 64 against 128).
+    #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
     /// Won per remittance.
     #[arg(long, default_value_t = 10_000)]
