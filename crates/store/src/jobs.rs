@@ -58,6 +58,14 @@ impl TryFrom<JobRunRow> for JobRun {
     }
 }
 
+/// Keyed work as `UNNEST` takes it: a new id, the key and the JSON payload, column by column.
+fn keyed_columns(items: &[(String, serde_json::Value)]) -> (Vec<Uuid>, Vec<&str>, Vec<String>) {
+    let ids = items.iter().map(|_| Uuid::now_v7()).collect();
+    let keys = items.iter().map(|(k, _)| k.as_str()).collect();
+    let payloads = items.iter().map(|(_, p)| p.to_string()).collect();
+    (ids, keys, payloads)
+}
+
 /// A unit of durable work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedJob {
@@ -275,9 +283,7 @@ impl Session {
         let added = match self.db() {
             // One statement for the batch.
             Db::Pg(c) => {
-                let ids: Vec<Uuid> = items.iter().map(|_| Uuid::now_v7()).collect();
-                let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
-                let payloads: Vec<String> = items.iter().map(|(_, p)| p.to_string()).collect();
+                let (ids, keys, payloads) = keyed_columns(items);
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "{INSERT} SELECT id, $2, key, payload, $5, $6, 'queued', $5, $5
                      FROM UNNEST($1::uuid[], $3::text[], $4::text[]) AS t(id, key, payload)
@@ -362,9 +368,7 @@ impl Session {
         self.assert_writable();
         let rows: Vec<QueuedJobRow> = match self.db() {
             Db::Pg(c) => {
-                let ids: Vec<Uuid> = items.iter().map(|_| Uuid::now_v7()).collect();
-                let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
-                let payloads: Vec<String> = items.iter().map(|(_, p)| p.to_string()).collect();
+                let (ids, keys, payloads) = keyed_columns(items);
                 sqlx::query_as(
                     "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts, attempts_max, state,
                                               locked_until, created_at, updated_at)
