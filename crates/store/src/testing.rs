@@ -5,6 +5,7 @@
 use crate::BackendKind;
 use sqlx::Connection;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long a test waits for PostgreSQL to answer before skipping (or failing).
@@ -14,6 +15,9 @@ const CONNECT_TIMEOUT_SECS: u64 = 5;
 pub struct TestDb {
     pub url: String,
     cleanup: Cleanup,
+    /// Set by [`TestDb::remove`]; a database dropped without it is removed on drop (a test
+    /// that returned early or panicked leaves nothing behind).
+    removed: AtomicBool,
 }
 
 enum Cleanup {
@@ -46,6 +50,7 @@ impl TestDb {
                 Some(Self {
                     url: format!("sqlite://{}", path.display()),
                     cleanup: Cleanup::File(path),
+                    removed: AtomicBool::new(false),
                 })
             }
             BackendKind::Postgres => {
@@ -78,6 +83,7 @@ impl TestDb {
                 Some(Self {
                     url: format!("{base}/{name}"),
                     cleanup: Cleanup::Postgres { admin_url, name },
+                    removed: AtomicBool::new(false),
                 })
             }
         }
@@ -89,10 +95,14 @@ impl TestDb {
         Self {
             url: url.to_owned(),
             cleanup: Cleanup::Borrowed,
+            removed: AtomicBool::new(true),
         }
     }
 
     pub async fn remove(&self) {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return;
+        }
         match &self.cleanup {
             Cleanup::Borrowed => {}
             Cleanup::File(path) => {
@@ -110,6 +120,28 @@ impl TestDb {
                 }
             }
         }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.removed.load(Ordering::SeqCst) {
+            return;
+        }
+        // Drop may run inside a runtime (which cannot be blocked on), so the removal gets a
+        // thread and a runtime of its own.
+        let this = Self {
+            url: std::mem::take(&mut self.url),
+            cleanup: std::mem::replace(&mut self.cleanup, Cleanup::Borrowed),
+            removed: AtomicBool::new(false),
+        };
+        self.removed.store(true, Ordering::SeqCst);
+        let removal = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                rt.block_on(this.remove());
+            }
+        });
+        let _ = removal.join();
     }
 }
 
