@@ -1,10 +1,12 @@
 //! The `minipay` binary: parses the command line and hands over to the library crates.
 
 mod bench;
+mod pos;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use minipay_bank::BankSimulator;
+use minipay_gateway::sim::SimKind;
 use minipay_server::config::SettingsLayer;
 use minipay_server::{Application, ClockKind, Core, RunMode};
 use minipay_store::{Store, StoreOptions};
@@ -36,6 +38,8 @@ enum Command {
         #[command(subcommand)]
         system: SimCommand,
     },
+    /// Act as a POS terminal: send one request to the gateway over TCP and print its answer.
+    Pos(pos::PosArgs),
     /// Run a scheduled job by hand, or list them.
     Jobs {
         #[command(subcommand)]
@@ -83,6 +87,9 @@ enum BenchCommand {
     /// Business remittances through the API on PostgreSQL + JetStream and SQLite embedded,
     /// with the bank at 0 and 20 ms: accepted/s, completed/s, latency, audit, bank balances.
     Remittances(bench::RemittancesBench),
+    /// Card approvals from many POS terminals over TCP (encrypted) through the gateway to the
+    /// VAN simulator, on PostgreSQL and SQLite: approvals/s, terminal p50/p99, added latency.
+    Approvals(bench::ApprovalsBench),
 }
 
 #[derive(Subcommand)]
@@ -112,6 +119,27 @@ enum SimCommand {
         #[arg(long, env = "MINIPAY_SIM_LISTEN", default_value = "127.0.0.1:9090")]
         listen: String,
     },
+    /// A VAN simulator over TCP (the last 4 digits of the PAN choose its behaviour).
+    Van(UpstreamSimArgs),
+    /// A card-company simulator over TCP (direct approvals).
+    Card(UpstreamSimArgs),
+}
+
+/// Where an upstream simulator listens and what it speaks.
+#[derive(clap::Args)]
+struct UpstreamSimArgs {
+    /// TCP address for the gateway's requests.
+    #[arg(long, default_value = "127.0.0.1:9200")]
+    listen: std::net::SocketAddr,
+    /// The dialect: `ksnet` or `iso8583` (shipped in specs/), or the path of a dialect file.
+    #[arg(long, default_value = "ksnet")]
+    dialect: String,
+    /// HTTP address for `PUT /v1/admin/sims/{id}` (faults) and `GET /sim/settlement-file`.
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+    /// The simulator's id (as in the gateway's routing).
+    #[arg(long, default_value = "sim")]
+    id: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -203,6 +231,15 @@ struct ServeArgs {
     /// Where every raised alert is POSTed as JSON [default: unset, alerts are only listed].
     #[arg(long, env = "MINIPAY_ALERT_WEBHOOK_URL")]
     alert_webhook_url: Option<String>,
+    /// Seals terminal keys at rest; required in production [default: a development value].
+    #[arg(long, env = "MINIPAY_TERMINAL_KEY_SECRET", hide_env_values = true)]
+    terminal_key_secret: Option<String>,
+    /// Where POS terminals connect over TCP, e.g. 127.0.0.1:9100 [default: unset, no TCP intake].
+    #[arg(long, env = "MINIPAY_POS_LISTEN")]
+    pos_listen: Option<String>,
+    /// How long a VAN or card company may take to answer before it is a timeout, in ms [default: 5000].
+    #[arg(long, env = "MINIPAY_UPSTREAM_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=120_000))]
+    upstream_timeout_ms: Option<u64>,
 }
 
 /// `--config`'s long help: every key a config file may hold.
@@ -255,6 +292,9 @@ impl ServeArgs {
             remit_attempts: self.remit_attempts,
             remit_retry_delay_ms: self.remit_retry_delay_ms,
             alert_webhook_url: self.alert_webhook_url,
+            terminal_key_secret: self.terminal_key_secret,
+            pos_listen: self.pos_listen,
+            upstream_timeout_ms: self.upstream_timeout_ms,
         };
         (self.config, layer)
     }
@@ -366,6 +406,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench {
             which: BenchCommand::Remittances(b),
         } => b.run().await,
+        Command::Bench {
+            which: BenchCommand::Approvals(b),
+        } => b.run().await,
+        Command::Pos(args) => args.run().await,
+        Command::Sim {
+            system: SimCommand::Van(a),
+        } => minipay_gateway::sim::run_standalone(SimKind::Van, a.listen, a.http, &a.dialect, a.id).await,
+        Command::Sim {
+            system: SimCommand::Card(a),
+        } => minipay_gateway::sim::run_standalone(SimKind::Card, a.listen, a.http, &a.dialect, a.id).await,
         Command::Sim {
             system: SimCommand::Bank { listen },
         } => {

@@ -3,6 +3,7 @@
 pub mod bank;
 pub mod business;
 pub mod charge;
+pub mod gateway;
 pub mod ids;
 pub mod interest;
 pub mod ledger;

@@ -4,7 +4,8 @@ use crate::config::{ClockKind, Settings};
 use crate::error::error_response;
 use crate::openapi::{ApiDoc, SharedResponses};
 use crate::routes::{
-    accounts, admin, bank_accounts, businesses, health, operations, remittances, settlements, transfers, users,
+    accounts, admin, bank_accounts, businesses, gateway_admin, health, operations, pos, remittances, settlements,
+    transfers, users,
 };
 use crate::state::{AppContext, AppState};
 use anyhow::Context;
@@ -19,6 +20,7 @@ use minipay_business::remittance::{self, RemitConfig, Remittances};
 use minipay_core::{Clock, ManualClock, SystemClock};
 use minipay_events::alerts::AlertWebhook;
 use minipay_events::{Consumer, Events, EventsConfig};
+use minipay_gateway::{Gateway, GatewayConfig};
 use minipay_jobs::JobRunner;
 use minipay_services::auth::Secret;
 use minipay_services::jobs::job_runner;
@@ -45,6 +47,7 @@ pub struct Core {
     pub wallet: Arc<Wallet>,
     pub businesses: Arc<Businesses>,
     pub remittances: Arc<Remittances>,
+    pub gateway: Arc<Gateway>,
     pub jobs: Arc<JobRunner>,
     /// The event engine; started by [`Core::start_events`] (`serve` does, `jobs run` does not).
     pub events: Events,
@@ -101,6 +104,7 @@ impl Core {
             businesses.clone(),
             remit_config(settings),
         ));
+        let gateway = Gateway::start(store.clone(), clock.clone(), events.clone(), gateway_config(settings));
         let mut consumers = remittance::consumers(&remittances);
         if let Some(url) = &settings.alert_webhook_url {
             consumers.push(Arc::new(AlertWebhook::new(url).context("the alert webhook URL")?));
@@ -126,6 +130,7 @@ impl Core {
             wallet,
             businesses,
             remittances,
+            gateway,
             jobs,
             events,
             consumers,
@@ -164,6 +169,18 @@ fn batching(settings: &Settings) -> BatchConfig {
     }
 }
 
+fn gateway_config(settings: &Settings) -> GatewayConfig {
+    let defaults = GatewayConfig::default();
+    GatewayConfig {
+        terminal_key_secret: settings
+            .terminal_key_secret
+            .as_ref()
+            .map_or(defaults.terminal_key_secret.clone(), |s| s.expose().to_owned()),
+        upstream_timeout: Duration::from_millis(settings.upstream_timeout_ms.max(1)),
+        ..defaults
+    }
+}
+
 fn remit_config(settings: &Settings) -> RemitConfig {
     RemitConfig {
         accept_batching: batching(settings),
@@ -184,6 +201,8 @@ pub struct Application {
     scheduler_tick: Option<Duration>,
     /// The admin token in force (generated in dev mode when none was configured).
     pub admin_token: Secret,
+    /// POS terminals' TCP intake, when `pos_listen` is set.
+    pos_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -213,6 +232,7 @@ impl Application {
             wallet: core.wallet,
             businesses: core.businesses,
             remittances: core.remittances,
+            gateway: core.gateway,
             operations,
             events: core.events,
             jobs: core.jobs,
@@ -225,6 +245,14 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let pos_listener = match &settings.pos_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the POS listener {addr}"))?,
+            ),
+            None => None,
+        };
         let scheduler_tick = settings
             .scheduler
             .then(|| Duration::from_millis(settings.scheduler_tick_ms.max(10)));
@@ -234,11 +262,17 @@ impl Application {
             state,
             scheduler_tick,
             admin_token,
+            pos_listener,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where POS terminals connect over TCP, when the intake is on.
+    pub fn pos_addr(&self) -> Option<SocketAddr> {
+        self.pos_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -259,6 +293,9 @@ impl Application {
                 .await
             })
         });
+        let pos = self
+            .pos_listener
+            .map(|listener| tokio::spawn(self.state.gateway.clone().serve_pos(listener)));
         let served = axum::serve(
             self.listener,
             self.router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -266,6 +303,9 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         let _ = stop_tx.send(true);
+        if let Some(pos) = pos {
+            pos.abort();
+        }
         if let Some(s) = scheduler {
             let _ = s.await;
         }
@@ -319,6 +359,14 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(businesses::get))
         .routes(routes!(businesses::rotate_key))
         .routes(routes!(businesses::me))
+        .routes(routes!(gateway_admin::onboard_merchant, gateway_admin::list_merchants))
+        .routes(routes!(gateway_admin::get_merchant))
+        .routes(routes!(gateway_admin::issue_terminal))
+        .routes(routes!(gateway_admin::disable_terminal))
+        .routes(routes!(gateway_admin::get_routing, gateway_admin::put_routing))
+        .routes(routes!(gateway_admin::routing_versions))
+        .routes(routes!(gateway_admin::upstreams))
+        .routes(routes!(pos::approve))
         .routes(routes!(remittances::create, remittances::list))
         .routes(routes!(remittances::get))
         .routes(routes!(remittances::admin_list))

@@ -73,6 +73,13 @@ pub struct Settings {
     /// Where every raised alert is POSTed (a chat or paging webhook); unset: alerts are only
     /// listed at `GET /v1/admin/alerts`.
     pub alert_webhook_url: Option<String>,
+    /// Seals terminal keys at rest (the gateway); dev mode uses a fixed development value,
+    /// production refuses to run without one.
+    pub terminal_key_secret: Option<Secret>,
+    /// Where POS terminals connect over TCP (the POS wire format); unset: no TCP intake.
+    pub pos_listen: Option<String>,
+    /// How long an upstream (VAN, card company) may take to answer before it is a timeout.
+    pub upstream_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -101,6 +108,9 @@ impl Default for Settings {
             remit_attempts: 3,
             remit_retry_delay_ms: 10_000,
             alert_webhook_url: None,
+            terminal_key_secret: None,
+            pos_listen: None,
+            upstream_timeout_ms: 5_000,
         }
     }
 }
@@ -125,6 +135,7 @@ impl Settings {
             for (name, secret) in [
                 ("MINIPAY_ADMIN_TOKEN", &self.admin_token),
                 ("MINIPAY_JWT_SECRET", &self.jwt_secret),
+                ("MINIPAY_TERMINAL_KEY_SECRET", &self.terminal_key_secret),
             ] {
                 match secret {
                     None => return Err(SettingsError::MissingSecret(name)),
@@ -158,6 +169,11 @@ mod tests {
             Err(SettingsError::WeakSecret("MINIPAY_JWT_SECRET"))
         ));
         s.jwt_secret = Some(Secret::new("y".repeat(40)));
+        assert!(matches!(
+            s.validate(),
+            Err(SettingsError::MissingSecret("MINIPAY_TERMINAL_KEY_SECRET"))
+        ));
+        s.terminal_key_secret = Some(Secret::new("z".repeat(40)));
         assert!(s.validate().is_ok());
         s.clock = ClockKind::Manual;
         assert!(matches!(s.validate(), Err(SettingsError::ManualClockInProduction)));
@@ -200,6 +216,9 @@ pub struct SettingsLayer {
     pub remit_attempts: Option<u32>,
     pub remit_retry_delay_ms: Option<u64>,
     pub alert_webhook_url: Option<String>,
+    pub terminal_key_secret: Option<String>,
+    pub pos_listen: Option<String>,
+    pub upstream_timeout_ms: Option<u64>,
 }
 
 impl SettingsLayer {
@@ -229,6 +248,9 @@ impl SettingsLayer {
         "remit_attempts",
         "remit_retry_delay_ms",
         "alert_webhook_url",
+        "terminal_key_secret",
+        "pos_listen",
+        "upstream_timeout_ms",
     ];
 
     /// Reads a TOML file whose keys are the field names above.
@@ -264,6 +286,9 @@ impl SettingsLayer {
             remit_attempts: self.remit_attempts.or(lower.remit_attempts),
             remit_retry_delay_ms: self.remit_retry_delay_ms.or(lower.remit_retry_delay_ms),
             alert_webhook_url: self.alert_webhook_url.or(lower.alert_webhook_url),
+            terminal_key_secret: self.terminal_key_secret.or(lower.terminal_key_secret),
+            pos_listen: self.pos_listen.or(lower.pos_listen),
+            upstream_timeout_ms: self.upstream_timeout_ms.or(lower.upstream_timeout_ms),
         }
     }
 
@@ -295,6 +320,9 @@ impl SettingsLayer {
             remit_attempts: self.remit_attempts.unwrap_or(d.remit_attempts),
             remit_retry_delay_ms: self.remit_retry_delay_ms.unwrap_or(d.remit_retry_delay_ms),
             alert_webhook_url: non_empty(self.alert_webhook_url),
+            terminal_key_secret: non_empty(self.terminal_key_secret).map(Secret::new),
+            pos_listen: non_empty(self.pos_listen),
+            upstream_timeout_ms: self.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
         }
     }
 }

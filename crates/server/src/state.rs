@@ -7,6 +7,7 @@ use minipay_business::Businesses;
 use minipay_business::remittance::Remittances;
 use minipay_core::ManualClock;
 use minipay_events::Events;
+use minipay_gateway::Gateway;
 use minipay_jobs::JobRunner;
 use minipay_services::Wallet;
 use minipay_services::auth::Secret;
@@ -19,6 +20,8 @@ pub struct AppContext {
     pub wallet: Arc<Wallet>,
     pub businesses: Arc<Businesses>,
     pub remittances: Arc<Remittances>,
+    /// The card approval gateway.
+    pub gateway: Arc<Gateway>,
     /// Alerts and dead letters, for operators.
     pub operations: Arc<Operations>,
     pub events: Events,

@@ -23,6 +23,7 @@ mod business;
 mod charges;
 mod error;
 mod events;
+mod gateway;
 mod history;
 mod idempotency;
 mod jobs;
@@ -47,6 +48,8 @@ pub use business::{
 pub use charges::{Charge, NewCharge};
 pub use error::StoreError;
 pub use events::{Alert, DeadLetter, DeadLetterFilter, Leadership, NewAlert, NewDeadLetter, NewEvent, OutboxEvent};
+pub use gateway::{Approval, ApprovalOutcome, NetworkCancel, NewApproval, UpstreamCounts};
+pub use gateway::{Merchant, NewMerchantRecord, NewTerminalRecord, RoutingVersion, Terminal};
 pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};
 pub use idempotency::{Claim, StoredResponse};
 pub use jobs::{JobRun, QueuedJob, QueuedOutcome, SlotState};

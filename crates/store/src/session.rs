@@ -195,6 +195,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             8 => "0008_businesses",
             9 => "0009_events",
             10 => "0010_remittances",
+            11 => "0011_gateway",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -207,6 +208,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             8 => "0008_businesses",
             9 => "0009_events",
             10 => "0010_remittances",
+            11 => "0011_gateway",
         ),
     };
     Migrator::with_migrations(

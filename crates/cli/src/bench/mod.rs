@@ -1,10 +1,12 @@
 //! `minipay bench ...`: benchmarks that print a table and write a JSON result (not tests).
 
+mod approvals;
 mod history;
 mod interest;
 mod remittances;
 mod transfers;
 
+pub use approvals::ApprovalsBench;
 pub use history::HistoryBench;
 pub use interest::InterestBench;
 pub use remittances::RemittancesBench;

@@ -103,6 +103,13 @@ async fn production_mode_refuses_generated_secrets_and_the_manual_clock() {
         ("MINIPAY_ADMIN_TOKEN", strong.as_str()),
         ("MINIPAY_JWT_SECRET", strong.as_str()),
     ];
+    let err = refused(&base, &secrets).await;
+    assert!(err.contains("MINIPAY_TERMINAL_KEY_SECRET"), "{err}");
+    let secrets = [
+        ("MINIPAY_ADMIN_TOKEN", strong.as_str()),
+        ("MINIPAY_JWT_SECRET", strong.as_str()),
+        ("MINIPAY_TERMINAL_KEY_SECRET", strong.as_str()),
+    ];
     let err = refused(&[&base[..], &["--clock", "manual"]].concat(), &secrets).await;
     assert!(err.contains("manual clock"), "{err}");
 }

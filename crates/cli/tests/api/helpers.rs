@@ -64,6 +64,8 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub backend: Backend,
+    /// Where POS terminals connect over TCP, when the server was started with `pos_listen`.
+    pub pos_addr: Option<String>,
     running: Arc<Running>,
 }
 
@@ -146,6 +148,7 @@ async fn start_on_bank(backend: Backend, db: TestDb, settings: Settings, bank: O
         .expect("application builds");
     let bank = TestBank::InProcess(app.state().bank_sim.clone());
     let base = format!("http://{}", app.local_addr());
+    let pos_addr = app.pos_addr().map(|a| a.to_string());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -158,6 +161,7 @@ async fn start_on_bank(backend: Backend, db: TestDb, settings: Settings, bank: O
         base,
         http,
         backend,
+        pos_addr,
         running: Arc::new(Running {
             db,
             stop: Mutex::new(Some(stop)),
@@ -261,6 +265,7 @@ async fn serve_process_with(backend: Backend, db: TestDb, env: &[(&str, &str)], 
         base,
         http,
         backend,
+        pos_addr: None,
         running: Arc::new(Running {
             db,
             stop: Mutex::new(None),

@@ -12,6 +12,8 @@ mod binary;
 mod businesses;
 mod charges;
 mod concurrency;
+mod gateway;
+mod gateway_admin;
 mod history;
 mod loadtest;
 mod openapi_fuzz;

@@ -1,0 +1,13 @@
+//! The card approval gateway's tables: merchants and terminals, routing versions, breakers,
+//! approvals and network cancels, one module per aggregate.
+
+mod approvals;
+mod breakers;
+mod cancels;
+mod merchants;
+mod routing;
+
+pub use approvals::{Approval, ApprovalOutcome, NewApproval, UpstreamCounts};
+pub use cancels::NetworkCancel;
+pub use merchants::{Merchant, NewMerchantRecord, NewTerminalRecord, Terminal};
+pub use routing::RoutingVersion;
