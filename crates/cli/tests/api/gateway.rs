@@ -37,6 +37,7 @@ for_both_backends!(
     malformed_frames_never_crash_the_listener,
     a_disabled_terminal_is_refused_over_tcp,
     two_instances_share_one_breaker,
+    weights_70_30_split_ten_thousand_requests,
 );
 
 /// The gateway's upstream timeout in these tests.
@@ -810,6 +811,33 @@ async fn two_instances_share_one_breaker(backend: Backend) {
         assert_eq!(r2.http_sale(APPROVED_CARD).await["upstream"], "vanb");
         assert_eq!(app.alerts("upstream_circuit_open").await.len(), 1);
         twin.teardown().await;
+    })
+    .await
+}
+
+async fn weights_70_30_split_ten_thousand_requests(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        const REQUESTS: u64 = 10_000;
+        const TERMINAL_IN_FLIGHT: u64 = 32;
+        let r = rig(&app, &[("vana", 70), ("vanb", 30)], false, "auto").await;
+        let client = r.tcp(SEALED).await;
+        let streams = (0..TERMINAL_IN_FLIGHT).map(|lane| {
+            let client = &client;
+            async move {
+                let mut to_a = 0u64;
+                for n in (lane..REQUESTS).step_by(TERMINAL_IN_FLIGHT as usize) {
+                    let answer = client.send(&sale(n + 1, APPROVED_CARD)).await.unwrap();
+                    assert_eq!(answer.response_code, "00", "{answer:?}");
+                    to_a += u64::from(answer.upstream.as_deref() == Some("vana"));
+                }
+                to_a
+            }
+        });
+        let to_a: u64 = futures_util::future::join_all(streams).await.into_iter().sum();
+        let share = to_a as f64 / REQUESTS as f64;
+        assert!((0.67..=0.73).contains(&share), "vana got {share:.4} of {REQUESTS}");
+        assert_eq!(r.vans[0].approvals().len() as u64, to_a);
+        assert_eq!(r.vans[1].approvals().len() as u64, REQUESTS - to_a);
     })
     .await
 }
