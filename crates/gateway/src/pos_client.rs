@@ -53,6 +53,14 @@ pub struct PosClient {
     flags: Flags,
     frames: mpsc::Sender<Bytes>,
     waiting: Waiting,
+    /// The reader holds the socket: stopped when the client goes away, so the connection closes.
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PosClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl PosClient {
@@ -71,7 +79,7 @@ impl PosClient {
         });
         let waiting: Waiting = Arc::default();
         let (reader_waiting, reader_key) = (waiting.clone(), key.clone());
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(Ok(frame)) = stream.next().await {
                 let answer = read_answer(&frame, &reader_key);
                 let seq = match &answer {
@@ -93,6 +101,7 @@ impl PosClient {
             flags,
             frames,
             waiting,
+            reader,
         })
     }
 

@@ -12,6 +12,8 @@ use utoipa::ToSchema;
 
 /// A host name or address is at most this long (DNS names are at most 253 characters).
 pub const HOST_LEN_MAX: usize = 253;
+/// A VAN's weight is at most this (a ratio; the total must stay far from overflow).
+pub const WEIGHT_MAX: u32 = 1_000_000;
 /// A fee rate is at most 100% (10,000 basis points).
 pub const FEE_RATE_BP_MAX: u32 = 10_000;
 /// The shipped dialect of the terminal's side: no upstream speaks it.
@@ -39,6 +41,7 @@ pub struct CardCompanyConfig {
     pub dialect: String,
     /// Its fee, in basis points of the amount (0–10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10_000)]
     pub fee_rate_bp: Option<u32>,
 }
 
@@ -53,7 +56,7 @@ pub struct VanConfig {
     pub name: String,
     /// Its share of the volume (the fee contracts' ratio); 0 = fallback only. At least one
     /// VAN needs a weight.
-    #[schema(example = 70)]
+    #[schema(example = 70, minimum = 0, maximum = 1_000_000)]
     pub weight: u32,
     /// `host:port` of its approval endpoint.
     #[schema(example = "van.example.com:9200")]
@@ -63,6 +66,7 @@ pub struct VanConfig {
     pub dialect: String,
     /// Its fee, in basis points of the amount (0–10,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10_000)]
     pub fee_rate_bp: Option<u32>,
 }
 
@@ -132,6 +136,8 @@ pub enum RoutingConfigError {
     Endpoint(String),
     #[error("the dialect of {id:?} must be a shipped upstream dialect (ksnet, iso8583), not {dialect:?}")]
     Dialect { id: String, dialect: String },
+    #[error("the weight of {0:?} must be at most {WEIGHT_MAX}")]
+    Weight(String),
     #[error("the fee_rate_bp of {0:?} must be at most {FEE_RATE_BP_MAX}")]
     FeeRate(String),
 }
@@ -140,6 +146,9 @@ impl RoutingConfig {
     /// The core table's rules, and every upstream reachable in a dialect we speak.
     pub fn validate(&self) -> Result<(), RoutingConfigError> {
         self.table().validate()?;
+        if let Some(v) = self.vans.iter().find(|v| v.weight > WEIGHT_MAX) {
+            return Err(RoutingConfigError::Weight(v.id.clone()));
+        }
         self.upstream_fields().try_for_each(validate_upstream)
     }
 

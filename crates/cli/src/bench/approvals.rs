@@ -200,28 +200,39 @@ impl ApprovalsBench {
                 );
             }
         }
+        // SQLite first: the gateway's background workers outlive a run (its terminal
+        // connections are not closed at shutdown), and against a kept SQLite file they stay
+        // quiet, where against a dropped PostgreSQL database they would log errors.
         let mut runs = Vec::new();
+        let dir = std::env::temp_dir().join(format!("minipay-bench-approvals-{}", std::process::id()));
+        if matches!(self.backend, BackendChoice::Sqlite | BackendChoice::Both) {
+            std::fs::create_dir_all(&dir)?;
+            let url = format!("sqlite://{}", dir.join("bench.db").display());
+            let result = self.measure("sqlite", &url).await;
+            if result.is_err() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            runs.push(result?);
+        }
         if matches!(self.backend, BackendChoice::Postgres | BackendChoice::Both) {
             let this = &self;
             let found = Arc::new(Mutex::new(None));
             let slot = found.clone();
-            self.db
+            let measured = self
+                .db
                 .with(|url| async move {
                     let run = this.measure("postgres", &url).await?;
                     *slot.lock().expect("slot") = Some(run);
                     Ok(())
                 })
-                .await?;
+                .await;
+            if measured.is_err() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            measured?;
             runs.extend(found.lock().expect("slot").take());
         }
-        if matches!(self.backend, BackendChoice::Sqlite | BackendChoice::Both) {
-            let dir = std::env::temp_dir().join(format!("minipay-bench-approvals-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let url = format!("sqlite://{}", dir.join("bench.db").display());
-            let result = self.measure("sqlite", &url).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            runs.push(result?);
-        }
+        let _ = std::fs::remove_dir_all(&dir);
         self.report(&runs)?;
         let bad: Vec<&str> = runs
             .iter()
