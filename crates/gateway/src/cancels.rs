@@ -33,6 +33,21 @@ impl Gateway {
         };
         let mut tx = self.store.begin().await?;
         let due = tx.claim_due_network_cancels(now, next, CANCELS_PER_ROUND_MAX).await?;
+        let (exhausted, due): (Vec<_>, Vec<_>) = due.into_iter().partition(|c| send_count(c) >= policy.sends_max);
+        for c in &exhausted {
+            // Claimed again after a crash that followed its last send: never a send more.
+            let last = c.last_error.as_deref().unwrap_or("no acknowledgement");
+            self.give_up(
+                &mut tx,
+                &NetworkCancel {
+                    sends: c.sends - 1,
+                    ..c.clone()
+                },
+                last,
+                now,
+            )
+            .await?;
+        }
         for c in &due {
             let seq = tx.take_event_seq(c.approval_id, 1).await?;
             let detail = json!({ "send": c.sends + 1, "repeat": CancelPolicy::is_repeat(send_count(c)) });

@@ -38,8 +38,9 @@ const ANSWER_QUEUE_MAX: usize = 256;
 /// at most this long on connections that already used it).
 const TERMINAL_CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// The POS body layouts (`specs/pos.toml`).
-static POS: LazyLock<Dialect> = LazyLock::new(|| minipay_wire::shipped("pos").expect("the pos dialect is shipped"));
+/// The POS body layouts (`specs/pos.toml`), parsed once for the intake and the POS client.
+pub(crate) static POS: LazyLock<Dialect> =
+    LazyLock::new(|| minipay_wire::shipped("pos").expect("the pos dialect is shipped"));
 
 impl Gateway {
     /// The terminal an HTTP request comes from, if its `Authorization` header signs `body`.

@@ -2,18 +2,18 @@
 //! header and body in the POS format, compresses and encrypts as asked, keeps many requests in
 //! flight on one connection and matches answers by `seq_no`.
 
+use crate::intake::POS;
 use crate::request::{ApprovalInput, ApprovalResult, Payer, TxType};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use minipay_wire::{Dialect, Direction, Flags, Framing, LinkCodec, Message, PosFrame, PosHeader, TerminalKey};
+use minipay_wire::{Direction, Flags, Framing, LinkCodec, Message, PosFrame, PosHeader, TerminalKey};
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 use uuid::Uuid;
 
-static POS: LazyLock<Dialect> = LazyLock::new(|| minipay_wire::shipped("pos").expect("the pos dialect is shipped"));
 const FRAME_MAX: usize = 9_999;
 
 /// An answer as a terminal reads it from the answer layout.
