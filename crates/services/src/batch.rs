@@ -75,6 +75,10 @@ pub struct BatchStats {
     pub unbatched: u64,
     /// Batches that failed as a whole and were run one by one.
     pub failed: u64,
+    /// Of those, batches that gave way to another party: a key taken by another request, or a
+    /// lock wait past [`BATCH_LOCK_WAIT_MAX`] (another instance's batch on the same accounts).
+    /// Expected under contention; any other failure is worth a look.
+    pub gave_way: u64,
 }
 
 /// The commands waiting for a batch, and the statistics.
@@ -119,6 +123,19 @@ impl From<ServiceError> for Abandoned {
 impl From<StoreError> for Abandoned {
     fn from(e: StoreError) -> Self {
         Self::Failed(e.into())
+    }
+}
+
+impl Abandoned {
+    /// Whether the batch lost to another party (see [`BatchStats::gave_way`]).
+    fn gave_way(&self) -> bool {
+        match self {
+            Self::KeyTaken => true,
+            Self::Failed(ServiceError::Internal(cause)) => cause
+                .downcast_ref::<StoreError>()
+                .is_some_and(StoreError::is_lock_conflict),
+            Self::Failed(_) => false,
+        }
     }
 }
 
@@ -309,9 +326,10 @@ impl Wallet {
     async fn run_batch(&self, batch: Vec<Queued>) {
         let size = batch.len();
         let started = std::time::Instant::now();
-        let (answers, failed) = match self.try_batch(&batch).await {
-            Ok(answers) => (answers, false),
+        let (answers, failed, gave_way) = match self.try_batch(&batch).await {
+            Ok(answers) => (answers, false, false),
             Err(abandoned) => {
+                let gave_way = abandoned.gave_way();
                 match abandoned {
                     Abandoned::KeyTaken => tracing::info!(
                         size,
@@ -323,7 +341,7 @@ impl Wallet {
                         "a ledger batch failed as a whole; its commands run one by one"
                     ),
                 }
-                (batch.iter().map(|_| Batched::Alone).collect(), true)
+                (batch.iter().map(|_| Batched::Alone).collect(), true, gave_way)
             }
         };
         {
@@ -333,6 +351,7 @@ impl Wallet {
             stats.unbatched += alone;
             if failed {
                 stats.failed += 1;
+                stats.gave_way += u64::from(gave_way);
             } else {
                 let charges = batch
                     .iter()

@@ -307,7 +307,9 @@ async fn two_batching_instances_share_one_database() {
         for instance in [&app, &second] {
             let stats = batches(instance).await;
             assert!(stats["largest"].as_u64().unwrap() > 1, "{stats}");
-            assert_eq!(stats["failed"], json!(0), "{stats}");
+            // A batch may give way to the other instance's batch on the hot receiver (a lock
+            // held past its wait on a loaded machine); none fails for any other reason.
+            assert_eq!(stats["failed"], stats["gave_way"], "{stats}");
         }
         second.teardown().await;
     })
@@ -347,6 +349,7 @@ async fn a_key_taken_by_another_batch_replays_its_answer() {
             batches_since(&second, &before_second).await,
         );
         assert_eq!(one["failed"] + two["failed"], 1, "one batch gave way: {one:?} {two:?}");
+        assert_eq!(one["gave_way"] + two["gave_way"], 1, "{one:?} {two:?}");
         assert_eq!(one["batches"] + two["batches"], 1, "{one:?} {two:?}");
         assert_eq!(one["unbatched"] + two["unbatched"], 1, "{one:?} {two:?}");
         app.assert_invariants().await;
@@ -383,8 +386,8 @@ async fn a_batch_kept_waiting_for_a_lock_runs_its_commands_alone() {
             assert_eq!(app.balance(&receiver).await, 5_000);
             let delta = batches_since(&app, &before).await;
             assert_eq!(
-                (delta["failed"], delta["unbatched"], delta["batches"]),
-                (1, 1, 0),
+                (delta["failed"], delta["gave_way"], delta["unbatched"], delta["batches"]),
+                (1, 1, 1, 0),
                 "{delta:?}"
             );
             app.assert_invariants().await;

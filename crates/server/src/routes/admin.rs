@@ -492,6 +492,9 @@ pub struct TransferBatchesView {
     unbatched: u64,
     /// Batches that failed as a whole; their commands ran one by one.
     failed: u64,
+    /// Of those, batches that gave way to another party (a key taken by another request, or a
+    /// lock held past the batch's lock wait): expected under contention.
+    gave_way: u64,
 }
 
 /// This instance's ledger batching counters (each instance counts its own).
@@ -506,5 +509,6 @@ pub async fn transfer_batches(State(app): State<AppState>, _admin: Admin) -> Jso
         largest: s.largest,
         unbatched: s.unbatched,
         failed: s.failed,
+        gave_way: s.gave_way,
     })
 }
