@@ -240,6 +240,12 @@ struct ServeArgs {
     /// How long a VAN or card company may take to answer before it is a timeout, in ms [default: 5000].
     #[arg(long, env = "MINIPAY_UPSTREAM_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..=120_000))]
     upstream_timeout_ms: Option<u64>,
+    /// Most card approvals recorded (and, separately, answered) in one database transaction; 1 records each on its own [default: 256].
+    #[arg(long, env = "MINIPAY_APPROVAL_BATCH_MAX", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    approval_batch_max: Option<u32>,
+    /// Longest an approval waits for others to join its group, in µs; 0: a group goes as soon as a commit slot is free [default: 0].
+    #[arg(long, env = "MINIPAY_APPROVAL_BATCH_WAIT_US", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    approval_batch_wait_us: Option<u64>,
 }
 
 /// `--config`'s long help: every key a config file may hold.
@@ -295,6 +301,8 @@ impl ServeArgs {
             terminal_key_secret: self.terminal_key_secret,
             pos_listen: self.pos_listen,
             upstream_timeout_ms: self.upstream_timeout_ms,
+            approval_batch_max: self.approval_batch_max,
+            approval_batch_wait_us: self.approval_batch_wait_us,
         };
         (self.config, layer)
     }

@@ -7,6 +7,7 @@ use crate::Gateway;
 use crate::admin::ActiveTerminal;
 use crate::breakers;
 use crate::events::{self, record};
+use crate::groups::{Finish, Intake, Intaken};
 use crate::live::LiveRouting;
 use crate::request::{ApprovalAnswer, ApprovalRequest, ApprovalResult, Payer, codes};
 use crate::upstream::LinkError;
@@ -46,7 +47,8 @@ enum Start {
 }
 
 /// How an exchange ended, as recorded.
-struct Ending {
+#[derive(Debug, Clone)]
+pub(crate) struct Ending {
     result: ApprovalResult,
     response_code: String,
     approval_no: Option<String>,
@@ -58,6 +60,62 @@ struct Ending {
 }
 
 impl Ending {
+    /// What the terminal is told.
+    pub(crate) fn answer(&self, id: Uuid, upstream: Option<&str>) -> ApprovalAnswer {
+        ApprovalAnswer {
+            transaction_id: id,
+            result: self.result,
+            response_code: self.response_code.clone(),
+            approval_no: self.approval_no.clone(),
+            message: self.message.clone(),
+            upstream: upstream.map(str::to_owned),
+            issuer: self.issuer.clone(),
+        }
+    }
+
+    /// The approval's final columns (`answer`: [`Self::answer`] as JSON).
+    pub(crate) fn outcome<'a>(&'a self, answer: &'a serde_json::Value, now: Timestamp) -> ApprovalOutcome<'a> {
+        ApprovalOutcome {
+            status: match self.result {
+                ApprovalResult::Approved => "approved",
+                ApprovalResult::Declined => "declined",
+                ApprovalResult::Timeout => "timeout",
+                ApprovalResult::Error => "error",
+            },
+            response_code: &self.response_code,
+            approval_no: self.approval_no.as_deref(),
+            approved_at: self.approved_at.as_deref(),
+            message: &self.message,
+            answer,
+            upstream_ms: self.upstream_ms,
+            answered_at: now,
+        }
+    }
+
+    /// The subject of the final event.
+    pub(crate) fn subject(&self) -> &'static str {
+        match self.result {
+            ApprovalResult::Approved => events::APPROVED,
+            ApprovalResult::Declined => events::DECLINED,
+            ApprovalResult::Timeout => events::TIMED_OUT,
+            ApprovalResult::Error => events::FAILED,
+        }
+    }
+
+    /// The final event's detail.
+    pub(crate) fn detail(&self) -> serde_json::Value {
+        json!({
+            "response_code": self.response_code, "approval_no": self.approval_no,
+            "approved_at": self.approved_at, "issuer": self.issuer, "upstream_ms": self.upstream_ms,
+        })
+    }
+
+    /// Whether recording it takes more than its row and final event: a count against the
+    /// upstream's breaker.
+    fn counts_against_upstream(&self) -> bool {
+        self.breaker.is_some_and(|o| o.counts_against_upstream())
+    }
+
     fn refused(result: ApprovalResult, code: &str, message: &str) -> Self {
         Self {
             result,
@@ -108,8 +166,68 @@ impl Gateway {
         }
     }
 
-    /// Records the request and routes it in one transaction.
+    /// Records the request and routes it in one transaction: a group's, when it can.
     async fn record_and_route(
+        &self,
+        terminal: &ActiveTerminal,
+        req: &ApprovalRequest,
+        routing: Option<&LiveRouting>,
+    ) -> ServiceResult<Start> {
+        if let Some(start) = self.record_and_route_in_group(terminal, req, routing).await {
+            return Ok(start);
+        }
+        self.record_and_route_alone(terminal, req, routing).await
+    }
+
+    /// A sale recorded and routed with the other requests of its group; `None` when it must
+    /// be recorded on its own (grouping off, a cancel, nowhere to go, a probe, a failed group).
+    async fn record_and_route_in_group(
+        &self,
+        terminal: &ActiveTerminal,
+        req: &ApprovalRequest,
+        routing: Option<&LiveRouting>,
+    ) -> Option<Start> {
+        let groups = self.groups.as_ref().filter(|_| !req.tx_type.is_cancel())?;
+        let (issuer, order) = self.candidates(req, routing, None);
+        if order.is_empty() {
+            return None;
+        }
+        let id = Uuid::now_v7();
+        let card_masked = req.masked();
+        let intake = Intake {
+            id,
+            terminal_id: terminal.terminal_id.clone(),
+            merchant_id: terminal.merchant_id,
+            seq_no: i64::try_from(req.seq_no).unwrap_or(i64::MAX),
+            sent_at: req.sent_at.clone(),
+            tx_type: req.tx_type.name(),
+            amount: req.amount,
+            received: received_detail(terminal, req, &card_masked, None),
+            card_masked,
+            issuer: issuer.clone(),
+            order,
+        };
+        match groups.intake.submit(intake).await? {
+            Intaken::Routed {
+                upstream,
+                upstream_ref,
+                rest,
+            } => Some(Start::Send(Box::new(Sending {
+                id,
+                issuer,
+                upstream,
+                upstream_ref,
+                probe: false,
+                rest,
+                original: None,
+            }))),
+            Intaken::Repeat => Some(Start::Repeat),
+            Intaken::Alone => None,
+        }
+    }
+
+    /// Records the request and routes it in a transaction of its own.
+    async fn record_and_route_alone(
         &self,
         terminal: &ActiveTerminal,
         req: &ApprovalRequest,
@@ -141,11 +259,7 @@ impl Gateway {
             tx.rollback().await?;
             return Ok(Start::Repeat);
         }
-        let detail = json!({
-            "terminal_id": terminal.terminal_id, "merchant_id": terminal.merchant_id, "seq_no": req.seq_no,
-            "sent_at": req.sent_at, "tx_type": req.tx_type.name(), "amount": req.amount, "card": masked,
-            "original_id": original.as_ref().map(|o| o.id),
-        });
+        let detail = received_detail(terminal, req, &masked, original.as_ref().map(|o| o.id));
         record(&mut tx, events::RECEIVED, id, 1, None, detail, now).await?;
         let (issuer, order) = self.candidates(req, routing, original.as_ref());
         let original_known = original.is_some();
@@ -264,8 +378,19 @@ impl Gateway {
         let mut ending = ending_of(result);
         ending.upstream_ms = upstream_ms;
         ending.issuer = ending.issuer.take().or_else(|| sending.issuer.clone());
-        let now = self.clock.now();
         let cancel = ending.result == ApprovalResult::Timeout && routing.network_cancel();
+        let alone = cancel || sending.probe || sending.original.is_some() || ending.counts_against_upstream();
+        if !alone && let Some(groups) = &self.groups {
+            let finish = Finish {
+                id: sending.id,
+                upstream: sending.upstream.clone(),
+                ending: ending.clone(),
+            };
+            if let Some(answered) = groups.finish.submit(finish).await.transpose()?.flatten() {
+                return Ok(answered);
+            }
+        }
+        let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let answer = self
             .record_ending(&mut tx, sending.id, Some(&sending.upstream), &ending, cancel, now)
@@ -298,47 +423,16 @@ impl Gateway {
         cancel: bool,
         now: Timestamp,
     ) -> ServiceResult<ApprovalAnswer> {
-        let answer = ApprovalAnswer {
-            transaction_id: id,
-            result: ending.result,
-            response_code: ending.response_code.clone(),
-            approval_no: ending.approval_no.clone(),
-            message: ending.message.clone(),
-            upstream: upstream.map(str::to_owned),
-            issuer: ending.issuer.clone(),
-        };
+        let answer = ending.answer(id, upstream);
         let answer_json = serde_json::to_value(&answer).map_err(anyhow::Error::from)?;
-        let status = match ending.result {
-            ApprovalResult::Approved => "approved",
-            ApprovalResult::Declined => "declined",
-            ApprovalResult::Timeout => "timeout",
-            ApprovalResult::Error => "error",
-        };
-        let outcome = ApprovalOutcome {
-            status,
-            response_code: &ending.response_code,
-            approval_no: ending.approval_no.as_deref(),
-            approved_at: ending.approved_at.as_deref(),
-            message: &ending.message,
-            answer: &answer_json,
-            upstream_ms: ending.upstream_ms,
-            answered_at: now,
-        };
         let events_taken = if cancel { 2 } else { 1 };
-        let Some(seq) = tx.finish_approval(id, &outcome, events_taken).await? else {
+        let Some(seq) = tx
+            .finish_approval(id, &ending.outcome(&answer_json, now), events_taken)
+            .await?
+        else {
             return Err(anyhow::anyhow!("approval {id} was answered twice").into());
         };
-        let subject = match ending.result {
-            ApprovalResult::Approved => events::APPROVED,
-            ApprovalResult::Declined => events::DECLINED,
-            ApprovalResult::Timeout => events::TIMED_OUT,
-            ApprovalResult::Error => events::FAILED,
-        };
-        let detail = json!({
-            "response_code": ending.response_code, "approval_no": ending.approval_no,
-            "approved_at": ending.approved_at, "issuer": ending.issuer, "upstream_ms": ending.upstream_ms,
-        });
-        record(tx, subject, id, seq, upstream, detail, now).await?;
+        record(tx, ending.subject(), id, seq, upstream, ending.detail(), now).await?;
         if cancel && let Some(upstream) = upstream {
             tx.queue_network_cancel(id, upstream, now).await?;
             record(tx, events::CANCEL_QUEUED, id, seq + 1, Some(upstream), json!({}), now).await?;
@@ -375,6 +469,20 @@ impl Gateway {
             tokio::time::sleep(REPEAT_POLL_INTERVAL).await;
         }
     }
+}
+
+/// The detail of a request's `received` event.
+fn received_detail(
+    terminal: &ActiveTerminal,
+    req: &ApprovalRequest,
+    masked: &str,
+    original_id: Option<Uuid>,
+) -> serde_json::Value {
+    json!({
+        "terminal_id": terminal.terminal_id, "merchant_id": terminal.merchant_id, "seq_no": req.seq_no,
+        "sent_at": req.sent_at, "tx_type": req.tx_type.name(), "amount": req.amount, "card": masked,
+        "original_id": original_id,
+    })
 }
 
 /// A fresh reference for one upstream exchange (12 digits; answers are matched by it).

@@ -44,6 +44,20 @@ pub(crate) async fn record(
     detail: serde_json::Value,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    emit(tx, subject, &data(subject, id, seq, upstream, detail, now), now).await?;
+    Ok(())
+}
+
+/// The data of step `subject` of transaction `id` as its event number `seq` (what [`record`]
+/// writes; a group of them goes out with `emit_all`).
+pub(crate) fn data(
+    subject: &str,
+    id: Uuid,
+    seq: i32,
+    upstream: Option<&str>,
+    detail: serde_json::Value,
+    now: Timestamp,
+) -> serde_json::Value {
     let step = subject.strip_prefix("approval.").unwrap_or(subject);
     let event = ApprovalEvent {
         transaction_id: id,
@@ -53,6 +67,5 @@ pub(crate) async fn record(
         detail,
         at: now,
     };
-    emit(tx, subject, &event, now).await?;
-    Ok(())
+    serde_json::to_value(&event).expect("an approval event is plain JSON")
 }

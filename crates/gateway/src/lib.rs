@@ -7,6 +7,7 @@ mod approve;
 mod breakers;
 mod cancels;
 pub mod events;
+mod groups;
 pub mod intake;
 pub mod keys;
 pub mod live;
@@ -22,6 +23,8 @@ use live::RoutingCache;
 use minipay_core::Clock;
 use minipay_core::gateway::{BreakerPolicy, CancelPolicy};
 use minipay_events::Events;
+use minipay_services::BatchConfig;
+use minipay_services::group_commit::GroupStats;
 use minipay_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,9 @@ pub struct GatewayConfig {
     pub cancel: CancelPolicy,
     /// TCP connections per upstream (each carries many requests at once).
     pub upstream_connections: usize,
+    /// Group commits of the approval path: requests recorded and routed together, answers
+    /// recorded together (`max_commands <= 1` records each on its own).
+    pub batching: BatchConfig,
 }
 
 /// The development default of [`GatewayConfig::terminal_key_secret`] (refused in production).
@@ -52,6 +58,13 @@ impl Default for GatewayConfig {
             breaker: BreakerPolicy::default(),
             cancel: CancelPolicy::default(),
             upstream_connections: 4,
+            batching: BatchConfig {
+                max_commands: 256,
+                // A group goes as soon as a slot is free: requests wait only for a commit
+                // already under way, never for a timer.
+                max_wait: Duration::ZERO,
+                in_flight_max: 2,
+            },
         }
     }
 }
@@ -68,6 +81,8 @@ pub struct Gateway {
     late_answers: tokio::sync::mpsc::UnboundedSender<upstream::LateAnswer>,
     /// Wakes the network-cancel worker.
     cancels_due: Arc<tokio::sync::Notify>,
+    /// The approval path's group commits (`None`: off).
+    groups: Option<groups::Groups>,
 }
 
 impl Gateway {
@@ -75,7 +90,9 @@ impl Gateway {
     pub fn start(store: Store, clock: Arc<dyn Clock>, events: Events, config: GatewayConfig) -> Arc<Self> {
         let (late_answers, late) = tokio::sync::mpsc::unbounded_channel();
         let keys = KeySealer::new(&config.terminal_key_secret);
+        let groups = groups::Groups::new(&store, &clock, &events, config.batching, config.breaker);
         let gateway = Arc::new(Self {
+            groups,
             store,
             clock,
             events,
@@ -91,5 +108,11 @@ impl Gateway {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// What this instance's group commits have done: (requests recorded and routed, answers
+    /// recorded); `None` when grouping is off.
+    pub fn group_stats(&self) -> Option<(GroupStats, GroupStats)> {
+        self.groups.as_ref().map(|g| (g.intake.stats(), g.finish.stats()))
     }
 }

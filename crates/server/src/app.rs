@@ -177,6 +177,11 @@ fn gateway_config(settings: &Settings) -> GatewayConfig {
             .as_ref()
             .map_or(defaults.terminal_key_secret.clone(), |s| s.expose().to_owned()),
         upstream_timeout: Duration::from_millis(settings.upstream_timeout_ms.max(1)),
+        batching: BatchConfig {
+            max_commands: settings.approval_batch_max as usize,
+            max_wait: Duration::from_micros(settings.approval_batch_wait_us),
+            ..defaults.batching
+        },
         ..defaults
     }
 }
@@ -366,6 +371,7 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(gateway_admin::get_routing, gateway_admin::put_routing))
         .routes(routes!(gateway_admin::routing_versions))
         .routes(routes!(gateway_admin::upstreams))
+        .routes(routes!(gateway_admin::approval_groups))
         .routes(routes!(pos::approve))
         .routes(routes!(remittances::create, remittances::list))
         .routes(routes!(remittances::get))

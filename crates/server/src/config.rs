@@ -80,6 +80,12 @@ pub struct Settings {
     pub pos_listen: Option<String>,
     /// How long an upstream (VAN, card company) may take to answer before it is a timeout.
     pub upstream_timeout_ms: u64,
+    /// Most card approvals recorded (and, separately, answered) in one database transaction;
+    /// 1 records each on its own.
+    pub approval_batch_max: u32,
+    /// Longest an approval waits for others to join its group, in microseconds (0: a group
+    /// goes as soon as a commit slot is free).
+    pub approval_batch_wait_us: u64,
 }
 
 impl Default for Settings {
@@ -111,6 +117,8 @@ impl Default for Settings {
             terminal_key_secret: None,
             pos_listen: None,
             upstream_timeout_ms: 5_000,
+            approval_batch_max: 256,
+            approval_batch_wait_us: 0,
         }
     }
 }
@@ -219,6 +227,8 @@ pub struct SettingsLayer {
     pub terminal_key_secret: Option<String>,
     pub pos_listen: Option<String>,
     pub upstream_timeout_ms: Option<u64>,
+    pub approval_batch_max: Option<u32>,
+    pub approval_batch_wait_us: Option<u64>,
 }
 
 impl SettingsLayer {
@@ -251,6 +261,8 @@ impl SettingsLayer {
         "terminal_key_secret",
         "pos_listen",
         "upstream_timeout_ms",
+        "approval_batch_max",
+        "approval_batch_wait_us",
     ];
 
     /// Reads a TOML file whose keys are the field names above.
@@ -289,6 +301,8 @@ impl SettingsLayer {
             terminal_key_secret: self.terminal_key_secret.or(lower.terminal_key_secret),
             pos_listen: self.pos_listen.or(lower.pos_listen),
             upstream_timeout_ms: self.upstream_timeout_ms.or(lower.upstream_timeout_ms),
+            approval_batch_max: self.approval_batch_max.or(lower.approval_batch_max),
+            approval_batch_wait_us: self.approval_batch_wait_us.or(lower.approval_batch_wait_us),
         }
     }
 
@@ -323,6 +337,8 @@ impl SettingsLayer {
             terminal_key_secret: non_empty(self.terminal_key_secret).map(Secret::new),
             pos_listen: non_empty(self.pos_listen),
             upstream_timeout_ms: self.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
+            approval_batch_max: self.approval_batch_max.unwrap_or(d.approval_batch_max),
+            approval_batch_wait_us: self.approval_batch_wait_us.unwrap_or(d.approval_batch_wait_us),
         }
     }
 }

@@ -20,8 +20,20 @@ pub struct GroupCommit<C, A> {
     inner: Arc<Inner<C, A>>,
 }
 
+/// What one queue has done (for operators and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupStats {
+    /// Batches run.
+    pub batches: u64,
+    /// Commands they carried.
+    pub commands: u64,
+    /// The most commands one batch carried.
+    pub largest: u64,
+}
+
 struct Inner<C, A> {
     config: BatchConfig,
+    stats: Mutex<GroupStats>,
     runner: Arc<dyn BatchRunner<C, A>>,
     waiting: Mutex<Waiting<C, A>>,
     /// Wakes a waiting leader when its batch is full.
@@ -42,6 +54,7 @@ impl<C: Send + 'static, A: Send + 'static> GroupCommit<C, A> {
             inner: Arc::new(Inner {
                 running: Semaphore::new(config.in_flight_max.max(1)),
                 config,
+                stats: Mutex::default(),
                 runner,
                 waiting: Mutex::new(Waiting {
                     queue: Vec::new(),
@@ -71,6 +84,10 @@ impl<C: Send + 'static, A: Send + 'static> GroupCommit<C, A> {
             tokio::spawn(Arc::clone(&self.inner).lead());
         }
         answered.await.ok()
+    }
+
+    pub fn stats(&self) -> GroupStats {
+        *self.inner.stats.lock().expect("group stats lock")
     }
 }
 
@@ -102,6 +119,12 @@ impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
         while !queued.is_empty() {
             let rest = queued.split_off(queued.len().min(self.config.max_commands.max(1)));
             let (commands, answers): (Vec<C>, Vec<oneshot::Sender<A>>) = queued.into_iter().unzip();
+            {
+                let mut stats = self.stats.lock().expect("group stats lock");
+                stats.batches += 1;
+                stats.commands += commands.len() as u64;
+                stats.largest = stats.largest.max(commands.len() as u64);
+            }
             let results = self.runner.run(commands).await;
             assert_eq!(results.len(), answers.len(), "one answer per command");
             for (answer, result) in answers.into_iter().zip(results) {

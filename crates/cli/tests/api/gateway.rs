@@ -38,6 +38,8 @@ for_both_backends!(
     a_disabled_terminal_is_refused_over_tcp,
     two_instances_share_one_breaker,
     weights_70_30_split_ten_thousand_requests,
+    approvals_in_flight_share_commits_and_keep_their_own_events,
+    with_grouping_off_each_approval_commits_on_its_own,
 );
 
 /// The gateway's upstream timeout in these tests.
@@ -844,6 +846,136 @@ async fn weights_70_30_split_ten_thousand_requests(backend: Backend) {
         assert!((0.67..=0.73).contains(&share), "vana got {share:.4} of {REQUESTS}");
         assert_eq!(r.vans[0].approvals().len() as u64, to_a);
         assert_eq!(r.vans[1].approvals().len() as u64, REQUESTS - to_a);
+    })
+    .await
+}
+
+/// Every approval event in the outbox: (transaction id, seq, step), in outbox order.
+async fn approval_events(app: &TestApp) -> Vec<(String, i64, String)> {
+    use sqlx::Connection;
+    let sql = "SELECT payload FROM outbox WHERE subject LIKE 'approval.%' ORDER BY created_at, id";
+    let payloads: Vec<String> = match app.backend {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(app.db_url()).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap()
+        }
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(app.db_url()).await.unwrap();
+            sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap()
+        }
+    };
+    payloads
+        .iter()
+        .map(|p| {
+            let e: Value = serde_json::from_str(p).unwrap();
+            let id = e["transaction_id"].as_str().unwrap().to_owned();
+            (id, e["seq"].as_i64().unwrap(), e["step"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// Each transaction's steps in sequence order, checked to be numbered 1, 2, 3... without gaps.
+fn steps_by_transaction(events: &[(String, i64, String)]) -> std::collections::HashMap<String, Vec<String>> {
+    let mut by_tx: std::collections::HashMap<String, Vec<(i64, String)>> = std::collections::HashMap::new();
+    for (id, seq, step) in events {
+        by_tx.entry(id.clone()).or_default().push((*seq, step.clone()));
+    }
+    by_tx
+        .into_iter()
+        .map(|(id, mut steps)| {
+            steps.sort();
+            let seqs: Vec<i64> = steps.iter().map(|(s, _)| *s).collect();
+            assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "{id}: {steps:?}");
+            (id, steps.into_iter().map(|(_, step)| step).collect())
+        })
+        .collect()
+}
+
+/// Many approvals in flight are recorded and answered in group commits (fewer transactions
+/// than requests), and each still has its own row and its own numbered events.
+async fn approvals_in_flight_share_commits_and_keep_their_own_events(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        const REQUESTS: u64 = 300;
+        let r = rig(&app, &[("vana", 1)], false, "auto").await;
+        let before = app
+            .admin_get("/v1/admin/approval-groups")
+            .await
+            .assert_status(200)
+            .clone();
+        assert_eq!(before["enabled"], true, "{before}");
+        let clients = [r.tcp(SEALED).await, r.tcp(SEALED).await, r.tcp(SEALED).await];
+        let sends = (0..REQUESTS).map(|n| {
+            let client = &clients[(n % 3) as usize];
+            async move { client.send(&sale(1_000 + n, APPROVED_CARD)).await.unwrap() }
+        });
+        let answers = futures_util::future::join_all(sends).await;
+        assert!(answers.iter().all(|a| a.response_code == "00"), "{answers:?}");
+        let numbers: std::collections::HashSet<_> = answers.iter().map(|a| a.approval_no.clone()).collect();
+        assert_eq!(numbers.len() as u64, REQUESTS, "one approval each");
+        assert_eq!(r.vans[0].approvals().len() as u64, REQUESTS);
+
+        let after = app
+            .admin_get("/v1/admin/approval-groups")
+            .await
+            .assert_status(200)
+            .clone();
+        for step in ["intake", "finish"] {
+            let (groups, requests, largest) = (
+                after[step]["groups"].as_u64().unwrap() - before[step]["groups"].as_u64().unwrap(),
+                after[step]["requests"].as_u64().unwrap() - before[step]["requests"].as_u64().unwrap(),
+                after[step]["largest"].as_u64().unwrap(),
+            );
+            assert_eq!(
+                requests, REQUESTS,
+                "{step}: every request went through a group: {after}"
+            );
+            assert!(
+                groups < REQUESTS && largest > 1,
+                "{step}: requests shared commits: {after}"
+            );
+        }
+
+        let steps = steps_by_transaction(&approval_events(&app).await);
+        assert_eq!(steps.len() as u64, REQUESTS);
+        for (id, steps) in &steps {
+            assert_eq!(steps, &["received", "routed", "approved"], "{id}");
+        }
+        let (any, _) = steps.iter().next().unwrap();
+        let sql = "SELECT CAST(COUNT(*) AS TEXT) FROM approvals \
+                   WHERE status = 'approved' AND event_seq = 3 AND answer IS NOT NULL AND $1 IS NOT NULL";
+        assert_eq!(query_text(&app, sql, any).await, Some(REQUESTS.to_string()));
+    })
+    .await
+}
+
+/// `MINIPAY_APPROVAL_BATCH_MAX=1`: every approval is recorded in transactions of its own, with
+/// the same rows and events.
+async fn with_grouping_off_each_approval_commits_on_its_own(backend: Backend) {
+    let alone = |s: &mut Settings| {
+        gateway_settings(s);
+        s.approval_batch_max = 1;
+    };
+    run_with(backend, alone, |app| async move {
+        let r = rig(&app, &[("vana", 1)], false, "auto").await;
+        let groups = app
+            .admin_get("/v1/admin/approval-groups")
+            .await
+            .assert_status(200)
+            .clone();
+        assert_eq!(groups, json!({"enabled": false, "intake": null, "finish": null}));
+        let client = r.tcp(SEALED).await;
+        let sends = (0..20).map(|n| {
+            let client = &client;
+            async move { client.send(&sale(500 + n, APPROVED_CARD)).await.unwrap() }
+        });
+        let answers = futures_util::future::join_all(sends).await;
+        assert!(answers.iter().all(|a| a.response_code == "00"), "{answers:?}");
+        let steps = steps_by_transaction(&approval_events(&app).await);
+        assert_eq!(steps.len(), 20);
+        assert!(
+            steps.values().all(|s| s == &["received", "routed", "approved"]),
+            "{steps:?}"
+        );
     })
     .await
 }

@@ -14,8 +14,9 @@ use minipay_core::request::PageLimit;
 use minipay_gateway::admin::{DisabledTerminal, IssuedTerminal, MerchantView, NewMerchant};
 use minipay_gateway::routing::{RoutingConfig, RoutingVersionView};
 use minipay_services::ServiceError;
+use minipay_services::group_commit::GroupStats;
 use minipay_services::views::Page;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -149,4 +150,49 @@ pub async fn upstreams(
     _admin: Admin,
 ) -> ApiResult<Json<Vec<minipay_gateway::upstreams::UpstreamView>>> {
     Ok(Json(app.gateway.upstreams().await?))
+}
+
+/// One group commit's counters.
+#[derive(Serialize, ToSchema)]
+pub struct GroupCommitView {
+    /// Transactions committed for groups.
+    groups: u64,
+    /// Requests they carried (a request recorded on its own is not counted).
+    requests: u64,
+    /// The most requests one group carried.
+    largest: u64,
+}
+
+impl From<GroupStats> for GroupCommitView {
+    fn from(s: GroupStats) -> Self {
+        Self {
+            groups: s.batches,
+            requests: s.commands,
+            largest: s.largest,
+        }
+    }
+}
+
+/// This instance's approval group commits (each instance counts its own).
+#[derive(Serialize, ToSchema)]
+pub struct ApprovalGroupsView {
+    /// Whether approvals are grouped at all (`MINIPAY_APPROVAL_BATCH_MAX` above 1).
+    enabled: bool,
+    /// Requests recorded and routed before they go upstream.
+    intake: Option<GroupCommitView>,
+    /// Answers recorded before the terminal gets them.
+    finish: Option<GroupCommitView>,
+}
+
+/// This instance's approval group commits: how many transactions carried how many requests.
+#[utoipa::path(get, path = "/v1/admin/approval-groups", tag = "gateway", operation_id = "approval_groups",
+    security(("admin" = [])),
+    responses((status = 200, body = ApprovalGroupsView)))]
+pub async fn approval_groups(State(app): State<AppState>, _admin: Admin) -> Json<ApprovalGroupsView> {
+    let stats = app.gateway.group_stats();
+    Json(ApprovalGroupsView {
+        enabled: stats.is_some(),
+        intake: stats.map(|(intake, _)| intake.into()),
+        finish: stats.map(|(_, finish)| finish.into()),
+    })
 }

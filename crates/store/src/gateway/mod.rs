@@ -7,7 +7,7 @@ mod cancels;
 mod merchants;
 mod routing;
 
-pub use approvals::{Approval, ApprovalOutcome, NewApproval, UpstreamCounts};
+pub use approvals::{Approval, ApprovalOutcome, NewApproval, RoutedApproval, UpstreamCounts};
 pub use cancels::NetworkCancel;
 pub use merchants::{Merchant, NewMerchantRecord, NewTerminalRecord, Terminal};
 pub use routing::RoutingVersion;

@@ -1,0 +1,267 @@
+//! Group commits of the approval path: concurrent requests recorded and routed in one
+//! transaction (one insert for the approvals, one for their events, the breakers read once),
+//! and concurrent answers recorded in another — the same rows and events as one by one, in one
+//! commit per group. What a group cannot settle (a half-open probe to claim, an error to count,
+//! a network cancel to queue, the group failing as a whole) runs on its own.
+
+use crate::approve::Ending;
+use crate::breakers;
+use crate::events::{self, data};
+use crate::request::ApprovalAnswer;
+use async_trait::async_trait;
+use jiff::Timestamp;
+use minipay_core::Clock;
+use minipay_core::gateway::breaker::{Admission, Breaker, BreakerPolicy};
+use minipay_events::{Events, emit_all};
+use minipay_services::group_commit::{BatchRunner, GroupCommit};
+use minipay_services::{BatchConfig, ServiceResult};
+use minipay_store::{ApprovalOutcome, NewApproval, RoutedApproval, Store};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The approval path's two groups.
+pub(crate) struct Groups {
+    pub intake: GroupCommit<Intake, Intaken>,
+    pub finish: GroupCommit<Finish, Finished>,
+}
+
+impl Groups {
+    /// `None` when grouping is off (`max_commands <= 1`).
+    pub fn new(
+        store: &Store,
+        clock: &Arc<dyn Clock>,
+        events: &Events,
+        config: BatchConfig,
+        breaker: BreakerPolicy,
+    ) -> Option<Self> {
+        if !config.enabled() {
+            return None;
+        }
+        let intake = IntakeGroups {
+            store: store.clone(),
+            clock: Arc::clone(clock),
+            breaker,
+        };
+        let finish = FinishGroups {
+            store: store.clone(),
+            clock: Arc::clone(clock),
+            events: events.clone(),
+        };
+        Some(Self {
+            intake: GroupCommit::new(config, Arc::new(intake)),
+            finish: GroupCommit::new(config, Arc::new(finish)),
+        })
+    }
+}
+
+/// A sale (not a cancel: that looks up its original on its own) to record and route.
+pub(crate) struct Intake {
+    pub id: Uuid,
+    pub terminal_id: String,
+    pub merchant_id: Uuid,
+    pub seq_no: i64,
+    pub sent_at: String,
+    pub tx_type: &'static str,
+    pub amount: i64,
+    pub card_masked: String,
+    pub issuer: Option<String>,
+    /// Where it may go, in order (not empty).
+    pub order: Vec<String>,
+    /// Its `received` event's detail.
+    pub received: serde_json::Value,
+}
+
+/// Where a group left a request.
+pub(crate) enum Intaken {
+    /// Recorded and routed to `upstream`; `rest` if it cannot be reached.
+    Routed {
+        upstream: String,
+        upstream_ref: String,
+        rest: Vec<String>,
+    },
+    /// The terminal sent these keys before.
+    Repeat,
+    /// To record on its own (its first usable upstream is a half-open probe, or none is
+    /// usable, or the group failed).
+    Alone,
+}
+
+/// An exchange's answer to record: approved or declined, not a probe, no breaker count.
+pub(crate) struct Finish {
+    pub id: Uuid,
+    pub upstream: String,
+    pub ending: Ending,
+}
+
+/// `Ok(None)`: record it on its own (the group failed).
+pub(crate) type Finished = ServiceResult<Option<ApprovalAnswer>>;
+
+struct IntakeGroups {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    breaker: BreakerPolicy,
+}
+
+#[async_trait]
+impl BatchRunner<Intake, Intaken> for IntakeGroups {
+    async fn run(&self, group: Vec<Intake>) -> Vec<Intaken> {
+        match self.record_group(&group).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                tracing::info!(size = group.len(), error = ?e, "a group of approvals failed before forwarding; each is recorded on its own");
+                group.iter().map(|_| Intaken::Alone).collect()
+            }
+        }
+    }
+}
+
+impl IntakeGroups {
+    async fn record_group(&self, group: &[Intake]) -> ServiceResult<Vec<Intaken>> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let seen = breakers::load_all(&mut tx, self.breaker).await?;
+        let routes: Vec<Option<(String, Vec<String>)>> = group
+            .iter()
+            .map(|c| first_allowed(&seen, &c.order, self.breaker, now))
+            .collect();
+        let refs: Vec<String> = group.iter().map(|_| crate::approve::new_upstream_ref()).collect();
+        let rows: Vec<RoutedApproval<'_>> = group
+            .iter()
+            .zip(&routes)
+            .zip(&refs)
+            .filter_map(|((c, route), upstream_ref)| {
+                let (upstream, _) = route.as_ref()?;
+                Some(RoutedApproval {
+                    approval: NewApproval {
+                        id: c.id,
+                        terminal_id: &c.terminal_id,
+                        merchant_id: c.merchant_id,
+                        seq_no: c.seq_no,
+                        sent_at: &c.sent_at,
+                        tx_type: c.tx_type,
+                        amount: c.amount,
+                        card_masked: &c.card_masked,
+                        original_id: None,
+                        received_at: now,
+                    },
+                    issuer: c.issuer.as_deref(),
+                    upstream,
+                    upstream_ref,
+                })
+            })
+            .collect();
+        let recorded: HashSet<Uuid> = tx.insert_routed_approvals(&rows).await?.into_iter().collect();
+        let mut steps: Vec<(&str, serde_json::Value)> = Vec::with_capacity(recorded.len() * 2);
+        for ((c, route), upstream_ref) in group.iter().zip(&routes).zip(&refs) {
+            if let Some((upstream, _)) = route
+                && recorded.contains(&c.id)
+            {
+                steps.push((
+                    events::RECEIVED,
+                    data(events::RECEIVED, c.id, 1, None, c.received.clone(), now),
+                ));
+                let routed = serde_json::json!({ "issuer": c.issuer, "upstream_ref": upstream_ref, "probe": false });
+                steps.push((
+                    events::ROUTED,
+                    data(events::ROUTED, c.id, 2, Some(upstream), routed, now),
+                ));
+            }
+        }
+        emit_all(&mut tx, &steps, now).await?;
+        tx.commit().await?;
+        Ok(group
+            .iter()
+            .zip(routes)
+            .zip(refs)
+            .map(|((c, route), upstream_ref)| match route {
+                None => Intaken::Alone,
+                Some(_) if !recorded.contains(&c.id) => Intaken::Repeat,
+                Some((upstream, rest)) => Intaken::Routed {
+                    upstream,
+                    upstream_ref,
+                    rest,
+                },
+            })
+            .collect())
+    }
+}
+
+/// The first upstream of `order` whose breaker lets a request through without a probe to
+/// claim, and the ones after it; `None` when the request must be routed on its own.
+fn first_allowed(
+    seen: &HashMap<String, Breaker>,
+    order: &[String],
+    policy: BreakerPolicy,
+    now: Timestamp,
+) -> Option<(String, Vec<String>)> {
+    for (i, upstream) in order.iter().enumerate() {
+        let mut breaker = seen.get(upstream).cloned().unwrap_or_else(|| Breaker::new(policy));
+        match breaker.admit(now) {
+            Admission::Allowed => return Some((upstream.clone(), order[i + 1..].to_vec())),
+            Admission::Refused => {}
+            Admission::Probe => return None,
+        }
+    }
+    None
+}
+
+struct FinishGroups {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    events: Events,
+}
+
+#[async_trait]
+impl BatchRunner<Finish, Finished> for FinishGroups {
+    async fn run(&self, group: Vec<Finish>) -> Vec<Finished> {
+        match self.record_group(&group).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                tracing::info!(size = group.len(), error = ?e, "a group of answers failed; each is recorded on its own");
+                group.iter().map(|_| Ok(None)).collect()
+            }
+        }
+    }
+}
+
+impl FinishGroups {
+    async fn record_group(&self, group: &[Finish]) -> ServiceResult<Vec<Finished>> {
+        let now = self.clock.now();
+        let answers: Vec<ApprovalAnswer> = group.iter().map(|f| f.ending.answer(f.id, Some(&f.upstream))).collect();
+        let answers_json: Vec<serde_json::Value> = answers
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::from)?;
+        let outcomes: Vec<(Uuid, ApprovalOutcome<'_>)> = group
+            .iter()
+            .zip(&answers_json)
+            .map(|(f, answer)| (f.id, f.ending.outcome(answer, now)))
+            .collect();
+        let mut tx = self.store.begin().await?;
+        let seqs = tx.finish_approvals(&outcomes).await?;
+        let steps: Vec<(&str, serde_json::Value)> = group
+            .iter()
+            .zip(&seqs)
+            .filter_map(|(f, seq)| {
+                let subject = f.ending.subject();
+                Some((
+                    subject,
+                    data(subject, f.id, (*seq)?, Some(&f.upstream), f.ending.detail(), now),
+                ))
+            })
+            .collect();
+        emit_all(&mut tx, &steps, now).await?;
+        tx.commit().await?;
+        self.events.wake();
+        Ok(answers
+            .into_iter()
+            .zip(seqs)
+            .map(|(answer, seq)| match seq {
+                Some(_) => Ok(Some(answer)),
+                None => Err(anyhow::anyhow!("approval {} was answered twice", answer.transaction_id).into()),
+            })
+            .collect())
+    }
+}
