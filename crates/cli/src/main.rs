@@ -246,6 +246,9 @@ struct ServeArgs {
     /// Longest an approval waits for others to join its group, in µs; 0: a group goes as soon as a commit slot is free [default: 0].
     #[arg(long, env = "MINIPAY_APPROVAL_BATCH_WAIT_US", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     approval_batch_wait_us: Option<u64>,
+    /// Approval groups of each kind one instance commits at once [default: 2].
+    #[arg(long, env = "MINIPAY_APPROVAL_BATCHES_IN_FLIGHT", value_parser = clap::value_parser!(u32).range(1..=64))]
+    approval_batches_in_flight: Option<u32>,
 }
 
 /// `--config`'s long help: every key a config file may hold.
@@ -303,6 +306,7 @@ impl ServeArgs {
             upstream_timeout_ms: self.upstream_timeout_ms,
             approval_batch_max: self.approval_batch_max,
             approval_batch_wait_us: self.approval_batch_wait_us,
+            approval_batches_in_flight: self.approval_batches_in_flight,
         };
         (self.config, layer)
     }

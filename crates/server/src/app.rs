@@ -180,7 +180,7 @@ fn gateway_config(settings: &Settings) -> GatewayConfig {
         batching: BatchConfig {
             max_commands: settings.approval_batch_max as usize,
             max_wait: Duration::from_micros(settings.approval_batch_wait_us),
-            ..defaults.batching
+            in_flight_max: settings.approval_batches_in_flight as usize,
         },
         ..defaults
     }

@@ -86,6 +86,8 @@ pub struct Settings {
     /// Longest an approval waits for others to join its group, in microseconds (0: a group
     /// goes as soon as a commit slot is free).
     pub approval_batch_wait_us: u64,
+    /// Approval groups of each kind one instance commits at once.
+    pub approval_batches_in_flight: u32,
 }
 
 impl Default for Settings {
@@ -119,6 +121,7 @@ impl Default for Settings {
             upstream_timeout_ms: 5_000,
             approval_batch_max: 256,
             approval_batch_wait_us: 0,
+            approval_batches_in_flight: 2,
         }
     }
 }
@@ -229,6 +232,7 @@ pub struct SettingsLayer {
     pub upstream_timeout_ms: Option<u64>,
     pub approval_batch_max: Option<u32>,
     pub approval_batch_wait_us: Option<u64>,
+    pub approval_batches_in_flight: Option<u32>,
 }
 
 impl SettingsLayer {
@@ -263,6 +267,7 @@ impl SettingsLayer {
         "upstream_timeout_ms",
         "approval_batch_max",
         "approval_batch_wait_us",
+        "approval_batches_in_flight",
     ];
 
     /// Reads a TOML file whose keys are the field names above.
@@ -303,6 +308,7 @@ impl SettingsLayer {
             upstream_timeout_ms: self.upstream_timeout_ms.or(lower.upstream_timeout_ms),
             approval_batch_max: self.approval_batch_max.or(lower.approval_batch_max),
             approval_batch_wait_us: self.approval_batch_wait_us.or(lower.approval_batch_wait_us),
+            approval_batches_in_flight: self.approval_batches_in_flight.or(lower.approval_batches_in_flight),
         }
     }
 
@@ -339,6 +345,7 @@ impl SettingsLayer {
             upstream_timeout_ms: self.upstream_timeout_ms.unwrap_or(d.upstream_timeout_ms),
             approval_batch_max: self.approval_batch_max.unwrap_or(d.approval_batch_max),
             approval_batch_wait_us: self.approval_batch_wait_us.unwrap_or(d.approval_batch_wait_us),
+            approval_batches_in_flight: self.approval_batches_in_flight.unwrap_or(d.approval_batches_in_flight),
         }
     }
 }

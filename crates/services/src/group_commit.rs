@@ -96,7 +96,8 @@ impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
     /// a slot is free — runs what is queued, in batches of at most `max_commands`.
     async fn lead(self: Arc<Self>) {
         let deadline = Instant::now() + self.config.max_wait;
-        loop {
+        // No wait at all (not even a timer's millisecond tick) when none is asked for.
+        while !self.config.max_wait.is_zero() {
             let full = self.full.notified();
             tokio::pin!(full);
             full.as_mut().enable();

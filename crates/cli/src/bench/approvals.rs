@@ -74,6 +74,15 @@ pub struct ApprovalsBench {
     /// The gateway's PostgreSQL pool size.
     #[arg(long, default_value_t = 16)]
     pub db_connections_max: u32,
+    /// The gateway's `approval_batch_max` (1: every approval in transactions of its own).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub approval_batch_max: u32,
+    /// The gateway's `approval_batch_wait_us`.
+    #[arg(long, default_value_t = 0)]
+    pub approval_batch_wait_us: u64,
+    /// The gateway's `approval_batches_in_flight`.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub approval_batches_in_flight: u32,
     /// Where to write the JSON result (runs with the same label are replaced, others kept).
     #[arg(long, default_value = "docs/bench/approvals.json")]
     pub output: PathBuf,
@@ -116,6 +125,12 @@ struct Run {
     sim_approvals: u64,
     persisted_ok: bool,
     idle: Option<Idle>,
+    /// The gateway's group commits: `approval_batch_max`, `_wait_us`, `approval_batches_in_flight`.
+    approval_batch_max: u32,
+    approval_batch_wait_us: u64,
+    approval_batches_in_flight: u32,
+    /// `GET /v1/admin/approval-groups` after the run (warm-up included).
+    groups: Value,
 }
 
 /// The server's memory with idle terminal connections held open.
@@ -258,8 +273,25 @@ impl ApprovalsBench {
         } else {
             String::new()
         };
+        let defaults = minipay_server::Settings::default();
+        let grouping = if (
+            self.approval_batch_max,
+            self.approval_batch_wait_us,
+            self.approval_batches_in_flight,
+        ) == (
+            defaults.approval_batch_max,
+            defaults.approval_batch_wait_us,
+            defaults.approval_batches_in_flight,
+        ) {
+            String::new()
+        } else {
+            format!(
+                ", groups {}/{} us/{} in flight",
+                self.approval_batch_max, self.approval_batch_wait_us, self.approval_batches_in_flight
+            )
+        };
         format!(
-            "{backend}, {}, sim {} ms, {} requests{idle}",
+            "{backend}, {}, sim {} ms, {} requests{idle}{grouping}",
             self.mode(),
             self.sim_latency_ms,
             self.requests
@@ -292,6 +324,9 @@ impl ApprovalsBench {
             scheduler: false,
             pos_listen: Some("127.0.0.1:0".into()),
             db_connections_max: self.db_connections_max,
+            approval_batch_max: self.approval_batch_max,
+            approval_batch_wait_us: self.approval_batch_wait_us,
+            approval_batches_in_flight: self.approval_batches_in_flight,
             ..Settings::default()
         };
         let app = Application::build(settings).await.context("starting the gateway")?;
@@ -441,6 +476,16 @@ impl ApprovalsBench {
             );
         }
         let upstream = upstream_ms(database_url).await?;
+        let groups = send_admin(
+            &http,
+            reqwest::Method::GET,
+            base,
+            admin,
+            "/v1/admin/approval-groups",
+            Value::Null,
+            200,
+        )
+        .await?;
 
         // The run's connections go before the idle ones are measured.
         drop(clients);
@@ -475,6 +520,10 @@ impl ApprovalsBench {
             sim_approvals,
             persisted_ok,
             idle,
+            approval_batch_max: self.approval_batch_max,
+            approval_batch_wait_us: self.approval_batch_wait_us,
+            approval_batches_in_flight: self.approval_batches_in_flight,
+            groups,
         })
     }
 
@@ -687,6 +736,17 @@ impl ApprovalsBench {
                 r.not_approved.values().sum::<u64>() + r.failed,
                 if r.persisted_ok { "ok" } else { "MISMATCH" }
             );
+            for step in ["intake", "finish"] {
+                let g = &r.groups[step];
+                if let (Some(groups), Some(requests)) = (g["groups"].as_u64(), g["requests"].as_u64()) {
+                    println!(
+                        "{:<9} {step} groups: {groups}, {:.1} requests each on average, largest {}",
+                        r.backend,
+                        requests as f64 / groups.max(1) as f64,
+                        g["largest"]
+                    );
+                }
+            }
             if let Some(i) = &r.idle {
                 println!(
                     "{:<9} {} idle connections: RSS {:.1} MB before, {:.1} MB with them (+{:.1} MB, {:.1} KB each)",
