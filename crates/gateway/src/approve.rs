@@ -33,6 +33,8 @@ struct Sending {
     upstream: String,
     upstream_ref: String,
     probe: bool,
+    /// The sequence number of its latest event (its `routed`).
+    seq: i32,
     /// Upstreams still to try if this one cannot be reached (none for a cancel).
     rest: Vec<String>,
     original: Option<Approval>,
@@ -218,6 +220,7 @@ impl Gateway {
                 upstream,
                 upstream_ref,
                 probe: false,
+                seq: 2,
                 rest,
                 original: None,
             }))),
@@ -329,6 +332,7 @@ impl Gateway {
                 upstream,
                 upstream_ref,
                 probe,
+                seq,
                 rest,
                 original,
             }));
@@ -383,6 +387,7 @@ impl Gateway {
         if !alone && let Some(groups) = &self.groups {
             let finish = Finish {
                 id: sending.id,
+                seq: sending.seq + 1,
                 upstream: sending.upstream.clone(),
                 ending: ending.clone(),
             };

@@ -1,7 +1,7 @@
-//! Group commits of the approval path: concurrent requests recorded and routed in one
-//! transaction (one insert for the approvals, one for their events, the breakers read once),
-//! and concurrent answers recorded in another — the same rows and events as one by one, in one
-//! commit per group. What a group cannot settle (a half-open probe to claim, an error to count,
+//! Group commits of the approval path: concurrent requests recorded and routed in one atomic
+//! write with their events (the breakers read once per group), and concurrent answers recorded
+//! in another — the same rows and events as one by one, in one commit per group (on
+//! PostgreSQL one statement each, without `BEGIN`/`COMMIT` round trips). What a group cannot settle (a half-open probe to claim, an error to count,
 //! a network cancel to queue, the group failing as a whole) runs on its own.
 
 use crate::approve::Ending;
@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use minipay_core::Clock;
 use minipay_core::gateway::breaker::{Admission, Breaker, BreakerPolicy};
-use minipay_events::{Events, emit_all};
+use minipay_events::Events;
 use minipay_services::group_commit::{BatchRunner, GroupCommit};
 use minipay_services::{BatchConfig, ServiceResult};
-use minipay_store::{ApprovalOutcome, NewApproval, RoutedApproval, Store};
+use minipay_store::{AnsweredApproval, ApprovalStep, NewApproval, NewEvent, RoutedApproval, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -90,11 +90,13 @@ pub(crate) enum Intaken {
 /// An exchange's answer to record: approved or declined, not a probe, no breaker count.
 pub(crate) struct Finish {
     pub id: Uuid,
+    /// Its final event's sequence number: the one after its `routed`.
+    pub seq: i32,
     pub upstream: String,
     pub ending: Ending,
 }
 
-/// `Ok(None)`: record it on its own (the group failed).
+/// `Ok(None)`: record it on its own (the group failed, or the approval changed meanwhile).
 pub(crate) type Finished = ServiceResult<Option<ApprovalAnswer>>;
 
 struct IntakeGroups {
@@ -119,57 +121,43 @@ impl BatchRunner<Intake, Intaken> for IntakeGroups {
 impl IntakeGroups {
     async fn record_group(&self, group: &[Intake]) -> ServiceResult<Vec<Intaken>> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let seen = breakers::load_all(&mut tx, self.breaker).await?;
+        let seen = breakers::load_all(&mut self.store.read().await?, self.breaker).await?;
         let routes: Vec<Option<(String, Vec<String>)>> = group
             .iter()
             .map(|c| first_allowed(&seen, &c.order, self.breaker, now))
             .collect();
         let refs: Vec<String> = group.iter().map(|_| crate::approve::new_upstream_ref()).collect();
-        let rows: Vec<RoutedApproval<'_>> = group
-            .iter()
-            .zip(&routes)
-            .zip(&refs)
-            .filter_map(|((c, route), upstream_ref)| {
-                let (upstream, _) = route.as_ref()?;
-                Some(RoutedApproval {
-                    approval: NewApproval {
-                        id: c.id,
-                        terminal_id: &c.terminal_id,
-                        merchant_id: c.merchant_id,
-                        seq_no: c.seq_no,
-                        sent_at: &c.sent_at,
-                        tx_type: c.tx_type,
-                        amount: c.amount,
-                        card_masked: &c.card_masked,
-                        original_id: None,
-                        received_at: now,
-                    },
-                    issuer: c.issuer.as_deref(),
-                    upstream,
-                    upstream_ref,
-                })
-            })
-            .collect();
-        let recorded: HashSet<Uuid> = tx.insert_routed_approvals(&rows).await?.into_iter().collect();
-        let mut steps: Vec<(&str, serde_json::Value)> = Vec::with_capacity(recorded.len() * 2);
+        let mut rows = Vec::with_capacity(group.len());
+        let mut steps = Vec::with_capacity(group.len() * 2);
         for ((c, route), upstream_ref) in group.iter().zip(&routes).zip(&refs) {
-            if let Some((upstream, _)) = route
-                && recorded.contains(&c.id)
-            {
-                steps.push((
-                    events::RECEIVED,
-                    data(events::RECEIVED, c.id, 1, None, c.received.clone(), now),
-                ));
-                let routed = serde_json::json!({ "issuer": c.issuer, "upstream_ref": upstream_ref, "probe": false });
-                steps.push((
-                    events::ROUTED,
-                    data(events::ROUTED, c.id, 2, Some(upstream), routed, now),
-                ));
-            }
+            let Some((upstream, _)) = route else { continue };
+            rows.push(RoutedApproval {
+                approval: NewApproval {
+                    id: c.id,
+                    terminal_id: &c.terminal_id,
+                    merchant_id: c.merchant_id,
+                    seq_no: c.seq_no,
+                    sent_at: &c.sent_at,
+                    tx_type: c.tx_type,
+                    amount: c.amount,
+                    card_masked: &c.card_masked,
+                    original_id: None,
+                    received_at: now,
+                },
+                issuer: c.issuer.as_deref(),
+                upstream,
+                upstream_ref,
+            });
+            let routed = serde_json::json!({ "issuer": c.issuer, "upstream_ref": upstream_ref, "probe": false });
+            steps.push(step(c.id, events::RECEIVED, 1, None, c.received.clone(), now));
+            steps.push(step(c.id, events::ROUTED, 2, Some(upstream), routed, now));
         }
-        emit_all(&mut tx, &steps, now).await?;
-        tx.commit().await?;
+        let recorded: HashSet<Uuid> = self
+            .store
+            .record_routed_approvals(&rows, &steps)
+            .await?
+            .into_iter()
+            .collect();
         Ok(group
             .iter()
             .zip(routes)
@@ -184,6 +172,26 @@ impl IntakeGroups {
                 },
             })
             .collect())
+    }
+}
+
+/// Event `seq` of approval `id`, written only with the approval's change.
+fn step(
+    id: Uuid,
+    subject: &str,
+    seq: i32,
+    upstream: Option<&str>,
+    detail: serde_json::Value,
+    now: Timestamp,
+) -> ApprovalStep {
+    ApprovalStep {
+        approval_id: id,
+        event: NewEvent {
+            id: Uuid::now_v7(),
+            subject: subject.to_owned(),
+            payload: data(subject, id, seq, upstream, detail, now),
+            created_at: now,
+        },
     }
 }
 
@@ -234,34 +242,34 @@ impl FinishGroups {
             .map(serde_json::to_value)
             .collect::<Result<_, _>>()
             .map_err(anyhow::Error::from)?;
-        let outcomes: Vec<(Uuid, ApprovalOutcome<'_>)> = group
+        let done: Vec<AnsweredApproval<'_>> = group
             .iter()
             .zip(&answers_json)
-            .map(|(f, answer)| (f.id, f.ending.outcome(answer, now)))
-            .collect();
-        let mut tx = self.store.begin().await?;
-        let seqs = tx.finish_approvals(&outcomes).await?;
-        let steps: Vec<(&str, serde_json::Value)> = group
-            .iter()
-            .zip(&seqs)
-            .filter_map(|(f, seq)| {
-                let subject = f.ending.subject();
-                Some((
-                    subject,
-                    data(subject, f.id, (*seq)?, Some(&f.upstream), f.ending.detail(), now),
-                ))
+            .map(|(f, answer)| AnsweredApproval {
+                id: f.id,
+                outcome: f.ending.outcome(answer, now),
+                seq: f.seq,
             })
             .collect();
-        emit_all(&mut tx, &steps, now).await?;
-        tx.commit().await?;
+        let steps: Vec<ApprovalStep> = group
+            .iter()
+            .map(|f| {
+                step(
+                    f.id,
+                    f.ending.subject(),
+                    f.seq,
+                    Some(&f.upstream),
+                    f.ending.detail(),
+                    now,
+                )
+            })
+            .collect();
+        let recorded: HashSet<Uuid> = self.store.record_answers(&done, &steps).await?.into_iter().collect();
         self.events.wake();
+        // One not recorded changed meanwhile: it is recorded on its own, which finds out how.
         Ok(answers
             .into_iter()
-            .zip(seqs)
-            .map(|(answer, seq)| match seq {
-                Some(_) => Ok(Some(answer)),
-                None => Err(anyhow::anyhow!("approval {} was answered twice", answer.transaction_id).into()),
-            })
+            .map(|answer| Ok(recorded.contains(&answer.transaction_id).then_some(answer)))
             .collect())
     }
 }

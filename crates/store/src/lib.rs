@@ -48,7 +48,10 @@ pub use business::{
 pub use charges::{Charge, NewCharge};
 pub use error::StoreError;
 pub use events::{Alert, DeadLetter, DeadLetterFilter, Leadership, NewAlert, NewDeadLetter, NewEvent, OutboxEvent};
-pub use gateway::{Approval, ApprovalOutcome, NetworkCancel, NewApproval, RoutedApproval, UpstreamCounts};
+pub use gateway::{
+    AnsweredApproval, Approval, ApprovalOutcome, ApprovalStep, NetworkCancel, NewApproval, RoutedApproval,
+    UpstreamCounts,
+};
 pub use gateway::{Merchant, NewMerchantRecord, NewTerminalRecord, RoutingVersion, Terminal};
 pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};
 pub use idempotency::{Claim, StoredResponse};

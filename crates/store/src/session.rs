@@ -156,6 +156,16 @@ impl Store {
         Ok(Session { conn })
     }
 
+    /// PostgreSQL: a pooled connection outside any transaction, for a write that is one
+    /// statement (and so atomic by itself) — no `BEGIN` and `COMMIT` round trips. `None` on
+    /// SQLite. Only this crate's single-statement writes use it.
+    pub(crate) async fn autocommit_pg(&self) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Postgres>>> {
+        match &self.backend {
+            Backend::Postgres(pool) => Ok(Some(pool.acquire().await?)),
+            Backend::Sqlite { .. } => Ok(None),
+        }
+    }
+
     /// Whether the database answers (for `/health/ready`).
     pub async fn ping(&self) -> Result<()> {
         let mut s = self.read().await?;

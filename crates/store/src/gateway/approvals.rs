@@ -2,7 +2,7 @@
 //! keys (a repeated request), routed, finished with the answer the terminal got, and a late
 //! answer recorded beside it.
 
-use crate::session::{Db, Session};
+use crate::session::Session;
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -21,15 +21,6 @@ pub struct NewApproval<'a> {
     pub card_masked: &'a str,
     pub original_id: Option<Uuid>,
     pub received_at: Timestamp,
-}
-
-/// A terminal's request recorded already routed (a group of them is inserted at once).
-#[derive(Debug, Clone)]
-pub struct RoutedApproval<'a> {
-    pub approval: NewApproval<'a>,
-    pub issuer: Option<&'a str>,
-    pub upstream: &'a str,
-    pub upstream_ref: &'a str,
 }
 
 /// An approval transaction as stored.
@@ -174,81 +165,6 @@ impl Session {
         Ok(done == 1)
     }
 
-    /// Records requests already routed, each unless its terminal sent these keys before (in
-    /// this group or earlier): the ids recorded. Each one's `received` and `routed` events take
-    /// sequence numbers 1 and 2. One statement on PostgreSQL.
-    pub async fn insert_routed_approvals(&mut self, rows: &[RoutedApproval<'_>]) -> Result<Vec<Uuid>> {
-        self.assert_writable();
-        const INSERT: &str = "INSERT INTO approvals (id, terminal_id, merchant_id, seq_no, sent_at, tx_type,
-                 amount, card_masked, original_id, issuer, upstream, upstream_ref, status, event_seq, received_at)";
-        const ON_CONFLICT: &str = "ON CONFLICT (terminal_id, seq_no, sent_at) DO NOTHING RETURNING id";
-        let inserted = match self.db() {
-            Db::Pg(c) => {
-                let a = |f: for<'r> fn(&'r RoutedApproval<'r>) -> &'r str| rows.iter().map(f).collect::<Vec<&str>>();
-                let ids: Vec<Uuid> = rows.iter().map(|r| r.approval.id).collect();
-                let merchants: Vec<Uuid> = rows.iter().map(|r| r.approval.merchant_id).collect();
-                let seq_nos: Vec<i64> = rows.iter().map(|r| r.approval.seq_no).collect();
-                let amounts: Vec<i64> = rows.iter().map(|r| r.approval.amount).collect();
-                let originals: Vec<Option<Uuid>> = rows.iter().map(|r| r.approval.original_id).collect();
-                let issuers: Vec<Option<&str>> = rows.iter().map(|r| r.issuer).collect();
-                let received: Vec<DbTime> = rows.iter().map(|r| DbTime(r.approval.received_at)).collect();
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "{INSERT} SELECT id, terminal_id, merchant_id, seq_no, sent_at, tx_type, amount, card_masked,
-                         original_id, issuer, upstream, upstream_ref, 'sent', 2, received_at
-                     FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int8[], $5::text[], $6::text[],
-                                 $7::int8[], $8::text[], $9::uuid[], $10::text[], $11::text[], $12::text[],
-                                 $13::timestamptz[])
-                          AS t(id, terminal_id, merchant_id, seq_no, sent_at, tx_type, amount, card_masked,
-                               original_id, issuer, upstream, upstream_ref, received_at)
-                     {ON_CONFLICT}"
-                )))
-                .bind(&ids)
-                .bind(a(|r| r.approval.terminal_id))
-                .bind(&merchants)
-                .bind(&seq_nos)
-                .bind(a(|r| r.approval.sent_at))
-                .bind(a(|r| r.approval.tx_type))
-                .bind(&amounts)
-                .bind(a(|r| r.approval.card_masked))
-                .bind(&originals)
-                .bind(&issuers)
-                .bind(a(|r| r.upstream))
-                .bind(a(|r| r.upstream_ref))
-                .bind(&received)
-                .fetch_all(c)
-                .await?
-            }
-            Db::Sqlite(c) => {
-                let mut inserted = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let a = &r.approval;
-                    let id: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                        "{INSERT} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'sent', 2, $13)
-                         {ON_CONFLICT}"
-                    )))
-                    .bind(a.id)
-                    .bind(a.terminal_id)
-                    .bind(a.merchant_id)
-                    .bind(a.seq_no)
-                    .bind(a.sent_at)
-                    .bind(a.tx_type)
-                    .bind(a.amount)
-                    .bind(a.card_masked)
-                    .bind(a.original_id)
-                    .bind(r.issuer)
-                    .bind(r.upstream)
-                    .bind(r.upstream_ref)
-                    .bind(DbTime(a.received_at))
-                    .fetch_optional(&mut *c)
-                    .await?;
-                    inserted.extend(id);
-                }
-                inserted
-            }
-        };
-        Ok(inserted)
-    }
-
     /// The request a terminal sent with these keys.
     pub async fn approval_by_request(
         &mut self,
@@ -340,54 +256,6 @@ impl Session {
         .fetch_optional(c)
         .await)?;
         Ok(seq.map(|s| s - events + 1))
-    }
-
-    /// [`Self::finish_approval`] for many approvals at once, each taking one sequence number
-    /// (its final event): per approval, in order, that number, or `None` if it was answered
-    /// before. One statement on PostgreSQL.
-    pub async fn finish_approvals(&mut self, done: &[(Uuid, ApprovalOutcome<'_>)]) -> Result<Vec<Option<i32>>> {
-        self.assert_writable();
-        let Db::Pg(c) = self.db() else {
-            let mut seqs = Vec::with_capacity(done.len());
-            for (id, outcome) in done {
-                seqs.push(self.finish_approval(*id, outcome, 1).await?);
-            }
-            return Ok(seqs);
-        };
-        let a =
-            |f: for<'r> fn(&'r ApprovalOutcome<'r>) -> &'r str| done.iter().map(|(_, o)| f(o)).collect::<Vec<&str>>();
-        let o = |f: for<'r> fn(&'r ApprovalOutcome<'r>) -> Option<&'r str>| {
-            done.iter().map(|(_, o)| f(o)).collect::<Vec<Option<&str>>>()
-        };
-        let ids: Vec<Uuid> = done.iter().map(|(id, _)| *id).collect();
-        let answers: Vec<String> = done.iter().map(|(_, o)| o.answer.to_string()).collect();
-        let upstream_ms: Vec<Option<i32>> = done.iter().map(|(_, o)| o.upstream_ms).collect();
-        let answered_at: Vec<DbTime> = done.iter().map(|(_, o)| DbTime(o.answered_at)).collect();
-        let rows: Vec<(Uuid, i32)> = sqlx::query_as(
-            "UPDATE approvals a SET status = u.status, response_code = u.response_code,
-                 approval_no = u.approval_no, approved_at = u.approved_at, message = u.message,
-                 answer = u.answer, upstream_ms = u.upstream_ms, answered_at = u.answered_at,
-                 event_seq = a.event_seq + 1
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                         $8::int4[], $9::timestamptz[])
-                  AS u(id, status, response_code, approval_no, approved_at, message, answer, upstream_ms,
-                       answered_at)
-             WHERE a.id = u.id AND a.answer IS NULL
-             RETURNING a.id, a.event_seq",
-        )
-        .bind(&ids)
-        .bind(a(|o| o.status))
-        .bind(a(|o| o.response_code))
-        .bind(o(|o| o.approval_no))
-        .bind(o(|o| o.approved_at))
-        .bind(a(|o| o.message))
-        .bind(&answers)
-        .bind(&upstream_ms)
-        .bind(&answered_at)
-        .fetch_all(c)
-        .await?;
-        let seqs: std::collections::HashMap<Uuid, i32> = rows.into_iter().collect();
-        Ok(ids.iter().map(|id| seqs.get(id).copied()).collect())
     }
 
     /// Marks an approved sale canceled by its customer.

@@ -4,10 +4,12 @@
 mod approvals;
 mod breakers;
 mod cancels;
+mod groups;
 mod merchants;
 mod routing;
 
-pub use approvals::{Approval, ApprovalOutcome, NewApproval, RoutedApproval, UpstreamCounts};
+pub use approvals::{Approval, ApprovalOutcome, NewApproval, UpstreamCounts};
 pub use cancels::NetworkCancel;
+pub use groups::{AnsweredApproval, ApprovalStep, RoutedApproval};
 pub use merchants::{Merchant, NewMerchantRecord, NewTerminalRecord, Terminal};
 pub use routing::RoutingVersion;
