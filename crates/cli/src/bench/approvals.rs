@@ -71,6 +71,10 @@ pub struct ApprovalsBench {
     /// and read the server's resident memory (needs `ulimit -n` above it).
     #[arg(long, default_value_t = 0)]
     pub idle_connections: u32,
+    /// PostgreSQL: past approvals written (and the database analyzed) before the run, so that
+    /// it runs on a table with history and statistics as a running gateway's is.
+    #[arg(long, default_value_t = 200_000)]
+    pub history: u64,
     /// The gateway's PostgreSQL pool size.
     #[arg(long, default_value_t = 16)]
     pub db_connections_max: u32,
@@ -425,6 +429,13 @@ impl ApprovalsBench {
                 .unwrap_or_default();
             bail!("{backend}: warm-up: {warm_ok} of {} approved ({why})", warm.len());
         }
+
+        // A gateway that has been running holds history, with statistics on it. A scratch
+        // database has neither: the plans PostgreSQL caches on the pool's connections would be
+        // those of an empty table (sequential scans of `approvals`) for the whole run, while
+        // the run grows it many times over. So: `--history` past (declined) approvals, then
+        // `ANALYZE`, as autovacuum does within a minute on any running system.
+        seed_history(database_url, self.history).await?;
 
         println!("{backend}: sending {} approvals ({}) ...", self.requests, self.mode());
         let started = Instant::now();
@@ -850,6 +861,28 @@ async fn count_approved(database_url: &str) -> anyhow::Result<i64> {
         let mut c = sqlx::PgConnection::connect(database_url).await?;
         Ok(sqlx::query_scalar(APPROVED_COUNT).fetch_one(&mut c).await?)
     }
+}
+
+/// PostgreSQL: `rows` approvals of yesterday (declined, of terminals no one uses, so the run's
+/// checks do not count them), then `ANALYZE`. SQLite's planner needs neither for its indexes.
+async fn seed_history(database_url: &str, rows: u64) -> anyhow::Result<()> {
+    if database_url.starts_with("sqlite") {
+        return Ok(());
+    }
+    let mut c = sqlx::PgConnection::connect(database_url).await?;
+    sqlx::query(
+        "INSERT INTO approvals (id, terminal_id, merchant_id, seq_no, sent_at, tx_type, amount, card_masked,
+             upstream, upstream_ref, status, response_code, message, answer, event_seq, received_at, answered_at)
+         SELECT gen_random_uuid(), 'HIST' || lpad((g % 10000)::text, 4, '0'), gen_random_uuid(), g,
+             '20000101000000', 'card_approval', 1000, '941012******0002', 'benchvan', lpad(g::text, 12, '0'),
+             'declined', '05', 'history', '{}', 3, now() - interval '1 day', now() - interval '1 day'
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(i64::try_from(rows)?)
+    .execute(&mut c)
+    .await?;
+    sqlx::query("ANALYZE").execute(&mut c).await?;
+    Ok(())
 }
 
 /// The gateway's recorded upstream time of every approval, in ms.
