@@ -168,32 +168,35 @@ impl Gateway {
         }
     }
 
-    /// Records the request and routes it in one transaction: a group's, when it can.
+    /// Records the request and routes it in one transaction: a group's, when it can. A sale's
+    /// upstreams are drawn once, whichever path records it.
     async fn record_and_route(
         &self,
         terminal: &ActiveTerminal,
         req: &ApprovalRequest,
         routing: Option<&LiveRouting>,
     ) -> ServiceResult<Start> {
-        if let Some(start) = self.record_and_route_in_group(terminal, req, routing).await {
+        let drawn = (!req.tx_type.is_cancel()).then(|| self.candidates(req, routing, None));
+        if let Some((issuer, order)) = &drawn
+            && let Some(start) = self.record_and_route_in_group(terminal, req, issuer, order).await?
+        {
             return Ok(start);
         }
-        self.record_and_route_alone(terminal, req, routing).await
+        self.record_and_route_alone(terminal, req, routing, drawn).await
     }
 
     /// A sale recorded and routed with the other requests of its group; `None` when it must
-    /// be recorded on its own (grouping off, a cancel, nowhere to go, a probe, a failed group).
+    /// be recorded on its own (grouping off, nowhere to go, a probe, a group that wrote nothing).
     async fn record_and_route_in_group(
         &self,
         terminal: &ActiveTerminal,
         req: &ApprovalRequest,
-        routing: Option<&LiveRouting>,
-    ) -> Option<Start> {
-        let groups = self.groups.as_ref().filter(|_| !req.tx_type.is_cancel())?;
-        let (issuer, order) = self.candidates(req, routing, None);
-        if order.is_empty() {
-            return None;
-        }
+        issuer: &Option<String>,
+        order: &[String],
+    ) -> ServiceResult<Option<Start>> {
+        let Some(groups) = self.groups.as_ref().filter(|_| !order.is_empty()) else {
+            return Ok(None);
+        };
         let id = Uuid::now_v7();
         let card_masked = req.masked();
         let intake = Intake {
@@ -207,34 +210,59 @@ impl Gateway {
             received: received_detail(terminal, req, &card_masked, None),
             card_masked,
             issuer: issuer.clone(),
-            order,
+            order: order.to_vec(),
         };
-        match groups.intake.submit(intake).await? {
+        // No answer (the group's task panicked): as unknown as a failed write.
+        let routed = match groups.intake.submit(intake).await.unwrap_or(Intaken::Unknown) {
             Intaken::Routed {
                 upstream,
                 upstream_ref,
                 rest,
-            } => Some(Start::Send(Box::new(Sending {
-                id,
-                issuer,
-                upstream,
-                upstream_ref,
-                probe: false,
-                seq: 2,
-                rest,
-                original: None,
-            }))),
-            Intaken::Repeat => Some(Start::Repeat),
-            Intaken::Alone => None,
-        }
+            } => (upstream, upstream_ref, rest),
+            Intaken::Repeat => return Ok(Some(Start::Repeat)),
+            Intaken::Alone => return Ok(None),
+            Intaken::Unknown => match self.recorded_route(id, order).await? {
+                Some(routed) => routed,
+                None => return Ok(None),
+            },
+        };
+        let (upstream, upstream_ref, rest) = routed;
+        Ok(Some(Start::Send(Box::new(Sending {
+            id,
+            issuer: issuer.clone(),
+            upstream,
+            upstream_ref,
+            probe: false,
+            seq: 2,
+            rest,
+            original: None,
+        }))))
     }
 
-    /// Records the request and routes it in a transaction of its own.
+    /// After a group's write failed: the route of request `id` if the write did commit (the row
+    /// is this request's, so it is sent from here), `None` if nothing was written — then the
+    /// request is recorded on its own, and should the group's write still land, the terminal's
+    /// keys make the second write a repeat: it is never sent twice.
+    async fn recorded_route(&self, id: Uuid, order: &[String]) -> ServiceResult<Option<(String, String, Vec<String>)>> {
+        let Some(row) = self.store.read().await?.approval(id).await? else {
+            return Ok(None);
+        };
+        let (Some(upstream), Some(upstream_ref)) = (row.upstream, row.upstream_ref) else {
+            return Err(anyhow::anyhow!("approval {id} was recorded by its group without a route").into());
+        };
+        let after = order.iter().position(|u| *u == upstream).map_or(order.len(), |i| i + 1);
+        tracing::info!(%id, "a group's write failed after it committed; the request goes on");
+        Ok(Some((upstream, upstream_ref, order[after..].to_vec())))
+    }
+
+    /// Records the request and routes it in a transaction of its own (to the upstreams
+    /// `drawn` for a sale; a cancel's are its original's).
     async fn record_and_route_alone(
         &self,
         terminal: &ActiveTerminal,
         req: &ApprovalRequest,
         routing: Option<&LiveRouting>,
+        drawn: Option<(Option<String>, Vec<String>)>,
     ) -> ServiceResult<Start> {
         let now = self.clock.now();
         let id = Uuid::now_v7();
@@ -264,7 +292,7 @@ impl Gateway {
         }
         let detail = received_detail(terminal, req, &masked, original.as_ref().map(|o| o.id));
         record(&mut tx, events::RECEIVED, id, 1, None, detail, now).await?;
-        let (issuer, order) = self.candidates(req, routing, original.as_ref());
+        let (issuer, order) = drawn.unwrap_or_else(|| self.candidates(req, routing, original.as_ref()));
         let original_known = original.is_some();
         let sending = self.choose(&mut tx, id, issuer, order, original, now).await?;
         let Some(sending) = sending else {
@@ -273,7 +301,10 @@ impl Gateway {
             } else {
                 Ending::refused(ApprovalResult::Error, codes::NO_UPSTREAM, "승인기관 연결 불가")
             };
-            let answer = self.record_ending(&mut tx, id, None, &ending, false, now).await?;
+            let answer = self
+                .record_ending(&mut tx, id, None, &ending, false, now)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("approval {id} answered before it was committed"))?;
             tx.commit().await?;
             return Ok(Start::Answered(answer));
         };
@@ -397,9 +428,14 @@ impl Gateway {
         }
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let answer = self
+        let Some(answer) = self
             .record_ending(&mut tx, sending.id, Some(&sending.upstream), &ending, cancel, now)
-            .await?;
+            .await?
+        else {
+            // Answered already: by this request's group, whose write failed after it committed.
+            tx.rollback().await?;
+            return self.stored_answer(sending.id).await;
+        };
         if let Some(outcome) = ending.breaker {
             self.count_outcome(&mut tx, &sending.upstream, outcome, sending.probe, now)
                 .await?;
@@ -418,7 +454,17 @@ impl Gateway {
         Ok(answer)
     }
 
-    /// Stores the answer with its final event (and the network cancel, when `cancel`).
+    /// The answer stored for approval `id`.
+    async fn stored_answer(&self, id: Uuid) -> ServiceResult<ApprovalAnswer> {
+        let row = self.store.read().await?.approval(id).await?;
+        let answer = row
+            .and_then(|r| r.answer)
+            .ok_or_else(|| anyhow::anyhow!("approval {id} has no stored answer"))?;
+        Ok(serde_json::from_value(answer).map_err(anyhow::Error::from)?)
+    }
+
+    /// Stores the answer with its final event (and the network cancel, when `cancel`); `None`
+    /// if the approval was answered before (nothing is written).
     async fn record_ending(
         &self,
         tx: &mut Session,
@@ -427,7 +473,7 @@ impl Gateway {
         ending: &Ending,
         cancel: bool,
         now: Timestamp,
-    ) -> ServiceResult<ApprovalAnswer> {
+    ) -> ServiceResult<Option<ApprovalAnswer>> {
         let answer = ending.answer(id, upstream);
         let answer_json = serde_json::to_value(&answer).map_err(anyhow::Error::from)?;
         let events_taken = if cancel { 2 } else { 1 };
@@ -435,14 +481,14 @@ impl Gateway {
             .finish_approval(id, &ending.outcome(&answer_json, now), events_taken)
             .await?
         else {
-            return Err(anyhow::anyhow!("approval {id} was answered twice").into());
+            return Ok(None);
         };
         record(tx, ending.subject(), id, seq, upstream, ending.detail(), now).await?;
         if cancel && let Some(upstream) = upstream {
             tx.queue_network_cancel(id, upstream, now).await?;
             record(tx, events::CANCEL_QUEUED, id, seq + 1, Some(upstream), json!({}), now).await?;
         }
-        Ok(answer)
+        Ok(Some(answer))
     }
 
     /// The first answer to a repeated request, waiting for it while the first is in flight.

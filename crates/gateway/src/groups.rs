@@ -82,9 +82,10 @@ pub(crate) enum Intaken {
     },
     /// The terminal sent these keys before.
     Repeat,
-    /// To record on its own (its first usable upstream is a half-open probe, or none is
-    /// usable, or the group failed).
+    /// To record on its own: its first usable upstream is a half-open probe, or none is usable.
     Alone,
+    /// The group's write failed: whether it committed is unknown.
+    Unknown,
 }
 
 /// An exchange's answer to record: approved or declined, not a probe, no breaker count.
@@ -111,8 +112,8 @@ impl BatchRunner<Intake, Intaken> for IntakeGroups {
         match self.record_group(&group).await {
             Ok(answers) => answers,
             Err(e) => {
-                tracing::info!(size = group.len(), error = ?e, "a group of approvals failed before forwarding; each is recorded on its own");
-                group.iter().map(|_| Intaken::Alone).collect()
+                tracing::warn!(size = group.len(), error = ?e, "a group of approvals failed before forwarding; each finds out whether it was recorded");
+                group.iter().map(|_| Intaken::Unknown).collect()
             }
         }
     }

@@ -40,6 +40,7 @@ for_both_backends!(
     weights_70_30_split_ten_thousand_requests,
     approvals_in_flight_share_commits_and_keep_their_own_events,
     with_grouping_off_each_approval_commits_on_its_own,
+    a_terminal_that_hangs_up_does_not_abandon_its_request,
 );
 
 /// The gateway's upstream timeout in these tests.
@@ -976,6 +977,50 @@ async fn with_grouping_off_each_approval_commits_on_its_own(backend: Backend) {
             steps.values().all(|s| s == &["received", "routed", "approved"]),
             "{steps:?}"
         );
+    })
+    .await
+}
+
+/// An HTTP terminal that hangs up while its sale is with the VAN does not leave it half-way:
+/// the sale is answered and recorded all the same, and a repeat gets that answer.
+async fn a_terminal_that_hangs_up_does_not_abandon_its_request(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        let r = rig(&app, &[("vana", 1)], false, "auto").await;
+        r.vans[0].set_faults(SimFaults {
+            latency_ms: 150,
+            ..SimFaults::default()
+        });
+        let body = serde_json::to_value(sale(4_242, APPROVED_CARD)).unwrap();
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &r.key.0), &bytes);
+        let impatient = reqwest::Client::builder()
+            .timeout(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let hung_up = impatient
+            .post(format!("{}/v1/pos/approvals", app.base))
+            .header(
+                "Authorization",
+                format!("Terminal {}:{}", r.terminal_id, STANDARD.encode(tag.as_ref())),
+            )
+            .header("Content-Type", "application/json")
+            .body(bytes)
+            .send()
+            .await;
+        assert!(hung_up.is_err(), "the terminal gave up before the answer");
+
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(r.vans[0].approvals().len(), 1, "sent once");
+        let again = r
+            .post_signed(&body, &r.terminal_id, &r.key.0)
+            .await
+            .assert_status(200)
+            .clone();
+        assert_eq!(again["result"], "approved", "{again}");
+        let id = again["transaction_id"].as_str().unwrap();
+        assert_eq!(r.approval_column(id, "status").await.as_deref(), Some("approved"));
+        assert_eq!(r.approval_column(id, "event_seq").await.as_deref(), Some("3"));
+        assert_eq!(r.vans[0].approvals().len(), 1, "the repeat went nowhere");
     })
     .await
 }

@@ -10,6 +10,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use minipay_gateway::request::{ApprovalAnswer, ApprovalInput, ApprovalRequest};
+use minipay_services::ServiceError;
 
 /// Asks for an approval (or a cancel, or a cash receipt) as a terminal.
 ///
@@ -47,8 +48,13 @@ pub async fn approve(State(state): State<AppState>, req: Request) -> Response {
             Ok(r) => r,
             Err(e) => return e.into_response(),
         };
-    match state.gateway.approve(&terminal, &request).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(e) => ApiError(e).into_response(),
+    // Its own task: a terminal that hangs up does not abandon a request half-way (recorded
+    // but not sent, or sent but its answer not recorded); it runs to its end either way.
+    let gateway = state.gateway.clone();
+    let approving = tokio::spawn(async move { gateway.approve(&terminal, &request).await });
+    match approving.await {
+        Ok(Ok(answer)) => Json(answer).into_response(),
+        Ok(Err(e)) => ApiError(e).into_response(),
+        Err(e) => ApiError(ServiceError::Internal(anyhow::anyhow!("approving a POS request: {e}"))).into_response(),
     }
 }
