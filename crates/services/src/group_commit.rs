@@ -23,7 +23,7 @@ pub struct GroupCommit<C, A> {
 /// What one queue has done (for operators and tests).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GroupStats {
-    /// Batches run.
+    /// Batches run (whatever became of them).
     pub batches: u64,
     /// Commands they carried.
     pub commands: u64,

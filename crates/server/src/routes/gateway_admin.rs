@@ -155,7 +155,7 @@ pub async fn upstreams(
 /// One group commit's counters.
 #[derive(Serialize, ToSchema)]
 pub struct GroupCommitView {
-    /// Transactions committed for groups.
+    /// Groups run (each one atomic write; one that failed is counted too).
     groups: u64,
     /// Requests they carried (a request recorded on its own is not counted).
     requests: u64,
