@@ -7,6 +7,7 @@
 
 use jiff::Timestamp;
 use minipay_core::gateway::routing::{CardCompany, NetworkCancelMode, RoutingTable, Van};
+use minipay_core::gateway::settlement::FeeRate;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -14,8 +15,8 @@ use utoipa::ToSchema;
 pub const HOST_LEN_MAX: usize = 253;
 /// A VAN's weight is at most this (a ratio; the total must stay far from overflow).
 pub const WEIGHT_MAX: u32 = 1_000_000;
-/// A fee rate is at most 100% (10,000 basis points).
-pub const FEE_RATE_BP_MAX: u32 = 10_000;
+/// A fee rate is at most 100% (10,000 basis points): the settlement rule's bound.
+pub const FEE_RATE_BP_MAX: u32 = minipay_core::gateway::settlement::BP_PER_WHOLE;
 /// The shipped dialect of the terminal's side: no upstream speaks it.
 pub const TERMINAL_DIALECT: &str = "pos";
 
@@ -254,7 +255,7 @@ fn validate_upstream(u: UpstreamFields<'_>) -> Result<(), RoutingConfigError> {
             dialect: u.dialect.to_owned(),
         });
     }
-    if u.fee_rate_bp.is_some_and(|bp| bp > FEE_RATE_BP_MAX) {
+    if u.fee_rate_bp.is_some_and(|bp| FeeRate::from_bp(bp).is_err()) {
         return Err(RoutingConfigError::FeeRate(u.id.to_owned()));
     }
     Ok(())
