@@ -478,7 +478,7 @@ impl Gateway {
         let answer_json = serde_json::to_value(&answer).map_err(anyhow::Error::from)?;
         let events_taken = if cancel { 2 } else { 1 };
         let Some(seq) = tx
-            .finish_approval(id, &ending.outcome(&answer_json, now), events_taken)
+            .finish_approval(id, &ending.outcome(&answer_json, now), events_taken, None)
             .await?
         else {
             return Ok(None);

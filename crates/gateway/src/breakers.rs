@@ -40,6 +40,17 @@ async fn store(tx: &mut Session, upstream: &str, breaker: &Breaker, now: Timesta
     tx.put_breaker(upstream, &json, now).await
 }
 
+/// What `upstream`'s breaker as read in `seen` says of a request now, claiming nothing.
+pub(crate) fn admission(
+    seen: &HashMap<String, Breaker>,
+    upstream: &str,
+    policy: BreakerPolicy,
+    now: Timestamp,
+) -> Admission {
+    let mut breaker = seen.get(upstream).cloned().unwrap_or_else(|| Breaker::new(policy));
+    breaker.admit(now)
+}
+
 /// Whether a request may go to `upstream` now: `Some(probe)` if it may (`probe` = it is the one
 /// probe of a half-open breaker), `None` if its breaker is open.
 pub(crate) async fn admit(
@@ -49,8 +60,7 @@ pub(crate) async fn admit(
     policy: BreakerPolicy,
     now: Timestamp,
 ) -> Result<Option<bool>, StoreError> {
-    let mut breaker = seen.get(upstream).cloned().unwrap_or_else(|| Breaker::new(policy));
-    match breaker.admit(now) {
+    match admission(seen, upstream, policy, now) {
         Admission::Allowed => return Ok(Some(false)),
         Admission::Refused => return Ok(None),
         Admission::Probe => {}

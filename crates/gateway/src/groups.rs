@@ -205,8 +205,7 @@ fn first_allowed(
     now: Timestamp,
 ) -> Option<(String, Vec<String>)> {
     for (i, upstream) in order.iter().enumerate() {
-        let mut breaker = seen.get(upstream).cloned().unwrap_or_else(|| Breaker::new(policy));
-        match breaker.admit(now) {
+        match breakers::admission(seen, upstream, policy, now) {
             Admission::Allowed => return Some((upstream.clone(), order[i + 1..].to_vec())),
             Admission::Refused => {}
             Admission::Probe => return None,

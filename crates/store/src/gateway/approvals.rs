@@ -234,14 +234,23 @@ impl Session {
         Ok(seq - events + 1)
     }
 
-    /// Records how the request ended (once: an approval already answered is left alone) and
-    /// takes `events` sequence numbers: the first of them, or `None` if it was answered before.
-    pub async fn finish_approval(&mut self, id: Uuid, o: &ApprovalOutcome<'_>, events: i32) -> Result<Option<i32>> {
+    /// Records how the request ended (once: an approval already answered is left alone; with
+    /// `after`, only if its latest event is still that one) and takes `events` sequence numbers:
+    /// the first of them, or `None` if nothing was recorded.
+    pub async fn finish_approval(
+        &mut self,
+        id: Uuid,
+        o: &ApprovalOutcome<'_>,
+        events: i32,
+        after: Option<i32>,
+    ) -> Result<Option<i32>> {
         self.assert_writable();
         let seq: Option<i32> = on_db!(self, c => sqlx::query_scalar(
             "UPDATE approvals SET status = $2, response_code = $3, approval_no = $4, approved_at = $5, message = $6,
                  answer = $7, upstream_ms = $8, answered_at = $9, event_seq = event_seq + $10
-             WHERE id = $1 AND answer IS NULL RETURNING event_seq"
+             WHERE id = $1 AND answer IS NULL
+               AND (CAST($11 AS INTEGER) IS NULL OR event_seq = CAST($11 AS INTEGER))
+             RETURNING event_seq"
         )
         .bind(id)
         .bind(o.status)
@@ -253,6 +262,7 @@ impl Session {
         .bind(o.upstream_ms)
         .bind(DbTime(o.answered_at))
         .bind(events)
+        .bind(after)
         .fetch_optional(c)
         .await)?;
         Ok(seq.map(|s| s - events + 1))

@@ -39,9 +39,6 @@ pub struct ApprovalStep {
 const INSERT_APPROVAL: &str = "INSERT INTO approvals (id, terminal_id, merchant_id, seq_no, sent_at, tx_type, amount,
     card_masked, original_id, issuer, upstream, upstream_ref, status, event_seq, received_at)";
 const ON_REPEAT: &str = "ON CONFLICT (terminal_id, seq_no, sent_at) DO NOTHING RETURNING id";
-const SET_ANSWER: &str = "status = u.status, response_code = u.response_code, approval_no = u.approval_no,
-    approved_at = u.approved_at, message = u.message, answer = u.answer, upstream_ms = u.upstream_ms,
-    answered_at = u.answered_at, event_seq = u.seq";
 /// The steps (`$1`–`$5`) of the approvals a CTE named `changed` returned, in their order.
 const INSERT_STEPS: &str = "INSERT INTO outbox (id, subject, payload, created_at)
     SELECT e.id, e.subject, e.payload, e.at
@@ -69,6 +66,19 @@ impl StepArrays {
         }
     }
 }
+
+impl StepArrays {
+    /// Binds the steps as `$1`–`$5`, the parameters of [`INSERT_STEPS`].
+    fn bind<'q, O>(&'q self, q: PgQueryScalar<'q, O>) -> PgQueryScalar<'q, O> {
+        q.bind(&self.owners)
+            .bind(&self.ids)
+            .bind(&self.subjects)
+            .bind(&self.payloads)
+            .bind(&self.at)
+    }
+}
+
+type PgQueryScalar<'q, O> = sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
 
 /// The events of the approvals in `changed`, in order.
 fn steps_of(steps: &[ApprovalStep], changed: &HashSet<Uuid>) -> Vec<NewEvent> {
@@ -107,8 +117,9 @@ impl Store {
         let originals: Vec<Option<Uuid>> = rows.iter().map(|r| r.approval.original_id).collect();
         let issuers: Vec<Option<&str>> = rows.iter().map(|r| r.issuer).collect();
         let received: Vec<DbTime> = rows.iter().map(|r| DbTime(r.approval.received_at)).collect();
-        let recorded: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "WITH changed AS (
+        let recorded: Vec<Uuid> = e
+            .bind(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "WITH changed AS (
                  {INSERT_APPROVAL}
                  SELECT id, terminal_id, merchant_id, seq_no, sent_at, tx_type, amount, card_masked,
                      original_id, issuer, upstream, upstream_ref, 'sent', 2, received_at
@@ -120,27 +131,22 @@ impl Store {
                  {ON_REPEAT}
              ), steps AS ({INSERT_STEPS})
              SELECT id FROM changed"
-        )))
-        .bind(&e.owners)
-        .bind(&e.ids)
-        .bind(&e.subjects)
-        .bind(&e.payloads)
-        .bind(&e.at)
-        .bind(&ids)
-        .bind(text(|r| r.approval.terminal_id))
-        .bind(&merchants)
-        .bind(&seq_nos)
-        .bind(text(|r| r.approval.sent_at))
-        .bind(text(|r| r.approval.tx_type))
-        .bind(&amounts)
-        .bind(text(|r| r.approval.card_masked))
-        .bind(&originals)
-        .bind(&issuers)
-        .bind(text(|r| r.upstream))
-        .bind(text(|r| r.upstream_ref))
-        .bind(&received)
-        .fetch_all(&mut *c)
-        .await?;
+            ))))
+            .bind(&ids)
+            .bind(text(|r| r.approval.terminal_id))
+            .bind(&merchants)
+            .bind(&seq_nos)
+            .bind(text(|r| r.approval.sent_at))
+            .bind(text(|r| r.approval.tx_type))
+            .bind(&amounts)
+            .bind(text(|r| r.approval.card_masked))
+            .bind(&originals)
+            .bind(&issuers)
+            .bind(text(|r| r.upstream))
+            .bind(text(|r| r.upstream_ref))
+            .bind(&received)
+            .fetch_all(&mut *c)
+            .await?;
         Ok(recorded)
     }
 
@@ -151,7 +157,11 @@ impl Store {
             let mut tx = self.begin().await?;
             let mut recorded = Vec::with_capacity(done.len());
             for a in done {
-                if tx.record_answer(a).await? {
+                if tx
+                    .finish_approval(a.id, &a.outcome, 1, Some(a.seq - 1))
+                    .await?
+                    .is_some()
+                {
                     recorded.push(a.id);
                 }
             }
@@ -172,9 +182,12 @@ impl Store {
         let upstream_ms: Vec<Option<i32>> = done.iter().map(|a| a.outcome.upstream_ms).collect();
         let answered_at: Vec<DbTime> = done.iter().map(|a| DbTime(a.outcome.answered_at)).collect();
         let seqs: Vec<i32> = done.iter().map(|a| a.seq).collect();
-        let recorded: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "WITH changed AS (
-                 UPDATE approvals a SET {SET_ANSWER}
+        let recorded: Vec<Uuid> = e
+            .bind(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "WITH changed AS (
+                 UPDATE approvals a SET status = u.status, response_code = u.response_code, approval_no = u.approval_no,
+                     approved_at = u.approved_at, message = u.message, answer = u.answer, upstream_ms = u.upstream_ms,
+                     answered_at = u.answered_at, event_seq = u.seq
                  FROM UNNEST($6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
                              $12::text[], $13::int4[], $14::timestamptz[], $15::int4[])
                       AS u(id, status, response_code, approval_no, approved_at, message, answer,
@@ -183,24 +196,19 @@ impl Store {
                  RETURNING a.id
              ), steps AS ({INSERT_STEPS})
              SELECT id FROM changed"
-        )))
-        .bind(&e.owners)
-        .bind(&e.ids)
-        .bind(&e.subjects)
-        .bind(&e.payloads)
-        .bind(&e.at)
-        .bind(&ids)
-        .bind(text(|o| o.status))
-        .bind(text(|o| o.response_code))
-        .bind(maybe(|o| o.approval_no))
-        .bind(maybe(|o| o.approved_at))
-        .bind(text(|o| o.message))
-        .bind(&answers)
-        .bind(&upstream_ms)
-        .bind(&answered_at)
-        .bind(&seqs)
-        .fetch_all(&mut *c)
-        .await?;
+            ))))
+            .bind(&ids)
+            .bind(text(|o| o.status))
+            .bind(text(|o| o.response_code))
+            .bind(maybe(|o| o.approval_no))
+            .bind(maybe(|o| o.approved_at))
+            .bind(text(|o| o.message))
+            .bind(&answers)
+            .bind(&upstream_ms)
+            .bind(&answered_at)
+            .bind(&seqs)
+            .fetch_all(&mut *c)
+            .await?;
         Ok(recorded)
     }
 }
@@ -229,31 +237,5 @@ impl crate::Session {
         .fetch_optional(c)
         .await)?;
         Ok(id)
-    }
-
-    /// SQLite: one answer (see [`Store::record_answers`]); whether it was recorded.
-    async fn record_answer(&mut self, a: &AnsweredApproval<'_>) -> Result<bool> {
-        self.assert_writable();
-        let o = &a.outcome;
-        let done = on_db!(self, c => sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE approvals SET {SET_ANSWER}
-             FROM (SELECT $1 AS id, $2 AS status, $3 AS response_code, $4 AS approval_no, $5 AS approved_at,
-                          $6 AS message, $7 AS answer, $8 AS upstream_ms, $9 AS answered_at, $10 AS seq) AS u
-             WHERE approvals.id = u.id AND approvals.answer IS NULL AND approvals.event_seq = u.seq - 1"
-        )))
-        .bind(a.id)
-        .bind(o.status)
-        .bind(o.response_code)
-        .bind(o.approval_no)
-        .bind(o.approved_at)
-        .bind(o.message)
-        .bind(o.answer.to_string())
-        .bind(o.upstream_ms)
-        .bind(DbTime(o.answered_at))
-        .bind(a.seq)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(done == 1)
     }
 }
