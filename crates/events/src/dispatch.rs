@@ -14,9 +14,11 @@ use tokio::sync::Notify;
 /// A delivery to enqueue: the event's id (its key) and the payload.
 type KeyedPayload = (String, serde_json::Value);
 
-/// Which consumers take each subject: their queue kind, attempts and wake-up.
+/// Which consumers take each subject: their queue kind, attempts and wake-up. A consumer's
+/// subject may end in NATS's one-token wildcard (`approval.*`), as JetStream's filter would.
 pub(crate) struct Routes {
     by_subject: HashMap<&'static str, Vec<Route>>,
+    wildcards: Vec<(&'static str, Route)>,
 }
 
 struct Route {
@@ -28,14 +30,46 @@ struct Route {
 impl Routes {
     pub(crate) fn new(deliveries: &[Arc<Deliveries>], wakes: HashMap<&'static str, Arc<Notify>>) -> Self {
         let mut by_subject: HashMap<&'static str, Vec<Route>> = HashMap::new();
+        let mut wildcards = Vec::new();
         for d in deliveries {
-            by_subject.entry(d.consumer.subject()).or_default().push(Route {
+            let route = Route {
                 kind: d.kind,
                 attempts_max: d.consumer.retry_policy().attempts_max,
                 wake: wakes[d.kind].clone(),
-            });
+            };
+            let subject = d.consumer.subject();
+            if subject.split('.').any(|token| token == "*") {
+                wildcards.push((subject, route));
+            } else {
+                by_subject.entry(subject).or_default().push(route);
+            }
         }
-        Self { by_subject }
+        Self { by_subject, wildcards }
+    }
+
+    /// The consumers of `subject`.
+    fn of<'a>(&'a self, subject: &str) -> impl Iterator<Item = &'a Route> {
+        let exact = self.by_subject.get(subject).into_iter().flatten();
+        let wild = self
+            .wildcards
+            .iter()
+            .filter(move |(pattern, _)| subject_matches(pattern, subject))
+            .map(|(_, route)| route);
+        exact.chain(wild)
+    }
+}
+
+/// Whether `subject` matches `pattern`, where a `*` token stands for any one token (NATS).
+pub(crate) fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(token)) if !token.is_empty() => {}
+            (Some(a), Some(b)) if a == b => {}
+            _ => return false,
+        }
     }
 }
 
@@ -56,9 +90,10 @@ async fn dispatch_batch(shared: &Shared, routes: &Routes) -> anyhow::Result<usiz
     // Each consumer's deliveries of the batch, enqueued with one call per consumer.
     let mut per_route: HashMap<&'static str, (&Route, Vec<KeyedPayload>)> = HashMap::new();
     for row in &batch {
-        let Some(targets) = routes.by_subject.get(row.subject.as_str()) else {
+        let mut targets = routes.of(&row.subject).peekable();
+        if targets.peek().is_none() {
             continue;
-        };
+        }
         let payload = Delivery::payload(&event_of(row)?);
         for route in targets {
             let entry = per_route.entry(route.kind).or_insert_with(|| (route, Vec::new()));
@@ -97,5 +132,21 @@ pub(crate) async fn run(shared: Arc<Shared>, routes: Routes) {
             }
         }
         observe_lag(&shared).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_matches;
+
+    #[test]
+    fn a_star_matches_exactly_one_token() {
+        assert!(subject_matches("approval.*", "approval.received"));
+        assert!(subject_matches("approval.received", "approval.received"));
+        assert!(!subject_matches("approval.*", "approval"));
+        assert!(!subject_matches("approval.*", "approval.cancel.sent"));
+        assert!(!subject_matches("approval.*", "remittance.credited"));
+        assert!(!subject_matches("approval.*", "approval."));
+        assert!(subject_matches("*.credited", "remittance.credited"));
     }
 }

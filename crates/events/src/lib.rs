@@ -10,9 +10,11 @@ mod dispatch;
 mod engine;
 mod event;
 mod jetstream;
+mod replay;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use consumer::{Consumer, Failure, RetryPolicy, delivery_kind};
 pub use engine::{EngineStats, Events, EventsConfig};
 pub use event::{Event, emit, emit_all};
+pub use replay::{ReplaySource, replay};

@@ -206,6 +206,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             9 => "0009_events",
             10 => "0010_remittances",
             11 => "0011_gateway",
+            12 => "0012_readside",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -219,6 +220,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             9 => "0009_events",
             10 => "0010_remittances",
             11 => "0011_gateway",
+            12 => "0012_readside",
         ),
     };
     Migrator::with_migrations(

@@ -104,6 +104,27 @@ impl Session {
         Ok(rows.into_iter().map(OutboxEvent::from).collect())
     }
 
+    /// Events of subjects starting with `subject_prefix`, published or not, after outbox
+    /// position `after_seq`, in order: what a read side rebuilds itself from.
+    pub async fn outbox_events_after(
+        &mut self,
+        subject_prefix: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxEvent>> {
+        let pattern = format!("{}%", subject_prefix.replace('%', "\\%").replace('_', "\\_"));
+        let rows: Vec<OutboxRow> = on_db!(self, c => sqlx::query_as(
+            "SELECT seq, id, subject, payload, created_at FROM outbox
+             WHERE seq > $1 AND subject LIKE $2 ESCAPE '\\' ORDER BY seq LIMIT $3",
+        )
+        .bind(after_seq)
+        .bind(&pattern)
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        Ok(rows.into_iter().map(OutboxEvent::from).collect())
+    }
+
     /// The oldest unpublished events, locked for this transaction; PostgreSQL skips rows
     /// another dispatcher holds, so several instances dispatch disjoint events.
     pub async fn claim_unpublished_events(&mut self, limit: u32) -> Result<Vec<OutboxEvent>> {
