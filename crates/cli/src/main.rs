@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         action: JobsCommand,
     },
+    /// The approval read side.
+    Readside {
+        #[command(subcommand)]
+        action: ReadsideCommand,
+    },
     /// Transaction history.
     History {
         #[command(subcommand)]
@@ -58,6 +63,28 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start
+enum ReadsideCommand {
+    /// Forget the read side and project every approval event again from zero; prints what it
+    /// did. Safe while servers run (the fold is order-free, so the live projection and the
+    /// rebuild end the same).
+    Rebuild {
+        /// `outbox`: every event ever written (the default); `stream`: the JetStream stream
+        /// (it keeps a week of events; needs MINIPAY_NATS_URL).
+        #[arg(long, value_enum, default_value = "outbox")]
+        from: ReplayArg,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReplayArg {
+    Outbox,
+    Stream,
 }
 
 #[derive(Subcommand)]
@@ -379,6 +406,17 @@ async fn main() -> anyhow::Result<()> {
                 Some(e) => anyhow::bail!("job {name} failed: {e}"),
                 None => Ok(()),
             }
+        }
+        Command::Readside {
+            action: ReadsideCommand::Rebuild { from, serve },
+        } => {
+            let source = match from {
+                ReplayArg::Outbox => minipay_events::ReplaySource::Outbox,
+                ReplayArg::Stream => minipay_events::ReplaySource::Stream,
+            };
+            let report = minipay_server::rebuild_read_side(&serve.settings()?, source).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
         }
         Command::History {
             action:

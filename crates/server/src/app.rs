@@ -4,8 +4,8 @@ use crate::config::{ClockKind, Settings};
 use crate::error::error_response;
 use crate::openapi::{ApiDoc, SharedResponses};
 use crate::routes::{
-    accounts, admin, bank_accounts, businesses, gateway_admin, health, operations, pos, remittances, settlements,
-    transfers, users,
+    accounts, admin, bank_accounts, businesses, gateway_admin, health, operations, pos, readside, remittances,
+    settlements, transfers, users,
 };
 use crate::state::{AppContext, AppState};
 use anyhow::Context;
@@ -19,9 +19,10 @@ use minipay_business::Businesses;
 use minipay_business::remittance::{self, RemitConfig, Remittances};
 use minipay_core::{Clock, ManualClock, SystemClock};
 use minipay_events::alerts::AlertWebhook;
-use minipay_events::{Consumer, Events, EventsConfig};
+use minipay_events::{Consumer, Events, EventsConfig, ReplaySource};
 use minipay_gateway::{Gateway, GatewayConfig};
 use minipay_jobs::JobRunner;
+use minipay_readside::{ReadSide, RebuildReport};
 use minipay_services::auth::Secret;
 use minipay_services::jobs::job_runner;
 use minipay_services::operations::Operations;
@@ -48,6 +49,8 @@ pub struct Core {
     pub businesses: Arc<Businesses>,
     pub remittances: Arc<Remittances>,
     pub gateway: Arc<Gateway>,
+    /// The approval read side (its projection is one of the consumers).
+    pub readside: Arc<ReadSide>,
     pub jobs: Arc<JobRunner>,
     /// The event engine; started by [`Core::start_events`] (`serve` does, `jobs run` does not).
     pub events: Events,
@@ -105,7 +108,9 @@ impl Core {
             remit_config(settings),
         ));
         let gateway = Gateway::start(store.clone(), clock.clone(), events.clone(), gateway_config(settings));
+        let readside = Arc::new(ReadSide::new(store.clone(), clock.clone(), events_config(settings)));
         let mut consumers = remittance::consumers(&remittances);
+        consumers.push(Arc::new(readside.projection()));
         if let Some(url) = &settings.alert_webhook_url {
             consumers.push(Arc::new(AlertWebhook::new(url).context("the alert webhook URL")?));
         }
@@ -131,6 +136,7 @@ impl Core {
             businesses,
             remittances,
             gateway,
+            readside,
             jobs,
             events,
             consumers,
@@ -147,6 +153,20 @@ impl Core {
         let consumers = std::mem::take(&mut self.consumers);
         self.events.start(consumers).await
     }
+}
+
+/// Forgets the approval read side and projects every approval event again from zero
+/// (`minipay readside rebuild`): from the outbox, or from the JetStream stream.
+pub async fn rebuild_read_side(settings: &Settings, source: ReplaySource) -> anyhow::Result<RebuildReport> {
+    settings.validate()?;
+    let store = Store::connect(&settings.database_url, &StoreOptions::default())
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(&settings.database_url)))?;
+    store.migrate().await.context("running migrations")?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    ReadSide::new(store, clock, events_config(settings))
+        .rebuild(source)
+        .await
 }
 
 fn events_config(settings: &Settings) -> EventsConfig {
@@ -238,6 +258,7 @@ impl Application {
             businesses: core.businesses,
             remittances: core.remittances,
             gateway: core.gateway,
+            readside: core.readside,
             operations,
             events: core.events,
             jobs: core.jobs,
@@ -373,6 +394,9 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(gateway_admin::upstreams))
         .routes(routes!(gateway_admin::approval_groups))
         .routes(routes!(pos::approve))
+        .routes(routes!(readside::approvals))
+        .routes(routes!(readside::approval))
+        .routes(routes!(readside::settlements))
         .routes(routes!(remittances::create, remittances::list))
         .routes(routes!(remittances::get))
         .routes(routes!(remittances::admin_list))

@@ -9,6 +9,6 @@ mod openapi;
 mod routes;
 mod state;
 
-pub use app::{Application, Core, REQUEST_BODY_BYTES_MAX, redact_url, router};
+pub use app::{Application, Core, REQUEST_BODY_BYTES_MAX, rebuild_read_side, redact_url, router};
 pub use config::{ClockKind, RunMode, Settings};
 pub use state::{AppContext, AppState};

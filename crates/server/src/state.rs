@@ -9,6 +9,7 @@ use minipay_core::ManualClock;
 use minipay_events::Events;
 use minipay_gateway::Gateway;
 use minipay_jobs::JobRunner;
+use minipay_readside::ReadSide;
 use minipay_services::Wallet;
 use minipay_services::auth::Secret;
 use minipay_services::operations::Operations;
@@ -22,6 +23,8 @@ pub struct AppContext {
     pub remittances: Arc<Remittances>,
     /// The card approval gateway.
     pub gateway: Arc<Gateway>,
+    /// The approval read side: final states, histories, settlements.
+    pub readside: Arc<ReadSide>,
     /// Alerts and dead letters, for operators.
     pub operations: Arc<Operations>,
     pub events: Events,

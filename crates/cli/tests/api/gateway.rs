@@ -44,14 +44,14 @@ for_both_backends!(
 );
 
 /// The gateway's upstream timeout in these tests.
-const UPSTREAM_TIMEOUT_MS: u64 = 300;
+pub(crate) const UPSTREAM_TIMEOUT_MS: u64 = 300;
 /// When the simulators answer a `0005` card (after the gateway gave up).
 const LATE_AFTER_MS: u64 = 600;
 
-const APPROVED_CARD: &str = "9410123412340001";
-const DECLINED_CARD: &str = "9410123412340002";
+pub(crate) const APPROVED_CARD: &str = "9410123412340001";
+pub(crate) const DECLINED_CARD: &str = "9410123412340002";
 const SYSTEM_ERROR_CARD: &str = "9410123412340003";
-const NO_ANSWER_CARD: &str = "9410123412340004";
+pub(crate) const NO_ANSWER_CARD: &str = "9410123412340004";
 const LATE_CARD: &str = "9410123412340005";
 const CLOSING_CARD: &str = "9410123412340006";
 /// A card of the direct card company's BIN.
@@ -63,12 +63,12 @@ fn gateway_settings(s: &mut Settings) {
 }
 
 /// Simulators, a merchant and a terminal on one test server.
-struct Rig {
-    app: TestApp,
+pub(crate) struct Rig {
+    pub(crate) app: TestApp,
     /// VAN simulators in the order given (weights as given).
-    vans: Vec<SimHandle>,
+    pub(crate) vans: Vec<SimHandle>,
     card: SimHandle,
-    terminal_id: String,
+    pub(crate) terminal_id: String,
     key: TerminalKey,
     seq: AtomicU64,
 }
@@ -80,7 +80,7 @@ async fn sim(id: &str, kind: SimKind, dialect: &str) -> SimHandle {
 }
 
 /// `vans`: (id, weight); the card company `card` (BIN 555544, iso8583) is direct when `direct`.
-async fn rig(app: &TestApp, vans: &[(&str, u32)], direct: bool, network_cancel: &str) -> Rig {
+pub(crate) async fn rig(app: &TestApp, vans: &[(&str, u32)], direct: bool, network_cancel: &str) -> Rig {
     let mut sims = Vec::new();
     for (i, (id, _)) in vans.iter().enumerate() {
         let dialect = if i % 2 == 0 { "ksnet" } else { "iso8583" };
@@ -125,7 +125,7 @@ async fn rig(app: &TestApp, vans: &[(&str, u32)], direct: bool, network_cancel: 
     }
 }
 
-fn sale(seq_no: u64, pan: &str) -> ApprovalInput {
+pub(crate) fn sale(seq_no: u64, pan: &str) -> ApprovalInput {
     ApprovalInput {
         tx_type: TxType::CardApproval,
         seq_no,
@@ -143,7 +143,7 @@ fn sale(seq_no: u64, pan: &str) -> ApprovalInput {
 }
 
 impl Rig {
-    fn next_seq(&self) -> u64 {
+    pub(crate) fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -168,7 +168,7 @@ impl Rig {
     }
 
     /// A card sale over HTTP; the answer's JSON.
-    async fn http_sale(&self, pan: &str) -> Value {
+    pub(crate) async fn http_sale(&self, pan: &str) -> Value {
         let body = serde_json::to_value(sale(self.next_seq(), pan)).unwrap();
         self.post_signed(&body, &self.terminal_id, &self.key.0)
             .await
@@ -176,7 +176,7 @@ impl Rig {
             .clone()
     }
 
-    async fn tcp(&self, flags: Flags) -> PosClient {
+    pub(crate) async fn tcp(&self, flags: Flags) -> PosClient {
         let addr = self.app.pos_addr.as_deref().expect("the POS listener is on");
         PosClient::connect(addr, &self.terminal_id, self.key.clone(), flags)
             .await
@@ -184,13 +184,13 @@ impl Rig {
     }
 
     /// A card sale over TCP (encrypted and compressed).
-    async fn tcp_sale(&self, pan: &str) -> PosAnswer {
+    pub(crate) async fn tcp_sale(&self, pan: &str) -> PosAnswer {
         let client = self.tcp(SEALED).await;
         client.send(&sale(self.next_seq(), pan)).await.unwrap()
     }
 
     /// The column of the approval with this transaction id.
-    async fn approval_column(&self, id: &str, column: &str) -> Option<String> {
+    pub(crate) async fn approval_column(&self, id: &str, column: &str) -> Option<String> {
         let sql = format!("SELECT CAST({column} AS TEXT) FROM approvals WHERE id = $1");
         query_text(&self.app, &sql, id).await
     }
@@ -201,7 +201,7 @@ impl Rig {
     }
 
     /// Waits until the network cancel of `id` has `status`.
-    async fn wait_cancel(&self, id: &str, status: &str) {
+    pub(crate) async fn wait_cancel(&self, id: &str, status: &str) {
         for _ in 0..200 {
             if self.cancel_column(id, "status").await.as_deref() == Some(status) {
                 return;
@@ -228,7 +228,7 @@ impl Rig {
     }
 }
 
-const SEALED: Flags = Flags {
+pub(crate) const SEALED: Flags = Flags {
     deflate: true,
     encrypted: true,
 };
@@ -261,7 +261,7 @@ async fn query_text(app: &TestApp, sql: &str, id: &str) -> Option<String> {
 }
 
 /// Runs `scenario` on a fresh server with the POS listener on and a short upstream timeout.
-async fn on_gateway<F, Fut>(backend: Backend, scenario: F)
+pub(crate) async fn on_gateway<F, Fut>(backend: Backend, scenario: F)
 where
     F: FnOnce(TestApp) -> Fut,
     Fut: Future<Output = ()>,

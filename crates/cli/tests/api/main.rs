@@ -19,6 +19,7 @@ mod loadtest;
 mod openapi_fuzz;
 mod operations;
 mod pending;
+mod readside;
 mod remittance_faults;
 mod remittance_stream;
 mod remittances;

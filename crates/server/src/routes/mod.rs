@@ -9,6 +9,7 @@ pub mod gateway_admin;
 pub mod health;
 pub mod operations;
 pub mod pos;
+pub mod readside;
 pub mod remittances;
 pub mod settlements;
 pub mod transfers;

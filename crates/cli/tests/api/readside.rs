@@ -1,0 +1,257 @@
+//! The approval read side end to end (API-gateway.md "Events and the read side"): approvals
+//! through the gateway to the simulators, projected from the event stream into each
+//! transaction's final state and history; a rebuild from zero ends identical; settlement per
+//! merchant and business day, exact to the won, as JSON and CSV.
+
+use crate::for_both_backends;
+use crate::gateway::{APPROVED_CARD, DECLINED_CARD, NO_ANSWER_CARD, Rig, SEALED, on_gateway, rig, sale};
+use crate::helpers::{Backend, TestApp};
+use minipay_core::SystemClock;
+use minipay_events::{EventsConfig, ReplaySource};
+use minipay_gateway::request::{OriginalInput, TxType};
+use minipay_readside::ReadSide;
+use minipay_store::{Store, StoreOptions};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+for_both_backends!(
+    every_step_reaches_the_read_side_and_a_rebuild_ends_identical,
+    a_merchants_day_settles_to_the_won,
+    the_read_side_refuses_bad_queries,
+);
+
+/// Waits until the read side has every event the gateway wrote for `id`; its detail.
+async fn projected(r: &Rig, id: &str) -> Value {
+    for _ in 0..400 {
+        let written: i64 = r
+            .approval_column(id, "event_seq")
+            .await
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let got = r.app.admin_get(&format!("/v1/admin/approvals/{id}")).await;
+        if got.status == 200 && got.body["last_seq"] == json!(written) && got.body["gaps"] == json!(false) {
+            return got.body;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the read side never caught up with {id}");
+}
+
+fn steps(detail: &Value) -> Vec<&str> {
+    detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect()
+}
+
+/// Every final state with its history, as operators see them.
+async fn snapshot(app: &TestApp) -> Vec<Value> {
+    let list = app.admin_get("/v1/admin/approvals?limit=100").await;
+    let list = list.assert_status(200);
+    assert_eq!(list["next_cursor"], Value::Null);
+    let mut out = Vec::new();
+    for item in list["items"].as_array().unwrap() {
+        let id = item["id"].as_str().unwrap();
+        out.push(
+            app.admin_get(&format!("/v1/admin/approvals/{id}"))
+                .await
+                .assert_status(200)
+                .clone(),
+        );
+    }
+    out
+}
+
+async fn every_step_reaches_the_read_side_and_a_rebuild_ends_identical(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        let r = rig(&app, &[("vana", 1), ("vanb", 1)], false, "auto").await;
+        let approved = r.http_sale(APPROVED_CARD).await;
+        let declined = r.http_sale(DECLINED_CARD).await;
+        let timed_out = r.tcp_sale(NO_ANSWER_CARD).await;
+        let (a, d) = (
+            approved["transaction_id"].as_str().unwrap(),
+            declined["transaction_id"].as_str().unwrap(),
+        );
+        let t = timed_out.transaction_id.unwrap().to_string();
+        r.wait_cancel(&t, "acknowledged").await;
+
+        let a_view = projected(&r, a).await;
+        assert_eq!(a_view["status"], "approved", "{a_view}");
+        assert_eq!(a_view["approval_no"], approved["approval_no"]);
+        assert_eq!(a_view["upstream"], approved["upstream"]);
+        assert_eq!(
+            (a_view["amount"].as_i64(), a_view["terminal_id"].as_str()),
+            (Some(15_000), Some(r.terminal_id.as_str()))
+        );
+        assert!(a_view["business_date"].is_string(), "{a_view}");
+        assert_eq!(steps(&a_view), ["received", "routed", "approved"]);
+        let d_view = projected(&r, d).await;
+        assert_eq!(
+            (d_view["status"].as_str(), d_view["response_code"].as_str()),
+            (Some("declined"), Some("51"))
+        );
+        assert_eq!(d_view["business_date"], Value::Null, "a decline settles nothing");
+        let t_view = projected(&r, &t).await;
+        assert_eq!(
+            (t_view["status"].as_str(), t_view["cancel_status"].as_str()),
+            (Some("timeout"), Some("acknowledged"))
+        );
+        assert_eq!(
+            steps(&t_view),
+            [
+                "received",
+                "routed",
+                "timed_out",
+                "cancel_queued",
+                "cancel_sent",
+                "cancel_acknowledged"
+            ]
+        );
+
+        // Filters.
+        let timeouts = app.admin_get("/v1/admin/approvals?status=timeout").await;
+        let ids: Vec<&str> = timeouts.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [t.as_str()]);
+        let mine = app
+            .admin_get(&format!("/v1/admin/approvals?terminal_id={}&limit=2", r.terminal_id))
+            .await;
+        assert_eq!(mine.body["items"].as_array().unwrap().len(), 2);
+        let rest = app
+            .admin_get(&format!(
+                "/v1/admin/approvals?terminal_id={}&limit=2&cursor={}",
+                r.terminal_id,
+                mine.body["next_cursor"].as_str().expect("a second page")
+            ))
+            .await;
+        assert_eq!(rest.body["items"].as_array().unwrap().len(), 1);
+        let merchant = a_view["merchant_id"].as_str().unwrap();
+        let none = app
+            .admin_get(&format!(
+                "/v1/admin/approvals?merchant_id={merchant}&to=2000-01-01T00:00:00Z"
+            ))
+            .await;
+        assert_eq!(none.body["items"], json!([]));
+
+        // Rebuilt from zero (from the outbox), the read side is what the live projection made.
+        let live = snapshot(&app).await;
+        assert_eq!(live.len(), 3);
+        let store = Store::connect(app.db_url(), &StoreOptions::default()).await.unwrap();
+        let readside = ReadSide::new(store, Arc::new(SystemClock), EventsConfig::default());
+        let report = readside.rebuild(ReplaySource::Outbox).await.unwrap();
+        let written: u64 = live.iter().map(|v| v["last_seq"].as_u64().unwrap()).sum();
+        assert_eq!(report.events, written, "{report:?}");
+        assert_eq!(snapshot(&app).await, live);
+    })
+    .await
+}
+
+async fn a_merchants_day_settles_to_the_won(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        let r = rig(&app, &[("vana", 1)], false, "auto").await;
+        let mut routing = app.admin_get("/v1/admin/routing").await.assert_status(200)["config"].clone();
+        routing["vans"][0]["fee_rate_bp"] = json!(120);
+        app.admin_put("/v1/admin/routing", routing).await.assert_status(200);
+
+        let mut sold = Vec::new();
+        for _ in 0..3 {
+            sold.push(r.http_sale(APPROVED_CARD).await);
+        }
+        let declined = r.http_sale(DECLINED_CARD).await;
+        let mut cancel = sale(r.next_seq(), APPROVED_CARD);
+        cancel.tx_type = TxType::CardCancel;
+        cancel.original = Some(OriginalInput {
+            approval_no: sold[0]["approval_no"].as_str().unwrap().to_owned(),
+            approved_at: "20261204120000".into(),
+        });
+        let canceled = r.tcp(SEALED).await.send(&cancel).await.unwrap();
+        assert_eq!(canceled.response_code, "00", "{canceled:?}");
+
+        let mut date = None;
+        for s in &sold {
+            date = projected(&r, s["transaction_id"].as_str().unwrap()).await["business_date"]
+                .as_str()
+                .map(str::to_owned);
+        }
+        projected(&r, declined["transaction_id"].as_str().unwrap()).await;
+        let c_view = projected(&r, &canceled.transaction_id.unwrap().to_string()).await;
+        assert_eq!(
+            (c_view["tx_type"].as_str(), c_view["status"].as_str()),
+            (Some("card_cancel"), Some("approved"))
+        );
+        let date = date.unwrap();
+
+        let settled = app.admin_get(&format!("/v1/admin/settlements?date={date}")).await;
+        let items = settled.assert_status(200)["items"].as_array().unwrap().clone();
+        assert_eq!(items.len(), 1, "{items:?}");
+        let m = &items[0];
+        assert_eq!(
+            (
+                &m["approved_count"],
+                &m["approved_amount"],
+                &m["canceled_count"],
+                &m["canceled_amount"]
+            ),
+            (&json!(3), &json!(45_000), &json!(1), &json!(15_000))
+        );
+        // 30,000 won net at 1.20%: 360 won; the merchant is paid 29,640.
+        assert_eq!(
+            m["upstreams"],
+            json!([{"upstream": "vana", "fee_rate_bp": 120, "approved_count": 3,
+            "approved_amount": 45_000, "canceled_count": 1, "canceled_amount": 15_000, "net_amount": 30_000,
+            "fee": 360}])
+        );
+        assert_eq!((&m["fee_total"], &m["net_payable"]), (&json!(360), &json!(29_640)));
+
+        let csv = app
+            .admin_get(&format!("/v1/admin/settlements?date={date}&format=csv"))
+            .await;
+        assert_eq!(csv.status, 200);
+        assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+        let merchant = m["merchant_id"].as_str().unwrap();
+        assert_eq!(
+            csv.text,
+            format!(
+                "{}\n{date},{merchant},vana,120,3,45000,1,15000,30000,360,29640\n",
+                minipay_readside::settlement::SETTLEMENT_CSV_HEADER
+            )
+        );
+        let other = app
+            .admin_get(&format!(
+                "/v1/admin/settlements?date={date}&merchant_id={}",
+                uuid::Uuid::now_v7()
+            ))
+            .await;
+        assert_eq!(other.body["items"], json!([]));
+    })
+    .await
+}
+
+async fn the_read_side_refuses_bad_queries(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        for path in [
+            "/v1/admin/approvals?status=lost",
+            "/v1/admin/approvals?terminal_id=T1",
+            "/v1/admin/approvals?from=2026-12-05T00:00:00Z&to=2026-12-04T00:00:00Z",
+            "/v1/admin/approvals?from=yesterday",
+            "/v1/admin/approvals?cursor=nonsense",
+            "/v1/admin/settlements",
+            "/v1/admin/settlements?date=2026-13-01",
+            "/v1/admin/settlements?date=2026-12-04&format=xml",
+        ] {
+            app.admin_get(path).await.assert_error(400, "validation_failed");
+        }
+        let unknown = format!("/v1/admin/approvals/{}", uuid::Uuid::now_v7());
+        app.admin_get(&unknown).await.assert_error(404, "not_found");
+        let anonymous = app.get("/v1/admin/approvals", "not-the-admin-token").await;
+        assert_eq!(anonymous.status, 401);
+    })
+    .await
+}
