@@ -388,7 +388,8 @@ async fn main() -> anyhow::Result<()> {
             serve.settings()?.validate()?;
             let schedules = minipay_services::jobs::SCHEDULES
                 .iter()
-                .chain(minipay_business::remittance::SCHEDULES);
+                .chain(minipay_business::remittance::SCHEDULES)
+                .chain(minipay_readside::SCHEDULES);
             for (name, when) in schedules {
                 println!("{name:<22} {when}");
             }

@@ -5,7 +5,7 @@ use crate::consumer::{Consumer, Failure};
 use crate::event::{Event, emit};
 use async_trait::async_trait;
 use jiff::Timestamp;
-use minipay_store::{Alert, NewAlert, Session, StoreError};
+use minipay_store::{Alert, DeadLetter, NewAlert, Session, StoreError};
 use std::time::Duration;
 
 /// The subject announcing a new alert.
@@ -31,6 +31,28 @@ pub async fn raise(tx: &mut Session, alert: &NewAlert<'_>, now: Timestamp) -> Re
         tracing::warn!(kind = %a.kind, cause = %a.cause, message = %a.message, "alert raised");
     }
     Ok(raised)
+}
+
+/// The alert of a new dead letter (once per dead letter: a failure added to an open one
+/// raises nothing new).
+pub const DEAD_LETTER: &str = "dead_letter";
+
+/// Raises the alert of dead letter `d`.
+pub async fn raise_dead_letter(tx: &mut Session, d: &DeadLetter, now: Timestamp) -> Result<(), StoreError> {
+    let cause = format!("{DEAD_LETTER}:{}", d.id);
+    let message = format!(
+        "{} of {} failed at {} after {} attempts: {}",
+        d.kind, d.subject_id, d.step, d.attempts, d.last_error
+    );
+    let alert = NewAlert {
+        kind: DEAD_LETTER,
+        cause: &cause,
+        subject_id: Some(d.id),
+        message: &message,
+        data: serde_json::json!({"dead_letter_id": d.id, "kind": d.kind, "subject_id": d.subject_id,
+            "step": d.step, "attempts": d.attempts}),
+    };
+    raise(tx, &alert, now).await.map(|_| ())
 }
 
 /// Posts every raised alert to `MINIPAY_ALERT_WEBHOOK_URL` (a chat channel's incoming

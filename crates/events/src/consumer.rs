@@ -2,12 +2,13 @@
 //! durable queue (one keyed job per event: a duplicate is a no-op; retries on the injected
 //! clock; a dead letter with the reason after the last attempt).
 
+use crate::alerts;
 use crate::event::Event;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use minipay_jobs::{QueueHandler, Retry};
-use minipay_store::{NewDeadLetter, QueuedJob, Session, StoreError};
+use minipay_store::{DeadLetter, NewDeadLetter, QueuedJob, Session, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -68,8 +69,9 @@ pub trait Consumer: Send + Sync + 'static {
             .await
     }
     /// Records the dead letter when `event` failed its last attempt, in the transaction that
-    /// buries its delivery. The default names the consumer and the event; a consumer that
-    /// knows the failing point (a remittance's step) says so instead.
+    /// buries its delivery (and an alert for operators, once per dead letter). The default
+    /// names the consumer and the event; a consumer that knows the failing point (a
+    /// remittance's step) says so instead.
     async fn dead_letter(
         &self,
         tx: &mut Session,
@@ -77,7 +79,7 @@ pub trait Consumer: Send + Sync + 'static {
         attempts: i32,
         reason: &str,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<DeadLetter>, StoreError> {
         let kind = format!("event.{}", self.name());
         tx.insert_dead_letter(
             &NewDeadLetter {
@@ -92,8 +94,8 @@ pub trait Consumer: Send + Sync + 'static {
             },
             now,
         )
-        .await?;
-        Ok(())
+        .await
+        .map(Some)
     }
 }
 
@@ -194,9 +196,11 @@ impl QueueHandler for Deliveries {
         let event = event_of(job).map_err(|Retry(why)| StoreError::Corrupt(why))?;
         self.stats.add(&self.stats.dead_lettered, 1);
         metrics::counter!("minipay_events_dead_lettered_total", "consumer" => self.consumer.name()).increment(1);
-        self.consumer
-            .dead_letter(tx, &event, job.attempts, reason, self.clock.now())
-            .await
+        let now = self.clock.now();
+        match self.consumer.dead_letter(tx, &event, job.attempts, reason, now).await? {
+            Some(d) => alerts::raise_dead_letter(tx, &d, now).await,
+            None => Ok(()),
+        }
     }
 
     fn concurrency(&self) -> usize {

@@ -44,6 +44,11 @@ pub struct CardCompanyConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 10_000)]
     pub fee_rate_bp: Option<u32>,
+    /// Where it serves its daily settlement file (`http(s)://…`; `date=YYYY-MM-DD` is added to
+    /// the query): the reconciliation job fetches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "http://van.example.com:9300/sim/settlement-file?sim=ksnet")]
+    pub settlement_url: Option<String>,
 }
 
 /// A VAN and its share of the volume.
@@ -69,6 +74,11 @@ pub struct VanConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 10_000)]
     pub fee_rate_bp: Option<u32>,
+    /// Where it serves its daily settlement file (`http(s)://…`; `date=YYYY-MM-DD` is added to
+    /// the query): the reconciliation job fetches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "http://van.example.com:9300/sim/settlement-file?sim=ksnet")]
+    pub settlement_url: Option<String>,
 }
 
 /// Whether timed-out approvals get a network cancel (망취소). For the OpenAPI document only:
@@ -139,6 +149,8 @@ pub enum RoutingConfigError {
     Dialect { id: String, dialect: String },
     #[error("the weight of {0:?} must be at most {WEIGHT_MAX}")]
     Weight(String),
+    #[error("the settlement_url of {0:?} must be an http(s) URL")]
+    SettlementUrl(String),
     #[error("the fee_rate_bp of {0:?} must be at most {FEE_RATE_BP_MAX}")]
     FeeRate(String),
 }
@@ -194,6 +206,7 @@ impl RoutingConfig {
             endpoint: &c.endpoint,
             dialect: &c.dialect,
             fee_rate_bp: c.fee_rate_bp,
+            settlement_url: c.settlement_url.as_deref(),
         });
         let vans = self.vans.iter().map(|v| UpstreamFields {
             id: &v.id,
@@ -202,6 +215,7 @@ impl RoutingConfig {
             endpoint: &v.endpoint,
             dialect: &v.dialect,
             fee_rate_bp: v.fee_rate_bp,
+            settlement_url: v.settlement_url.as_deref(),
         });
         companies.chain(vans)
     }
@@ -215,6 +229,7 @@ struct UpstreamFields<'a> {
     endpoint: &'a str,
     dialect: &'a str,
     fee_rate_bp: Option<u32>,
+    settlement_url: Option<&'a str>,
 }
 
 impl UpstreamFields<'_> {
@@ -258,7 +273,16 @@ fn validate_upstream(u: UpstreamFields<'_>) -> Result<(), RoutingConfigError> {
     if u.fee_rate_bp.is_some_and(|bp| FeeRate::from_bp(bp).is_err()) {
         return Err(RoutingConfigError::FeeRate(u.id.to_owned()));
     }
+    if u.settlement_url.is_some_and(|url| !is_http_url(url)) {
+        return Err(RoutingConfigError::SettlementUrl(u.id.to_owned()));
+    }
     Ok(())
+}
+
+/// An absolute `http` or `https` URL with a host, at most 2,000 characters.
+fn is_http_url(url: &str) -> bool {
+    url.len() <= 2_000
+        && url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// A dialect shipped with the wire crate, other than the terminal's own.

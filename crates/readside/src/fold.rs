@@ -11,6 +11,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+/// The response code of an approval.
+const APPROVED_CODE: &str = "00";
+
 /// The subjects the projection takes.
 pub const APPROVAL_SUBJECTS: &str = "approval.*";
 
@@ -143,9 +146,20 @@ pub fn view_of(steps: &[HistoryStep]) -> Option<ApprovalView> {
         upstream: state.upstream.clone(),
         response_code: state.response_code.clone(),
         approval_no: state.approval_no.clone().filter(|n| !n.is_empty()),
-        business_date: approved.map(|s| settles_on(approved_at.as_deref(), s.at)),
+        business_date: match (approved, late) {
+            (Some(a), _) => Some(settles_on(approved_at.as_deref(), a.at)),
+            // Approved upstream after we gave up: it settles there on the day it came.
+            (None, Some(l)) if state.late_response_code.as_deref() == Some(APPROVED_CODE) => {
+                Some(BusinessDate::containing(l.at).date())
+            }
+            _ => None,
+        },
         approved_at,
         cancel_status: cancel_name(state.cancel).to_owned(),
+        cancel_date: steps
+            .iter()
+            .find(|s| s.step == "cancel_acknowledged")
+            .map(|s| BusinessDate::containing(s.at).date()),
         cancel_sends: i32::try_from(steps.iter().filter(|s| s.step == "cancel_sent").count()).unwrap_or(i32::MAX),
         late_response_code: state.late_response_code.clone(),
         late_approval_no: text(&late_detail, "approval_no"),

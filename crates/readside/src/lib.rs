@@ -3,11 +3,16 @@
 //! zero, the listing operators search, and settlement (정산) per merchant and business day.
 
 pub mod fold;
+mod jobs;
 mod projection;
+pub mod reconciliation;
 pub mod settlement;
+pub mod terms;
 pub mod views;
 
+pub use jobs::{SCHEDULES, jobs};
 pub use projection::Projection;
+pub use reconciliation::{DiscrepancyView, ReconciliationView};
 pub use settlement::{FeeRates, MerchantSettlement, settlements_csv};
 pub use views::{ApprovalDetail, ApprovalSummary, HistoryStepView};
 
@@ -33,8 +38,11 @@ const REBUILD_BATCH_MAX: u32 = 1_000;
 #[derive(Clone)]
 pub struct ReadSide {
     store: Store,
+    clock: Arc<dyn Clock>,
     projection: Projection,
     events: EventsConfig,
+    /// For fetching settlement files.
+    http: reqwest::Client,
 }
 
 /// What a rebuild did.
@@ -49,9 +57,11 @@ pub struct RebuildReport {
 impl ReadSide {
     pub fn new(store: Store, clock: Arc<dyn Clock>, events: EventsConfig) -> Self {
         Self {
-            projection: Projection::new(store.clone(), clock),
+            projection: Projection::new(store.clone(), clock.clone()),
             store,
+            clock,
             events,
+            http: reqwest::Client::new(),
         }
     }
 
@@ -130,14 +140,33 @@ impl ReadSide {
         Ok(ApprovalDetail::new(view, history))
     }
 
-    /// Every merchant's settlement of `date` (or one merchant's), with fees at `rates`.
-    pub async fn settlements(
-        &self,
-        date: Date,
-        merchant_id: Option<Uuid>,
-        rates: &FeeRates,
-    ) -> ServiceResult<Vec<MerchantSettlement>> {
+    /// Every merchant's settlement of `date` (or one merchant's), with fees at the rates of
+    /// the routing configuration in force.
+    pub async fn settlements(&self, date: Date, merchant_id: Option<Uuid>) -> ServiceResult<Vec<MerchantSettlement>> {
+        let rates = FeeRates::of(&terms::current(&self.store).await?);
         let volumes = self.store.read().await?.settlement_volumes(date, merchant_id).await?;
-        Ok(settlement::settle_merchants(date, &volumes, rates))
+        Ok(settlement::settle_merchants(date, &volumes, &rates))
+    }
+
+    /// Past reconciliations, newest first, a cursor page at a time.
+    pub async fn reconciliations(
+        &self,
+        date: Option<Date>,
+        upstream: Option<&str>,
+        limit: PageLimit,
+        cursor: Option<&str>,
+    ) -> ServiceResult<Page<ReconciliationView>> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let rows = self
+            .store
+            .read()
+            .await?
+            .reconciliations(date, upstream, after, rows_for(limit))
+            .await?;
+        let page = page_of(rows, limit, |r| (r.created_at, r.id), ReconciliationView::try_from);
+        Ok(Page {
+            items: page.items.into_iter().collect::<ServiceResult<_>>()?,
+            next_cursor: page.next_cursor,
+        })
     }
 }

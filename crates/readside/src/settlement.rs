@@ -2,6 +2,7 @@
 //! sales and customer cancels per upstream, fees at the routing configuration's rates
 //! (`core::gateway::settlement` does the arithmetic), and the CSV operators export.
 
+use crate::terms::UpstreamTerms;
 use jiff::civil::Date;
 use minipay_core::gateway::{FeeRate, UpstreamDay, settle};
 use minipay_store::SettlementVolume;
@@ -21,7 +22,12 @@ const CANCEL: &str = "card_cancel";
 pub struct FeeRates(pub HashMap<String, FeeRate>);
 
 impl FeeRates {
-    pub fn of(&self, upstream: &str) -> FeeRate {
+    /// The rates of these upstreams' terms.
+    pub fn of(terms: &[UpstreamTerms]) -> Self {
+        Self(terms.iter().map(|t| (t.id.clone(), t.fee_rate())).collect())
+    }
+
+    pub fn rate(&self, upstream: &str) -> FeeRate {
         self.0.get(upstream).copied().unwrap_or(FeeRate::ZERO)
     }
 }
@@ -68,7 +74,7 @@ pub fn settle_merchants(date: Date, volumes: &[SettlementVolume], rates: &FeeRat
             .entry(&v.upstream)
             .or_insert_with(|| UpstreamDay {
                 upstream: v.upstream.clone(),
-                rate: rates.of(&v.upstream),
+                rate: rates.rate(&v.upstream),
                 approved_count: 0,
                 approved_amount: 0,
                 canceled_count: 0,

@@ -130,7 +130,10 @@ impl Core {
         if let Err(e) = wallet.make_history_partitions(wallet.clock().now()).await {
             tracing::warn!(error = %e, "could not make this month's history partitions yet");
         }
-        let jobs = Arc::new(job_runner(&wallet, remittance::jobs(&remittances)));
+        let system_jobs = remittance::jobs(&remittances)
+            .into_iter()
+            .chain(minipay_readside::jobs(&readside));
+        let jobs = Arc::new(job_runner(&wallet, system_jobs.collect()));
         Ok(Self {
             wallet,
             businesses,
@@ -397,6 +400,7 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(readside::approvals))
         .routes(routes!(readside::approval))
         .routes(routes!(readside::settlements))
+        .routes(routes!(readside::reconcile, readside::reconciliations))
         .routes(routes!(remittances::create, remittances::list))
         .routes(routes!(remittances::get))
         .routes(routes!(remittances::admin_list))

@@ -97,6 +97,9 @@ pub enum ServiceError {
     BankDeclined(String),
     #[error("{0}")]
     BankUnavailable(String),
+    /// Another outside system (a VAN's settlement file server...) did not answer usefully.
+    #[error("{0}")]
+    UpstreamUnavailable(String),
     #[error("too many attempts; try again later")]
     RateLimited,
     #[error("the request body is too large")]
@@ -120,6 +123,7 @@ impl ServiceError {
             Self::DailyLimitExceeded(_) => ErrorCode::DailyLimitExceeded,
             Self::BankDeclined(_) => ErrorCode::BankDeclined,
             Self::BankUnavailable(_) => ErrorCode::BankUnavailable,
+            Self::UpstreamUnavailable(_) => ErrorCode::Unavailable,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             Self::Internal(_) => ErrorCode::Internal,

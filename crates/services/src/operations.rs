@@ -7,7 +7,7 @@ use crate::views::Page;
 use jiff::Timestamp;
 use minipay_core::Clock;
 use minipay_core::request::PageLimit;
-use minipay_store::{Alert, DeadLetter, DeadLetterFilter, Store};
+use minipay_store::{Alert, AlertFilter, DeadLetter, DeadLetterFilter, Store};
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -110,18 +110,12 @@ impl Operations {
     /// Alerts, newest first, a cursor page at a time.
     pub async fn alerts(
         &self,
-        kind: Option<&str>,
-        acknowledged: Option<bool>,
+        filter: &AlertFilter,
         limit: PageLimit,
         cursor: Option<&str>,
     ) -> ServiceResult<Page<AlertView>> {
         let after = cursor.map(decode_cursor).transpose()?;
-        let rows = self
-            .store
-            .read()
-            .await?
-            .alerts(kind, acknowledged, after, rows_for(limit))
-            .await?;
+        let rows = self.store.read().await?.alerts(filter, after, rows_for(limit)).await?;
         Ok(page_of(rows, limit, |a| (a.created_at, a.id), |a| AlertView::from(&a)))
     }
 

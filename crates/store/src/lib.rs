@@ -48,7 +48,9 @@ pub use business::{
 };
 pub use charges::{Charge, NewCharge};
 pub use error::StoreError;
-pub use events::{Alert, DeadLetter, DeadLetterFilter, Leadership, NewAlert, NewDeadLetter, NewEvent, OutboxEvent};
+pub use events::{
+    Alert, AlertFilter, DeadLetter, DeadLetterFilter, Leadership, NewAlert, NewDeadLetter, NewEvent, OutboxEvent,
+};
 pub use gateway::{
     AnsweredApproval, Approval, ApprovalOutcome, ApprovalStep, NetworkCancel, NewApproval, RoutedApproval,
     UpstreamCounts,
@@ -58,7 +60,7 @@ pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};
 pub use idempotency::{Claim, StoredResponse};
 pub use jobs::{JobRun, QueuedJob, QueuedOutcome, SlotState};
 pub use notifications::Notification;
-pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, SettlementVolume};
+pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow, SettlementVolume};
 pub use savings::{AutoDebitStatus, InterestPaid, InterestState};
 pub use session::{BackendKind, Session, Store, StoreOptions};
 pub use settlements::{Settlement, SettlementRole, Share, ShareStatus};

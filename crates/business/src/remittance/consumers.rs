@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use minipay_core::RemittanceId;
 use minipay_events::{Consumer, Event, Failure, RetryPolicy};
-use minipay_store::{NewDeadLetter, Session, StoreError};
+use minipay_store::{DeadLetter, NewDeadLetter, Session, StoreError};
 use std::sync::Arc;
 
 /// Remittances one instance works on at once per side (their bank calls overlap).
@@ -106,12 +106,12 @@ impl Consumer for SideConsumer {
         attempts: i32,
         reason: &str,
         now: Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<DeadLetter>, StoreError> {
         let Ok(id) = remittance_of(event) else {
-            return Ok(()); // a malformed event: its delivery stays dead, with the reason
+            return Ok(None); // a malformed event: its delivery stays dead, with the reason
         };
         let Some(r) = tx.remittance(id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         let (step, kind) = Remittances::dead_letter_kind_of(&r);
         tx.insert_dead_letter(
@@ -127,7 +127,7 @@ impl Consumer for SideConsumer {
             },
             now,
         )
-        .await?;
-        Ok(())
+        .await
+        .map(Some)
     }
 }

@@ -9,6 +9,7 @@ use crate::helpers::{Backend, TestApp};
 use minipay_core::SystemClock;
 use minipay_events::{EventsConfig, ReplaySource};
 use minipay_gateway::request::{OriginalInput, TxType};
+use minipay_gateway::sim::http_router;
 use minipay_readside::ReadSide;
 use minipay_store::{Store, StoreOptions};
 use serde_json::{Value, json};
@@ -19,6 +20,7 @@ for_both_backends!(
     every_step_reaches_the_read_side_and_a_rebuild_ends_identical,
     a_merchants_day_settles_to_the_won,
     the_read_side_refuses_bad_queries,
+    reconciliation_finds_each_planted_mismatch_and_alerts_once,
 );
 
 /// Waits until the read side has every event the gateway wrote for `id`; its detail.
@@ -252,6 +254,176 @@ async fn the_read_side_refuses_bad_queries(backend: Backend) {
         app.admin_get(&unknown).await.assert_error(404, "not_found");
         let anonymous = app.get("/v1/admin/approvals", "not-the-admin-token").await;
         assert_eq!(anonymous.status, 401);
+    })
+    .await
+}
+
+/// Serves the simulators' settlement files over HTTP, as a VAN would; the base URL.
+async fn settlement_server(r: &Rig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = http_router(r.vans.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}/sim/settlement-file")
+}
+
+async fn reconciliation_finds_each_planted_mismatch_and_alerts_once(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        let r = rig(&app, &[("vana", 1)], false, "auto").await;
+        let files = settlement_server(&r).await;
+        let mut routing = app.admin_get("/v1/admin/routing").await.assert_status(200)["config"].clone();
+        routing["vans"][0]["settlement_url"] = json!(format!("{files}?sim=vana"));
+        app.admin_put("/v1/admin/routing", routing).await.assert_status(200);
+
+        let mut sold = Vec::new();
+        for _ in 0..3 {
+            sold.push(r.http_sale(APPROVED_CARD).await);
+        }
+        r.http_sale(DECLINED_CARD).await;
+        let mut cancel = sale(r.next_seq(), APPROVED_CARD);
+        cancel.tx_type = TxType::CardCancel;
+        cancel.original = Some(OriginalInput {
+            approval_no: sold[2]["approval_no"].as_str().unwrap().to_owned(),
+            approved_at: "20261204120000".into(),
+        });
+        let canceled = r.tcp(SEALED).await.send(&cancel).await.unwrap();
+        assert_eq!(canceled.response_code, "00");
+        let mut date = String::new();
+        for s in &sold {
+            date = projected(&r, s["transaction_id"].as_str().unwrap()).await["business_date"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        projected(&r, &canceled.transaction_id.unwrap().to_string()).await;
+
+        // Fetched from the VAN: three approvals and one cancel, all matched.
+        let clean = app
+            .admin_post("/v1/admin/reconciliations", json!({"upstream": "vana", "date": date}))
+            .await;
+        let clean = clean.assert_status(200);
+        assert_eq!(
+            (
+                &clean["matched"],
+                &clean["missing_here"],
+                &clean["missing_there"],
+                &clean["amount_mismatch"],
+                &clean["source"]
+            ),
+            (&json!(4), &json!(0), &json!(0), &json!(0), &json!("fetched")),
+            "{clean}"
+        );
+        assert_eq!(clean["items"], json!([]));
+
+        // Uploaded with one of each mismatch planted.
+        let file = r.vans[0].settlement_file(date.parse().unwrap());
+        let mut lines: Vec<String> = file.lines().map(str::to_owned).collect();
+        let dropped = lines.remove(1); // the first approval: missing there
+        let mut changed: Vec<String> = lines[1].split(',').map(str::to_owned).collect();
+        changed[5] = "15001".into(); // the second approval's amount
+        lines[1] = changed.join(",");
+        lines.push("approval,77777777,T9999999,42,20261204120000,5000,20261204120001,".into()); // missing here
+        let planted = lines.join("\n");
+        for _ in 0..2 {
+            let found = app
+                .admin_post(
+                    "/v1/admin/reconciliations",
+                    json!({"upstream": "vana", "date": date, "file": planted}),
+                )
+                .await;
+            let found = found.assert_status(200);
+            assert_eq!(
+                (
+                    &found["matched"],
+                    &found["missing_here"],
+                    &found["missing_there"],
+                    &found["amount_mismatch"]
+                ),
+                (&json!(2), &json!(1), &json!(1), &json!(1)),
+                "{found}"
+            );
+            let kinds: Vec<(&str, &str)> = found["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["kind"].as_str().unwrap(), i["terminal_id"].as_str().unwrap()))
+                .collect();
+            assert!(kinds.contains(&("missing_here", "T9999999")), "{kinds:?}");
+            assert!(
+                kinds.contains(&("amount_mismatch", r.terminal_id.as_str())),
+                "{kinds:?}"
+            );
+            let missing = found["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["kind"] == "missing_there")
+                .unwrap();
+            assert_eq!(missing["seq_no"].to_string(), dropped.split(',').nth(3).unwrap());
+        }
+        let alerts = app.admin_get("/v1/admin/alerts?kind=reconciliation_mismatch").await;
+        assert_eq!(
+            alerts.body["items"].as_array().unwrap().len(),
+            1,
+            "one alert per day and upstream: {}",
+            alerts.body
+        );
+        let raised_at = alerts.body["items"][0]["created_at"].as_str().unwrap().to_owned();
+        let since = |t: &str| format!("/v1/admin/alerts?kind=reconciliation_mismatch&since={t}");
+        assert_eq!(
+            app.admin_get(&since(&raised_at)).await.body["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        let later = app.admin_get(&since("2999-01-01T00:00:00Z")).await;
+        assert_eq!(later.assert_status(200)["items"], json!([]));
+        let listed = app
+            .admin_get(&format!("/v1/admin/reconciliations?date={date}&upstream=vana"))
+            .await;
+        assert_eq!(listed.body["items"].as_array().unwrap().len(), 3);
+
+        // The 06:00 job reconciles the previous day of every upstream with a settlement file.
+        let store = Store::connect(app.db_url(), &StoreOptions::default()).await.unwrap();
+        let readside = Arc::new(ReadSide::new(store, Arc::new(SystemClock), EventsConfig::default()));
+        let job = minipay_readside::jobs(&readside).pop().unwrap();
+        assert_eq!(job.name(), "approval-reconciliation");
+        let next_morning: jiff::civil::Date = date.parse::<jiff::civil::Date>().unwrap().tomorrow().unwrap();
+        let at = next_morning.at(6, 0, 0, 0).in_tz("Asia/Seoul").unwrap().timestamp();
+        let outcome = job.run(at).await.unwrap();
+        assert_eq!(outcome.processed, 1, "{:?}", outcome.details);
+        assert_eq!(
+            outcome.details["upstreams"][0]["clean"],
+            json!(true),
+            "{:?}",
+            outcome.details
+        );
+
+        // Refusals.
+        let refuse = |body: Value| {
+            let app = app.clone();
+            async move { app.admin_post("/v1/admin/reconciliations", body).await }
+        };
+        refuse(json!({"upstream": "nobody", "date": date}))
+            .await
+            .assert_error(404, "not_found");
+        refuse(json!({"upstream": "card", "date": date}))
+            .await
+            .assert_error(409, "invalid_state");
+        refuse(json!({"upstream": "vana", "date": date, "file": "not,a,settlement,file"}))
+            .await
+            .assert_error(400, "validation_failed");
+        refuse(json!({"upstream": "vana", "date": "yesterday"}))
+            .await
+            .assert_error(400, "validation_failed");
+        let mut routing = app.admin_get("/v1/admin/routing").await.assert_status(200)["config"].clone();
+        for bad in ["ftp://files.example.com/settlement", "not a url", "http://"] {
+            routing["vans"][0]["settlement_url"] = json!(bad);
+            app.admin_put("/v1/admin/routing", routing.clone())
+                .await
+                .assert_error(400, "validation_failed");
+        }
     })
     .await
 }

@@ -438,6 +438,11 @@ async fn collect_unavailable_forever_needs_attention_until_an_operator_retries(a
     let alerts = app.alerts("remittance_needs_attention").await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["subject_id"], json!(id));
+    // The dead letter itself was announced once, however many rounds failed after it.
+    let buried = app.alerts("dead_letter").await;
+    assert_eq!(buried.len(), 1, "{buried:?}");
+    assert_eq!(buried[0]["subject_id"], d["id"]);
+    assert_eq!(buried[0]["data"]["kind"], json!("remittance.collect"));
     assert_bank(
         &app,
         &a.account_number,

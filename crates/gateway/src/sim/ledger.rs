@@ -93,7 +93,7 @@ const APPROVAL_NO_FIRST_MAX: u64 = 89_999_999;
 const APPROVAL_NO_LIMIT: u64 = 100_000_000;
 
 /// The header line of the settlement file.
-pub const SETTLEMENT_HEADER: &str = "record_type,approval_no,terminal_id,seq_no,sent_at,amount,approved_at,canceled_at";
+pub const SETTLEMENT_HEADER: &str = minipay_core::gateway::reconciliation::SETTLEMENT_FILE_HEADER;
 
 impl Ledger {
     pub fn new(sim_id: &str) -> Self {

@@ -12,7 +12,7 @@ use minipay_services::ServiceError;
 use minipay_services::operations::{AlertView, DeadLetterView};
 use minipay_services::schema;
 use minipay_services::views::Page;
-use minipay_store::DeadLetterFilter;
+use minipay_store::{AlertFilter, DeadLetterFilter};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
@@ -25,6 +25,9 @@ pub struct AlertsQuery {
     kind: Option<String>,
     /// `true`: only acknowledged ones; `false`: only those still open.
     acknowledged: Option<bool>,
+    /// Only alerts raised at or after this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<jiff::Timestamp>,
     #[param(value_type = Option<schema::PageLimit>, inline)]
     limit: Option<u32>,
     cursor: Option<String>,
@@ -41,7 +44,15 @@ pub async fn alerts(
     let limit = PageLimit::parse(q.limit).map_err(ServiceError::validation)?;
     Ok(Json(
         app.operations
-            .alerts(q.kind.as_deref(), q.acknowledged, limit, q.cursor.as_deref())
+            .alerts(
+                &AlertFilter {
+                    kind: q.kind,
+                    acknowledged: q.acknowledged,
+                    since: q.since,
+                },
+                limit,
+                q.cursor.as_deref(),
+            )
             .await?,
     ))
 }

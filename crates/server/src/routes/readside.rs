@@ -1,10 +1,11 @@
-//! Operator routes of the approval read side: final states with their histories, and
-//! settlement per merchant and business day (JSON or CSV).
+//! Operator routes of the approval read side: final states with their histories,
+//! reconciliation against upstreams' settlement files, and settlement per merchant and
+//! business day (JSON or CSV).
 //!
 //! API-gateway.md, "Events and the read side". Every route takes the admin token.
 
 use crate::error::{ApiResult, validation};
-use crate::extract::{Admin, ApiPath, ApiQuery};
+use crate::extract::{Admin, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -12,15 +13,14 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use jiff::civil::Date;
-use minipay_core::gateway::FeeRate;
 use minipay_core::request::PageLimit;
-use minipay_readside::{ApprovalDetail, ApprovalSummary, FeeRates, MerchantSettlement, settlements_csv};
+use minipay_readside::{ApprovalDetail, ApprovalSummary, MerchantSettlement, ReconciliationView, settlements_csv};
 use minipay_services::views::{Items, Page};
 use minipay_services::{ServiceError, schema};
 use minipay_store::ApprovalViewFilter;
 use serde::Deserialize;
-use std::collections::HashMap;
 use utoipa::IntoParams;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The statuses a transaction's final state can have.
@@ -133,8 +133,7 @@ pub async fn settlements(
         Some("csv") => true,
         Some(other) => return Err(validation(format!("format must be json or csv, not {other:?}"))),
     };
-    let rates = fee_rates(&app).await?;
-    let settled = app.readside.settlements(q.date, q.merchant_id, &rates).await?;
+    let settled = app.readside.settlements(q.date, q.merchant_id).await?;
     Ok(if csv {
         let name = format!("attachment; filename=\"settlements-{}.csv\"", q.date);
         (
@@ -150,24 +149,64 @@ pub async fn settlements(
     })
 }
 
-/// Each upstream's fee rate in the routing configuration in force.
-async fn fee_rates(app: &AppState) -> ApiResult<FeeRates> {
-    let Some(routing) = app.gateway.routing().await? else {
-        return Ok(FeeRates::default());
-    };
-    let config = &routing.config;
-    let ids = config
-        .card_companies
-        .iter()
-        .map(|c| &c.id)
-        .chain(config.vans.iter().map(|v| &v.id));
-    let mut rates = HashMap::new();
-    for id in ids {
-        if let Some(bp) = config.fee_rate_bp(id) {
-            // The routing configuration was validated against the same bound when it was put.
-            let rate = FeeRate::from_bp(bp).map_err(|e| ServiceError::Internal(anyhow::anyhow!(e)))?;
-            rates.insert(id.clone(), rate);
-        }
-    }
-    Ok(FeeRates(rates))
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileBody {
+    /// The upstream's id in the routing configuration.
+    #[schema(example = "vana")]
+    upstream: String,
+    /// The business day (Asia/Seoul), `YYYY-MM-DD`.
+    #[schema(value_type = String, format = Date, example = "2026-12-04")]
+    date: Date,
+    /// The settlement file's text, uploaded (CSV, the simulators' format). Without it the
+    /// file is fetched from the upstream's `settlement_url`.
+    file: Option<String>,
+}
+
+/// Reconciles (대사) an upstream's business day against its settlement file: matched,
+/// missing here, missing there, amount mismatch, and every record that did not match. A day
+/// that does not reconcile raises one `reconciliation_mismatch` alert.
+#[utoipa::path(post, path = "/v1/admin/reconciliations", tag = "gateway", operation_id = "reconcile",
+    security(("admin" = [])), request_body = ReconcileBody,
+    responses((status = 200, body = ReconciliationView),
+              (status = 400, description = "validation_failed: a malformed body or uploaded file"),
+              (status = 404, description = "not_found: no such upstream in the routing configuration"),
+              (status = 409, description = "invalid_state: no file uploaded and no settlement_url configured"),
+              (status = 503, description = "unavailable: the upstream's settlement file could not be fetched")))]
+pub async fn reconcile(
+    State(app): State<AppState>,
+    _admin: Admin,
+    ApiJson(b): ApiJson<ReconcileBody>,
+) -> ApiResult<Json<ReconciliationView>> {
+    Ok(Json(app.readside.reconcile(&b.upstream, b.date, b.file).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationsQuery {
+    /// Only this business day's.
+    #[param(value_type = Option<String>, format = Date)]
+    date: Option<Date>,
+    upstream: Option<String>,
+    #[param(value_type = Option<schema::PageLimit>, inline)]
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Past reconciliations, newest first.
+#[utoipa::path(get, path = "/v1/admin/reconciliations", tag = "gateway", operation_id = "list_reconciliations",
+    security(("admin" = [])), params(ReconciliationsQuery),
+    responses((status = 200, body = Page<ReconciliationView>), (status = 400, description = "validation_failed")))]
+pub async fn reconciliations(
+    State(app): State<AppState>,
+    _admin: Admin,
+    ApiQuery(q): ApiQuery<ReconciliationsQuery>,
+) -> ApiResult<Json<Page<ReconciliationView>>> {
+    let limit = PageLimit::parse(q.limit).map_err(ServiceError::validation)?;
+    Ok(Json(
+        app.readside
+            .reconciliations(q.date, q.upstream.as_deref(), limit, q.cursor.as_deref())
+            .await?,
+    ))
 }

@@ -49,6 +49,7 @@ CREATE TABLE approval_views (
     cancel_status      TEXT NOT NULL CHECK (cancel_status IN ('none', 'queued', 'sent',
                          'acknowledged', 'failed')),
     cancel_sends       INTEGER NOT NULL,
+    cancel_date        DATE,                   -- the Asia/Seoul date its network cancel was acknowledged
     late_response_code TEXT,
     late_approval_no   TEXT,
     last_seq           INTEGER NOT NULL,
@@ -61,3 +62,21 @@ CREATE INDEX approval_views_received_idx ON approval_views (received_at, transac
 CREATE INDEX approval_views_merchant_idx ON approval_views (merchant_id, received_at);
 CREATE INDEX approval_views_business_date_idx ON approval_views (business_date, upstream)
     WHERE business_date IS NOT NULL;
+CREATE INDEX approval_views_cancel_date_idx ON approval_views (cancel_date, upstream)
+    WHERE cancel_date IS NOT NULL;
+
+-- Each reconciliation (대사) of an upstream's business day against its settlement file: the
+-- counts of each finding and every record that did not match (JSON).
+CREATE TABLE reconciliations (
+    id              UUID PRIMARY KEY,
+    upstream        TEXT NOT NULL,
+    business_date   DATE NOT NULL,
+    source          TEXT NOT NULL CHECK (source IN ('fetched', 'uploaded')),
+    matched         BIGINT NOT NULL,
+    missing_here    BIGINT NOT NULL,
+    missing_there   BIGINT NOT NULL,
+    amount_mismatch BIGINT NOT NULL,
+    discrepancies   TEXT NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX reconciliations_day_idx ON reconciliations (business_date, upstream, created_at);

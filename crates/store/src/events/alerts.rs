@@ -7,6 +7,16 @@ use jiff::Timestamp;
 use uuid::Uuid;
 
 /// An alert to raise; a cause already raised is not raised again.
+/// Which alerts to list (every field optional), newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub kind: Option<String>,
+    /// `true`: only acknowledged ones; `false`: only those still open.
+    pub acknowledged: Option<bool>,
+    /// Raised at or after.
+    pub since: Option<Timestamp>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAlert<'a> {
     pub kind: &'a str,
@@ -82,8 +92,7 @@ impl Session {
     /// Alerts, newest first, after the keyset cursor; `kind` and `acknowledged` filter.
     pub async fn alerts(
         &mut self,
-        kind: Option<&str>,
-        acknowledged: Option<bool>,
+        filter: &AlertFilter,
         after: Option<(Timestamp, Uuid)>,
         limit: u32,
     ) -> Result<Vec<Alert>> {
@@ -92,13 +101,15 @@ impl Session {
             "SELECT {COLUMNS} FROM alerts
              WHERE (created_at, id) < ($1, $2) AND ($3 IS NULL OR kind = $3)
                AND ($4 IS NULL OR (acknowledged_at IS NOT NULL) = ($4 = 1))
+               AND ($6 IS NULL OR created_at >= $6)
              ORDER BY created_at DESC, id DESC LIMIT $5"
         )))
         .bind(after_at)
         .bind(after_id)
-        .bind(kind)
-        .bind(acknowledged.map(i32::from))
+        .bind(filter.kind.as_deref())
+        .bind(filter.acknowledged.map(i32::from))
         .bind(i64::from(limit))
+        .bind(filter.since.map(DbTime))
         .fetch_all(c)
         .await)?;
         rows.into_iter().map(Alert::try_from).collect()

@@ -5,6 +5,6 @@ mod alerts;
 mod dead_letters;
 mod outbox;
 
-pub use alerts::{Alert, NewAlert};
+pub use alerts::{Alert, AlertFilter, NewAlert};
 pub use dead_letters::{DeadLetter, DeadLetterFilter, NewDeadLetter};
 pub use outbox::{Leadership, NewEvent, OutboxEvent};

@@ -68,6 +68,7 @@ pub struct ApprovalView {
     pub business_date: Option<Date>,
     pub cancel_status: String,
     pub cancel_sends: i32,
+    pub cancel_date: Option<Date>,
     pub late_response_code: Option<String>,
     pub late_approval_no: Option<String>,
     pub last_seq: i32,
@@ -96,6 +97,7 @@ struct ViewRow {
     business_date: Option<DbDate>,
     cancel_status: String,
     cancel_sends: i32,
+    cancel_date: Option<DbDate>,
     late_response_code: Option<String>,
     late_approval_no: Option<String>,
     last_seq: i32,
@@ -125,6 +127,7 @@ impl From<ViewRow> for ApprovalView {
             business_date: r.business_date.map(|d| d.0),
             cancel_status: r.cancel_status,
             cancel_sends: r.cancel_sends,
+            cancel_date: r.cancel_date.map(|d| d.0),
             late_response_code: r.late_response_code,
             late_approval_no: r.late_approval_no,
             last_seq: r.last_seq,
@@ -160,8 +163,8 @@ pub struct SettlementVolume {
 
 const VIEW_COLUMNS: &str = "transaction_id, merchant_id, terminal_id, seq_no, sent_at, tx_type, amount,
     card_masked, original_id, status, upstream, response_code, approval_no, approved_at, business_date,
-    cancel_status, cancel_sends, late_response_code, late_approval_no, last_seq, gaps, conflicts,
-    received_at, updated_at";
+    cancel_status, cancel_sends, cancel_date, late_response_code, late_approval_no, last_seq, gaps,
+    conflicts, received_at, updated_at";
 
 /// Every column a later fold rewrites (all but the key and the conflict count, which only
 /// grows by the conflicts recorded).
@@ -172,6 +175,7 @@ const VIEW_UPDATE: &str = "ON CONFLICT (transaction_id) DO UPDATE SET
     upstream = excluded.upstream, response_code = excluded.response_code, approval_no = excluded.approval_no,
     approved_at = excluded.approved_at, business_date = excluded.business_date,
     cancel_status = excluded.cancel_status, cancel_sends = excluded.cancel_sends,
+    cancel_date = excluded.cancel_date,
     late_response_code = excluded.late_response_code, late_approval_no = excluded.late_approval_no,
     last_seq = excluded.last_seq, gaps = excluded.gaps, received_at = excluded.received_at,
     updated_at = excluded.updated_at";
@@ -197,6 +201,7 @@ struct ViewArrays {
     dates: Vec<Option<DbDate>>,
     cancel_statuses: Vec<String>,
     cancel_sends: Vec<i32>,
+    cancel_dates: Vec<Option<DbDate>>,
     late_codes: Vec<Option<String>>,
     late_nos: Vec<Option<String>>,
     last_seqs: Vec<i32>,
@@ -229,6 +234,7 @@ impl ViewArrays {
             dates: col(views, |v| v.business_date.map(DbDate)),
             cancel_statuses: col(views, |v| v.cancel_status.clone()),
             cancel_sends: col(views, |v| v.cancel_sends),
+            cancel_dates: col(views, |v| v.cancel_date.map(DbDate)),
             late_codes: col(views, |v| v.late_response_code.clone()),
             late_nos: col(views, |v| v.late_approval_no.clone()),
             last_seqs: col(views, |v| v.last_seq),
@@ -378,8 +384,8 @@ impl Session {
                      SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[],
                          $6::text[], $7::int8[], $8::text[], $9::uuid[], $10::text[], $11::text[],
                          $12::text[], $13::text[], $14::text[], $15::date[], $16::text[], $17::int4[],
-                         $18::text[], $19::text[], $20::int4[], $21::bool[], $22::int4[],
-                         $23::timestamptz[], $24::timestamptz[])
+                         $18::date[], $19::text[], $20::text[], $21::int4[], $22::bool[], $23::int4[],
+                         $24::timestamptz[], $25::timestamptz[])
                      {VIEW_UPDATE}"
                 )))
                 .bind(&a.ids)
@@ -399,6 +405,7 @@ impl Session {
                 .bind(&a.dates)
                 .bind(&a.cancel_statuses)
                 .bind(&a.cancel_sends)
+                .bind(&a.cancel_dates)
                 .bind(&a.late_codes)
                 .bind(&a.late_nos)
                 .bind(&a.last_seqs)
@@ -413,7 +420,7 @@ impl Session {
                 for v in views {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO approval_views ({VIEW_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7,
-                             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+                             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
                          {VIEW_UPDATE}"
                     )))
                     .bind(v.transaction_id)
@@ -433,6 +440,7 @@ impl Session {
                     .bind(v.business_date.map(DbDate))
                     .bind(&v.cancel_status)
                     .bind(v.cancel_sends)
+                    .bind(v.cancel_date.map(DbDate))
                     .bind(&v.late_response_code)
                     .bind(&v.late_approval_no)
                     .bind(v.last_seq)
@@ -522,5 +530,150 @@ impl Session {
         .fetch_all(c)
         .await)?;
         Ok(rows)
+    }
+}
+
+/// A record the read side believes an upstream settled (see `core::gateway::reconciliation`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SettledRow {
+    /// `approval` or `cancel`.
+    pub record_type: String,
+    pub terminal_id: String,
+    pub seq_no: i64,
+    pub sent_at: String,
+    pub amount: i64,
+    pub approval_no: Option<String>,
+}
+
+/// A stored reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconciliationRecord {
+    pub id: Uuid,
+    pub upstream: String,
+    pub business_date: Date,
+    /// `fetched` or `uploaded`.
+    pub source: String,
+    pub matched: i64,
+    pub missing_here: i64,
+    pub missing_there: i64,
+    pub amount_mismatch: i64,
+    /// JSON array of the records that did not match.
+    pub discrepancies: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct ReconciliationRow {
+    id: Uuid,
+    upstream: String,
+    business_date: DbDate,
+    source: String,
+    matched: i64,
+    missing_here: i64,
+    missing_there: i64,
+    amount_mismatch: i64,
+    discrepancies: String,
+    created_at: DbTime,
+}
+
+impl From<ReconciliationRow> for ReconciliationRecord {
+    fn from(r: ReconciliationRow) -> Self {
+        Self {
+            id: r.id,
+            upstream: r.upstream,
+            business_date: r.business_date.0,
+            source: r.source,
+            matched: r.matched,
+            missing_here: r.missing_here,
+            missing_there: r.missing_there,
+            amount_mismatch: r.amount_mismatch,
+            discrepancies: r.discrepancies,
+            created_at: r.created_at.0,
+        }
+    }
+}
+
+const RECONCILIATION_COLUMNS: &str = "id, upstream, business_date, source, matched, missing_here, missing_there,
+    amount_mismatch, discrepancies, created_at";
+
+/// Sales whose approval the upstream settles (cash receipts are approvals too).
+const SALES: &str = "('card_approval', 'cash_receipt')";
+
+impl Session {
+    /// What the read side believes `upstream` settled on `date`: an approval line for each sale
+    /// approved there that day (in its answer, or late), a cancel line — under the original
+    /// sale's keys — for each customer cancel it approved that day and each network cancel it
+    /// acknowledged that day of a sale it had approved.
+    pub async fn settled_records(&mut self, upstream: &str, date: Date) -> Result<Vec<SettledRow>> {
+        let rows = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT 'approval' AS record_type, terminal_id, seq_no, sent_at, amount,
+                    COALESCE(approval_no, late_approval_no) AS approval_no
+             FROM approval_views
+             WHERE business_date = $2 AND upstream = $1 AND tx_type IN {SALES}
+               AND (status = 'approved' OR late_response_code = '00')
+               AND terminal_id IS NOT NULL
+             UNION ALL
+             SELECT 'cancel', o.terminal_id, o.seq_no, o.sent_at, o.amount, o.approval_no
+             FROM approval_views c JOIN approval_views o ON o.transaction_id = c.original_id
+             WHERE c.business_date = $2 AND c.upstream = $1 AND c.status = 'approved'
+               AND c.tx_type IN ('card_cancel', 'cash_receipt_cancel') AND o.terminal_id IS NOT NULL
+             UNION ALL
+             SELECT 'cancel', terminal_id, seq_no, sent_at, amount, late_approval_no
+             FROM approval_views
+             WHERE cancel_date = $2 AND upstream = $1 AND cancel_status = 'acknowledged'
+               AND late_response_code = '00' AND terminal_id IS NOT NULL"
+        )))
+        .bind(upstream)
+        .bind(DbDate(date))
+        .fetch_all(c)
+        .await)?;
+        Ok(rows)
+    }
+
+    pub async fn insert_reconciliation(&mut self, r: &ReconciliationRecord) -> Result<()> {
+        self.assert_writable();
+        on_db!(self, c => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO reconciliations ({RECONCILIATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        )))
+        .bind(r.id)
+        .bind(&r.upstream)
+        .bind(DbDate(r.business_date))
+        .bind(&r.source)
+        .bind(r.matched)
+        .bind(r.missing_here)
+        .bind(r.missing_there)
+        .bind(r.amount_mismatch)
+        .bind(&r.discrepancies)
+        .bind(DbTime(r.created_at))
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Reconciliations, newest first (of one day and upstream when given), after the keyset
+    /// cursor `(created_at, id)` of the previous page.
+    pub async fn reconciliations(
+        &mut self,
+        date: Option<Date>,
+        upstream: Option<&str>,
+        after: Option<(Timestamp, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<ReconciliationRecord>> {
+        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MAX), Uuid::max()), |(t, id)| (DbTime(t), id));
+        let rows: Vec<ReconciliationRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RECONCILIATION_COLUMNS} FROM reconciliations
+             WHERE (created_at, id) < ($1, $2) AND ($3 IS NULL OR business_date = $3)
+               AND ($4 IS NULL OR upstream = $4)
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        )))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(date.map(DbDate))
+        .bind(upstream)
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        Ok(rows.into_iter().map(ReconciliationRecord::from).collect())
     }
 }

@@ -3,4 +3,6 @@
 
 mod approvals;
 
-pub use approvals::{ApprovalView, ApprovalViewFilter, HistoryStep, SettlementVolume};
+pub use approvals::{
+    ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow, SettlementVolume,
+};
