@@ -117,6 +117,9 @@ enum BenchCommand {
     /// Card approvals from many POS terminals over TCP (encrypted) through the gateway to the
     /// VAN simulator, on PostgreSQL and SQLite: approvals/s, terminal p50/p99, added latency.
     Approvals(bench::ApprovalsBench),
+    /// The approval read side on a scratch PostgreSQL database: a day of approvals (1,000,000
+    /// by default) reconciled against a settlement file with planted mismatches, and settled.
+    Readside(bench::ReadsideBench),
 }
 
 #[derive(Subcommand)]
@@ -456,6 +459,9 @@ async fn main() -> anyhow::Result<()> {
         } => b.run().await,
         Command::Bench {
             which: BenchCommand::Remittances(b),
+        } => b.run().await,
+        Command::Bench {
+            which: BenchCommand::Readside(b),
         } => b.run().await,
         Command::Bench {
             which: BenchCommand::Approvals(b),

@@ -135,6 +135,18 @@ struct Run {
     approval_batches_in_flight: u32,
     /// `GET /v1/admin/approval-groups` after the run (warm-up included).
     groups: Value,
+    /// The read side: how long after the last answer it held every approval, and each
+    /// approval's lag from its `approved` event to its projection, in ms.
+    readside: ReadsideLag,
+}
+
+/// How far the approval projection trailed the gateway.
+#[derive(Debug, Clone, serde::Serialize)]
+struct ReadsideLag {
+    caught_up_after_s: f64,
+    lag_p50_ms: f64,
+    lag_p99_ms: f64,
+    lag_max_ms: f64,
 }
 
 /// The server's memory with idle terminal connections held open.
@@ -487,6 +499,11 @@ impl ApprovalsBench {
             );
         }
         let upstream = upstream_ms(database_url).await?;
+        let readside = readside_lag(database_url, i64::try_from(expected)?).await?;
+        println!(
+            "{backend}: read side: every approval projected {:.2} s after the last answer; lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            readside.caught_up_after_s, readside.lag_p50_ms, readside.lag_p99_ms, readside.lag_max_ms
+        );
         let groups = send_admin(
             &http,
             reqwest::Method::GET,
@@ -535,6 +552,7 @@ impl ApprovalsBench {
             approval_batch_wait_us: self.approval_batch_wait_us,
             approval_batches_in_flight: self.approval_batches_in_flight,
             groups,
+            readside,
         })
     }
 
@@ -747,6 +765,14 @@ impl ApprovalsBench {
                 r.not_approved.values().sum::<u64>() + r.failed,
                 if r.persisted_ok { "ok" } else { "MISMATCH" }
             );
+            println!(
+                "{:<9} read side: caught up {:.2} s after the last answer; lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                r.backend,
+                r.readside.caught_up_after_s,
+                r.readside.lag_p50_ms,
+                r.readside.lag_p99_ms,
+                r.readside.lag_max_ms
+            );
             for step in ["intake", "finish"] {
                 let g = &r.groups[step];
                 if let (Some(groups), Some(requests)) = (g["groups"].as_u64(), g["requests"].as_u64()) {
@@ -785,11 +811,7 @@ impl ApprovalsBench {
                 "cpu_model": cpu_model(),
             },
         });
-        if let Some(dir) = self.output.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&self.output, serde_json::to_string_pretty(&result)? + "\n")?;
-        println!("wrote {}", self.output.display());
+        super::write_result(&self.output, &result)?;
         Ok(())
     }
 }
@@ -861,6 +883,53 @@ async fn count_approved(database_url: &str) -> anyhow::Result<i64> {
         let mut c = sqlx::PgConnection::connect(database_url).await?;
         Ok(sqlx::query_scalar(APPROVED_COUNT).fetch_one(&mut c).await?)
     }
+}
+
+/// How long a run waits for the read side to catch up before it gives up.
+const READSIDE_WAIT_MAX: Duration = Duration::from_secs(300);
+const PROJECTED: &str = "SELECT COUNT(*) FROM approval_views WHERE status = 'approved'";
+
+/// Waits until the read side holds `expected` approvals; then each approval's lag (the
+/// projection's record time minus the `approved` event's time), in ms.
+async fn readside_lag(database_url: &str, expected: i64) -> anyhow::Result<ReadsideLag> {
+    let started = Instant::now();
+    loop {
+        let projected: i64 = if database_url.starts_with("sqlite") {
+            let mut c = sqlx::SqliteConnection::connect(database_url).await?;
+            sqlx::query_scalar(PROJECTED).fetch_one(&mut c).await?
+        } else {
+            let mut c = sqlx::PgConnection::connect(database_url).await?;
+            sqlx::query_scalar(PROJECTED).fetch_one(&mut c).await?
+        };
+        if projected >= expected {
+            break;
+        }
+        if started.elapsed() > READSIDE_WAIT_MAX {
+            bail!("the read side holds {projected} of {expected} approvals after {READSIDE_WAIT_MAX:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let caught_up_after_s = started.elapsed().as_secs_f64();
+    let lags: Vec<f64> = if database_url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(database_url).await?;
+        sqlx::query_scalar("SELECT (recorded_at - at) / 1000.0 FROM approval_history WHERE step = 'approved'")
+            .fetch_all(&mut c)
+            .await?
+    } else {
+        let mut c = sqlx::PgConnection::connect(database_url).await?;
+        sqlx::query_scalar(
+            "SELECT CAST(EXTRACT(EPOCH FROM (recorded_at - at)) * 1000 AS DOUBLE PRECISION)
+             FROM approval_history WHERE step = 'approved'",
+        )
+        .fetch_all(&mut c)
+        .await?
+    };
+    Ok(ReadsideLag {
+        caught_up_after_s,
+        lag_p50_ms: percentile(&lags, 0.50),
+        lag_p99_ms: percentile(&lags, 0.99),
+        lag_max_ms: percentile(&lags, 1.0),
+    })
 }
 
 /// PostgreSQL: `rows` approvals of yesterday (declined, of terminals no one uses, so the run's

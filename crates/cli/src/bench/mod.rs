@@ -3,12 +3,14 @@
 mod approvals;
 mod history;
 mod interest;
+mod readside;
 mod remittances;
 mod transfers;
 
 pub use approvals::ApprovalsBench;
 pub use history::HistoryBench;
 pub use interest::InterestBench;
+pub use readside::ReadsideBench;
 pub use remittances::RemittancesBench;
 pub use transfers::TransfersBench;
 
@@ -29,6 +31,16 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let rank = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
     v[rank - 1]
+}
+
+/// Writes a benchmark's machine-readable result to `path` (its folder made if missing).
+pub fn write_result(path: &std::path::Path, result: &Value) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(result)? + "\n")?;
+    println!("wrote {}", path.display());
+    Ok(())
 }
 
 /// Where a benchmark makes its scratch database.

@@ -133,11 +133,7 @@ impl RemittancesBench {
             "runs": runs,
             "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
         });
-        if let Some(dir) = self.out.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&self.out, serde_json::to_string_pretty(&result)? + "\n")?;
-        println!("wrote {}", self.out.display());
+        super::write_result(&self.out, &result)?;
         Ok(())
     }
 

@@ -57,7 +57,7 @@ const CLOSING_CARD: &str = "9410123412340006";
 /// A card of the direct card company's BIN.
 const DIRECT_CARD: &str = "5555441234560001";
 
-fn gateway_settings(s: &mut Settings) {
+pub(crate) fn gateway_settings(s: &mut Settings) {
     s.pos_listen = Some("127.0.0.1:0".into());
     s.upstream_timeout_ms = UPSTREAM_TIMEOUT_MS;
 }

@@ -332,6 +332,11 @@ impl TestEvents {
         }
     }
 
+    /// The JetStream configuration (none for the embedded dispatcher).
+    pub fn config(&self) -> Option<&minipay_events::EventsConfig> {
+        self.jetstream.as_ref()
+    }
+
     /// Makes an in-process server's settings use these events.
     pub fn apply(&self, settings: &mut Settings) {
         if let Some(js) = &self.jetstream {
@@ -1054,6 +1059,8 @@ pub struct HookReceiver {
 struct HookState {
     received: Mutex<Vec<HookRequest>>,
     failures_left: AtomicU64,
+    /// Only bodies whose `kind` is this are failed (others are answered 200).
+    failing_kind: Mutex<Option<String>>,
 }
 
 /// One request a [`HookReceiver`] got, and the status it answered.
@@ -1086,6 +1093,13 @@ impl HookReceiver {
         self.state.failures_left.store(n, Ordering::SeqCst);
     }
 
+    /// The next `n` requests whose body's `kind` is `kind` are answered 500 (an alert of
+    /// another kind arriving meanwhile takes none of the failures).
+    pub fn fail_next_of_kind(&self, kind: &str, n: u64) {
+        *self.state.failing_kind.lock().unwrap() = Some(kind.to_owned());
+        self.fail_next(n);
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<HookRequest> {
         self.state.received.lock().unwrap().clone()
@@ -1105,21 +1119,24 @@ async fn record_hook(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::http::StatusCode {
-    let failing = state
-        .failures_left
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let wanted = state.failing_kind.lock().unwrap().clone();
+    let failing = wanted.is_none_or(|k| body["kind"] == k.as_str())
+        && state
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
     let answered = if failing {
         axum::http::StatusCode::INTERNAL_SERVER_ERROR
     } else {
         axum::http::StatusCode::OK
     };
-    let text = String::from_utf8_lossy(&body).into_owned();
     state.received.lock().unwrap().push(HookRequest {
         method: method.to_string(),
         path: uri.path().to_owned(),
         headers,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        body,
         answered: answered.as_u16(),
     });
     answered

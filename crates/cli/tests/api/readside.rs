@@ -4,8 +4,10 @@
 //! merchant and business day, exact to the won, as JSON and CSV.
 
 use crate::for_both_backends;
-use crate::gateway::{APPROVED_CARD, DECLINED_CARD, NO_ANSWER_CARD, Rig, SEALED, on_gateway, rig, sale};
-use crate::helpers::{Backend, TestApp};
+use crate::gateway::{
+    APPROVED_CARD, DECLINED_CARD, NO_ANSWER_CARD, Rig, SEALED, gateway_settings, on_gateway, rig, sale,
+};
+use crate::helpers::{Backend, Engine, TestApp, TestEvents, run_with};
 use minipay_core::SystemClock;
 use minipay_events::{EventsConfig, ReplaySource};
 use minipay_gateway::request::{OriginalInput, TxType};
@@ -21,6 +23,7 @@ for_both_backends!(
     a_merchants_day_settles_to_the_won,
     the_read_side_refuses_bad_queries,
     reconciliation_finds_each_planted_mismatch_and_alerts_once,
+    the_projection_follows_jetstream_and_rebuilds_from_the_stream,
 );
 
 /// Waits until the read side has every event the gateway wrote for `id`; its detail.
@@ -426,4 +429,42 @@ async fn reconciliation_finds_each_planted_mismatch_and_alerts_once(backend: Bac
         }
     })
     .await
+}
+
+/// With JetStream, the projection is a durable consumer of `minipay.approval.*`; the stream
+/// itself rebuilds the read side to what the live projection made.
+async fn the_projection_follows_jetstream_and_rebuilds_from_the_stream(backend: Backend) {
+    let Some(events) = TestEvents::on(Engine::JetStream).await else {
+        return;
+    };
+    let config = events.config().cloned().expect("a JetStream configuration");
+    let configure = |s: &mut minipay_server::Settings| {
+        events.apply(s);
+        gateway_settings(s);
+    };
+    run_with(backend, configure, |app| async move {
+        let r = rig(&app, &[("vana", 1), ("vanb", 1)], false, "auto").await;
+        let approved = r.http_sale(APPROVED_CARD).await;
+        let declined = r.http_sale(DECLINED_CARD).await;
+        let timed_out = r.tcp_sale(NO_ANSWER_CARD).await.transaction_id.unwrap().to_string();
+        r.wait_cancel(&timed_out, "acknowledged").await;
+        for id in [
+            approved["transaction_id"].as_str().unwrap(),
+            declined["transaction_id"].as_str().unwrap(),
+            &timed_out,
+        ] {
+            projected(&r, id).await;
+        }
+        let live = snapshot(&app).await;
+        assert_eq!(live.len(), 3);
+
+        let store = Store::connect(app.db_url(), &StoreOptions::default()).await.unwrap();
+        let readside = ReadSide::new(store, Arc::new(SystemClock), config);
+        let report = readside.rebuild(ReplaySource::Stream).await.unwrap();
+        let written: u64 = live.iter().map(|v| v["last_seq"].as_u64().unwrap()).sum();
+        assert_eq!((report.source, report.events), ("stream", written), "{report:?}");
+        assert_eq!(snapshot(&app).await, live);
+    })
+    .await;
+    events.remove().await;
 }
