@@ -64,6 +64,16 @@ pub fn plausible_instant(ts: Timestamp, what: &'static str) -> Result<Timestamp,
     }
 }
 
+/// Checks that a business date given from outside, called `what`, lies within
+/// `SUPPORTED_YEARS`.
+pub fn plausible_date(date: Date, what: &'static str) -> Result<Date, InstantRangeError> {
+    if SUPPORTED_YEARS.contains(&date.year()) {
+        Ok(date)
+    } else {
+        Err(InstantRangeError { what })
+    }
+}
+
 /// What the manual clock's errors call it.
 const MANUAL_CLOCK: &str = "the manual clock";
 

@@ -56,6 +56,10 @@ pub trait Consumer: Send + Sync + 'static {
     fn concurrency(&self) -> usize {
         16
     }
+    /// Events of its queue claimed and handed to [`Consumer::handle_batch`] at once.
+    fn batch_max(&self) -> u32 {
+        50
+    }
     async fn handle(&self, event: &Event) -> Result<(), Failure>;
     /// Handles several events together: one answer per event, in their order. Default:
     /// `handle` each, `concurrency()` at a time. A consumer that can do a batch's work in
@@ -205,5 +209,9 @@ impl QueueHandler for Deliveries {
 
     fn concurrency(&self) -> usize {
         self.consumer.concurrency()
+    }
+
+    fn batch_max(&self) -> u32 {
+        self.consumer.batch_max()
     }
 }

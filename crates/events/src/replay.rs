@@ -6,7 +6,7 @@ use crate::dispatch::{event_of, subject_matches};
 use crate::engine::EventsConfig;
 use crate::event::Event;
 use crate::jetstream;
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures_util::StreamExt;
 use minipay_store::Store;
@@ -77,10 +77,23 @@ async fn from_stream(
     mut on_batch: impl AsyncFnMut(&[Event]) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
     let js = jetstream::connect(url, config).await?;
-    let stream = js
+    let mut stream = js
         .get_stream(&config.stream)
         .await
         .map_err(|e| anyhow::anyhow!("opening the JetStream stream {}: {e}", config.stream))?;
+    let first = stream
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the stream's state: {e}"))?
+        .state
+        .first_sequence;
+    if first > 1 {
+        bail!(
+            "the stream {} no longer holds its first events (it starts at message {first}; messages expire after \
+             a week): a replay from it would lose the older ones — replay from the outbox instead",
+            config.stream
+        );
+    }
     let consumer = stream
         .create_consumer(pull::OrderedConfig {
             filter_subject: format!("{}.{subject}", config.subject_prefix),

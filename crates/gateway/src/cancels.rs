@@ -172,7 +172,8 @@ impl Gateway {
             tracing::info!(upstream = %late.upstream, reference, "a late answer to no recorded request (a cancel's?)");
             return Ok(());
         };
-        let detail = json!({ "response_code": code, "approval_no": approval_no });
+        let approved_at = late.answer.get("approved_at").filter(|a| !a.is_empty());
+        let detail = json!({ "response_code": code, "approval_no": approval_no, "approved_at": approved_at });
         record(&mut tx, events::LATE_ANSWER, id, seq, Some(&late.upstream), detail, now).await?;
         tx.commit().await?;
         tracing::warn!(transaction = %id, upstream = %late.upstream, code, "late answer recorded");

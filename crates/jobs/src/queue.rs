@@ -30,6 +30,11 @@ pub trait QueueHandler: Send + Sync {
     async fn buried(&self, _tx: &mut Session, _job: &QueuedJob, _reason: &str) -> Result<(), StoreError> {
         Ok(())
     }
+    /// How many due jobs one drain claims and hands to [`QueueHandler::handle_batch`] at
+    /// once. Default 50; a handler whose batch is one transaction takes more.
+    fn batch_max(&self) -> u32 {
+        DRAIN_BATCH_MAX
+    }
     /// How many claimed jobs of this kind one drain works on at once (work that waits on a
     /// remote system overlaps its waits). Default 1: one after another.
     fn concurrency(&self) -> usize {
@@ -102,7 +107,7 @@ pub async fn drain_queue(
     loop {
         let mut tx = store.begin().await?;
         let batch = tx
-            .claim_queued_jobs(handler.kind(), at, claim_lease_until(clock), DRAIN_BATCH_MAX)
+            .claim_queued_jobs(handler.kind(), at, claim_lease_until(clock), handler.batch_max())
             .await?;
         tx.commit().await?;
         for settled in run_batch(store, clock, handler, &batch).await? {
@@ -114,7 +119,7 @@ pub async fn drain_queue(
                 Settled::TakenOver => {}
             }
         }
-        if batch.len() < DRAIN_BATCH_MAX as usize {
+        if batch.len() < handler.batch_max() as usize {
             return Ok(report);
         }
     }

@@ -150,7 +150,7 @@ pub fn view_of(steps: &[HistoryStep]) -> Option<ApprovalView> {
             (Some(a), _) => Some(settles_on(approved_at.as_deref(), a.at)),
             // Approved upstream after we gave up: it settles there on the day it came.
             (None, Some(l)) if state.late_response_code.as_deref() == Some(APPROVED_CODE) => {
-                Some(BusinessDate::containing(l.at).date())
+                Some(settles_on(text(&late_detail, "approved_at").as_deref(), l.at))
             }
             _ => None,
         },

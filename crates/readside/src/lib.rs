@@ -19,8 +19,8 @@ pub use views::{ApprovalDetail, ApprovalSummary, HistoryStepView};
 use anyhow::Context as _;
 use jiff::Timestamp;
 use jiff::civil::Date;
-use minipay_core::Clock;
 use minipay_core::request::PageLimit;
+use minipay_core::{BusinessDate, Clock};
 use minipay_events::{EventsConfig, ReplaySource, replay};
 use minipay_services::pagination::{decode_cursor, page_of, rows_for};
 use minipay_services::views::Page;
@@ -141,11 +141,17 @@ impl ReadSide {
     }
 
     /// Every merchant's settlement of `date` (or one merchant's), with fees at the rates of
-    /// the routing configuration in force.
+    /// the routing configuration in force at the end of that day.
     pub async fn settlements(&self, date: Date, merchant_id: Option<Uuid>) -> ServiceResult<Vec<MerchantSettlement>> {
-        let rates = FeeRates::of(&terms::current(&self.store).await?);
-        let volumes = self.store.read().await?.settlement_volumes(date, merchant_id).await?;
-        Ok(settlement::settle_merchants(date, &volumes, &rates))
+        let day_ends = BusinessDate::from_date(date).ends_at();
+        let rates = FeeRates::of(&terms::in_force_at(&self.store, day_ends).await?);
+        let records = self
+            .store
+            .read()
+            .await?
+            .settled_records(date, None, merchant_id)
+            .await?;
+        settlement::settle_merchants(date, &records, &rates).map_err(|e| ServiceError::InvalidState(e.to_string()))
     }
 
     /// Past reconciliations, newest first, a cursor page at a time.

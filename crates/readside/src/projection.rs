@@ -6,10 +6,14 @@ use crate::fold::{self, APPROVAL_SUBJECTS};
 use async_trait::async_trait;
 use minipay_core::Clock;
 use minipay_events::{Consumer, Event, Failure};
-use minipay_store::{HistoryStep, Store, StoreError};
+use minipay_store::{BackendKind, HistoryStep, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// Events projected in one transaction (the deliveries claimed at once).
+const PROJECTION_BATCH_MAX: u32 = 1_000;
+const SQLITE_BATCH_MAX: u32 = 100;
 
 /// Projects events into the read side's tables.
 #[derive(Clone)]
@@ -44,8 +48,10 @@ impl Projection {
         tx.save_approval_views(&views).await?;
         let conflicting: Vec<HistoryStep> = by_transaction(steps.to_vec())
             .iter()
-            .flat_map(|(id, arrived)| {
-                fold::conflicts(&recorded[id], arrived)
+            // A transaction a rebuild cleared meanwhile has nothing recorded: the rebuild replays it.
+            .filter_map(|(id, arrived)| recorded.get(id).map(|r| (r, arrived)))
+            .flat_map(|(recorded, arrived)| {
+                fold::conflicts(recorded, arrived)
                     .into_iter()
                     .cloned()
                     .collect::<Vec<_>>()
@@ -113,6 +119,16 @@ impl Consumer for Projection {
 
     fn subject(&self) -> &'static str {
         APPROVAL_SUBJECTS
+    }
+
+    /// A batch is one transaction whatever its size: large batches keep the read side up with
+    /// the gateway (each event of an approval arrives within a few milliseconds of the others).
+    fn batch_max(&self) -> u32 {
+        match self.store.kind() {
+            BackendKind::Postgres => PROJECTION_BATCH_MAX,
+            // SQLite's one writer is the gateway's too: shorter transactions, shorter waits.
+            BackendKind::Sqlite => SQLITE_BATCH_MAX,
+        }
     }
 
     async fn handle(&self, event: &Event) -> Result<(), Failure> {

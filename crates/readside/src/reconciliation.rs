@@ -17,6 +17,8 @@ use uuid::Uuid;
 
 /// How long an upstream has to serve its settlement file.
 const FETCH_TIMEOUT_SECS: u64 = 60;
+/// The largest settlement file fetched (10 million lines of about 60 bytes, with room).
+const SETTLEMENT_FILE_BYTES_MAX: usize = 1 << 30;
 /// The alert raised when a day does not reconcile.
 pub const RECONCILIATION_MISMATCH: &str = "reconciliation_mismatch";
 
@@ -133,7 +135,7 @@ impl ReadSide {
             .store
             .read()
             .await?
-            .settled_records(upstream, date)
+            .settled_records(date, Some(upstream), None)
             .await?
             .into_iter()
             .map(record_of)
@@ -163,7 +165,15 @@ impl ReadSide {
         if !answer.status().is_success() {
             return Err(unavailable(format!("answered {}", answer.status())));
         }
-        answer.text().await.map_err(|e| unavailable(e.to_string()))
+        let mut answer = answer;
+        let mut body = Vec::new();
+        while let Some(chunk) = answer.chunk().await.map_err(|e| unavailable(e.to_string()))? {
+            if body.len() + chunk.len() > SETTLEMENT_FILE_BYTES_MAX {
+                return Err(unavailable(format!("larger than {SETTLEMENT_FILE_BYTES_MAX} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body).map_err(|_| unavailable("not UTF-8".into()))
     }
 
     async fn record_reconciliation(

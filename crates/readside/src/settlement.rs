@@ -5,19 +5,17 @@
 use crate::terms::UpstreamTerms;
 use jiff::civil::Date;
 use minipay_core::gateway::{FeeRate, UpstreamDay, settle};
-use minipay_store::SettlementVolume;
+use minipay_store::SettledRow;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// The transaction type whose approvals are card sales (money the merchant is owed).
-const SALE: &str = "card_approval";
-/// The transaction type of a customer's cancel of a sale (money given back).
-const CANCEL: &str = "card_cancel";
+/// The sales whose money is card money (a cash receipt moves none).
+const CARD_SALE: &str = "card_approval";
 
-/// Each upstream's fee rate (an upstream without one charges none).
+/// Each upstream's fee rate on a day (an upstream configured without one charges none).
 #[derive(Debug, Clone, Default)]
 pub struct FeeRates(pub HashMap<String, FeeRate>);
 
@@ -26,10 +24,14 @@ impl FeeRates {
     pub fn of(terms: &[UpstreamTerms]) -> Self {
         Self(terms.iter().map(|t| (t.id.clone(), t.fee_rate())).collect())
     }
+}
 
-    pub fn rate(&self, upstream: &str) -> FeeRate {
-        self.0.get(upstream).copied().unwrap_or(FeeRate::ZERO)
-    }
+/// An upstream with volume that day but no terms in the routing configuration in force then.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{upstream} carried volume on {date} but is not in the routing configuration in force that day")]
+pub struct MissingTerms {
+    pub upstream: String,
+    pub date: Date,
 }
 
 /// One upstream's share of a merchant's day.
@@ -63,62 +65,72 @@ pub struct MerchantSettlement {
     pub net_payable: i64,
 }
 
-/// Settles every merchant in `volumes` (the day's approved volume by merchant, upstream and
-/// transaction type). Cash receipts move no card money and are left out.
-pub fn settle_merchants(date: Date, volumes: &[SettlementVolume], rates: &FeeRates) -> Vec<MerchantSettlement> {
+/// Settles every merchant in `records` (what was settled that day: see
+/// `Session::settled_records`): card sales approved are the merchant's, cancels (at their
+/// sale's amount) are given back; cash receipts move no card money.
+pub fn settle_merchants(
+    date: Date,
+    records: &[SettledRow],
+    rates: &FeeRates,
+) -> Result<Vec<MerchantSettlement>, MissingTerms> {
     let mut days: BTreeMap<Uuid, BTreeMap<&str, UpstreamDay>> = BTreeMap::new();
-    for v in volumes.iter().filter(|v| v.tx_type == SALE || v.tx_type == CANCEL) {
+    for r in records.iter().filter(|r| r.sale_type == CARD_SALE) {
+        let rate = *rates.0.get(&r.upstream).ok_or_else(|| MissingTerms {
+            upstream: r.upstream.clone(),
+            date,
+        })?;
         let day = days
-            .entry(v.merchant_id)
+            .entry(r.merchant_id)
             .or_default()
-            .entry(&v.upstream)
+            .entry(&r.upstream)
             .or_insert_with(|| UpstreamDay {
-                upstream: v.upstream.clone(),
-                rate: rates.rate(&v.upstream),
+                upstream: r.upstream.clone(),
+                rate,
                 approved_count: 0,
                 approved_amount: 0,
                 canceled_count: 0,
                 canceled_amount: 0,
             });
-        let count = u64::try_from(v.count).expect("counts are not negative");
-        if v.tx_type == SALE {
-            day.approved_count += count;
-            day.approved_amount += v.amount;
+        if r.record_type == "cancel" {
+            day.canceled_count += 1;
+            day.canceled_amount += r.amount;
         } else {
-            day.canceled_count += count;
-            day.canceled_amount += v.amount;
+            day.approved_count += 1;
+            day.approved_amount += r.amount;
         }
     }
-    days.into_iter()
-        .map(|(merchant_id, upstreams)| {
-            let upstreams: Vec<UpstreamDay> = upstreams.into_values().collect();
-            let s = settle(&upstreams);
-            MerchantSettlement {
-                merchant_id,
-                date,
-                approved_count: s.approved_count,
-                approved_amount: s.approved_amount,
-                canceled_count: s.canceled_count,
-                canceled_amount: s.canceled_amount,
-                upstreams: upstreams
-                    .iter()
-                    .zip(&s.fees)
-                    .map(|(d, f)| UpstreamLine {
-                        upstream: d.upstream.clone(),
-                        fee_rate_bp: d.rate.bp(),
-                        approved_count: d.approved_count,
-                        approved_amount: d.approved_amount,
-                        canceled_count: d.canceled_count,
-                        canceled_amount: d.canceled_amount,
-                        net_amount: f.net_amount,
-                        fee: f.fee,
-                    })
-                    .collect(),
-                fee_total: s.fee_total,
-                net_payable: s.net_payable,
-            }
-        })
-        .collect()
+    Ok(days
+        .into_iter()
+        .map(|(merchant_id, upstreams)| merchant_day(merchant_id, date, upstreams.into_values().collect()))
+        .collect())
+}
+
+fn merchant_day(merchant_id: Uuid, date: Date, upstreams: Vec<UpstreamDay>) -> MerchantSettlement {
+    let s = settle(&upstreams);
+    MerchantSettlement {
+        merchant_id,
+        date,
+        approved_count: s.approved_count,
+        approved_amount: s.approved_amount,
+        canceled_count: s.canceled_count,
+        canceled_amount: s.canceled_amount,
+        upstreams: upstreams
+            .iter()
+            .zip(&s.fees)
+            .map(|(d, f)| UpstreamLine {
+                upstream: d.upstream.clone(),
+                fee_rate_bp: d.rate.bp(),
+                approved_count: d.approved_count,
+                approved_amount: d.approved_amount,
+                canceled_count: d.canceled_count,
+                canceled_amount: d.canceled_amount,
+                net_amount: f.net_amount,
+                fee: f.fee,
+            })
+            .collect(),
+        fee_total: s.fee_total,
+        net_payable: s.net_payable,
+    }
 }
 
 /// The CSV export header: one line per merchant and upstream.
@@ -155,14 +167,28 @@ pub fn settlements_csv(settlements: &[MerchantSettlement]) -> String {
 mod tests {
     use super::*;
 
-    fn volume(merchant: u128, upstream: &str, tx_type: &str, count: i64, amount: i64) -> SettlementVolume {
-        SettlementVolume {
-            merchant_id: Uuid::from_u128(merchant),
-            upstream: upstream.into(),
-            tx_type: tx_type.into(),
-            count,
-            amount,
-        }
+    /// `count` records of `amount` each.
+    fn records(
+        merchant: u128,
+        upstream: &str,
+        kind: &str,
+        sale_type: &str,
+        count: usize,
+        amount: i64,
+    ) -> Vec<SettledRow> {
+        (0..count)
+            .map(|i| SettledRow {
+                record_type: kind.into(),
+                merchant_id: Uuid::from_u128(merchant),
+                upstream: upstream.into(),
+                sale_type: sale_type.into(),
+                terminal_id: "T0000001".into(),
+                seq_no: i as i64,
+                sent_at: "20261204120000".into(),
+                amount,
+                approval_no: None,
+            })
+            .collect()
     }
 
     #[test]
@@ -172,17 +198,17 @@ mod tests {
             ("van_b".to_owned(), FeeRate::from_bp(95).unwrap()),
         ]));
         let date = jiff::civil::date(2026, 12, 4);
-        let settled = settle_merchants(
-            date,
-            &[
-                volume(1, "van_a", SALE, 3, 45_000),
-                volume(1, "van_a", CANCEL, 1, 15_000),
-                volume(1, "van_b", SALE, 1, 10_001),
-                volume(1, "van_b", "cash_receipt", 5, 99_999),
-                volume(2, "card", SALE, 1, 7_000),
-            ],
-            &rates,
-        );
+        let mut rates = rates;
+        rates.0.insert("card".to_owned(), FeeRate::ZERO);
+        let all = [
+            records(1, "van_a", "approval", CARD_SALE, 3, 15_000),
+            records(1, "van_a", "cancel", CARD_SALE, 1, 15_000),
+            records(1, "van_b", "approval", CARD_SALE, 1, 10_001),
+            records(1, "van_b", "approval", "cash_receipt", 5, 99_999),
+            records(2, "card", "approval", CARD_SALE, 1, 7_000),
+        ]
+        .concat();
+        let settled = settle_merchants(date, &all, &rates).unwrap();
         assert_eq!(settled.len(), 2);
         let m1 = &settled[0];
         // van_a: 30,000 × 1.20% = 360; van_b: 10,001 × 0.95% = 95.0095 → 95.
@@ -210,6 +236,12 @@ mod tests {
             )
         );
         assert_eq!(lines.len(), 4);
+        // An upstream that is not in the day's routing configuration is refused, not free.
+        let unknown = records(3, "van_gone", "approval", CARD_SALE, 1, 1_000);
+        assert_eq!(
+            settle_merchants(date, &unknown, &rates).unwrap_err().upstream,
+            "van_gone"
+        );
         let payable: i64 = lines[1..3]
             .iter()
             .map(|l| l.rsplit(',').next().unwrap().parse::<i64>().unwrap())

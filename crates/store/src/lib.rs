@@ -60,7 +60,7 @@ pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};
 pub use idempotency::{Claim, StoredResponse};
 pub use jobs::{JobRun, QueuedJob, QueuedOutcome, SlotState};
 pub use notifications::Notification;
-pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow, SettlementVolume};
+pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow};
 pub use savings::{AutoDebitStatus, InterestPaid, InterestState};
 pub use session::{BackendKind, Session, Store, StoreOptions};
 pub use settlements::{Settlement, SettlementRole, Share, ShareStatus};

@@ -98,7 +98,7 @@ impl ReadsideBench {
 
         // Step by step (the same work `reconcile` does, timed apart).
         let started = Instant::now();
-        let ours = store.read().await?.settled_records(UPSTREAM, DAY).await?;
+        let ours = store.read().await?.settled_records(DAY, Some(UPSTREAM), None).await?;
         let read_ours_s = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let theirs = parse_settlement_file(&file)?;
@@ -227,7 +227,7 @@ async fn seed(url: &str, n: u64) -> anyhow::Result<()> {
     let mut c = sqlx::PgConnection::connect(url).await?;
     sqlx::query(
         "INSERT INTO routing_versions (version, config, changed_by, changed_at)
-         VALUES (1, $1, 'bench', now())",
+         VALUES (1, $1, 'bench', '2026-12-01T00:00:00Z')",
     )
     .bind(
         json!({"card_companies": [], "vans": [{"id": UPSTREAM, "name": "BENCHVAN", "weight": 1,

@@ -52,7 +52,7 @@ pub(crate) const APPROVED_CARD: &str = "9410123412340001";
 pub(crate) const DECLINED_CARD: &str = "9410123412340002";
 const SYSTEM_ERROR_CARD: &str = "9410123412340003";
 pub(crate) const NO_ANSWER_CARD: &str = "9410123412340004";
-const LATE_CARD: &str = "9410123412340005";
+pub(crate) const LATE_CARD: &str = "9410123412340005";
 const CLOSING_CARD: &str = "9410123412340006";
 /// A card of the direct card company's BIN.
 const DIRECT_CARD: &str = "5555441234560001";
@@ -76,6 +76,9 @@ pub(crate) struct Rig {
 async fn sim(id: &str, kind: SimKind, dialect: &str) -> SimHandle {
     let mut config = SimConfig::new(id, kind, minipay_wire::shipped(dialect).unwrap());
     config.late_after = Duration::from_millis(LATE_AFTER_MS);
+    // The sims' own time stands at the test servers' start (noon in Seoul), so the business
+    // day of what they approve is known and never crosses midnight during a test.
+    config.clock = std::sync::Arc::new(minipay_core::ManualClock::new(crate::helpers::T0.parse().unwrap()));
     Simulator::start("127.0.0.1:0".parse().unwrap(), config).await.unwrap()
 }
 

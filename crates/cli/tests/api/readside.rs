@@ -5,7 +5,7 @@
 
 use crate::for_both_backends;
 use crate::gateway::{
-    APPROVED_CARD, DECLINED_CARD, NO_ANSWER_CARD, Rig, SEALED, gateway_settings, on_gateway, rig, sale,
+    APPROVED_CARD, DECLINED_CARD, LATE_CARD, NO_ANSWER_CARD, Rig, SEALED, gateway_settings, on_gateway, rig, sale,
 };
 use crate::helpers::{Backend, Engine, TestApp, TestEvents, run_with};
 use minipay_core::SystemClock;
@@ -172,6 +172,9 @@ async fn a_merchants_day_settles_to_the_won(backend: Backend) {
         let declined = r.http_sale(DECLINED_CARD).await;
         let mut cancel = sale(r.next_seq(), APPROVED_CARD);
         cancel.tx_type = TxType::CardCancel;
+        // A cancel names its sale by approval number; whatever amount it says, the upstream
+        // gives back the whole sale, and so does the settlement.
+        cancel.amount = 1;
         cancel.original = Some(OriginalInput {
             approval_no: sold[0]["approval_no"].as_str().unwrap().to_owned(),
             approved_at: "20261204120000".into(),
@@ -235,6 +238,14 @@ async fn a_merchants_day_settles_to_the_won(backend: Backend) {
             ))
             .await;
         assert_eq!(other.body["items"], json!([]));
+
+        // A day is settled at the fee rates in force that day, whatever changed since.
+        app.advance_clock(86_400).await;
+        let mut routing = app.admin_get("/v1/admin/routing").await.assert_status(200)["config"].clone();
+        routing["vans"][0]["fee_rate_bp"] = json!(200);
+        app.admin_put("/v1/admin/routing", routing).await.assert_status(200);
+        let again = app.admin_get(&format!("/v1/admin/settlements?date={date}")).await;
+        assert_eq!(again.assert_status(200)["items"][0]["fee_total"], json!(360));
     })
     .await
 }
@@ -250,6 +261,10 @@ async fn the_read_side_refuses_bad_queries(backend: Backend) {
             "/v1/admin/settlements",
             "/v1/admin/settlements?date=2026-13-01",
             "/v1/admin/settlements?date=2026-12-04&format=xml",
+            "/v1/admin/settlements?date=1999-12-31",
+            "/v1/admin/approvals?from=1970-01-01T00:00:00Z",
+            "/v1/admin/reconciliations?date=2100-01-01",
+            "/v1/admin/alerts?since=1900-01-01T00:00:00Z",
         ] {
             app.admin_get(path).await.assert_error(400, "validation_failed");
         }
@@ -272,7 +287,7 @@ async fn settlement_server(r: &Rig) -> String {
 
 async fn reconciliation_finds_each_planted_mismatch_and_alerts_once(backend: Backend) {
     on_gateway(backend, |app| async move {
-        let r = rig(&app, &[("vana", 1)], false, "auto").await;
+        let r = rig(&app, &[("vana", 1)], false, "on").await;
         let files = settlement_server(&r).await;
         let mut routing = app.admin_get("/v1/admin/routing").await.assert_status(200)["config"].clone();
         routing["vans"][0]["settlement_url"] = json!(format!("{files}?sim=vana"));
@@ -291,6 +306,18 @@ async fn reconciliation_finds_each_planted_mismatch_and_alerts_once(backend: Bac
         });
         let canceled = r.tcp(SEALED).await.send(&cancel).await.unwrap();
         assert_eq!(canceled.response_code, "00");
+        // A sale approved after the gateway gave up: network-canceled, its late answer recorded.
+        let late = r.tcp_sale(LATE_CARD).await.transaction_id.unwrap().to_string();
+        r.wait_cancel(&late, "acknowledged").await;
+        let mut late_view = Value::Null;
+        for _ in 0..200 {
+            late_view = projected(&r, &late).await;
+            if late_view["late_response_code"] == "00" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(late_view["late_response_code"], "00", "{late_view}");
         let mut date = String::new();
         for s in &sold {
             date = projected(&r, s["transaction_id"].as_str().unwrap()).await["business_date"]
@@ -298,9 +325,11 @@ async fn reconciliation_finds_each_planted_mismatch_and_alerts_once(backend: Bac
                 .unwrap()
                 .to_owned();
         }
+        assert_eq!(late_view["business_date"].as_str(), Some(date.as_str()));
         projected(&r, &canceled.transaction_id.unwrap().to_string()).await;
 
-        // Fetched from the VAN: three approvals and one cancel, all matched.
+        // Fetched from the VAN: four approvals (one late), a customer cancel and a network
+        // cancel, all matched.
         let clean = app
             .admin_post("/v1/admin/reconciliations", json!({"upstream": "vana", "date": date}))
             .await;
@@ -313,7 +342,7 @@ async fn reconciliation_finds_each_planted_mismatch_and_alerts_once(backend: Bac
                 &clean["amount_mismatch"],
                 &clean["source"]
             ),
-            (&json!(4), &json!(0), &json!(0), &json!(0), &json!("fetched")),
+            (&json!(6), &json!(0), &json!(0), &json!(0), &json!("fetched")),
             "{clean}"
         );
         assert_eq!(clean["items"], json!([]));
@@ -342,7 +371,7 @@ async fn reconciliation_finds_each_planted_mismatch_and_alerts_once(backend: Bac
                     &found["missing_there"],
                     &found["amount_mismatch"]
                 ),
-                (&json!(2), &json!(1), &json!(1), &json!(1)),
+                (&json!(4), &json!(1), &json!(1), &json!(1)),
                 "{found}"
             );
             let kinds: Vec<(&str, &str)> = found["items"]
@@ -380,7 +409,7 @@ async fn reconciliation_finds_each_planted_mismatch_and_alerts_once(backend: Bac
                 .len(),
             1
         );
-        let later = app.admin_get(&since("2999-01-01T00:00:00Z")).await;
+        let later = app.admin_get(&since("2099-01-01T00:00:00Z")).await;
         assert_eq!(later.assert_status(200)["items"], json!([]));
         let listed = app
             .admin_get(&format!("/v1/admin/reconciliations?date={date}&upstream=vana"))

@@ -7,6 +7,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use minipay_core::request::PageLimit;
+use minipay_core::time::plausible_instant;
 use minipay_events::EngineStats;
 use minipay_services::ServiceError;
 use minipay_services::operations::{AlertView, DeadLetterView};
@@ -48,7 +49,10 @@ pub async fn alerts(
                 &AlertFilter {
                     kind: q.kind,
                     acknowledged: q.acknowledged,
-                    since: q.since,
+                    since: q
+                        .since
+                        .map(|t| plausible_instant(t, "since").map_err(ServiceError::validation))
+                        .transpose()?,
                 },
                 limit,
                 q.cursor.as_deref(),

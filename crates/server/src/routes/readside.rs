@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use minipay_core::request::PageLimit;
+use minipay_core::time::{plausible_date, plausible_instant};
 use minipay_readside::{ApprovalDetail, ApprovalSummary, MerchantSettlement, ReconciliationView, settlements_csv};
 use minipay_services::views::{Items, Page};
 use minipay_services::{ServiceError, schema};
@@ -49,6 +50,9 @@ pub struct ApprovalsQuery {
 
 impl ApprovalsQuery {
     fn filter(&self) -> ApiResult<ApprovalViewFilter> {
+        let instant =
+            |t: Option<Timestamp>, what| t.map(|t| plausible_instant(t, what).map_err(validation)).transpose();
+        let (from, to) = (instant(self.from, "from")?, instant(self.to, "to")?);
         if let Some(s) = self.status.as_deref().filter(|s| !STATUSES.contains(s)) {
             return Err(validation(format!(
                 "status must be one of {}, not {s:?}",
@@ -58,7 +62,7 @@ impl ApprovalsQuery {
         if let Some(t) = self.terminal_id.as_deref().filter(|t| t.chars().count() != 8) {
             return Err(validation(format!("terminal_id is 8 characters, not {t:?}")));
         }
-        if let (Some(from), Some(to)) = (self.from, self.to)
+        if let (Some(from), Some(to)) = (from, to)
             && from >= to
         {
             return Err(validation("from must be before to"));
@@ -67,8 +71,8 @@ impl ApprovalsQuery {
             merchant_id: self.merchant_id,
             terminal_id: self.terminal_id.clone(),
             status: self.status.clone(),
-            from: self.from,
-            to: self.to,
+            from,
+            to,
         })
     }
 }
@@ -133,7 +137,8 @@ pub async fn settlements(
         Some("csv") => true,
         Some(other) => return Err(validation(format!("format must be json or csv, not {other:?}"))),
     };
-    let settled = app.readside.settlements(q.date, q.merchant_id).await?;
+    let date = plausible_date(q.date, "date").map_err(validation)?;
+    let settled = app.readside.settlements(date, q.merchant_id).await?;
     Ok(if csv {
         let name = format!("attachment; filename=\"settlements-{}.csv\"", q.date);
         (
@@ -178,7 +183,8 @@ pub async fn reconcile(
     _admin: Admin,
     ApiJson(b): ApiJson<ReconcileBody>,
 ) -> ApiResult<Json<ReconciliationView>> {
-    Ok(Json(app.readside.reconcile(&b.upstream, b.date, b.file).await?))
+    let date = plausible_date(b.date, "date").map_err(validation)?;
+    Ok(Json(app.readside.reconcile(&b.upstream, date, b.file).await?))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -204,9 +210,13 @@ pub async fn reconciliations(
     ApiQuery(q): ApiQuery<ReconciliationsQuery>,
 ) -> ApiResult<Json<Page<ReconciliationView>>> {
     let limit = PageLimit::parse(q.limit).map_err(ServiceError::validation)?;
+    let date = q
+        .date
+        .map(|d| plausible_date(d, "date").map_err(validation))
+        .transpose()?;
     Ok(Json(
         app.readside
-            .reconciliations(q.date, q.upstream.as_deref(), limit, q.cursor.as_deref())
+            .reconciliations(date, q.upstream.as_deref(), limit, q.cursor.as_deref())
             .await?,
     ))
 }

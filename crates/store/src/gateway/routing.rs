@@ -68,6 +68,17 @@ impl Session {
         Ok(row.map(RoutingVersion::from))
     }
 
+    /// The version that was in force at `at` (the highest changed at or before it).
+    pub async fn routing_version_at(&mut self, at: Timestamp) -> Result<Option<RoutingVersion>> {
+        let row: Option<RoutingVersionRow> = on_db!(self, c => sqlx::query_as(select_versions!(
+            "WHERE changed_at <= $1 ORDER BY version DESC LIMIT 1"
+        ))
+        .bind(DbTime(at))
+        .fetch_optional(c)
+        .await)?;
+        Ok(row.map(RoutingVersion::from))
+    }
+
     /// Versions, newest first, below the keyset cursor `before` (a version number).
     pub async fn routing_versions(&mut self, before: Option<i64>, limit: u32) -> Result<Vec<RoutingVersion>> {
         let rows: Vec<RoutingVersionRow> = on_db!(self, c => sqlx::query_as(select_versions!(

@@ -151,16 +151,6 @@ pub struct ApprovalViewFilter {
     pub to: Option<Timestamp>,
 }
 
-/// One merchant's approved transactions of one type through one upstream on a business day.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct SettlementVolume {
-    pub merchant_id: Uuid,
-    pub upstream: String,
-    pub tx_type: String,
-    pub count: i64,
-    pub amount: i64,
-}
-
 const VIEW_COLUMNS: &str = "transaction_id, merchant_id, terminal_id, seq_no, sent_at, tx_type, amount,
     card_masked, original_id, status, upstream, response_code, approval_no, approved_at, business_date,
     cancel_status, cancel_sends, cancel_date, late_response_code, late_approval_no, last_seq, gaps,
@@ -503,9 +493,15 @@ impl Session {
         self.history_of(&[id]).await
     }
 
-    /// Forgets the whole read side (a rebuild starts here).
+    /// Forgets the whole read side (a rebuild starts here). On PostgreSQL it first waits for
+    /// the projection's transactions in flight (and holds off new ones until it commits).
     pub async fn clear_approval_read_side(&mut self) -> Result<()> {
         self.assert_writable();
+        if let Db::Pg(c) = self.db() {
+            sqlx::query("LOCK TABLE approval_history, approval_views, approval_conflicts IN SHARE ROW EXCLUSIVE MODE")
+                .execute(c)
+                .await?;
+        }
         for table in ["approval_views", "approval_history", "approval_conflicts"] {
             on_db!(self, c => sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(&mut *c)
@@ -514,30 +510,18 @@ impl Session {
         }
         Ok(())
     }
-
-    /// Approved volume of `date` per merchant, upstream and transaction type (one merchant's,
-    /// or every merchant's).
-    pub async fn settlement_volumes(&mut self, date: Date, merchant_id: Option<Uuid>) -> Result<Vec<SettlementVolume>> {
-        let rows = on_db!(self, c => sqlx::query_as(
-            "SELECT merchant_id, upstream, tx_type, COUNT(*) AS count, CAST(SUM(amount) AS BIGINT) AS amount
-             FROM approval_views
-             WHERE business_date = $1 AND status = 'approved' AND ($2 IS NULL OR merchant_id = $2)
-               AND merchant_id IS NOT NULL AND upstream IS NOT NULL AND tx_type IS NOT NULL
-             GROUP BY merchant_id, upstream, tx_type ORDER BY merchant_id, upstream, tx_type",
-        )
-        .bind(DbDate(date))
-        .bind(merchant_id)
-        .fetch_all(c)
-        .await)?;
-        Ok(rows)
-    }
 }
 
-/// A record the read side believes an upstream settled (see `core::gateway::reconciliation`).
+/// A record the read side believes an upstream settled (see `core::gateway::reconciliation`):
+/// an approval, or a cancel under its original sale's keys and amount.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SettledRow {
     /// `approval` or `cancel`.
     pub record_type: String,
+    pub merchant_id: Uuid,
+    pub upstream: String,
+    /// The sale's transaction type (`card_approval`, `cash_receipt`).
+    pub sale_type: String,
     pub terminal_id: String,
     pub seq_no: i64,
     pub sent_at: String,
@@ -596,35 +580,47 @@ impl From<ReconciliationRow> for ReconciliationRecord {
 const RECONCILIATION_COLUMNS: &str = "id, upstream, business_date, source, matched, missing_here, missing_there,
     amount_mismatch, discrepancies, created_at";
 
-/// Sales whose approval the upstream settles (cash receipts are approvals too).
+/// Sales whose approval the upstream settles (cash receipts are approvals too), and their
+/// cancels.
 const SALES: &str = "('card_approval', 'cash_receipt')";
+const CANCELS: &str = "('card_cancel', 'cash_receipt_cancel')";
 
 impl Session {
-    /// What the read side believes `upstream` settled on `date`: an approval line for each sale
-    /// approved there that day (in its answer, or late), a cancel line — under the original
-    /// sale's keys — for each customer cancel it approved that day and each network cancel it
-    /// acknowledged that day of a sale it had approved.
-    pub async fn settled_records(&mut self, upstream: &str, date: Date) -> Result<Vec<SettledRow>> {
+    /// What the read side believes was settled on `date` (through one upstream, for one
+    /// merchant, or all): an approval record for each sale approved that day (in its answer, or
+    /// late), a cancel record — under the original sale's keys and amount — for each customer
+    /// cancel approved that day (in its answer, or late) and each network cancel acknowledged
+    /// that day of a sale known to be approved. Reconciliation and settlement both read this.
+    pub async fn settled_records(
+        &mut self,
+        date: Date,
+        upstream: Option<&str>,
+        merchant_id: Option<Uuid>,
+    ) -> Result<Vec<SettledRow>> {
         let rows = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT 'approval' AS record_type, terminal_id, seq_no, sent_at, amount,
-                    COALESCE(approval_no, late_approval_no) AS approval_no
+            "SELECT 'approval' AS record_type, merchant_id, upstream, tx_type AS sale_type, terminal_id, seq_no,
+                    sent_at, amount, COALESCE(approval_no, late_approval_no) AS approval_no
              FROM approval_views
-             WHERE business_date = $2 AND upstream = $1 AND tx_type IN {SALES}
-               AND (status = 'approved' OR late_response_code = '00')
-               AND terminal_id IS NOT NULL
+             WHERE business_date = $1 AND ($2 IS NULL OR upstream = $2) AND ($3 IS NULL OR merchant_id = $3)
+               AND tx_type IN {SALES} AND (status = 'approved' OR late_response_code = '00')
+               AND terminal_id IS NOT NULL AND merchant_id IS NOT NULL AND upstream IS NOT NULL
              UNION ALL
-             SELECT 'cancel', o.terminal_id, o.seq_no, o.sent_at, o.amount, o.approval_no
+             SELECT 'cancel', o.merchant_id, c.upstream, o.tx_type, o.terminal_id, o.seq_no, o.sent_at, o.amount,
+                    COALESCE(o.approval_no, o.late_approval_no)
              FROM approval_views c JOIN approval_views o ON o.transaction_id = c.original_id
-             WHERE c.business_date = $2 AND c.upstream = $1 AND c.status = 'approved'
-               AND c.tx_type IN ('card_cancel', 'cash_receipt_cancel') AND o.terminal_id IS NOT NULL
+             WHERE c.business_date = $1 AND ($2 IS NULL OR c.upstream = $2) AND ($3 IS NULL OR o.merchant_id = $3)
+               AND c.tx_type IN {CANCELS} AND (c.status = 'approved' OR c.late_response_code = '00')
+               AND o.terminal_id IS NOT NULL AND o.merchant_id IS NOT NULL AND c.upstream IS NOT NULL
              UNION ALL
-             SELECT 'cancel', terminal_id, seq_no, sent_at, amount, late_approval_no
+             SELECT 'cancel', merchant_id, upstream, tx_type, terminal_id, seq_no, sent_at, amount, late_approval_no
              FROM approval_views
-             WHERE cancel_date = $2 AND upstream = $1 AND cancel_status = 'acknowledged'
-               AND late_response_code = '00' AND terminal_id IS NOT NULL"
+             WHERE cancel_date = $1 AND ($2 IS NULL OR upstream = $2) AND ($3 IS NULL OR merchant_id = $3)
+               AND tx_type IN {SALES} AND cancel_status = 'acknowledged' AND late_response_code = '00'
+               AND terminal_id IS NOT NULL AND merchant_id IS NOT NULL AND upstream IS NOT NULL"
         )))
-        .bind(upstream)
         .bind(DbDate(date))
+        .bind(upstream)
+        .bind(merchant_id)
         .fetch_all(c)
         .await)?;
         Ok(rows)

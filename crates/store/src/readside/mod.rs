@@ -3,6 +3,4 @@
 
 mod approvals;
 
-pub use approvals::{
-    ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow, SettlementVolume,
-};
+pub use approvals::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow};
