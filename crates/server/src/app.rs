@@ -269,6 +269,7 @@ impl Application {
             manual_clock: core.manual_clock,
             bank_sim: core.bank_sim,
             metrics: prometheus(),
+            secure_cookies: settings.mode == crate::config::RunMode::Production,
         });
         let router = router(state.clone());
         let listener = TcpListener::bind(&settings.listen)
@@ -347,6 +348,7 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = documented_routes();
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .merge(crate::console::router())
         .fallback(|| async { error_response(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error_response(ErrorCode::MethodNotAllowed, "this endpoint does not take that method")

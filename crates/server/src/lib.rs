@@ -3,6 +3,7 @@
 
 mod app;
 pub mod config;
+mod console;
 mod error;
 mod extract;
 mod openapi;

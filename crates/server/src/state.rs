@@ -35,4 +35,6 @@ pub struct AppContext {
     /// Present only when the server uses the built-in bank simulator.
     pub bank_sim: Option<Arc<BankSimulator>>,
     pub metrics: PrometheusHandle,
+    /// The console's session cookie is `Secure` (production runs behind TLS).
+    pub secure_cookies: bool,
 }

@@ -12,6 +12,8 @@ mod binary;
 mod businesses;
 mod charges;
 mod concurrency;
+mod console;
+mod console_browser;
 mod gateway;
 mod gateway_admin;
 mod history;

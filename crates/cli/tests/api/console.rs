@@ -1,0 +1,206 @@
+//! The operator console over HTTP (its browser tests drive the same pages in Chromium): the
+//! admin-token login and its session cookie, pages that need it, the CSRF token every change
+//! needs, approvals with a timed-out sale's timeline, alerts acknowledged from the page.
+
+use crate::for_both_backends;
+use crate::gateway::{APPROVED_CARD, NO_ANSWER_CARD, on_gateway, rig};
+use crate::helpers::{ADMIN_TOKEN, Backend, TestApp};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
+use std::time::Duration;
+
+for_both_backends!(
+    the_console_needs_a_login_and_a_csrf_token_for_every_change,
+    the_console_shows_a_timed_out_approval_and_its_network_cancel,
+);
+
+/// A browser without JavaScript: no redirects followed, cookies sent by hand.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Self {
+            http,
+            base: app.base.clone(),
+            cookie: None,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        let res = req.send().await.unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        (status, headers, res.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        let res = req.send().await.unwrap();
+        let (status, headers) = (res.status(), res.headers().clone());
+        (status, headers, res.text().await.unwrap())
+    }
+
+    /// Logs in with the admin token; keeps the session cookie.
+    async fn log_in(&mut self) {
+        let (status, headers, _) = self.post("/console/login", &[("token", ADMIN_TOKEN)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let set = headers[SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/console"),
+            "{set}"
+        );
+        self.cookie = Some(set.split(';').next().unwrap().to_owned());
+    }
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + "name=\"csrf\" value=\"".len();
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn the_console_needs_a_login_and_a_csrf_token_for_every_change(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        let r = rig(&app, &[("vana", 1)], false, "auto").await;
+        r.http_sale(APPROVED_CARD).await;
+        // An alert to acknowledge: a reconciliation with a line nobody knows.
+        let file = format!(
+            "{}\napproval,77777777,T9999999,1,20261204120000,5000,20261204120001,\n",
+            minipay_core::gateway::reconciliation::SETTLEMENT_FILE_HEADER
+        );
+        app.admin_post(
+            "/v1/admin/reconciliations",
+            json!({"upstream": "vana", "date": "2026-12-04", "file": file}),
+        )
+        .await
+        .assert_status(200);
+        let alert = app.alerts("reconciliation_mismatch").await.pop().unwrap();
+        let alert_id = alert["id"].as_str().unwrap().to_owned();
+
+        let mut browser = Browser::new(&app);
+        let (status, headers, _) = browser.get("/console/alerts").await;
+        assert_eq!(
+            (status, &headers[LOCATION]),
+            (StatusCode::SEE_OTHER, &"/console/login".parse().unwrap())
+        );
+        let (status, _, page) = browser.post("/console/login", &[("token", "not-the-token")]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(page.contains("not the admin token"), "{page}");
+        let (status, _, _) = browser.get("/console/alerts").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "still logged out");
+
+        browser.log_in().await;
+        let (status, headers, page) = browser.get("/console/alerts").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers[CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'")
+        );
+        assert!(page.contains(&format!("alert-{alert_id}")), "{page}");
+        let csrf = csrf_of(&page);
+
+        let ack = format!("/console/alerts/{alert_id}/ack");
+        for bad in [vec![], vec![("csrf", "forged")]] {
+            let (status, _, _) = browser.post(&ack, &bad).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+        }
+        assert!(
+            app.alerts("reconciliation_mismatch").await[0]["acknowledged_at"].is_null(),
+            "nothing changed"
+        );
+        let (status, headers, _) = browser.post(&ack, &[("csrf", &csrf)]).await;
+        assert_eq!(
+            (status, headers[LOCATION].to_str().unwrap()),
+            (StatusCode::SEE_OTHER, "/console/alerts")
+        );
+        assert!(app.alerts("reconciliation_mismatch").await[0]["acknowledged_at"].is_string());
+
+        // Another session's token is refused; a cookie signed under another token is no session.
+        let mut other = Browser::new(&app);
+        other.log_in().await;
+        let (status, _, _) = other.post("/console/logout", &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let mut forged = Browser::new(&app);
+        forged.cookie = Some(browser.cookie.clone().unwrap().replace('.', "x."));
+        assert_eq!(forged.get("/console/alerts").await.0, StatusCode::SEE_OTHER);
+
+        let (status, headers, _) = browser.post("/console/logout", &[("csrf", &csrf)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(headers[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+
+        let (status, headers, script) = browser.get("/console/assets/htmx.min.js").await;
+        assert_eq!(
+            (status, headers[CONTENT_TYPE].to_str().unwrap()),
+            (StatusCode::OK, "text/javascript")
+        );
+        assert!(script.starts_with("var htmx="));
+    })
+    .await
+}
+
+async fn the_console_shows_a_timed_out_approval_and_its_network_cancel(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        let r = rig(&app, &[("vana", 1), ("vanb", 1)], false, "auto").await;
+        let timed_out = r.tcp_sale(NO_ANSWER_CARD).await.transaction_id.unwrap().to_string();
+        r.wait_cancel(&timed_out, "acknowledged").await;
+        let mut browser = Browser::new(&app);
+        browser.log_in().await;
+        let mut page = String::new();
+        for _ in 0..200 {
+            page = browser.get("/console/approvals?status=timeout").await.2;
+            if page.contains(&timed_out) && page.contains("acknowledged") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(page.contains(&format!("/console/approvals/{timed_out}")), "{page}");
+        let (status, _, timeline) = browser.get(&format!("/console/approvals/{timed_out}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let order: Vec<usize> = [
+            "received",
+            "routed",
+            "timed_out",
+            "cancel_queued",
+            "cancel_sent",
+            "cancel_acknowledged",
+        ]
+        .iter()
+        .map(|s| {
+            timeline
+                .find(&format!("step-{s}"))
+                .unwrap_or_else(|| panic!("no {s} step: {timeline}"))
+        })
+        .collect();
+        assert!(order.is_sorted(), "the steps in order: {order:?}");
+        let (status, _, _) = browser
+            .get(&format!("/console/approvals/{}", uuid::Uuid::now_v7()))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    })
+    .await
+}
