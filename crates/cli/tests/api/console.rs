@@ -124,6 +124,15 @@ async fn the_console_needs_a_login_and_a_csrf_token_for_every_change(backend: Ba
         assert!(page.contains(&format!("alert-{alert_id}")), "{page}");
         let csrf = csrf_of(&page);
 
+        // The day's settlement (the sims date their approvals on the test clock's day) and the
+        // reconciliation just run.
+        let (status, _, page) = browser.get("/console/settlements?date=2026-11-21").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("<td>vana</td>") && page.contains("1 × 15000"), "{page}");
+        assert!(page.contains("2026-12-04") && page.contains("uploaded"), "{page}");
+        let (status, _, _) = browser.get("/console/settlements?date=garbage").await;
+        assert_eq!(status, StatusCode::OK, "a bad date shows today");
+
         let ack = format!("/console/alerts/{alert_id}/ack");
         for bad in [vec![], vec![("csrf", "forged")]] {
             let (status, _, _) = browser.post(&ack, &bad).await;

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/alerts", get(pages::alerts))
         .route("/console/alerts/{id}/ack", post(pages::acknowledge_alert))
         .route("/console/dead-letters", get(pages::dead_letters))
+        .route("/console/settlements", get(pages::settlements))
         .route("/console/remittances/{id}/retry", post(pages::retry_remittance))
         .route("/console/assets/htmx.min.js", get(|| asset(HTMX, "text/javascript")))
         .route("/console/assets/console.css", get(|| asset(CSS, "text/css")))

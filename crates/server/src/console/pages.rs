@@ -9,9 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minipay_business::remittance::views::RemittanceView;
-use minipay_core::RemittanceId;
 use minipay_core::remittance::RemittanceStatus;
 use minipay_core::request::PageLimit;
+use minipay_core::time::plausible_date;
+use minipay_core::{BusinessDate, RemittanceId};
 use minipay_readside::ApprovalSummary;
 use minipay_services::ServiceError;
 use minipay_store::{AlertFilter, ApprovalViewFilter, DeadLetterFilter, RemittanceFilter};
@@ -372,4 +373,98 @@ pub async fn retry_remittance(
         Ok(_) => Redirect::to(&format!("/console/dead-letters?retried={id}")).into_response(),
         Err(e) => refused(e),
     }
+}
+
+struct SettlementRow {
+    merchant_id: String,
+    upstream: String,
+    fee_rate_bp: u32,
+    approved: String,
+    canceled: String,
+    net_amount: i64,
+    fee: i64,
+    payable: i64,
+}
+
+struct ReconciliationRow {
+    created_at: String,
+    upstream: String,
+    date: String,
+    source: String,
+    matched: i64,
+    missing_here: i64,
+    missing_there: i64,
+    amount_mismatch: i64,
+    clean: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/reconciliations.html")]
+struct SettlementsPage {
+    csrf: String,
+    date: String,
+    problem: Option<String>,
+    settlements: Vec<SettlementRow>,
+    reconciliations: Vec<ReconciliationRow>,
+}
+
+#[derive(Deserialize)]
+pub struct DayQuery {
+    date: Option<String>,
+}
+
+/// A day's settlement per merchant and upstream, and the latest reconciliations.
+pub async fn settlements(State(app): State<AppState>, op: Operator, Query(q): Query<DayQuery>) -> Response {
+    let today = BusinessDate::containing(app.wallet.clock().now()).date();
+    let date = q
+        .date
+        .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+        .and_then(|d| plausible_date(d, "date").ok())
+        .unwrap_or(today);
+    let (settled, problem) = match app.readside.settlements(date, None).await {
+        Ok(s) => (s, None),
+        Err(e @ ServiceError::InvalidState(_)) => (Vec::new(), Some(e.to_string())),
+        Err(e) => return refused(e),
+    };
+    let limit = PageLimit::parse(Some(PAGE_ROWS)).expect("a valid page size");
+    let runs = match app.readside.reconciliations(None, None, limit, None).await {
+        Ok(p) => p.items,
+        Err(e) => return refused(e),
+    };
+    let settlements = settled
+        .iter()
+        .flat_map(|m| {
+            m.upstreams.iter().map(|u| SettlementRow {
+                merchant_id: m.merchant_id.to_string(),
+                upstream: u.upstream.clone(),
+                fee_rate_bp: u.fee_rate_bp,
+                approved: format!("{} × {}", u.approved_count, u.approved_amount),
+                canceled: format!("{} × {}", u.canceled_count, u.canceled_amount),
+                net_amount: u.net_amount,
+                fee: u.fee,
+                payable: u.net_amount - u.fee,
+            })
+        })
+        .collect();
+    let reconciliations = runs
+        .iter()
+        .map(|r| ReconciliationRow {
+            created_at: r.created_at.to_string(),
+            upstream: r.upstream.clone(),
+            date: r.date.to_string(),
+            source: r.source.clone(),
+            matched: r.matched,
+            missing_here: r.missing_here,
+            missing_there: r.missing_there,
+            amount_mismatch: r.amount_mismatch,
+            clean: r.items.is_empty(),
+        })
+        .collect();
+    render(&SettlementsPage {
+        csrf: op.csrf,
+        date: date.to_string(),
+        problem,
+        settlements,
+        reconciliations,
+    })
 }
