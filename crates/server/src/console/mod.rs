@@ -8,7 +8,7 @@ mod session;
 
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -154,20 +154,31 @@ async fn login(
     ([(SET_COOKIE, set)], Redirect::to("/console")).into_response()
 }
 
+/// A change an operator asked for: a logged-in session whose request carries that session's
+/// CSRF token (form field `csrf`, or the `X-CSRF-Token` header htmx sends). Anything else is
+/// refused before the handler runs.
+pub struct Change;
+
 #[derive(serde::Deserialize)]
-struct CsrfForm {
+struct CsrfField {
     csrf: Option<String>,
 }
 
-async fn logout(
-    State(state): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    if let Err(refused) = op.check_csrf(&headers, form.as_ref().ok().and_then(|f| f.csrf.as_deref())) {
-        return refused.into_response();
+impl FromRequest<AppState> for Change {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let op = Operator::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let form = axum::Form::<CsrfField>::from_request(Request::from_parts(parts, body), state).await;
+        let token = form.as_ref().ok().and_then(|f| f.csrf.as_deref());
+        op.check_csrf(&headers, token).map_err(IntoResponse::into_response)?;
+        Ok(Self)
     }
+}
+
+async fn logout(State(state): State<AppState>, _change: Change) -> Response {
     (
         [(SET_COOKIE, session_cookie(&state, "", 0))],
         Redirect::to("/console/login"),

@@ -1,12 +1,12 @@
 //! The console's pages: each reads what the admin API would answer and renders it; changes go
 //! through the same services, after the session's CSRF check.
 
-use super::Operator;
+use super::{Change, Operator};
 use crate::state::AppState;
 use askama::Template;
-use axum::Form;
+
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use minipay_business::remittance::views::RemittanceView;
 use minipay_core::remittance::RemittanceStatus;
@@ -243,21 +243,7 @@ pub async fn alerts(State(app): State<AppState>, op: Operator) -> Response {
     render(&AlertsPage { csrf: op.csrf, rows })
 }
 
-#[derive(Deserialize)]
-pub struct CsrfField {
-    csrf: Option<String>,
-}
-
-pub async fn acknowledge_alert(
-    State(app): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: Result<Form<CsrfField>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    if let Err(refusal) = op.check_csrf(&headers, form.as_ref().ok().and_then(|f| f.csrf.as_deref())) {
-        return refusal.into_response();
-    }
+pub async fn acknowledge_alert(State(app): State<AppState>, Path(id): Path<String>, _change: Change) -> Response {
     let Ok(id) = id.parse::<Uuid>() else {
         return refused(ServiceError::NotFound("alert"));
     };
@@ -356,16 +342,7 @@ pub async fn dead_letters(State(app): State<AppState>, op: Operator, Query(q): Q
         rows,
     })
 }
-pub async fn retry_remittance(
-    State(app): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    form: Result<Form<CsrfField>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    if let Err(refusal) = op.check_csrf(&headers, form.as_ref().ok().and_then(|f| f.csrf.as_deref())) {
-        return refusal.into_response();
-    }
+pub async fn retry_remittance(State(app): State<AppState>, Path(id): Path<String>, _change: Change) -> Response {
     let Ok(id) = id.parse::<Uuid>() else {
         return refused(ServiceError::NotFound("remittance"));
     };
