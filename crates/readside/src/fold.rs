@@ -181,6 +181,10 @@ pub fn settles_on(approved_at: Option<&str>, answered: Timestamp) -> Date {
         .unwrap_or_else(|| BusinessDate::containing(answered).date())
 }
 
+/// Every name [`status_name`] gives, in the order a transaction goes through them (what the
+/// listings filter by).
+pub const STATUSES: [&str; 6] = ["received", "sent", "approved", "declined", "timeout", "error"];
+
 /// The status as the approvals table names it.
 pub fn status_name(s: RequestStatus) -> &'static str {
     match s {
@@ -271,6 +275,15 @@ mod tests {
         let again = recorded[1].clone();
         let arrived = [other.clone(), again];
         assert_eq!(conflicts(&recorded, &arrived), vec![&other]);
+    }
+
+    #[test]
+    fn every_status_name_is_listed() {
+        use RequestStatus::*;
+        let names: Vec<&str> = [Received, Sent, Approved, Declined, TimedOut, Failed]
+            .map(status_name)
+            .to_vec();
+        assert_eq!(names, STATUSES);
     }
 
     #[test]

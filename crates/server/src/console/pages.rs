@@ -14,6 +14,7 @@ use minipay_core::request::PageLimit;
 use minipay_core::time::plausible_date;
 use minipay_core::{BusinessDate, RemittanceId};
 use minipay_readside::ApprovalSummary;
+use minipay_readside::fold::STATUSES;
 use minipay_services::ServiceError;
 use minipay_store::{AlertFilter, ApprovalViewFilter, DeadLetterFilter, RemittanceFilter};
 use serde::Deserialize;
@@ -21,7 +22,6 @@ use uuid::Uuid;
 
 /// Rows per page.
 const PAGE_ROWS: u32 = 50;
-const STATUSES: [&str; 6] = ["received", "sent", "approved", "declined", "timeout", "error"];
 
 /// Renders a template (a failure to render is the console's bug: a plain 500 page).
 pub fn render(t: &impl Template) -> Response {

@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use minipay_core::request::PageLimit;
 use minipay_core::time::{plausible_date, plausible_instant};
+use minipay_readside::fold::STATUSES;
 use minipay_readside::{ApprovalDetail, ApprovalSummary, MerchantSettlement, ReconciliationView, settlements_csv};
 use minipay_services::views::{Items, Page};
 use minipay_services::{ServiceError, schema};
@@ -23,9 +24,6 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// The statuses a transaction's final state can have.
-const STATUSES: [&str; 6] = ["received", "sent", "approved", "declined", "timeout", "error"];
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
