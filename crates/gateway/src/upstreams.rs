@@ -1,11 +1,13 @@
-//! `GET /v1/admin/upstreams`: each configured upstream with its shared breaker and what it did
-//! in the last hour (requests, approvals, declines, timeouts, latency percentiles).
+//! What operators see of the upstreams: each configured upstream with its shared breaker and
+//! what it did in the last hour (`GET /v1/admin/upstreams`), the same hour minute by minute,
+//! and the network-cancel queue.
 
 use crate::Gateway;
 use crate::breakers;
 use crate::routing::UpstreamKind;
 use jiff::{SignedDuration, Timestamp};
 use minipay_services::ServiceResult;
+use minipay_store::{QueuedCancel, UpstreamMinute};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -68,8 +70,141 @@ impl Gateway {
     }
 }
 
+/// Minutes in a trend (the last hour, the current minute last).
+pub const TREND_MINUTES: usize = 60;
+/// Network cancels shown given up (the newest), beside every one still being sent.
+const FAILED_CANCELS_SHOWN: u32 = 50;
+/// Network cancels shown still being sent.
+const PENDING_CANCELS_SHOWN: u32 = 500;
+
+/// One minute of an upstream's traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct MinutePoint {
+    pub requests: i64,
+    /// Timeouts and errors.
+    pub errors: i64,
+    /// Mean and maximum upstream latency (ms); `None` in a minute without an answer.
+    pub mean_ms: Option<i64>,
+    pub max_ms: Option<i32>,
+}
+
+/// An upstream's last hour, minute by minute.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UpstreamTrend {
+    pub id: String,
+    /// `TREND_MINUTES` points, oldest first; the last is the current (partial) minute.
+    pub minutes: Vec<MinutePoint>,
+}
+
+impl Gateway {
+    /// Every configured upstream's last hour minute by minute, and when its first minute began.
+    pub async fn upstream_trends(&self) -> ServiceResult<(Timestamp, Vec<UpstreamTrend>)> {
+        let Some(routing) = self.live_routing().await? else {
+            return Ok((self.clock.now(), Vec::new()));
+        };
+        let since = trend_start(self.clock.now());
+        let rows = self.store.read().await?.upstream_minutes(since).await?;
+        let trends = routing
+            .config
+            .upstreams()
+            .into_iter()
+            .map(|u| UpstreamTrend {
+                minutes: trend_of(&rows, &u.id),
+                id: u.id,
+            })
+            .collect();
+        Ok((since, trends))
+    }
+
+    /// The network-cancel queue: every cancel still being sent, oldest first, then the latest
+    /// ones given up.
+    pub async fn network_cancel_queue(&self) -> ServiceResult<Vec<QueuedCancel>> {
+        let mut db = self.store.read().await?;
+        Ok(db
+            .network_cancel_queue(PENDING_CANCELS_SHOWN, FAILED_CANCELS_SHOWN)
+            .await?)
+    }
+}
+
+/// The start of the minute `TREND_MINUTES - 1` minutes before the one `now` is in.
+fn trend_start(now: Timestamp) -> Timestamp {
+    let minute_start = now.as_second() - now.as_second().rem_euclid(60);
+    Timestamp::from_second(minute_start - 60 * (TREND_MINUTES as i64 - 1)).expect("an hour before a valid time")
+}
+
+/// An upstream's points for every minute of the trend (minutes without traffic are zero).
+fn trend_of(rows: &[UpstreamMinute], upstream: &str) -> Vec<MinutePoint> {
+    let mut points = vec![MinutePoint::default(); TREND_MINUTES];
+    for r in rows.iter().filter(|r| r.upstream == upstream) {
+        let Some(point) = usize::try_from(r.minute).ok().and_then(|m| points.get_mut(m)) else {
+            continue;
+        };
+        *point = MinutePoint {
+            requests: r.requests,
+            errors: r.errors,
+            mean_ms: (r.timed > 0).then(|| r.total_ms / r.timed),
+            max_ms: r.max_ms,
+        };
+    }
+    points
+}
+
 /// The nearest-rank percentile of sorted values.
 fn percentile(sorted: &[i32], p: usize) -> Option<i32> {
     let rank = (sorted.len() * p).div_ceil(100);
     sorted.get(rank.saturating_sub(1)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minute(upstream: &str, minute: i64, requests: i64, timed: i64, total_ms: i64) -> UpstreamMinute {
+        UpstreamMinute {
+            upstream: upstream.into(),
+            minute,
+            requests,
+            errors: requests - timed,
+            timed,
+            total_ms,
+            max_ms: (timed > 0).then_some(90),
+        }
+    }
+
+    #[test]
+    fn a_trend_starts_on_a_minute_and_ends_with_the_current_one() {
+        let now: Timestamp = "2026-12-05T10:30:42Z".parse().unwrap();
+        let start = trend_start(now);
+        assert_eq!(start, "2026-12-05T09:31:00Z".parse().unwrap());
+        let last_minute = start + SignedDuration::from_mins(TREND_MINUTES as i64 - 1);
+        assert!(last_minute <= now && now < last_minute + SignedDuration::from_mins(1));
+    }
+
+    #[test]
+    fn a_trend_has_every_minute_and_only_its_upstreams_traffic() {
+        let rows = [
+            minute("vana", 0, 4, 4, 200),
+            minute("vanb", 1, 9, 9, 900),
+            minute("vana", 59, 3, 0, 0),
+            minute("vana", 60, 1, 1, 1),
+        ];
+        let t = trend_of(&rows, "vana");
+        assert_eq!(t.len(), TREND_MINUTES);
+        assert_eq!(
+            t[0],
+            MinutePoint {
+                requests: 4,
+                errors: 0,
+                mean_ms: Some(50),
+                max_ms: Some(90)
+            }
+        );
+        assert_eq!(t[1], MinutePoint::default(), "vanb's minute is not vana's");
+        assert_eq!((t[59].requests, t[59].errors, t[59].mean_ms), (3, 3, None));
+        assert_eq!(
+            t.iter().map(|p| p.requests).sum::<i64>(),
+            7,
+            "a minute past the window is dropped"
+        );
+    }
 }

@@ -52,8 +52,8 @@ pub use events::{
     Alert, AlertFilter, DeadLetter, DeadLetterFilter, Leadership, NewAlert, NewDeadLetter, NewEvent, OutboxEvent,
 };
 pub use gateway::{
-    AnsweredApproval, Approval, ApprovalOutcome, ApprovalStep, NetworkCancel, NewApproval, RoutedApproval,
-    UpstreamCounts,
+    AnsweredApproval, Approval, ApprovalOutcome, ApprovalStep, NetworkCancel, NewApproval, QueuedCancel,
+    RoutedApproval, UpstreamCounts, UpstreamMinute,
 };
 pub use gateway::{Merchant, NewMerchantRecord, NewTerminalRecord, RoutingVersion, Terminal};
 pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};

@@ -1,10 +1,12 @@
 //! The operator console over HTTP (its browser tests drive the same pages in Chromium): the
 //! admin-token login and its session cookie, pages that need it, the CSRF token every change
-//! needs, approvals with a timed-out sale's timeline, alerts acknowledged from the page.
+//! needs, approvals with a timed-out sale's timeline, alerts acknowledged from the page, upstream
+//! health with its charts, the network-cancel queue, the ledger audit.
 
 use crate::for_both_backends;
 use crate::gateway::{APPROVED_CARD, NO_ANSWER_CARD, on_gateway, rig};
 use crate::helpers::{ADMIN_TOKEN, Backend, TestApp};
+use minipay_gateway::sim::SimFaults;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use serde_json::json;
@@ -13,6 +15,8 @@ use std::time::Duration;
 for_both_backends!(
     the_console_needs_a_login_and_a_csrf_token_for_every_change,
     the_console_shows_a_timed_out_approval_and_its_network_cancel,
+    the_console_shows_upstream_health_and_the_network_cancel_queue,
+    the_console_audits_the_ledger,
 );
 
 /// A browser without JavaScript: no redirects followed, cookies sent by hand.
@@ -210,6 +214,96 @@ async fn the_console_shows_a_timed_out_approval_and_its_network_cancel(backend: 
             .get(&format!("/console/approvals/{}", uuid::Uuid::now_v7()))
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    })
+    .await
+}
+
+/// The `d` of every charted line on a page.
+fn chart_paths(page: &str) -> Vec<&str> {
+    page.split("<path class=\"series")
+        .skip(1)
+        .map(|p| p.split("d=\"").nth(1).unwrap().split('"').next().unwrap())
+        .collect()
+}
+
+async fn the_console_shows_upstream_health_and_the_network_cancel_queue(backend: Backend) {
+    on_gateway(backend, |app| async move {
+        let r = rig(&app, &[("vana", 1), ("vanb", 0)], false, "auto").await;
+        r.vans[0].set_faults(SimFaults {
+            drop_cancels: true,
+            ..SimFaults::default()
+        });
+        r.http_sale(APPROVED_CARD).await;
+        let id = r.tcp_sale(NO_ANSWER_CARD).await.transaction_id.unwrap().to_string();
+        r.wait_sends(&id, "1").await;
+        let mut browser = Browser::new(&app);
+        browser.log_in().await;
+
+        let (status, _, page) = browser.get("/console/upstreams").await;
+        assert_eq!(status, StatusCode::OK);
+        let vana = page.split("id=\"upstream-vana\"").nth(1).expect("a row for vana");
+        let cells: Vec<&str> = vana
+            .split("</tr>")
+            .next()
+            .unwrap()
+            .split("<td")
+            .skip(1)
+            .map(|c| c.split('>').nth(1).unwrap().split('<').next().unwrap())
+            .collect();
+        assert_eq!(
+            (cells[2], cells[3], cells[5], cells[6], cells[8]),
+            ("closed", "1", "2", "1", "1"),
+            "breaker, errors in its window, requests, approved, timed out: {cells:?}"
+        );
+        assert!(page.contains("id=\"upstream-vanb\""), "every configured upstream");
+        let paths = chart_paths(&page);
+        assert_eq!(paths.len(), 4, "latency and errors, a line per upstream: {paths:?}");
+        assert!(paths[0].starts_with('M'), "vana's latency is drawn: {paths:?}");
+        assert_eq!(paths[1], "", "vanb answered nothing: no latency line");
+        assert!(
+            paths[2].matches(' ').count() == 59,
+            "vana's errors: a point for every minute of the hour: {}",
+            paths[2]
+        );
+        assert!(page.contains("<svg viewBox="), "an inline SVG chart");
+
+        let (status, _, page) = browser.get("/console/cancels").await;
+        assert_eq!(status, StatusCode::OK);
+        let pending = page.split("id=\"cancels-pending\"").nth(1).expect("the pending table");
+        assert!(pending.contains(&format!("id=\"cancel-{id}\"")), "{page}");
+        assert!(pending.contains("<td>sent</td><td class=\"num\">1</td>"), "{pending}");
+        assert!(page.contains("No network cancel has been given up."));
+
+        for sends in 2..=5 {
+            app.advance_clock(10).await;
+            r.wait_sends(&id, &sends.to_string()).await;
+        }
+        r.wait_cancel(&id, "failed").await;
+        let (_, _, page) = browser.get("/console/cancels").await;
+        assert!(page.contains("No network cancel is waiting"), "{page}");
+        let failed = page.split("id=\"cancels-failed\"").nth(1).expect("the failed table");
+        assert!(
+            failed.contains(&format!("id=\"cancel-{id}\"")) && failed.contains("<td class=\"num\">5</td>"),
+            "{failed}"
+        );
+    })
+    .await
+}
+
+async fn the_console_audits_the_ledger(backend: Backend) {
+    crate::helpers::run(backend, |app| async move {
+        app.funded_user("audited", 50_000).await;
+        let mut browser = Browser::new(&app);
+        assert_eq!(browser.get("/console/ledger").await.0, StatusCode::SEE_OTHER);
+        browser.log_in().await;
+        let (status, _, page) = browser.get("/console/ledger").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("id=\"verdict\" class=\"verdict-ok\""), "{page}");
+        assert!(page.contains("<dt>Holds</dt><dd>yes</dd>"), "{page}");
+        assert!(
+            page.contains("<th>charges completed</th><td class=\"num\">1</td>"),
+            "{page}"
+        );
     })
     .await
 }

@@ -218,7 +218,7 @@ impl Rig {
     }
 
     /// Waits until the network cancel of `id` was sent `sends` times and its send has ended.
-    async fn wait_sends(&self, id: &str, sends: &str) {
+    pub(crate) async fn wait_sends(&self, id: &str, sends: &str) {
         for _ in 0..200 {
             if self.cancel_column(id, "sends").await.as_deref() == Some(sends) {
                 // The send's answer window must pass before the next advance of the clock.

@@ -1,6 +1,7 @@
 // The operator console in headless Chromium (Debian's, through playwright-core): log in, find
 // the timed-out approval and its network cancel, acknowledge an alert, retry a dead-lettered
-// remittance and see it complete. Screenshots go to ARTIFACTS; any console error, page error
+// remittance and see it complete; upstream health with its charts (refreshed live by htmx), the
+// network-cancel queue, the ledger audit. Screenshots go to ARTIFACTS; any console error, page error
 // or failed request fails the run. Started by crates/cli/tests/api/console_browser.rs, which
 // prepares the data and passes it in the environment.
 import { chromium } from 'playwright-core';
@@ -61,6 +62,27 @@ try {
   check((await status()) === 'completed', `the retried remittance completed (it is ${await status()})`);
   check((await page.$(`form[action="/console/remittances/${REMITTANCE}/retry"]`)) === null, 'no retry left to make');
   await shot('04-remittance-retried');
+
+  // Upstream health: the breakers, the last hour charted inline, refreshed by htmx.
+  await page.goto(`${BASE}/console/upstreams`);
+  check((await page.textContent('#upstream-vana .breaker')).trim() === 'closed', 'vana\'s breaker is closed');
+  const drawn = await page.$$eval('figure.chart svg path.series', (ps) => ps.filter((p) => p.getAttribute('d')).length);
+  check(drawn >= 2, `the latency and error charts draw lines (${drawn} drawn)`);
+  const refreshed = page.waitForRequest((r) => r.url().endsWith('/console/upstreams') && r.headers()['hx-request'] === 'true', { timeout: 8000 });
+  await refreshed;
+  await page.waitForLoadState('networkidle');
+  check((await page.$$('figure.chart svg')).length === 2, 'both charts are still there after the refresh');
+  await shot('05-upstreams');
+
+  // The network-cancel queue: the timed-out sale's cancel was acknowledged, nothing waits.
+  await page.goto(`${BASE}/console/cancels`);
+  check((await page.textContent('#cancels')).includes('No network cancel is waiting'), 'the queue is empty');
+  await shot('06-network-cancels');
+
+  // The ledger audit over everything the scenario did.
+  await page.goto(`${BASE}/console/ledger`);
+  check((await page.getAttribute('#verdict', 'class')) === 'verdict-ok', 'every invariant holds');
+  await shot('07-ledger-audit');
 
   check(problems.length === 0, `the pages reported problems:\n${problems.join('\n')}`);
   console.log('console browser test: ok');

@@ -3,8 +3,11 @@
 //! after an admin-token login, and a CSRF token on every change. Every page reads without
 //! JavaScript; htmx only refreshes parts of it.
 
+mod chart;
+mod ledger;
 mod pages;
 mod session;
+mod upstreams;
 
 use crate::state::AppState;
 use axum::Router;
@@ -36,6 +39,9 @@ pub fn router() -> Router<AppState> {
         .route("/console/dead-letters", get(pages::dead_letters))
         .route("/console/settlements", get(pages::settlements))
         .route("/console/remittances/{id}/retry", post(pages::retry_remittance))
+        .route("/console/upstreams", get(upstreams::upstreams))
+        .route("/console/cancels", get(upstreams::cancels))
+        .route("/console/ledger", get(ledger::audit))
         .route("/console/assets/htmx.min.js", get(|| asset(HTMX, "text/javascript")))
         .route("/console/assets/console.css", get(|| asset(CSS, "text/css")))
         .layer(axum::middleware::map_response(secure_headers))

@@ -39,7 +39,7 @@ pub fn render(t: &impl Template) -> Response {
 }
 
 /// A service's refusal as a page: its status and message (internal causes are logged, not shown).
-fn refused(e: ServiceError) -> Response {
+pub(super) fn refused(e: ServiceError) -> Response {
     let status = StatusCode::from_u16(e.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let ServiceError::Internal(cause) = &e {
         tracing::error!(error = ?cause, "a console page failed");

@@ -2,7 +2,7 @@
 //! keys (a repeated request), routed, finished with the answer the terminal got, and a late
 //! answer recorded beside it.
 
-use crate::session::Session;
+use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -351,6 +351,43 @@ impl Session {
         .await)?;
         Ok(rows)
     }
+    /// Each upstream's traffic per minute since `since` (minute 0 starts at `since`); minutes
+    /// without traffic are absent.
+    pub async fn upstream_minutes(&mut self, since: Timestamp) -> Result<Vec<UpstreamMinute>> {
+        let minute = match self.db() {
+            Db::Pg(_) => "FLOOR(EXTRACT(EPOCH FROM (received_at - $1)) / 60)::BIGINT",
+            Db::Sqlite(_) => "(received_at - $1) / 60000000",
+        };
+        let rows: Vec<UpstreamMinute> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT upstream, {minute} AS minute,
+                    COUNT(*) AS requests,
+                    SUM(CASE WHEN status IN ('timeout', 'error') THEN 1 ELSE 0 END) AS errors,
+                    COUNT(upstream_ms) AS timed,
+                    COALESCE(SUM(upstream_ms), 0) AS total_ms,
+                    MAX(upstream_ms) AS max_ms
+             FROM approvals WHERE upstream IS NOT NULL AND received_at >= $1
+             GROUP BY upstream, minute ORDER BY upstream, minute"
+        )))
+        .bind(DbTime(since))
+        .fetch_all(c)
+        .await)?;
+        Ok(rows)
+    }
+}
+
+/// One minute of an upstream's traffic.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct UpstreamMinute {
+    pub upstream: String,
+    /// Whole minutes since the window's start.
+    pub minute: i64,
+    pub requests: i64,
+    /// Timeouts and errors (what trips the breaker).
+    pub errors: i64,
+    /// Requests with a measured upstream latency, and their sum and maximum (ms).
+    pub timed: i64,
+    pub total_ms: i64,
+    pub max_ms: Option<i32>,
 }
 
 /// An upstream's request counts.

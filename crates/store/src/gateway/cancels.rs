@@ -133,15 +133,78 @@ impl Session {
         Ok(row)
     }
 
-    /// Every network cancel still being sent (operators' queue).
-    pub async fn pending_network_cancels(&mut self, limit: u32) -> Result<Vec<NetworkCancel>> {
-        let rows: Vec<NetworkCancel> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM network_cancels n JOIN approvals a ON a.id = n.approval_id
-             WHERE n.next_send_at IS NOT NULL ORDER BY n.created_at LIMIT $1"
+    /// The operators' queue: every network cancel still being sent (oldest first), then the
+    /// latest `failed_limit` that were given up (newest first).
+    pub async fn network_cancel_queue(&mut self, limit: u32, failed_limit: u32) -> Result<Vec<QueuedCancel>> {
+        let mut rows = self
+            .queued_cancels("n.next_send_at IS NOT NULL ORDER BY n.created_at", limit)
+            .await?;
+        rows.extend(
+            self.queued_cancels("n.status = 'failed' ORDER BY n.finished_at DESC", failed_limit)
+                .await?,
+        );
+        rows.into_iter().map(QueuedCancel::try_from).collect()
+    }
+
+    async fn queued_cancels(&mut self, filter_and_order: &str, limit: u32) -> Result<Vec<QueuedCancelRow>> {
+        let rows: Vec<QueuedCancelRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT n.approval_id, n.upstream, n.status, n.sends, a.terminal_id, a.amount, n.last_error,
+                    n.created_at, n.next_send_at, n.finished_at
+             FROM network_cancels n JOIN approvals a ON a.id = n.approval_id
+             WHERE {filter_and_order} LIMIT $1"
         )))
         .bind(i64::from(limit))
         .fetch_all(c)
         .await)?;
         Ok(rows)
+    }
+}
+
+/// A network cancel as operators follow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedCancel {
+    pub approval_id: Uuid,
+    pub upstream: String,
+    /// `queued`, `sent`, `acknowledged` or `failed`.
+    pub status: String,
+    pub sends: i32,
+    pub terminal_id: String,
+    pub amount: i64,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    /// When the next send is due; `None` once acknowledged or given up.
+    pub next_send_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(sqlx::FromRow)]
+struct QueuedCancelRow {
+    approval_id: Uuid,
+    upstream: String,
+    status: String,
+    sends: i32,
+    terminal_id: String,
+    amount: i64,
+    last_error: Option<String>,
+    created_at: DbTime,
+    next_send_at: Option<DbTime>,
+    finished_at: Option<DbTime>,
+}
+
+impl TryFrom<QueuedCancelRow> for QueuedCancel {
+    type Error = crate::StoreError;
+    fn try_from(r: QueuedCancelRow) -> Result<Self> {
+        Ok(Self {
+            approval_id: r.approval_id,
+            upstream: r.upstream,
+            status: r.status,
+            sends: r.sends,
+            terminal_id: r.terminal_id,
+            amount: r.amount,
+            last_error: r.last_error,
+            created_at: r.created_at.0,
+            next_send_at: r.next_send_at.map(|t| t.0),
+            finished_at: r.finished_at.map(|t| t.0),
+        })
     }
 }

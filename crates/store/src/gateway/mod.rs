@@ -8,8 +8,8 @@ mod groups;
 mod merchants;
 mod routing;
 
-pub use approvals::{Approval, ApprovalOutcome, NewApproval, UpstreamCounts};
-pub use cancels::NetworkCancel;
+pub use approvals::{Approval, ApprovalOutcome, NewApproval, UpstreamCounts, UpstreamMinute};
+pub use cancels::{NetworkCancel, QueuedCancel};
 pub use groups::{AnsweredApproval, ApprovalStep, RoutedApproval};
 pub use merchants::{Merchant, NewMerchantRecord, NewTerminalRecord, Terminal};
 pub use routing::RoutingVersion;
