@@ -72,6 +72,14 @@ pub trait Consumer: Send + Sync + 'static {
             .collect()
             .await
     }
+    /// A consumer whose whole work on a batch is idempotent writes to the platform's own
+    /// database says so here: the embedded dispatcher then applies its events inside the
+    /// transaction that marks them published — no delivery rows to insert, claim and settle,
+    /// and applied exactly once by construction. `None` (the default): deliveries, as always.
+    /// (On JetStream the consumer takes its events from the stream like any other.)
+    fn in_transaction(&self) -> Option<&dyn InTransaction> {
+        None
+    }
     /// Records the dead letter when `event` failed its last attempt, in the transaction that
     /// buries its delivery (and an alert for operators, once per dead letter). The default
     /// names the consumer and the event; a consumer that knows the failing point (a
@@ -101,6 +109,16 @@ pub trait Consumer: Send + Sync + 'static {
         .await
         .map(Some)
     }
+}
+
+/// A consumer's batch applied in the embedded dispatcher's transaction (see
+/// [`Consumer::in_transaction`]).
+#[async_trait]
+pub trait InTransaction: Send + Sync {
+    /// Applies `events` (in outbox order) in `tx`. An error rolls the whole dispatch back; the
+    /// dispatcher then sends the same events the queued way, where each event is retried and
+    /// dead-lettered alone.
+    async fn apply(&self, tx: &mut Session, events: &[Event]) -> anyhow::Result<()>;
 }
 
 /// The queue kind of a consumer's deliveries.

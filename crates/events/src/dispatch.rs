@@ -1,8 +1,10 @@
 //! The embedded dispatcher (no event engine configured): outbox rows become deliveries on the
 //! local queue, one per consumer of their subject, in the transaction that marks them
-//! published — so an event is delivered to each consumer exactly once, or not yet.
+//! published — so an event is delivered to each consumer exactly once, or not yet. Consumers
+//! that are applied in a transaction ([`crate::Consumer::in_transaction`]) get no deliveries:
+//! their events are applied in that same transaction instead.
 
-use crate::consumer::{Deliveries, Delivery};
+use crate::consumer::{Consumer, Deliveries, Delivery};
 use crate::engine::{Shared, idle, observe_lag};
 use crate::event::Event;
 use minipay_store::OutboxEvent;
@@ -25,6 +27,7 @@ struct Route {
     kind: &'static str,
     attempts_max: i32,
     wake: Arc<Notify>,
+    consumer: Arc<dyn Consumer>,
 }
 
 impl Routes {
@@ -36,6 +39,7 @@ impl Routes {
                 kind: d.kind,
                 attempts_max: d.consumer.retry_policy().attempts_max,
                 wake: wakes[d.kind].clone(),
+                consumer: d.consumer.clone(),
             };
             let subject = d.consumer.subject();
             if subject.split('.').any(|token| token == "*") {
@@ -82,27 +86,62 @@ pub(crate) fn event_of(row: &OutboxEvent) -> anyhow::Result<Event> {
     })
 }
 
-/// Dispatches one batch; how many outbox rows it took.
-async fn dispatch_batch(shared: &Shared, routes: &Routes) -> anyhow::Result<usize> {
-    let mut tx = shared.store.begin().await?;
-    let batch = tx.claim_unpublished_events(shared.config.relay_batch_max).await?;
-    let now = shared.clock.now();
-    // Each consumer's deliveries of the batch, enqueued with one call per consumer.
-    let mut per_route: HashMap<&'static str, (&Route, Vec<KeyedPayload>)> = HashMap::new();
-    for row in &batch {
-        let mut targets = routes.of(&row.subject).peekable();
-        if targets.peek().is_none() {
-            continue;
+/// How a batch reaches the consumers applied in a transaction.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// Applied in the dispatching transaction.
+    InTransaction,
+    /// Queued like every other consumer's (after an application failed).
+    Queued,
+}
+
+/// One batch's work per consumer: deliveries to enqueue, events to apply in the transaction.
+#[derive(Default)]
+struct Plan<'a> {
+    queued: HashMap<&'static str, (&'a Route, Vec<KeyedPayload>)>,
+    applied: HashMap<&'static str, (&'a Route, Vec<Event>)>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(batch: &[OutboxEvent], routes: &'a Routes, way: Way) -> anyhow::Result<Self> {
+        let mut plan = Self::default();
+        for row in batch {
+            let mut targets = routes.of(&row.subject).peekable();
+            if targets.peek().is_none() {
+                continue;
+            }
+            let event = event_of(row)?;
+            let payload = Delivery::payload(&event);
+            for route in targets {
+                if way == Way::InTransaction && route.consumer.in_transaction().is_some() {
+                    let entry = plan.applied.entry(route.kind).or_insert_with(|| (route, Vec::new()));
+                    entry.1.push(event.clone());
+                } else {
+                    let entry = plan.queued.entry(route.kind).or_insert_with(|| (route, Vec::new()));
+                    entry.1.push((row.id.to_string(), payload.clone()));
+                }
+            }
         }
-        let payload = Delivery::payload(&event_of(row)?);
-        for route in targets {
-            let entry = per_route.entry(route.kind).or_insert_with(|| (route, Vec::new()));
-            entry.1.push((row.id.to_string(), payload.clone()));
-        }
+        Ok(plan)
     }
-    for (route, items) in per_route.values() {
+}
+
+/// Dispatches one batch; how many outbox rows it took.
+async fn dispatch_batch(shared: &Shared, routes: &Routes, way: Way) -> anyhow::Result<usize> {
+    let mut tx = shared.store.begin().await?;
+    let batch = tx.claim_unpublished_events(shared.dispatch_shape().batch_max).await?;
+    let now = shared.clock.now();
+    let plan = Plan::of(&batch, routes, way)?;
+    for (route, items) in plan.queued.values() {
         tx.enqueue_keyed_jobs(route.kind, items, route.attempts_max, now)
             .await?;
+    }
+    for (route, events) in plan.applied.values() {
+        let applier = route
+            .consumer
+            .in_transaction()
+            .expect("planned as applied in the transaction");
+        applier.apply(&mut tx, events).await?;
     }
     let seqs: Vec<i64> = batch.iter().map(|r| r.seq).collect();
     tx.mark_events_published(&seqs, now).await?;
@@ -112,18 +151,34 @@ async fn dispatch_batch(shared: &Shared, routes: &Routes) -> anyhow::Result<usiz
         .published
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     metrics::counter!("minipay_events_published_total", "mode" => "embedded").increment(batch.len() as u64);
-    for (route, _) in per_route.values() {
+    for (route, events) in plan.applied.values() {
+        metrics::counter!("minipay_events_handled_total", "consumer" => route.consumer.name())
+            .increment(events.len() as u64);
+    }
+    for (route, _) in plan.queued.values() {
         route.wake.notify_one();
     }
     Ok(batch.len())
 }
 
+/// Dispatches one batch; when applying it in the transaction failed, dispatches it again with
+/// every consumer queued (where each event is retried and dead-lettered alone).
+async fn dispatch_next(shared: &Shared, routes: &Routes) -> anyhow::Result<usize> {
+    match dispatch_batch(shared, routes, Way::InTransaction).await {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            tracing::info!(error = ?e, "dispatching a batch failed; queueing it for every consumer");
+            dispatch_batch(shared, routes, Way::Queued).await
+        }
+    }
+}
+
 /// The dispatcher's loop: every wake-up or poll, dispatch until the outbox is empty.
-pub(crate) async fn run(shared: Arc<Shared>, routes: Routes) {
+pub(crate) async fn run(shared: Arc<Shared>, routes: Arc<Routes>) {
     while idle(&shared, &shared.wake_relay).await {
         loop {
-            match dispatch_batch(&shared, &routes).await {
-                Ok(n) if n == shared.config.relay_batch_max as usize => continue,
+            match dispatch_next(&shared, &routes).await {
+                Ok(n) if n == shared.dispatch_shape().batch_max as usize => continue,
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = ?e, "dispatching events failed; trying again");

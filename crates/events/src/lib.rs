@@ -2,7 +2,9 @@
 //! report, relayed in order to NATS JetStream — or, with no event engine configured, handed
 //! straight to the in-process consumers — and consumed at least once by idempotent consumers
 //! whose deliveries are keyed jobs on the durable queue: retried on the injected clock,
-//! dead-lettered with their reason after the last attempt, never dropped.
+//! dead-lettered with their reason after the last attempt, never dropped. In embedded mode a
+//! consumer that only writes to the platform's database may instead be applied inside the
+//! dispatcher's own transaction (no deliveries).
 
 pub mod alerts;
 mod consumer;
@@ -14,7 +16,7 @@ mod replay;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use consumer::{Consumer, Failure, RetryPolicy, delivery_kind};
-pub use engine::{EngineStats, Events, EventsConfig};
+pub use consumer::{Consumer, Failure, InTransaction, RetryPolicy, delivery_kind};
+pub use engine::{DispatchShape, EngineStats, Events, EventsConfig};
 pub use event::{Event, emit, emit_all};
 pub use replay::{ReplaySource, replay};

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use jiff::SignedDuration;
 use minipay_core::{Clock, ManualClock};
 use minipay_events::testing::{OwnNats, delete_stream, isolated_config, nats_url};
-use minipay_events::{Consumer, Event, Events, EventsConfig, Failure, emit};
+use minipay_events::{Consumer, Event, Events, EventsConfig, Failure, InTransaction, emit};
 use minipay_store::testing::TestDb;
-use minipay_store::{BackendKind, DeadLetterFilter, Store, StoreOptions};
+use minipay_store::{AlertFilter, BackendKind, DeadLetterFilter, NewAlert, Session, Store, StoreOptions};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -289,8 +289,86 @@ async fn a_delivery_that_recovers_is_handled_once(backend: BackendKind, jetstrea
     s.teardown().await;
 }
 
-/// Declares a JetStream-only scenario on both backends.
-macro_rules! with_jetstream {
+/// A consumer applied in the dispatcher's transaction: each event becomes a row (an alert whose
+/// cause is the event's id, so a second write of it changes nothing). An event whose data says
+/// `"bad": true` cannot be applied: in the transaction it fails the batch (after writing the
+/// batch's other rows, which must then be rolled back); handled alone, it fails for good.
+struct Applied {
+    store: Store,
+    clock: Arc<ManualClock>,
+    /// Events handled the queued way (not in the dispatcher's transaction).
+    queued: Mutex<Vec<Uuid>>,
+}
+
+impl Applied {
+    fn on(s: &Setup) -> Arc<Self> {
+        Arc::new(Self {
+            store: s.store.clone(),
+            clock: s.clock.clone(),
+            queued: Mutex::default(),
+        })
+    }
+
+    async fn write(&self, tx: &mut Session, events: &[Event]) -> anyhow::Result<()> {
+        for e in events {
+            let cause = e.id.to_string();
+            let alert = NewAlert {
+                kind: "applied",
+                cause: &cause,
+                subject_id: Some(e.id),
+                message: "applied",
+                data: e.data.clone(),
+            };
+            tx.insert_alert(&alert, self.clock.now()).await?;
+        }
+        match events.iter().find(|e| e.data["bad"] == true) {
+            Some(bad) => anyhow::bail!("event {} cannot be applied", bad.id),
+            None => Ok(()),
+        }
+    }
+
+    /// The events applied (rows written and committed).
+    async fn rows(&self) -> Vec<Uuid> {
+        let filter = AlertFilter {
+            kind: Some("applied".into()),
+            ..AlertFilter::default()
+        };
+        let mut r = self.store.read().await.unwrap();
+        let alerts = r.alerts(&filter, None, 1_000).await.unwrap();
+        alerts.iter().filter_map(|a| a.subject_id).collect()
+    }
+}
+
+#[async_trait]
+impl Consumer for Applied {
+    fn name(&self) -> &'static str {
+        "applied"
+    }
+    fn subject(&self) -> &'static str {
+        "test.*"
+    }
+    async fn handle(&self, event: &Event) -> Result<(), Failure> {
+        self.queued.lock().unwrap().push(event.id);
+        let mut tx = self.store.begin().await.map_err(Failure::new)?;
+        self.write(&mut tx, std::slice::from_ref(event))
+            .await
+            .map_err(Failure::new)?;
+        tx.commit().await.map_err(Failure::new)
+    }
+    fn in_transaction(&self) -> Option<&dyn InTransaction> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl InTransaction for Applied {
+    async fn apply(&self, tx: &mut Session, events: &[Event]) -> anyhow::Result<()> {
+        self.write(tx, events).await
+    }
+}
+
+/// Declares a scenario `fn(BackendKind)` on both backends.
+macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
             use minipay_store::BackendKind::{Postgres, Sqlite};
@@ -302,7 +380,94 @@ macro_rules! with_jetstream {
     )+};
 }
 
-with_jetstream!(
+// Embedded only: on JetStream a consumer applied in a transaction reads the stream as any other.
+on_both_backends!(
+    a_consumer_in_the_transaction_is_applied_with_the_publication,
+    a_batch_that_cannot_be_applied_is_queued_and_only_its_bad_event_dead_lettered,
+);
+
+async fn a_consumer_in_the_transaction_is_applied_with_the_publication(backend: BackendKind) {
+    let Some(mut s) = Setup::new(backend, false).await else {
+        return;
+    };
+    let applied = Applied::on(&s);
+    let queued_beside = Recorder::new("beside", "test.a", 0);
+    let events = s.start(vec![applied.clone(), queued_beside.clone()]).await;
+    let ids = s.emit(&events, "test.a", 40).await;
+    eventually("every event applied", async || applied.rows().await.len() == ids.len()).await;
+    eventually("the consumer beside it handled each event", async || {
+        exactly_once(&queued_beside.handled(), &ids)
+    })
+    .await;
+    let mut rows = applied.rows().await;
+    rows.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(rows, expected, "each event applied once");
+    assert!(applied.queued.lock().unwrap().is_empty(), "nothing went the queued way");
+    let queues = s.store.read().await.unwrap().queue_counts().await.unwrap();
+    assert!(
+        queues.iter().all(|(kind, _, _)| kind != "event.applied"),
+        "no delivery rows for a consumer applied in the transaction: {queues:?}"
+    );
+    assert!(
+        queues.iter().any(|(kind, _, n)| kind == "event.beside" && *n == 40),
+        "{queues:?}"
+    );
+    let stats = events.stats().await.unwrap();
+    assert_eq!((stats.outbox_unpublished, stats.published), (0, 40), "{stats:?}");
+    s.teardown().await;
+}
+
+async fn a_batch_that_cannot_be_applied_is_queued_and_only_its_bad_event_dead_lettered(backend: BackendKind) {
+    let Some(mut s) = Setup::new(backend, false).await else {
+        return;
+    };
+    let applied = Applied::on(&s);
+    // Written before the engine starts, so that they are dispatched as one batch.
+    let mut ids = Vec::new();
+    let mut tx = s.store.begin().await.unwrap();
+    for i in 0..10 {
+        let data = json!({"n": i, "bad": i == 4});
+        ids.push(emit(&mut tx, "test.b", &data, s.clock.now()).await.unwrap());
+    }
+    tx.commit().await.unwrap();
+    let bad = ids[4];
+    let events = s.start(vec![applied.clone()]).await;
+    eventually("the good events applied", async || applied.rows().await.len() == 9).await;
+    let dead = async || {
+        let mut r = s.store.read().await.unwrap();
+        r.dead_letters(&DeadLetterFilter::default(), None, 10).await.unwrap()
+    };
+    // Its retries come on the clock: it moves on while we wait.
+    eventually("the bad event dead-lettered", async || {
+        s.advance(1);
+        !dead().await.is_empty()
+    })
+    .await;
+    let letters = dead().await;
+    assert_eq!(
+        (letters.len(), letters[0].event_id, letters[0].consumer.as_deref()),
+        (1, Some(bad), Some("applied"))
+    );
+    let rows = applied.rows().await;
+    assert!(
+        !rows.contains(&bad),
+        "the failed batch's rows were rolled back, the bad event's too"
+    );
+    assert_eq!(rows.len(), 9);
+    let mut queued = applied.queued.lock().unwrap().clone();
+    queued.sort();
+    queued.dedup();
+    assert_eq!(queued.len(), 10, "the whole batch went the queued way");
+    eventually("the outbox is empty", async || {
+        events.stats().await.unwrap().outbox_unpublished == 0
+    })
+    .await;
+    s.teardown().await;
+}
+
+on_both_backends!(
     a_message_seen_twice_is_handled_once,
     a_restarted_jetstream_loses_nothing,
     the_relay_publishes_in_outbox_order,

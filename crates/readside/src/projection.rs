@@ -1,12 +1,13 @@
 //! The `approval-projection` consumer: each batch of approval events recorded in one
 //! transaction — new steps into the history, conflicting ones beside it, and each touched
-//! transaction's final state folded again from its whole history under its lock.
+//! transaction's final state folded again from its whole history under its lock. Embedded, a
+//! batch is recorded in the transaction that publishes it; on JetStream, in its own.
 
 use crate::fold::{self, APPROVAL_SUBJECTS};
 use async_trait::async_trait;
 use minipay_core::Clock;
-use minipay_events::{Consumer, Event, Failure};
-use minipay_store::{BackendKind, HistoryStep, Store, StoreError};
+use minipay_events::{Consumer, Event, Failure, InTransaction};
+use minipay_store::{BackendKind, HistoryStep, Session, Store, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -33,6 +34,13 @@ impl Projection {
         if steps.is_empty() {
             return Ok(());
         }
+        let mut tx = self.store.begin().await?;
+        self.record_in(&mut tx, steps).await?;
+        tx.commit().await
+    }
+
+    /// [`Projection::record`] in the caller's transaction.
+    async fn record_in(&self, tx: &mut Session, steps: &[HistoryStep]) -> Result<(), StoreError> {
         let now = self.clock.now();
         let ids: Vec<Uuid> = steps
             .iter()
@@ -40,7 +48,6 @@ impl Projection {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut tx = self.store.begin().await?;
         tx.lock_approval_transactions(&ids).await?;
         tx.insert_history_steps(steps, now).await?;
         let recorded = by_transaction(tx.history_of(&ids).await?);
@@ -64,7 +71,6 @@ impl Projection {
             );
             tx.record_history_conflicts(&conflicting, now).await?;
         }
-        tx.commit().await?;
         metrics::counter!("minipay_readside_steps_total").increment(steps.len() as u64);
         Ok(())
     }
@@ -140,5 +146,28 @@ impl Consumer for Projection {
 
     async fn handle_batch(&self, events: &[Event]) -> Vec<Result<(), Failure>> {
         self.project(events).await
+    }
+
+    /// Embedded: recorded in the dispatcher's transaction (the projection writes nothing but
+    /// its own tables, and recording a step twice changes nothing).
+    fn in_transaction(&self) -> Option<&dyn InTransaction> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl InTransaction for Projection {
+    /// Any event that is not an approval step fails the batch: it goes the queued way, where
+    /// that event alone is dead-lettered.
+    async fn apply(&self, tx: &mut Session, events: &[Event]) -> anyhow::Result<()> {
+        let steps = events
+            .iter()
+            .map(fold::history_step)
+            .collect::<Result<Vec<HistoryStep>, _>>()
+            .map_err(|e| anyhow::anyhow!("not an approval step: {e}"))?;
+        if !steps.is_empty() {
+            self.record_in(tx, &steps).await?;
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! platform's balance at the bank against the ledger, run when the page is opened.
 
 use super::Operator;
-use super::pages::{refused, render};
+use super::pages::{refused, render, seoul};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::State;
@@ -48,7 +48,7 @@ pub async fn audit(State(app): State<AppState>, op: Operator) -> Response {
     });
     render(&LedgerPage {
         csrf: op.csrf,
-        checked_at: app.wallet.clock().now().to_string(),
+        checked_at: seoul(app.wallet.clock().now()),
         ok: report.is_ok() && bank.as_ref().is_none_or(|b| b.holds),
         violations: report.violations,
         totals,

@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use minipay_business::remittance::views::RemittanceView;
 use minipay_core::remittance::RemittanceStatus;
 use minipay_core::request::PageLimit;
-use minipay_core::time::plausible_date;
+use minipay_core::time::{SEOUL, plausible_date};
 use minipay_core::{BusinessDate, RemittanceId};
 use minipay_readside::ApprovalSummary;
 use minipay_readside::fold::STATUSES;
@@ -54,6 +54,25 @@ pub(super) fn refused(e: ServiceError) -> Response {
         .into_response()
 }
 
+/// An instant as operators read it: Asia/Seoul (the platform's business day), to the second.
+pub(super) fn seoul(t: jiff::Timestamp) -> String {
+    t.to_zoned(SEOUL.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// [`seoul`] of an instant that may not have come.
+pub(super) fn seoul_or_blank(t: Option<jiff::Timestamp>) -> String {
+    t.map(seoul).unwrap_or_default()
+}
+
+/// A value's name as the API spells it (its serde name), e.g. `sender_bank`.
+pub(super) fn api_name(v: &impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -89,7 +108,7 @@ impl From<&ApprovalSummary> for ApprovalRow {
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
         Self {
             id: a.id.to_string(),
-            received_at: a.received_at.map(|t| t.to_string()).unwrap_or_default(),
+            received_at: seoul_or_blank(a.received_at),
             terminal_id: text(&a.terminal_id),
             tx_type: text(&a.tx_type),
             amount: a.amount.map(|n| n.to_string()).unwrap_or_default(),
@@ -200,7 +219,11 @@ pub async fn approval(State(app): State<AppState>, op: Operator, Path(id): Path<
             .map(|s| StepRow {
                 seq: s.seq,
                 step: s.step.clone(),
-                at: s.at.to_string(),
+                at: s
+                    .at
+                    .to_zoned(SEOUL.clone())
+                    .strftime("%Y-%m-%d %H:%M:%S%.3f")
+                    .to_string(),
                 upstream: s.upstream.clone().unwrap_or_default(),
                 detail: s.detail.to_string(),
             })
@@ -234,10 +257,10 @@ pub async fn alerts(State(app): State<AppState>, op: Operator) -> Response {
         .iter()
         .map(|a| AlertRow {
             id: a.id.to_string(),
-            created_at: a.created_at.to_string(),
+            created_at: seoul(a.created_at),
             kind: a.kind.clone(),
             message: a.message.clone(),
-            acknowledged_at: a.acknowledged_at.map(|t| t.to_string()),
+            acknowledged_at: a.acknowledged_at.map(seoul),
         })
         .collect();
     render(&AlertsPage { csrf: op.csrf, rows })
@@ -280,9 +303,13 @@ impl From<&RemittanceView> for RemittanceRow {
             id: r.id.to_string(),
             amount: r.amount,
             status: r.status.as_str().to_owned(),
-            failure: r.failure.as_ref().map(|f| format!("{:?}", f)).unwrap_or_default(),
-            money_at: format!("{:?}", r.money_at),
-            updated_at: r.updated_at.to_string(),
+            failure: r
+                .failure
+                .as_ref()
+                .map(|f| format!("{}: {} — {} (attempts: {})", f.step, f.code, f.message, f.attempts))
+                .unwrap_or_default(),
+            money_at: api_name(&r.money_at),
+            updated_at: seoul(r.updated_at),
         }
     }
 }
@@ -322,7 +349,7 @@ pub async fn dead_letters(State(app): State<AppState>, op: Operator, Query(q): Q
         .iter()
         .map(|d| DeadLetterRow {
             id: d.id.to_string(),
-            created_at: d.created_at.to_string(),
+            created_at: seoul(d.created_at),
             kind: d.kind.clone(),
             subject_id: d.subject_id.to_string(),
             step: d.step.clone(),
@@ -426,7 +453,7 @@ pub async fn settlements(State(app): State<AppState>, op: Operator, Query(q): Qu
     let reconciliations = runs
         .iter()
         .map(|r| ReconciliationRow {
-            created_at: r.created_at.to_string(),
+            created_at: seoul(r.created_at),
             upstream: r.upstream.clone(),
             date: r.date.to_string(),
             source: r.source.clone(),

@@ -3,7 +3,7 @@
 
 use super::Operator;
 use super::chart::{Chart, Series};
-use super::pages::{refused, render};
+use super::pages::{api_name, refused, render, seoul, seoul_or_blank};
 use crate::state::AppState;
 use askama::Template;
 use axum::extract::State;
@@ -49,13 +49,10 @@ pub async fn upstreams(State(app): State<AppState>, op: Operator) -> Response {
     let rows = views
         .into_iter()
         .map(|u| UpstreamRow {
-            kind: serde_json::to_value(u.kind)
-                .ok()
-                .and_then(|k| k.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            kind: api_name(&u.kind),
             state: u.state,
             errors_in_window: u.errors_in_window,
-            opened_at: u.opened_at.map(|t| t.to_string()).unwrap_or_default(),
+            opened_at: seoul_or_blank(u.opened_at),
             requests: u.requests,
             approvals: u.approvals,
             declines: u.declines,
@@ -67,7 +64,7 @@ pub async fn upstreams(State(app): State<AppState>, op: Operator) -> Response {
         .collect();
     render(&UpstreamsPage {
         csrf: op.csrf,
-        since: since.to_string(),
+        since: seoul(since),
         rows,
         latency: chart(&trends, |p| p.mean_ms.map(|v| v as f64)),
         errors: chart(&trends, |p| Some(p.errors as f64)),
@@ -114,7 +111,6 @@ pub async fn cancels(State(app): State<AppState>, op: Operator) -> Response {
         Ok(q) => q,
         Err(e) => return refused(e),
     };
-    let time = |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_default();
     let (pending, failed): (Vec<CancelRow>, Vec<CancelRow>) = queue
         .into_iter()
         .map(|c| CancelRow {
@@ -125,9 +121,9 @@ pub async fn cancels(State(app): State<AppState>, op: Operator) -> Response {
             terminal_id: c.terminal_id,
             amount: c.amount,
             last_error: c.last_error.unwrap_or_default(),
-            created_at: c.created_at.to_string(),
-            next_send_at: time(c.next_send_at),
-            finished_at: time(c.finished_at),
+            created_at: seoul(c.created_at),
+            next_send_at: seoul_or_blank(c.next_send_at),
+            finished_at: seoul_or_blank(c.finished_at),
         })
         .partition(|c| c.status != "failed");
     render(&CancelsPage {
