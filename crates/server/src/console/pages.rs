@@ -56,7 +56,16 @@ pub(super) fn refused(e: ServiceError) -> Response {
 
 /// An instant as operators read it: Asia/Seoul (the platform's business day), to the second.
 pub(super) fn seoul(t: jiff::Timestamp) -> String {
-    t.to_zoned(SEOUL.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string()
+    in_seoul(t, "%Y-%m-%d %H:%M:%S")
+}
+
+/// [`seoul`] to the millisecond (a timeline's steps come milliseconds apart).
+fn seoul_ms(t: jiff::Timestamp) -> String {
+    in_seoul(t, "%Y-%m-%d %H:%M:%S%.3f")
+}
+
+fn in_seoul(t: jiff::Timestamp, format: &str) -> String {
+    t.to_zoned(SEOUL.clone()).strftime(format).to_string()
 }
 
 /// [`seoul`] of an instant that may not have come.
@@ -219,11 +228,7 @@ pub async fn approval(State(app): State<AppState>, op: Operator, Path(id): Path<
             .map(|s| StepRow {
                 seq: s.seq,
                 step: s.step.clone(),
-                at: s
-                    .at
-                    .to_zoned(SEOUL.clone())
-                    .strftime("%Y-%m-%d %H:%M:%S%.3f")
-                    .to_string(),
+                at: seoul_ms(s.at),
                 upstream: s.upstream.clone().unwrap_or_default(),
                 detail: s.detail.to_string(),
             })
