@@ -168,6 +168,23 @@ impl Businesses {
             .ok_or(ServiceError::NotFound("business"))
     }
 
+    /// The business's webhook delivery log: every attempt, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        business: BusinessId,
+        limit: PageLimit,
+        cursor: Option<&str>,
+    ) -> ServiceResult<Page<crate::views::WebhookDeliveryView>> {
+        let after = cursor.map(decode_cursor).transpose()?;
+        let rows = self
+            .store
+            .read()
+            .await?
+            .webhook_deliveries(business, after, rows_for(limit))
+            .await?;
+        Ok(page_of(rows, limit, |d| (d.attempted_at, d.id), Into::into))
+    }
+
     /// Every business, newest first, a cursor page at a time (for operators).
     pub async fn businesses(&self, limit: PageLimit, cursor: Option<&str>) -> ServiceResult<Page<BusinessView>> {
         let after = cursor.map(decode_cursor).transpose()?;

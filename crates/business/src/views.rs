@@ -99,3 +99,46 @@ pub struct RotatedKey {
     #[schema(value_type = String, format = DateTime)]
     pub rotated_at: Timestamp,
 }
+
+/// One attempt to deliver a webhook (`GET /v1/biz/webhook-deliveries`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookDeliveryView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    /// The webhook: the `id` of the body sent (the same on every attempt).
+    #[schema(value_type = String, format = Uuid)]
+    pub webhook_id: uuid::Uuid,
+    /// `payment.paid`, `remittance.completed`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The remittance, payment or refund.
+    #[schema(value_type = String, format = Uuid)]
+    pub object_id: uuid::Uuid,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    /// The receiver's answer; `null` when none came (refused connection, timeout).
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    /// The receiver took it (a 2xx): no more attempts.
+    pub delivered: bool,
+    pub duration_ms: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub attempted_at: Timestamp,
+}
+
+impl From<minipay_store::WebhookDelivery> for WebhookDeliveryView {
+    fn from(d: minipay_store::WebhookDelivery) -> Self {
+        Self {
+            id: d.id,
+            webhook_id: d.webhook_id,
+            kind: d.kind,
+            object_id: d.object_id,
+            attempt: d.attempt,
+            status_code: d.status_code,
+            error: d.error,
+            delivered: d.delivered,
+            duration_ms: d.duration_ms,
+            attempted_at: d.attempted_at,
+        }
+    }
+}

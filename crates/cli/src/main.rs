@@ -392,6 +392,8 @@ async fn main() -> anyhow::Result<()> {
             let schedules = minipay_services::jobs::SCHEDULES
                 .iter()
                 .chain(minipay_business::remittance::SCHEDULES)
+                .chain(minipay_payments::SCHEDULES)
+                .chain(minipay_events::webhooks::SCHEDULES)
                 .chain(minipay_readside::SCHEDULES);
             for (name, when) in schedules {
                 println!("{name:<22} {when}");

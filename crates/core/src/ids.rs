@@ -88,6 +88,19 @@ typed_id!(
     /// A business remittance: A's money through the platform to B.
     RemittanceId
 );
+typed_id!(
+    /// A payment a business takes from a wallet user's registered bank account.
+    PaymentId
+);
+typed_id!(
+    /// A refund of (part of) a payment, from the business's balance to the user's bank account.
+    RefundId
+);
+typed_id!(
+    /// One call the platform made to the bank for a payment or a refund (its history for
+    /// customer support).
+    BankCallId
+);
 
 /// Whose `Idempotency-Key` a key is: keys are scoped to the caller, a user or a business.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

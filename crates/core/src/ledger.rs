@@ -16,6 +16,9 @@ pub enum AccountKind {
     Savings,
     /// The platform's side of money entering or leaving users' accounts. May go negative.
     System,
+    /// A business's balance on the platform (payments in, refunds and payouts out); its id is
+    /// the business's id. Never below zero, like a user's.
+    Business,
 }
 
 impl AccountKind {
@@ -24,6 +27,7 @@ impl AccountKind {
             Self::Main => "main",
             Self::Savings => "savings",
             Self::System => "system",
+            Self::Business => "business",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -31,11 +35,16 @@ impl AccountKind {
             "main" => Self::Main,
             "savings" => Self::Savings,
             "system" => Self::System,
+            "business" => Self::Business,
             _ => return None,
         })
     }
-    /// User accounts must never go below zero available; system accounts may.
+    /// A user's account (main or savings): the only kind that holds pending transfers.
     pub const fn is_user(self) -> bool {
+        matches!(self, Self::Main | Self::Savings)
+    }
+    /// User and business accounts must never go below zero available; system accounts may.
+    pub const fn never_negative(self) -> bool {
         !matches!(self, Self::System)
     }
 }
@@ -79,14 +88,18 @@ pub enum SystemAccount {
     /// Remittances debited from the float, on their way to B (or back to A): its balance is
     /// the sum of the `debited` and `refunding` ones.
     PayoutInTransit,
+    /// Refunds taken from a business's balance, on their way to the user's bank: its balance
+    /// is the sum of the refunds not yet finished (invariant 8).
+    RefundsInTransit,
 }
 
 impl SystemAccount {
-    pub const ALL: [SystemAccount; 4] = [
+    pub const ALL: [SystemAccount; 5] = [
         Self::BankSettlement,
         Self::InterestExpense,
         Self::RemittanceFloat,
         Self::PayoutInTransit,
+        Self::RefundsInTransit,
     ];
 
     pub const fn id(self) -> AccountId {
@@ -95,6 +108,7 @@ impl SystemAccount {
             Self::InterestExpense => 0x0000_0000_0000_7000_8000_0000_0000_0002,
             Self::RemittanceFloat => 0x0000_0000_0000_7000_8000_0000_0000_0003,
             Self::PayoutInTransit => 0x0000_0000_0000_7000_8000_0000_0000_0004,
+            Self::RefundsInTransit => 0x0000_0000_0000_7000_8000_0000_0000_0005,
         }))
     }
     pub const fn code(self) -> &'static str {
@@ -103,6 +117,7 @@ impl SystemAccount {
             Self::InterestExpense => "interest_expense",
             Self::RemittanceFloat => "remittance_float",
             Self::PayoutInTransit => "payout_in_transit",
+            Self::RefundsInTransit => "refunds_in_transit",
         }
     }
 }
@@ -122,6 +137,10 @@ pub enum EntryKind {
     SettlementPayment,
     /// A business remittance passing through the platform's accounts.
     Remittance,
+    /// A wallet user's payment to a business, from the user's bank into the business's balance.
+    Payment,
+    /// A payment given back: out of the business's balance, to the user's bank.
+    Refund,
 }
 
 impl EntryKind {
@@ -134,6 +153,8 @@ impl EntryKind {
             Self::Interest => "interest",
             Self::SettlementPayment => "settlement_payment",
             Self::Remittance => "remittance",
+            Self::Payment => "payment",
+            Self::Refund => "refund",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -145,6 +166,8 @@ impl EntryKind {
             "interest" => Self::Interest,
             "settlement_payment" => Self::SettlementPayment,
             "remittance" => Self::Remittance,
+            "payment" => Self::Payment,
+            "refund" => Self::Refund,
             _ => return None,
         })
     }
@@ -267,6 +290,40 @@ pub fn remittance_journal(step: crate::remittance::Step, counterparty: &str, amo
     JournalDraft::balanced(
         EntryKind::Remittance,
         Some(step.as_str().to_owned()),
+        vec![side(from, -amount.won()), side(to, amount.won())],
+    )
+}
+
+/// A payment's or a refund's money moving between a business's balance (`business`, the
+/// business's ledger account) and the platform's accounts; `counterparty` is what both
+/// entries show (the order).
+pub fn payment_journal(
+    posting: crate::payment::PaymentPosting,
+    business: AccountId,
+    counterparty: &str,
+    amount: Amount,
+) -> JournalDraft {
+    use crate::payment::PaymentPosting;
+    let settlement = SystemAccount::BankSettlement.id();
+    let transit = SystemAccount::RefundsInTransit.id();
+    let (kind, from, to) = match posting {
+        PaymentPosting::Paid => (EntryKind::Payment, settlement, business),
+        PaymentPosting::RefundTaken => (EntryKind::Refund, business, transit),
+        PaymentPosting::RefundPaid => (EntryKind::Refund, transit, settlement),
+        PaymentPosting::RefundReturned => (EntryKind::Refund, transit, business),
+    };
+    let side = |account_id: AccountId, delta: i64| Posting {
+        account_id,
+        delta,
+        counterparty: Counterparty {
+            name: counterparty.to_owned(),
+            user_id: None,
+            account_id: None,
+        },
+    };
+    JournalDraft::balanced(
+        kind,
+        Some(posting.as_str().to_owned()),
         vec![side(from, -amount.won()), side(to, amount.won())],
     )
 }
@@ -444,7 +501,7 @@ impl LockedAccounts {
         for p in draft.postings() {
             let acct = self.locked(p.account_id);
             let after = acct.posted.checked_add(p.delta).expect("balance overflow");
-            if acct.kind.is_user() && after - acct.pending_out < 0 {
+            if acct.kind.never_negative() && after - acct.pending_out < 0 {
                 return Err(LedgerError::InsufficientFunds(p.account_id));
             }
         }

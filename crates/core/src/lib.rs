@@ -8,6 +8,7 @@ pub mod ids;
 pub mod interest;
 pub mod ledger;
 pub mod money;
+pub mod payment;
 pub mod remittance;
 pub mod request;
 pub mod schedule;

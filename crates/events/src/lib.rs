@@ -4,7 +4,8 @@
 //! whose deliveries are keyed jobs on the durable queue: retried on the injected clock,
 //! dead-lettered with their reason after the last attempt, never dropped. In embedded mode a
 //! consumer that only writes to the platform's database may instead be applied inside the
-//! dispatcher's own transaction (no deliveries).
+//! dispatcher's own transaction (no deliveries). Webhooks to businesses are recorded by
+//! consumers of final statuses and retried by a job.
 
 pub mod alerts;
 mod consumer;
@@ -15,6 +16,7 @@ mod jetstream;
 mod replay;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 pub use consumer::{Consumer, Failure, InTransaction, RetryPolicy, delivery_kind};
 pub use engine::{DispatchShape, EngineStats, Events, EventsConfig};

@@ -4,8 +4,8 @@ use crate::config::{ClockKind, Settings};
 use crate::error::error_response;
 use crate::openapi::{ApiDoc, SharedResponses};
 use crate::routes::{
-    accounts, admin, bank_accounts, businesses, gateway_admin, health, operations, pos, readside, remittances,
-    settlements, transfers, users,
+    accounts, admin, bank_accounts, businesses, gateway_admin, health, operations, payments, pos, readside,
+    remittances, settlements, transfers, users,
 };
 use crate::state::{AppContext, AppState};
 use anyhow::Context;
@@ -19,9 +19,11 @@ use minipay_business::Businesses;
 use minipay_business::remittance::{self, RemitConfig, Remittances};
 use minipay_core::{Clock, ManualClock, SystemClock};
 use minipay_events::alerts::AlertWebhook;
+use minipay_events::webhooks::{self, WebhookConfig, Webhooks};
 use minipay_events::{Consumer, Events, EventsConfig, ReplaySource};
 use minipay_gateway::{Gateway, GatewayConfig};
 use minipay_jobs::JobRunner;
+use minipay_payments::{Payments, PaymentsConfig};
 use minipay_readside::{ReadSide, RebuildReport};
 use minipay_services::auth::Secret;
 use minipay_services::jobs::job_runner;
@@ -48,6 +50,7 @@ pub struct Core {
     pub wallet: Arc<Wallet>,
     pub businesses: Arc<Businesses>,
     pub remittances: Arc<Remittances>,
+    pub payments: Arc<Payments>,
     pub gateway: Arc<Gateway>,
     /// The approval read side (its projection is one of the consumers).
     pub readside: Arc<ReadSide>,
@@ -107,9 +110,20 @@ impl Core {
             businesses.clone(),
             remit_config(settings),
         ));
+        let payments = Arc::new(Payments::new(
+            store.clone(),
+            bank.clone(),
+            clock.clone(),
+            events.clone(),
+            payments_config(settings),
+        ));
         let gateway = Gateway::start(store.clone(), clock.clone(), events.clone(), gateway_config(settings));
         let readside = Arc::new(ReadSide::new(store.clone(), clock.clone(), events_config(settings)));
+        let webhooks = Arc::new(Webhooks::new(store.clone(), clock.clone(), WebhookConfig::default())?);
         let mut consumers = remittance::consumers(&remittances);
+        consumers.extend(remittance::webhook_consumers(&remittances, &webhooks));
+        consumers.extend(minipay_payments::webhook_consumers(&payments, &webhooks));
+        consumers.extend(minipay_payments::consumers(&payments));
         consumers.push(Arc::new(readside.projection()));
         if let Some(url) = &settings.alert_webhook_url {
             consumers.push(Arc::new(AlertWebhook::new(url).context("the alert webhook URL")?));
@@ -132,12 +146,15 @@ impl Core {
         }
         let system_jobs = remittance::jobs(&remittances)
             .into_iter()
+            .chain(minipay_payments::jobs(&payments))
+            .chain([Arc::new(webhooks::RetryJob(webhooks.clone())) as Arc<dyn minipay_jobs::ScheduledJob>])
             .chain(minipay_readside::jobs(&readside));
         let jobs = Arc::new(job_runner(&wallet, system_jobs.collect()));
         Ok(Self {
             wallet,
             businesses,
             remittances,
+            payments,
             gateway,
             readside,
             jobs,
@@ -220,6 +237,16 @@ fn remit_config(settings: &Settings) -> RemitConfig {
     }
 }
 
+/// Payments retry like the business side's remittance steps (the same two settings).
+fn payments_config(settings: &Settings) -> PaymentsConfig {
+    let remit = remit_config(settings);
+    PaymentsConfig {
+        attempts_max: remit.attempts_max,
+        retry_delay: remit.retry_delay,
+        ..PaymentsConfig::default()
+    }
+}
+
 /// A built server: bound to its port, ready to run.
 pub struct Application {
     listener: TcpListener,
@@ -260,6 +287,7 @@ impl Application {
             wallet: core.wallet,
             businesses: core.businesses,
             remittances: core.remittances,
+            payments: core.payments,
             gateway: core.gateway,
             readside: core.readside,
             operations,
@@ -390,6 +418,7 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(businesses::get))
         .routes(routes!(businesses::rotate_key))
         .routes(routes!(businesses::me))
+        .routes(routes!(businesses::webhook_deliveries))
         .routes(routes!(gateway_admin::onboard_merchant, gateway_admin::list_merchants))
         .routes(routes!(gateway_admin::get_merchant))
         .routes(routes!(gateway_admin::issue_terminal))
@@ -408,6 +437,14 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(remittances::admin_list))
         .routes(routes!(remittances::admin_get))
         .routes(routes!(remittances::admin_retry))
+        .routes(routes!(payments::create, payments::list))
+        .routes(routes!(payments::get))
+        .routes(routes!(payments::refund, payments::refunds))
+        .routes(routes!(payments::get_refund))
+        .routes(routes!(payments::balance))
+        .routes(routes!(payments::mine))
+        .routes(routes!(payments::admin_list))
+        .routes(routes!(payments::admin_get))
         .routes(routes!(operations::alerts))
         .routes(routes!(operations::acknowledge))
         .routes(routes!(operations::dead_letters))

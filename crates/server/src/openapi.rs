@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(ErrorBody)),
     modifiers(&Security, &Description),
     tags((name = "users"), (name = "accounts"), (name = "bank accounts"), (name = "transfers"), (name = "settlements"), (name = "notifications"),
+         (name = "payments", description = "A user's payments to businesses"),
          (name = "admin", description = "Needs the admin token"),
          (name = "businesses", description = "Onboarding businesses and their keys; needs the admin token"),
          (name = "business API", description = "Needs a business's API key"), (name = "operations"))

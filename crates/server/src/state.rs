@@ -9,6 +9,7 @@ use minipay_core::ManualClock;
 use minipay_events::Events;
 use minipay_gateway::Gateway;
 use minipay_jobs::JobRunner;
+use minipay_payments::Payments;
 use minipay_readside::ReadSide;
 use minipay_services::Wallet;
 use minipay_services::auth::Secret;
@@ -21,6 +22,8 @@ pub struct AppContext {
     pub wallet: Arc<Wallet>,
     pub businesses: Arc<Businesses>,
     pub remittances: Arc<Remittances>,
+    /// Payments from wallet users to businesses, and their refunds.
+    pub payments: Arc<Payments>,
     /// The card approval gateway.
     pub gateway: Arc<Gateway>,
     /// The approval read side: final states, histories, settlements.

@@ -20,6 +20,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     IdempotencyKeyReused,
     InsufficientFunds,
+    RefundExceedsPayment,
     DailyLimitExceeded,
     BankDeclined,
     RateLimited,
@@ -42,6 +43,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InsufficientFunds => "insufficient_funds",
+            Self::RefundExceedsPayment => "refund_exceeds_payment",
             Self::DailyLimitExceeded => "daily_limit_exceeded",
             Self::BankDeclined => "bank_declined",
             Self::RateLimited => "rate_limited",
@@ -61,7 +63,11 @@ impl ErrorCode {
             Self::Conflict | Self::InvalidState => 409,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
-            Self::IdempotencyKeyReused | Self::InsufficientFunds | Self::DailyLimitExceeded | Self::BankDeclined => 422,
+            Self::IdempotencyKeyReused
+            | Self::InsufficientFunds
+            | Self::RefundExceedsPayment
+            | Self::DailyLimitExceeded
+            | Self::BankDeclined => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
             Self::BankUnavailable | Self::Unavailable => 503,
@@ -88,6 +94,9 @@ pub enum ServiceError {
     IdempotencyKeyReused,
     #[error("{0}")]
     InsufficientFunds(String),
+    /// Refunds of a payment would add up to more than it.
+    #[error("{0}")]
+    RefundExceedsPayment(String),
     /// A settlement share that was paid meanwhile (`409 invalid_state`, and a decided answer).
     #[error("{0}")]
     AlreadyPaid(String),
@@ -119,6 +128,7 @@ impl ServiceError {
             Self::InvalidState(_) => ErrorCode::InvalidState,
             Self::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             Self::InsufficientFunds(_) => ErrorCode::InsufficientFunds,
+            Self::RefundExceedsPayment(_) => ErrorCode::RefundExceedsPayment,
             Self::AlreadyPaid(_) => ErrorCode::InvalidState,
             Self::DailyLimitExceeded(_) => ErrorCode::DailyLimitExceeded,
             Self::BankDeclined(_) => ErrorCode::BankDeclined,

@@ -12,7 +12,7 @@ use minipay_core::money::AMOUNT_MAX;
 use minipay_core::request::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
 use minipay_core::split::PARTICIPANTS_MAX;
 use minipay_core::user::{EMAIL_LEN_MAX, NAME_LEN_MAX, PASSWORD_LEN_MAX, PASSWORD_LEN_MIN};
-use minipay_core::{ledger, remittance, split, transfer};
+use minipay_core::{ledger, payment, remittance, split, transfer};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
@@ -181,6 +181,21 @@ schemas! {
 
     /// The business's own reference for a remittance (an invoice number...).
     RemittanceReference = text(remittance::REFERENCE_LEN_MAX);
+
+    /// Where a payment is: `accepted` and `processing` until the bank's answer settles it.
+    PaymentStatus = one_of(payment::PaymentStatus::ALL.map(payment::PaymentStatus::as_str));
+
+    /// The business's id for the order: 1 to 64 visible ASCII characters, unique per business.
+    OrderId = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[!-~]{1,64}$"))
+        .examples(["ORDER-20261205-0001"]);
+
+    /// What the payment is for, shown to the user.
+    PaymentDescription = text(payment::DESCRIPTION_LEN_MAX);
+
+    /// Why the business refunds.
+    RefundReason = text(payment::REASON_LEN_MAX);
 }
 
 #[cfg(test)]

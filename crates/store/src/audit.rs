@@ -31,6 +31,8 @@ pub struct LedgerTotals {
     pub posted_abs_sum: i64,
     pub pending_out_sum: i64,
     pub remittances: i64,
+    pub payments: i64,
+    pub refunds: i64,
     /// Outbox rows: a rejected request writes no event either.
     pub events: i64,
 }
@@ -43,9 +45,10 @@ pub struct PlatformBankPosition {
     /// Money the ledger recorded as brought in from banks (minus what it sent out), plus the
     /// remittances collected at the bank and not yet credited to the float.
     pub expected: i64,
-    /// Pulls not yet recorded: charges still pending or unknown, remittances not yet collected.
+    /// Pulls not yet recorded: charges still pending or unknown, remittances not yet collected,
+    /// payments processing.
     pub may_have_arrived: i64,
-    /// Pushes not yet recorded: remittances being paid out or refunded.
+    /// Pushes not yet recorded: remittances being paid out or refunded, refunds processing.
     pub may_have_left: i64,
 }
 
@@ -55,7 +58,8 @@ impl LedgerTotals {
             "journals": self.journals, "entries": self.entries, "transfers": self.transfers,
             "charges_completed": self.charges_completed, "charge_limit_used": self.charge_limit_used,
             "posted_abs_sum": self.posted_abs_sum, "pending_out_sum": self.pending_out_sum,
-            "remittances": self.remittances, "events": self.events,
+            "remittances": self.remittances, "payments": self.payments, "refunds": self.refunds,
+            "events": self.events,
         })
     }
 }
@@ -159,6 +163,22 @@ const CHECKS: &[(&str, &str)] = &[
                  OR (status = 'needs_attention' AND held_status IN ('debited', 'refunding')))",
     ),
     (
+        "8 refunds in transit differ from the refunds not yet finished",
+        "SELECT a.id FROM accounts a WHERE a.system_code = 'refunds_in_transit' AND a.posted <>
+             (SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE status IN ('accepted', 'processing'))",
+    ),
+    (
+        "8 a business's balance differs from its payments less their refunds",
+        "SELECT a.id FROM accounts a WHERE a.kind = 'business' AND a.posted <>
+             (SELECT COALESCE(SUM(p.amount - p.refunded_amount), 0) FROM payments p
+              WHERE p.business_id = a.id AND p.status IN ('paid', 'partially_refunded', 'refunded'))",
+    ),
+    (
+        "8 a payment's refunded amount differs from its refunds not failed",
+        "SELECT p.id FROM payments p WHERE p.refunded_amount <>
+             (SELECT COALESCE(SUM(r.amount), 0) FROM refunds r WHERE r.payment_id = p.id AND r.status <> 'failed')",
+    ),
+    (
         "completed transfer without its journal",
         "SELECT t.id FROM transfers t LEFT JOIN journals j ON j.id = t.journal_id
          WHERE t.status = 'completed' AND j.id IS NULL
@@ -202,6 +222,8 @@ impl Session {
                     CAST((SELECT COALESCE(SUM(ABS(posted)), 0) FROM accounts) AS BIGINT) AS posted_abs_sum,
                     CAST((SELECT COALESCE(SUM(pending_out), 0) FROM accounts) AS BIGINT) AS pending_out_sum,
                     (SELECT COUNT(*) FROM remittances) AS remittances,
+                    (SELECT COUNT(*) FROM payments) AS payments,
+                    (SELECT COUNT(*) FROM refunds) AS refunds,
                     (SELECT COUNT(*) FROM outbox) AS events",
         )
         .fetch_one(c)
@@ -217,12 +239,14 @@ impl Session {
                             WHERE status = 'collected' OR (status = 'needs_attention' AND held_status = 'collected'))
                          AS BIGINT) AS expected,
                     CAST((SELECT COALESCE(SUM(amount), 0) FROM charges WHERE status IN ('pending', 'unknown'))
+                         + (SELECT COALESCE(SUM(amount), 0) FROM payments WHERE status = 'processing')
                          + (SELECT COALESCE(SUM(amount), 0) FROM remittances
                             WHERE status = 'requested' OR (status = 'needs_attention' AND held_status = 'requested'))
                          AS BIGINT) AS may_have_arrived,
                     CAST((SELECT COALESCE(SUM(amount), 0) FROM remittances
                           WHERE status IN ('debited', 'refunding')
                              OR (status = 'needs_attention' AND held_status IN ('debited', 'refunding')))
+                         + (SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE status = 'processing')
                          AS BIGINT) AS may_have_left",
         )
         .fetch_one(c)

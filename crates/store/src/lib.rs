@@ -29,6 +29,7 @@ mod idempotency;
 mod jobs;
 mod limits;
 mod notifications;
+mod payments;
 mod readside;
 mod savings;
 pub(crate) mod session;
@@ -49,7 +50,8 @@ pub use business::{
 pub use charges::{Charge, NewCharge};
 pub use error::StoreError;
 pub use events::{
-    Alert, AlertFilter, DeadLetter, DeadLetterFilter, Leadership, NewAlert, NewDeadLetter, NewEvent, OutboxEvent,
+    Alert, AlertFilter, DeadLetter, DeadLetterFilter, Leadership, NewAlert, NewDeadLetter, NewEvent, NewWebhook,
+    OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery, WebhookNext,
 };
 pub use gateway::{
     AnsweredApproval, Approval, ApprovalOutcome, ApprovalStep, NetworkCancel, NewApproval, QueuedCancel,
@@ -60,6 +62,7 @@ pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};
 pub use idempotency::{Claim, StoredResponse};
 pub use jobs::{JobRun, QueuedJob, QueuedOutcome, SlotState};
 pub use notifications::Notification;
+pub use payments::{BankCall, NewBankCall, NewPayment, NewRefund, Payment, PaymentFailure, PaymentFilter, Refund};
 pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow};
 pub use savings::{AutoDebitStatus, InterestPaid, InterestState};
 pub use session::{BackendKind, Session, Store, StoreOptions};

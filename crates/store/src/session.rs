@@ -207,6 +207,8 @@ fn migrator(kind: BackendKind) -> Migrator {
             10 => "0010_remittances",
             11 => "0011_gateway",
             12 => "0012_readside",
+            13 => "0013_payments",
+            14 => "0014_webhooks",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -221,6 +223,8 @@ fn migrator(kind: BackendKind) -> Migrator {
             10 => "0010_remittances",
             11 => "0011_gateway",
             12 => "0012_readside",
+            13 => "0013_payments",
+            14 => "0014_webhooks",
         ),
     };
     Migrator::with_migrations(

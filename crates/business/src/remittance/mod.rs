@@ -9,10 +9,12 @@ mod jobs;
 mod request;
 mod steps;
 pub mod views;
+mod webhooks;
 
 pub use consumers::consumers;
 pub use jobs::{SCHEDULES, jobs};
 pub use request::{NewRemittance, REFERENCE_LEN_MAX, Recipient};
+pub use webhooks::webhook_consumers;
 
 use crate::Businesses;
 use jiff::SignedDuration;

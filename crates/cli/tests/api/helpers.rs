@@ -823,6 +823,12 @@ impl TestApp {
     pub async fn onboard_business_at(&self, name: &str, account_number: &str) -> TestBusiness {
         let mut body = Self::business_body(name);
         body["account_number"] = json!(account_number);
+        self.onboard_business_as(body).await
+    }
+
+    /// Onboards the business `body` describes (see [`TestApp::business_body`]).
+    pub async fn onboard_business_as(&self, body: Value) -> TestBusiness {
+        let account_number = body["account_number"].as_str().unwrap().to_owned();
         let created = self.admin_post("/v1/admin/businesses", body).await;
         let b = created.assert_status(201);
         let text = |field: &str| b[field].as_str().unwrap().to_owned();
@@ -830,7 +836,7 @@ impl TestApp {
             id: text("id"),
             name: text("name"),
             registration_number: text("registration_number"),
-            account_number: account_number.to_owned(),
+            account_number,
             api_key: text("api_key"),
             webhook_secret: text("webhook_secret"),
         }
@@ -1071,6 +1077,8 @@ pub struct HookRequest {
     pub headers: reqwest::header::HeaderMap,
     /// The body as JSON (a JSON string when it was not JSON).
     pub body: Value,
+    /// The body as it came, byte for byte (what a signature covers).
+    pub raw: String,
     pub answered: u16,
 }
 
@@ -1119,8 +1127,8 @@ async fn record_hook(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::http::StatusCode {
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let raw = String::from_utf8_lossy(&body).into_owned();
+    let body = serde_json::from_str(&raw).unwrap_or_else(|_| Value::String(raw.clone()));
     let wanted = state.failing_kind.lock().unwrap().clone();
     let failing = wanted.is_none_or(|k| body["kind"] == k.as_str())
         && state
@@ -1137,6 +1145,7 @@ async fn record_hook(
         path: uri.path().to_owned(),
         headers,
         body,
+        raw,
         answered: answered.as_u16(),
     });
     answered

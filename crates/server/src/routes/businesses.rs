@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use minipay_business::NewBusiness;
-use minipay_business::views::{BusinessView, OnboardedBusiness, RotatedKey};
+use minipay_business::views::{BusinessView, OnboardedBusiness, RotatedKey, WebhookDeliveryView};
 use minipay_core::BusinessId;
 use minipay_core::request::PageLimit;
 use minipay_services::views::Page;
@@ -105,4 +105,21 @@ pub async fn rotate_key(
     security(("api_key" = [])), responses((status = 200, body = BusinessView)))]
 pub async fn me(State(app): State<AppState>, CurrentBusiness(me): CurrentBusiness) -> ApiResult<Json<BusinessView>> {
     Ok(Json(app.businesses.business(me).await?))
+}
+
+/// The calling business's webhook delivery log: every attempt to post a webhook (signed with
+/// its webhook secret, retried with backoff for 24 hours), newest first.
+#[utoipa::path(get, path = "/v1/biz/webhook-deliveries", tag = "business API", operation_id = "list_webhook_deliveries",
+    security(("api_key" = [])), params(PageQuery), responses((status = 200, body = Page<WebhookDeliveryView>)))]
+pub async fn webhook_deliveries(
+    State(app): State<AppState>,
+    CurrentBusiness(me): CurrentBusiness,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<WebhookDeliveryView>>> {
+    let limit = PageLimit::parse(q.limit).map_err(ServiceError::validation)?;
+    Ok(Json(
+        app.businesses
+            .webhook_deliveries(me, limit, q.cursor.as_deref())
+            .await?,
+    ))
 }

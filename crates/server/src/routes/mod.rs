@@ -8,6 +8,7 @@ pub mod businesses;
 pub mod gateway_admin;
 pub mod health;
 pub mod operations;
+pub mod payments;
 pub mod pos;
 pub mod readside;
 pub mod remittances;

@@ -104,6 +104,7 @@ macro_rules! select_businesses {
 impl Session {
     /// Records an onboarded business. A registration number (or, astronomically unlikely, an
     /// API-key hash) already on file fails with `StoreError::Unique` naming its column.
+    /// Records a business and opens its ledger account (the business's balance).
     pub async fn insert_business(&mut self, b: &NewBusinessRecord<'_>) -> Result<()> {
         self.assert_writable();
         on_db!(self, c => sqlx::query(
@@ -124,6 +125,15 @@ impl Session {
         .bind(DbTime(b.at))
         .execute(c)
         .await.map(|r| r.rows_affected()))?;
+        // Its balance on the ledger (payments in, refunds and payouts out), under its own id.
+        on_db!(self, c => sqlx::query(
+            "INSERT INTO accounts (id, owner_business_id, kind, created_at) VALUES ($1, $1, 'business', $2)",
+        )
+        .bind(b.id.as_uuid())
+        .bind(DbTime(b.at))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 

@@ -1,0 +1,531 @@
+//! Payments and refunds end to end, black box: a business takes a payment from a wallet user's
+//! bank account (answered 202, pulled in the background), every outcome of the pull injected at
+//! the simulated bank, refunds partial and full (and concurrent), the order id's uniqueness and
+//! the idempotency key, the customer-support history; each bank balance and the ledger audit
+//! checked after each.
+
+use crate::helpers::{
+    EVENTUALLY_MAX, TestApp, TestBusiness, TestUser, eventually, fresh_bank_account_number,
+    fresh_bank_account_number_ending, join_all,
+};
+use crate::{on_both_backends, on_every_engine};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_every_engine!(
+    a_payment_is_pulled_into_the_business_balance,
+    a_declined_pull_fails_and_never_turns_into_success,
+    a_timeout_with_execution_is_settled_paid_by_the_inquiry,
+    a_timeout_without_execution_is_voided_and_fails,
+    a_pull_the_bank_would_not_take_is_sent_again,
+    partial_refunds_add_up_to_the_payment_and_no_more,
+    a_refund_the_bank_refuses_goes_back_to_the_business,
+);
+
+on_both_backends!(
+    order_ids_and_idempotency_keys,
+    bad_payment_and_refund_requests_change_nothing,
+    fifty_concurrent_refunds_never_exceed_the_payment,
+);
+
+/// Where every bank account starts at the simulator.
+const OPENING_WON: i64 = 100_000_000;
+/// What each scenario pays.
+const WON: i64 = 50_000;
+/// Between deliveries of an event (the default `MINIPAY_REMIT_RETRY_DELAY_MS`).
+const RETRY_DELAY_SECS: i64 = 10;
+
+/// A user paying from the bank account `account` (registered), and a business.
+struct Parties {
+    user: TestUser,
+    account: String,
+    shop: TestBusiness,
+}
+
+async fn parties_with(app: &TestApp, account: String) -> Parties {
+    Parties {
+        user: app.user_with_bank_number("김민수", &account).await,
+        account,
+        shop: app.onboard_business("가나마트").await,
+    }
+}
+
+async fn parties(app: &TestApp) -> Parties {
+    parties_with(app, fresh_bank_account_number()).await
+}
+
+impl TestApp {
+    /// `POST /v1/biz/payments` for `won` from `user`, order `order`, under `key`.
+    async fn pay(
+        &self,
+        shop: &TestBusiness,
+        user: &TestUser,
+        won: i64,
+        order: &str,
+        key: &str,
+    ) -> crate::helpers::Resp {
+        let body = json!({"user_id": user.id, "amount": won, "order_id": order, "description": "라면 2개"});
+        self.biz_post(shop, "/v1/biz/payments", Some(key), body).await
+    }
+
+    /// The payment as its business sees it, once its status is one of `statuses`.
+    async fn payment_when(&self, shop: &TestBusiness, id: &str, statuses: &[&str]) -> Value {
+        eventually(&format!("payment {id} in {statuses:?}"), EVENTUALLY_MAX, async || {
+            let p = self.biz_get(shop, &format!("/v1/biz/payments/{id}")).await;
+            let p = p.assert_status(200).clone();
+            statuses.iter().any(|s| p["status"] == json!(s)).then_some(p)
+        })
+        .await
+    }
+
+    async fn refund_when(&self, shop: &TestBusiness, id: &str, statuses: &[&str]) -> Value {
+        eventually(&format!("refund {id} in {statuses:?}"), EVENTUALLY_MAX, async || {
+            let r = self.biz_get(shop, &format!("/v1/biz/refunds/{id}")).await;
+            let r = r.assert_status(200).clone();
+            statuses.iter().any(|s| r["status"] == json!(s)).then_some(r)
+        })
+        .await
+    }
+
+    /// The customer-support view of one payment: with its refunds and bank calls.
+    async fn payment_history(&self, id: &str) -> Value {
+        self.admin_get(&format!("/v1/admin/payments/{id}"))
+            .await
+            .assert_status(200)
+            .clone()
+    }
+
+    async fn business_balance(&self, shop: &TestBusiness) -> i64 {
+        let b = self.biz_get(shop, "/v1/biz/balance").await;
+        b.assert_status(200)["balance"].as_i64().unwrap()
+    }
+
+    /// A paid payment of `won`: its id.
+    async fn paid(&self, p: &Parties, won: i64, order: &str) -> String {
+        let sent = self.pay(&p.shop, &p.user, won, order, &format!("key-{order}")).await;
+        let id = sent.assert_status(202)["id"].as_str().unwrap().to_owned();
+        self.payment_when(&p.shop, &id, &["paid"]).await;
+        id
+    }
+
+    async fn refund(&self, shop: &TestBusiness, payment: &str, won: i64, key: &str) -> crate::helpers::Resp {
+        let body = json!({"amount": won, "reason": "고객 변심"});
+        self.biz_post(shop, &format!("/v1/biz/payments/{payment}/refunds"), Some(key), body)
+            .await
+    }
+}
+
+/// The bank calls of a payment, oldest first: `(kind, outcome)`.
+fn calls(history: &Value) -> Vec<(String, String)> {
+    history["bank_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (text(&c["kind"]), text(&c["outcome"])))
+        .collect()
+}
+
+#[track_caller]
+fn assert_calls(history: &Value, expected: &[(&str, &str)]) {
+    let expected: Vec<(String, String)> = expected.iter().map(|(k, o)| (k.to_string(), o.to_string())).collect();
+    assert_eq!(calls(history), expected, "bank calls of {}", history["id"]);
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+/// The user's bank account, the platform's own account at the bank, and the business's
+/// balance on the platform; then the ledger audit.
+async fn assert_money(app: &TestApp, p: &Parties, [user_bank, platform, business]: [i64; 3]) {
+    assert_eq!(
+        app.bank_balance_of(&p.account).await,
+        user_bank,
+        "the user's bank account"
+    );
+    assert_eq!(
+        app.platform_bank_balance().await,
+        platform,
+        "the platform's bank account"
+    );
+    assert_eq!(app.business_balance(&p.shop).await, business, "the business's balance");
+    app.assert_invariants().await;
+}
+
+async fn a_payment_is_pulled_into_the_business_balance(app: TestApp) {
+    let p = parties(&app).await;
+    let sent = app.pay(&p.shop, &p.user, WON, "ORDER-1", "pay-1").await;
+    let sent = sent.assert_status(202).clone();
+    assert_eq!(sent["status"], json!("accepted"), "{sent}");
+    assert_eq!(
+        (
+            sent["amount"].clone(),
+            sent["refunded_amount"].clone(),
+            sent["order_id"].clone()
+        ),
+        (json!(WON), json!(0), json!("ORDER-1"))
+    );
+    assert_eq!(
+        (sent["business_id"].clone(), sent["user_id"].clone()),
+        (json!(p.shop.id), json!(p.user.id))
+    );
+    assert_eq!(sent["description"], json!("라면 2개"));
+    let id = text(&sent["id"]);
+    // Our transfer id, fixed when the payment was recorded: the bank deduplicates on it.
+    let tran_id = text(&sent["bank_transaction_id"]);
+    assert_eq!(tran_id, format!("{}-pay", id.replace('-', "")));
+
+    let paid = app.payment_when(&p.shop, &id, &["paid"]).await;
+    assert_eq!(paid["failure"], Value::Null);
+    assert!(paid["paid_at"].is_string(), "{paid}");
+    assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
+
+    // Customer support sees the one pull, with the bank's own id for it.
+    let history = app.payment_history(&id).await;
+    assert_calls(&history, &[("pull", "completed")]);
+    assert_eq!(history["bank_calls"][0]["tran_id"], json!(tran_id));
+    assert!(history["bank_calls"][0]["bank_tran_id"].is_string(), "{history}");
+    let by_user = app
+        .admin_get(&format!("/v1/admin/payments?user_id={}", p.user.id))
+        .await;
+    let by_user = by_user.assert_status(200).clone();
+    assert_eq!(by_user["items"].as_array().unwrap().len(), 1, "{by_user}");
+    assert_eq!(by_user["items"][0]["bank_calls"], history["bank_calls"]);
+    let by_order = app
+        .admin_get(&format!(
+            "/v1/admin/payments?business_id={}&order_id=ORDER-1",
+            p.shop.id
+        ))
+        .await;
+    assert_eq!(by_order.assert_status(200)["items"][0]["id"], json!(id));
+
+    // The user sees it among their payments; the business in its list.
+    let mine = app.get("/v1/payments", &p.user.token).await;
+    assert_eq!(mine.assert_status(200)["items"][0]["id"], json!(id));
+    let listed = app
+        .biz_get(&p.shop, "/v1/biz/payments?status=paid&order_id=ORDER-1")
+        .await;
+    assert_eq!(listed.assert_status(200)["items"][0]["id"], json!(id));
+    let stats = app.bank_stats().await;
+    assert_eq!(
+        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
+        (json!(1), json!(1)),
+        "{stats}"
+    );
+}
+
+async fn a_declined_pull_fails_and_never_turns_into_success(app: TestApp) {
+    let p = parties(&app).await;
+    app.set_bank_account_faults(&p.account, json!({"pull": "decline"}))
+        .await;
+    let sent = app.pay(&p.shop, &p.user, WON, "ORDER-D", "pay-d").await;
+    let id = text(&sent.assert_status(202)["id"]);
+
+    let failed = app.payment_when(&p.shop, &id, &["failed", "paid"]).await;
+    assert_eq!(failed["status"], json!("failed"), "{failed}");
+    assert_eq!(failed["failure"]["code"], json!("bank_declined"), "{failed}");
+    assert_eq!(failed["paid_at"], Value::Null);
+    // However long one waits, and whatever the recovery job does, it stays failed.
+    app.advance_clock(120).await;
+    app.run_job("payment-recovery").await;
+    let again = app.biz_get(&p.shop, &format!("/v1/biz/payments/{id}")).await;
+    assert_eq!(again.assert_status(200)["status"], json!("failed"));
+    assert_calls(&app.payment_history(&id).await, &[("pull", "declined")]);
+    assert_money(&app, &p, [OPENING_WON, 0, 0]).await;
+    // A refund of a failed payment is refused.
+    let refund = app.refund(&p.shop, &id, 1_000, "refund-d").await;
+    refund.assert_error(409, "invalid_state");
+}
+
+async fn a_timeout_with_execution_is_settled_paid_by_the_inquiry(app: TestApp) {
+    let p = parties(&app).await;
+    app.set_bank_account_faults(&p.account, json!({"pull": "timeout_executed", "times": 1}))
+        .await;
+    let sent = app.pay(&p.shop, &p.user, WON, "ORDER-T1", "pay-t1").await;
+    let id = text(&sent.assert_status(202)["id"]);
+
+    app.payment_when(&p.shop, &id, &["paid"]).await;
+    assert_calls(
+        &app.payment_history(&id).await,
+        &[("pull", "unknown"), ("inquiry", "completed")],
+    );
+    assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
+    let stats = app.bank_stats().await;
+    assert_eq!(
+        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
+        (json!(1), json!(1)),
+        "pulled once: {stats}"
+    );
+}
+
+async fn a_timeout_without_execution_is_voided_and_fails(app: TestApp) {
+    let p = parties(&app).await;
+    app.set_bank_account_faults(&p.account, json!({"pull": "timeout_not_executed", "times": 1}))
+        .await;
+    let sent = app.pay(&p.shop, &p.user, WON, "ORDER-T2", "pay-t2").await;
+    let id = text(&sent.assert_status(202)["id"]);
+
+    // The bank has no record of it: the id is voided (so the pull can never land later), and
+    // the payment fails for good with nothing taken. It is never pulled again.
+    let failed = app.payment_when(&p.shop, &id, &["failed", "paid"]).await;
+    assert_eq!(failed["status"], json!("failed"), "{failed}");
+    assert_eq!(failed["failure"]["code"], json!("bank_no_answer"), "{failed}");
+    assert_calls(
+        &app.payment_history(&id).await,
+        &[("pull", "unknown"), ("inquiry", "unknown"), ("void", "declined")],
+    );
+    assert_money(&app, &p, [OPENING_WON, 0, 0]).await;
+    let stats = app.bank_stats().await;
+    assert_eq!(
+        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
+        (json!(1), json!(0)),
+        "{stats}"
+    );
+}
+
+async fn a_pull_the_bank_would_not_take_is_sent_again(app: TestApp) {
+    let p = parties(&app).await;
+    // Three refusals: the bank client's own quick retries (two after the first) all refused.
+    app.set_bank_account_faults(&p.account, json!({"pull": "unavailable", "times": 3}))
+        .await;
+    let sent = app.pay(&p.shop, &p.user, WON, "ORDER-U", "pay-u").await;
+    let id = text(&sent.assert_status(202)["id"]);
+
+    let history = eventually("the first pull refused", EVENTUALLY_MAX, async || {
+        let h = app.payment_history(&id).await;
+        (calls(&h).len() == 1 && h["bank_calls"][0]["outcome"] == json!("unavailable")).then_some(h)
+    })
+    .await;
+    assert_eq!(history["status"], json!("processing"), "{history}");
+    // Nothing happened at the bank, so the same transfer id is sent again at the next delivery.
+    app.advance_clock(RETRY_DELAY_SECS).await;
+    app.payment_when(&p.shop, &id, &["paid"]).await;
+    assert_calls(
+        &app.payment_history(&id).await,
+        &[("pull", "unavailable"), ("pull", "completed")],
+    );
+    assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
+}
+
+async fn partial_refunds_add_up_to_the_payment_and_no_more(app: TestApp) {
+    let p = parties(&app).await;
+    let id = app.paid(&p, WON, "ORDER-R").await;
+
+    let first = app.refund(&p.shop, &id, 20_000, "refund-1").await;
+    let first = first.assert_status(202).clone();
+    assert_eq!(
+        (first["status"].clone(), first["amount"].clone()),
+        (json!("accepted"), json!(20_000))
+    );
+    assert_eq!(first["payment_id"], json!(id));
+    app.refund_when(&p.shop, &text(&first["id"]), &["succeeded"]).await;
+    let partly = app.payment_when(&p.shop, &id, &["partially_refunded"]).await;
+    assert_eq!(partly["refunded_amount"], json!(20_000));
+    assert_money(&app, &p, [OPENING_WON - WON + 20_000, WON - 20_000, WON - 20_000]).await;
+
+    // The rest, then one won more.
+    let rest = app.refund(&p.shop, &id, WON - 20_000, "refund-2").await;
+    let rest = rest.assert_status(202).clone();
+    app.refund_when(&p.shop, &text(&rest["id"]), &["succeeded"]).await;
+    let refunded = app.payment_when(&p.shop, &id, &["refunded"]).await;
+    assert_eq!(refunded["refunded_amount"], json!(WON));
+    let more = app
+        .assert_changes_nothing(app.refund(&p.shop, &id, 1, "refund-3"))
+        .await;
+    more.assert_error(422, "refund_exceeds_payment");
+    assert_money(&app, &p, [OPENING_WON, 0, 0]).await;
+
+    let history = app.payment_history(&id).await;
+    assert_calls(
+        &history,
+        &[("pull", "completed"), ("push", "completed"), ("push", "completed")],
+    );
+    assert_eq!(history["refunds"].as_array().unwrap().len(), 2, "{history}");
+    let listed = app.biz_get(&p.shop, &format!("/v1/biz/payments/{id}/refunds")).await;
+    assert_eq!(listed.assert_status(200).as_array().unwrap().len(), 2);
+}
+
+async fn a_refund_the_bank_refuses_goes_back_to_the_business(app: TestApp) {
+    // Accounts ending 0006 are closed to deposits: the pull works, the refund's push is refused.
+    let p = parties_with(&app, fresh_bank_account_number_ending("0006")).await;
+    let id = app.paid(&p, WON, "ORDER-C").await;
+    let refund = app.refund(&p.shop, &id, 10_000, "refund-c").await;
+    let refund_id = text(&refund.assert_status(202)["id"]);
+
+    let failed = app.refund_when(&p.shop, &refund_id, &["failed", "succeeded"]).await;
+    assert_eq!(failed["status"], json!("failed"), "{failed}");
+    assert_eq!(failed["failure"]["code"], json!("bank_declined"), "{failed}");
+    // The money is back in the business's balance, and the amount back in the payment.
+    let p_after = app.payment_when(&p.shop, &id, &["paid"]).await;
+    assert_eq!(p_after["refunded_amount"], json!(0));
+    assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
+    assert_calls(
+        &app.payment_history(&id).await,
+        &[("pull", "completed"), ("push", "declined")],
+    );
+}
+
+async fn order_ids_and_idempotency_keys(app: TestApp) {
+    let p = parties(&app).await;
+    let first = app.pay(&p.shop, &p.user, WON, "ORDER-I", "key-i").await;
+    let first = first.assert_status(202).clone();
+    let id = text(&first["id"]);
+    // Paid before anything below checks that a refusal changed nothing.
+    app.payment_when(&p.shop, &id, &["paid"]).await;
+
+    // The same key and body: the stored answer, byte for byte.
+    let replay = app.pay(&p.shop, &p.user, WON, "ORDER-I", "key-i").await;
+    replay.assert_status(202);
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(replay.body, first);
+    // The same key with another body.
+    let reused = app.pay(&p.shop, &p.user, WON + 1, "ORDER-I2", "key-i").await;
+    reused.assert_error(422, "idempotency_key_reused");
+
+    // The same order with the same body under another key: the same payment.
+    let same = app.pay(&p.shop, &p.user, WON, "ORDER-I", "key-i-again").await;
+    assert_eq!(same.assert_status(202)["id"], first["id"]);
+    // The same order with another body: a conflict, and nothing changes.
+    let other = app
+        .assert_changes_nothing(app.pay(&p.shop, &p.user, WON + 1, "ORDER-I", "key-i-other"))
+        .await;
+    other.assert_error(409, "conflict");
+    // Another business may use the same order id.
+    let other_shop = app.onboard_business("다라상회").await;
+    let theirs = app.pay(&other_shop, &p.user, 1_000, "ORDER-I", "key-i").await;
+    assert_ne!(theirs.assert_status(202)["id"], first["id"]);
+
+    // Paid once: the user's bank was pulled for the two payments only.
+    eventually("both payments paid", EVENTUALLY_MAX, async || {
+        (app.bank_balance_of(&p.account).await == OPENING_WON - WON - 1_000).then_some(())
+    })
+    .await;
+    // Someone else's payment is not found; a user's token is not a business's key.
+    let hidden = app.biz_get(&other_shop, &format!("/v1/biz/payments/{id}")).await;
+    hidden.assert_error(404, "not_found");
+    let as_user = app
+        .request(
+            Method::GET,
+            &format!("/v1/biz/payments/{id}"),
+            Some(&p.user.token),
+            None,
+            None,
+        )
+        .await;
+    as_user.assert_error(403, "forbidden");
+    app.assert_invariants().await;
+}
+
+async fn bad_payment_and_refund_requests_change_nothing(app: TestApp) {
+    let p = parties(&app).await;
+    let no_bank = app.user("박은행없음").await;
+    let body = |user: &str, won: Value, order: &str| json!({"user_id": user, "amount": won, "order_id": order});
+    let cases: Vec<(Value, Option<&str>, u16, &str)> = vec![
+        (body(&p.user.id, json!(WON), "O-1"), None, 400, "validation_failed"),
+        (body(&p.user.id, json!(0), "O-1"), Some("k1"), 400, "validation_failed"),
+        (body(&p.user.id, json!(-5), "O-1"), Some("k2"), 400, "validation_failed"),
+        (
+            body(&p.user.id, json!("1000"), "O-1"),
+            Some("k3"),
+            400,
+            "validation_failed",
+        ),
+        (body(&p.user.id, json!(WON), ""), Some("k4"), 400, "validation_failed"),
+        (
+            body(&p.user.id, json!(WON), "has space"),
+            Some("k5"),
+            400,
+            "validation_failed",
+        ),
+        (
+            body(&p.user.id, json!(WON), &"x".repeat(65)),
+            Some("k6"),
+            400,
+            "validation_failed",
+        ),
+        (
+            body("not-a-uuid", json!(WON), "O-1"),
+            Some("k7"),
+            400,
+            "validation_failed",
+        ),
+        (
+            body(&uuid::Uuid::now_v7().to_string(), json!(WON), "O-1"),
+            Some("k8"),
+            404,
+            "not_found",
+        ),
+        (body(&no_bank.id, json!(WON), "O-1"), Some("k9"), 409, "invalid_state"),
+    ];
+    for (b, key, status, code) in cases {
+        let resp = app
+            .assert_changes_nothing(app.biz_post(&p.shop, "/v1/biz/payments", key, b.clone()))
+            .await;
+        assert_eq!((resp.status, resp.code()), (status, code), "{b}: {}", resp.text);
+    }
+    let id = app.paid(&p, WON, "O-OK").await;
+    let refund = |won: Value| json!({"amount": won});
+    let refunds = format!("/v1/biz/payments/{id}/refunds");
+    let cases: Vec<(String, Value, Option<&str>, u16, &str)> = vec![
+        (refunds.clone(), refund(json!(1_000)), None, 400, "validation_failed"),
+        (refunds.clone(), refund(json!(0)), Some("r1"), 400, "validation_failed"),
+        (
+            refunds.clone(),
+            refund(json!(WON + 1)),
+            Some("r2"),
+            422,
+            "refund_exceeds_payment",
+        ),
+        (
+            format!("/v1/biz/payments/{}/refunds", uuid::Uuid::now_v7()),
+            refund(json!(1_000)),
+            Some("r3"),
+            404,
+            "not_found",
+        ),
+    ];
+    for (path, b, key, status, code) in cases {
+        let resp = app
+            .assert_changes_nothing(app.biz_post(&p.shop, &path, key, b.clone()))
+            .await;
+        assert_eq!((resp.status, resp.code()), (status, code), "{path} {b}: {}", resp.text);
+    }
+    // Another business cannot refund this one's payment.
+    let other = app.onboard_business("다라상회").await;
+    let theirs = app
+        .assert_changes_nothing(app.biz_post(&other, &refunds, Some("r4"), refund(json!(1_000))))
+        .await;
+    theirs.assert_error(404, "not_found");
+    app.assert_invariants().await;
+}
+
+async fn fifty_concurrent_refunds_never_exceed_the_payment(app: TestApp) {
+    const REFUNDS: usize = 50;
+    const EACH: i64 = 2_000;
+    let p = parties(&app).await;
+    let id = app.paid(&p, WON, "ORDER-50").await;
+    let shop = &p.shop;
+    let answers = join_all((0..REFUNDS).map(|i| {
+        let (app, shop, id) = (app.clone(), shop.clone(), id.clone());
+        async move { app.refund(&shop, &id, EACH, &format!("refund-{i}")).await }
+    }))
+    .await;
+    let accepted: Vec<&crate::helpers::Resp> = answers.iter().filter(|r| r.status == 202).collect();
+    let refused = answers
+        .iter()
+        .filter(|r| r.status == 422 && r.code() == "refund_exceeds_payment")
+        .count();
+    let fits = (WON / EACH) as usize;
+    assert_eq!(
+        (accepted.len(), refused),
+        (fits, REFUNDS - fits),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in &accepted {
+        app.refund_when(shop, &text(&r.body["id"]), &["succeeded"]).await;
+    }
+    let refunded = app.payment_when(shop, &id, &["refunded"]).await;
+    assert_eq!(refunded["refunded_amount"], json!(WON));
+    assert_money(&app, &p, [OPENING_WON, 0, 0]).await;
+}

@@ -1,0 +1,251 @@
+//! Recording payment and refund requests: one short transaction each — the key read, the row
+//! and its event written, the answer stored under the key — answered `202` before the bank is
+//! called. A refund takes its amount from the payment (one conditional statement) and its
+//! money from the business's balance (under the account locks) in that same transaction.
+
+use crate::views::{PaymentView, RefundView};
+use crate::{NewPayment, NewRefund, Payments, business_account, internal, subjects};
+use jiff::Timestamp;
+use minipay_core::ledger::{LedgerError, payment_journal};
+use minipay_core::payment::{PaymentPosting, RefundRefusal, check_refund, pull_tran_id, push_tran_id};
+use minipay_core::request::IdempotencyKey;
+use minipay_core::{BusinessId, JournalId, PaymentId, RefundId};
+use minipay_events::emit;
+use minipay_services::idempotency::{IdempotentRequest, Reply, peek, record};
+use minipay_services::{ServiceError, ServiceResult};
+use minipay_store::{BankAccount, Payment, Session, StoredResponse};
+use serde::Serialize;
+
+/// A request recorded under a key that another request took meanwhile is run once more (it
+/// then replays that request's answer).
+const RECORD_TRIES_MAX: usize = 2;
+
+impl Payments {
+    /// `POST /v1/biz/payments`: records the payment (`accepted`) and hands it to the pull side.
+    /// The same key and body return the same payment; so does the same order id with the same
+    /// body; the same order id with another body is `409 conflict`.
+    #[tracing::instrument(name = "minipay.payments.request", skip_all, err(level = "debug"))]
+    pub async fn request_payment(
+        &self,
+        business: BusinessId,
+        req: NewPayment,
+        key: Option<IdempotencyKey>,
+    ) -> ServiceResult<Reply<PaymentView>> {
+        let key = key.ok_or_else(|| ServiceError::validation("Idempotency-Key is required for a payment"))?;
+        let idem = IdempotentRequest::new(Some(key), "payment", "", &req).expect("a key was given");
+        let bank_account = self.pull_account(&req).await?;
+        for _ in 0..RECORD_TRIES_MAX {
+            if let Some(reply) = self.record_payment(business, &req, &idem, &bank_account).await? {
+                self.events.wake();
+                metrics::counter!("minipay_payments_requested_total").increment(1);
+                return Ok(reply);
+            }
+        }
+        Err(busy_key())
+    }
+
+    /// The user's registered bank account the payment will pull from.
+    async fn pull_account(&self, req: &NewPayment) -> ServiceResult<BankAccount> {
+        let mut s = self.store.read().await?;
+        if s.user(req.user_id).await?.is_none() {
+            return Err(ServiceError::NotFound("user"));
+        }
+        s.charging_bank_account(req.user_id)
+            .await?
+            .ok_or_else(|| ServiceError::InvalidState("the user has no registered bank account to pay from".into()))
+    }
+
+    /// One transaction; `None` when the key was taken meanwhile (nothing is written then).
+    async fn record_payment(
+        &self,
+        business: BusinessId,
+        req: &NewPayment,
+        idem: &IdempotentRequest,
+        bank_account: &BankAccount,
+    ) -> ServiceResult<Option<Reply<PaymentView>>> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        if let Some(stored) = peek(&mut tx, business, Some(idem), now).await? {
+            return Ok(Some(Reply::Replayed(stored)));
+        }
+        let id = PaymentId::new();
+        let tran_id = pull_tran_id(id);
+        let new = minipay_store::NewPayment {
+            id,
+            business_id: business,
+            user_id: req.user_id,
+            order_id: req.order_id.as_str(),
+            amount: req.amount.won(),
+            description: req.description.as_deref(),
+            bank_account_id: bank_account.id,
+            fintech_use_num: &bank_account.fintech_use_num,
+            bank_transaction_id: &tran_id,
+            at: now,
+        };
+        let payment = match tx.insert_payment(&new).await? {
+            Some(p) => {
+                emit(&mut tx, subjects::ACCEPTED, &trigger(p.id), now).await?;
+                p
+            }
+            None => same_order(&mut tx, business, req).await?,
+        };
+        let view = PaymentView::from(&payment);
+        if !record(&mut tx, business, Some(idem), &stored_answer(&view)?, now).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(Reply::Fresh(view)))
+    }
+
+    /// `POST /v1/biz/payments/{id}/refunds`: takes the amount from what is left to refund of
+    /// the payment and from the business's balance (into refunds in transit), records the
+    /// refund (`accepted`) and hands it to the push side. Refused, changing nothing, when the
+    /// payment is not paid (`409 invalid_state`), the refunds would exceed it (`422
+    /// refund_exceeds_payment`) or the balance is short (`422 insufficient_funds`).
+    #[tracing::instrument(name = "minipay.payments.refund", skip_all, err(level = "debug"))]
+    pub async fn request_refund(
+        &self,
+        business: BusinessId,
+        payment: PaymentId,
+        req: NewRefund,
+        key: Option<IdempotencyKey>,
+    ) -> ServiceResult<Reply<RefundView>> {
+        let key = key.ok_or_else(|| ServiceError::validation("Idempotency-Key is required for a refund"))?;
+        let idem = IdempotentRequest::new(Some(key), "refund", &payment.to_string(), &req).expect("a key was given");
+        for _ in 0..RECORD_TRIES_MAX {
+            if let Some(reply) = self.record_refund(business, payment, &req, &idem).await? {
+                self.events.wake();
+                metrics::counter!("minipay_refunds_requested_total").increment(1);
+                return Ok(reply);
+            }
+        }
+        Err(busy_key())
+    }
+
+    async fn record_refund(
+        &self,
+        business: BusinessId,
+        payment: PaymentId,
+        req: &NewRefund,
+        idem: &IdempotentRequest,
+    ) -> ServiceResult<Option<Reply<RefundView>>> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        if let Some(stored) = peek(&mut tx, business, Some(idem), now).await? {
+            return Ok(Some(Reply::Replayed(stored)));
+        }
+        let amount = req.amount.won();
+        let Some(p) = tx.take_refund_amount(payment, business, amount, now).await? else {
+            return Err(refusal(&mut tx, business, payment, amount).await);
+        };
+        take_from_balance(&mut tx, &p, req.amount, now).await?;
+        let id = RefundId::new();
+        let refund = tx
+            .insert_refund(&minipay_store::NewRefund {
+                id,
+                payment_id: p.id,
+                business_id: business,
+                amount,
+                reason: req.reason.as_deref(),
+                bank_transaction_id: &push_tran_id(id),
+                at: now,
+            })
+            .await?;
+        emit(&mut tx, subjects::REFUND_ACCEPTED, &refund_trigger(id), now).await?;
+        let view = RefundView::from(&refund);
+        if !record(&mut tx, business, Some(idem), &stored_answer(&view)?, now).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(Reply::Fresh(view)))
+    }
+}
+
+/// The payment already recorded for the order: the same one when the request asks for the
+/// same thing, `409 conflict` otherwise.
+async fn same_order(tx: &mut Session, business: BusinessId, req: &NewPayment) -> ServiceResult<Payment> {
+    let existing = tx
+        .payment_by_order(business, req.order_id.as_str())
+        .await?
+        .ok_or_else(|| internal("an order id taken by no payment"))?;
+    let same = existing.user_id == req.user_id
+        && existing.amount == req.amount.won()
+        && existing.description.as_deref() == req.description.as_deref();
+    if !same {
+        return Err(ServiceError::Conflict(format!(
+            "order_id {:?} is already used by another payment of this business",
+            req.order_id.as_str()
+        )));
+    }
+    Ok(existing)
+}
+
+/// Moves a refund's money from the business's balance into refunds in transit, under the two
+/// accounts' locks; `insufficient_funds` when the balance is short.
+async fn take_from_balance(
+    tx: &mut Session,
+    p: &Payment,
+    amount: minipay_core::Amount,
+    now: Timestamp,
+) -> ServiceResult<()> {
+    let account = business_account(p.business_id);
+    let journal = payment_journal(PaymentPosting::RefundTaken, account, &order_label(p), amount);
+    let mut locked = tx.lock_accounts(journal.accounts()).await?;
+    let posted = match locked.post(&journal, JournalId::new(), now) {
+        Ok(posted) => posted,
+        Err(LedgerError::InsufficientFunds(_)) => {
+            let balance = locked.get(account).map_or(0, |a| a.available());
+            return Err(ServiceError::InsufficientFunds(format!(
+                "the business's balance ({balance} won) is short of the refund ({} won)",
+                amount.won()
+            )));
+        }
+    };
+    tx.write_postings(&locked, &[posted]).await?;
+    Ok(())
+}
+
+/// Why no refund amount could be taken from the payment (read in the same transaction).
+async fn refusal(tx: &mut Session, business: BusinessId, payment: PaymentId, amount: i64) -> ServiceError {
+    let p = match tx.payment(payment).await {
+        Ok(Some(p)) if p.business_id == business => p,
+        Ok(_) => return ServiceError::NotFound("payment"),
+        Err(e) => return e.into(),
+    };
+    match check_refund(p.status, p.amount, p.refunded_amount, amount) {
+        Err(RefundRefusal::NotPaid(status)) => ServiceError::InvalidState(format!(
+            "only a paid payment can be refunded; this one is {}",
+            status.as_str()
+        )),
+        Err(e @ RefundRefusal::ExceedsPayment { .. }) => ServiceError::RefundExceedsPayment(e.to_string()),
+        Ok(()) => internal("a refund refused by the store and allowed by the rules"),
+    }
+}
+
+/// What the ledger's entries show for a payment's money: its order.
+pub(crate) fn order_label(p: &Payment) -> String {
+    format!("order {}", p.order_id)
+}
+
+fn stored_answer(view: &impl Serialize) -> ServiceResult<StoredResponse> {
+    Ok(StoredResponse {
+        status: 202,
+        body: serde_json::to_string(view).map_err(|e| internal(&format!("a view: {e}")))?,
+    })
+}
+
+fn busy_key() -> ServiceError {
+    ServiceError::Conflict("a request with this Idempotency-Key is being processed; retry shortly".into())
+}
+
+/// The data of the event that sets the pull side to work.
+pub(crate) fn trigger(id: PaymentId) -> serde_json::Value {
+    serde_json::json!({ "payment_id": id })
+}
+
+/// The data of the event that sets the push side to work.
+pub(crate) fn refund_trigger(id: RefundId) -> serde_json::Value {
+    serde_json::json!({ "refund_id": id })
+}

@@ -1,0 +1,178 @@
+//! The JSON shapes of payments and refunds (API-business.md, "Payments and refunds"): the
+//! payment as its business and its user see it, and for customer support every refund and
+//! every bank call made for it.
+
+use jiff::Timestamp;
+use minipay_core::payment::{BankCallKind, BankCallOutcome, PaymentStatus, RefundStatus};
+use minipay_core::{BusinessId, PaymentId, RefundId, UserId};
+use minipay_store::{BankCall, Payment, PaymentFailure, Refund};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Why a payment or a refund failed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FailureView {
+    /// `bank_declined` (the bank said no), `bank_no_answer` (no answer and no record at the
+    /// bank: voided, nothing taken) or `bank_unavailable` (the bank would not take it).
+    pub code: String,
+    pub message: String,
+}
+
+impl FailureView {
+    fn of(f: &PaymentFailure) -> Self {
+        Self {
+            code: f.code.clone(),
+            message: f.message.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: PaymentId,
+    /// `accepted`, `processing`, `paid`, `failed`, `partially_refunded` or `refunded`.
+    #[schema(value_type = String)]
+    pub status: PaymentStatus,
+    pub amount: i64,
+    /// Refunds accepted and not failed (succeeded, or on their way to the user's bank).
+    pub refunded_amount: i64,
+    #[schema(value_type = String, format = Uuid)]
+    pub business_id: BusinessId,
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub order_id: String,
+    pub description: Option<String>,
+    /// The pull's transfer id at the bank: unique across every bank call the platform makes.
+    pub bank_transaction_id: String,
+    pub failure: Option<FailureView>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub paid_at: Option<Timestamp>,
+}
+
+impl From<&Payment> for PaymentView {
+    fn from(p: &Payment) -> Self {
+        Self {
+            id: p.id,
+            status: p.status,
+            amount: p.amount,
+            refunded_amount: p.refunded_amount,
+            business_id: p.business_id,
+            user_id: p.user_id,
+            order_id: p.order_id.clone(),
+            description: p.description.clone(),
+            bank_transaction_id: p.bank_transaction_id.clone(),
+            failure: p.failure.as_ref().map(FailureView::of),
+            created_at: p.created_at,
+            paid_at: p.paid_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RefundView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: RefundId,
+    #[schema(value_type = String, format = Uuid)]
+    pub payment_id: PaymentId,
+    pub amount: i64,
+    /// `accepted`, `processing`, `succeeded` or `failed`.
+    #[schema(value_type = String)]
+    pub status: RefundStatus,
+    pub reason: Option<String>,
+    /// The push's transfer id at the bank.
+    pub bank_transaction_id: String,
+    pub failure: Option<FailureView>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+}
+
+impl From<&Refund> for RefundView {
+    fn from(r: &Refund) -> Self {
+        Self {
+            id: r.id,
+            payment_id: r.payment_id,
+            amount: r.amount,
+            status: r.status,
+            reason: r.reason.clone(),
+            bank_transaction_id: r.bank_transaction_id.clone(),
+            failure: r.failure.as_ref().map(FailureView::of),
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// One call the platform made to the bank.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BankCallView {
+    /// `pull`, `push`, `inquiry` (status inquiry) or `void`.
+    #[schema(value_type = String)]
+    pub kind: BankCallKind,
+    /// The refund it was for, if not the payment's pull.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub refund_id: Option<RefundId>,
+    pub tran_id: String,
+    /// `sent` (no answer recorded yet), `completed`, `declined`, `unavailable` or `unknown`.
+    #[schema(value_type = String)]
+    pub outcome: BankCallOutcome,
+    /// The bank's own id of an executed transfer.
+    pub bank_tran_id: Option<String>,
+    pub error: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+}
+
+impl From<&BankCall> for BankCallView {
+    fn from(c: &BankCall) -> Self {
+        Self {
+            kind: c.kind,
+            refund_id: c.refund_id,
+            tran_id: c.tran_id.clone(),
+            outcome: c.outcome,
+            bank_tran_id: c.bank_tran_id.clone(),
+            error: c.error.clone(),
+            started_at: c.started_at,
+            finished_at: c.finished_at,
+        }
+    }
+}
+
+/// A payment with its refunds and every bank call (customer support).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentHistoryView {
+    #[serde(flatten)]
+    pub payment: PaymentView,
+    pub refunds: Vec<RefundView>,
+    pub bank_calls: Vec<BankCallView>,
+}
+
+impl PaymentHistoryView {
+    /// `refunds` and `calls` may hold other payments' too: each payment takes its own.
+    pub fn new(p: &Payment, refunds: &[Refund], calls: &[BankCall]) -> Self {
+        Self {
+            payment: p.into(),
+            refunds: refunds
+                .iter()
+                .filter(|r| r.payment_id == p.id)
+                .map(Into::into)
+                .collect(),
+            bank_calls: calls.iter().filter(|c| c.payment_id == p.id).map(Into::into).collect(),
+        }
+    }
+}
+
+/// `GET /v1/biz/balance`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BalanceView {
+    /// The business's money on the platform: payments in, less refunds (and payouts) out.
+    pub balance: i64,
+    /// Payouts to the business's bank account not yet finished.
+    pub pending_payouts: i64,
+}

@@ -1,0 +1,10 @@
+//! The payments' tables: payments a business takes from a wallet user's bank account, their
+//! refunds, and every bank call made for either (the customer-support history).
+
+mod bank_calls;
+mod payment;
+mod refunds;
+
+pub use bank_calls::{BankCall, NewBankCall};
+pub use payment::{NewPayment, Payment, PaymentFailure, PaymentFilter};
+pub use refunds::{NewRefund, Refund};

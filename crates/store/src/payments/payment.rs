@@ -1,0 +1,286 @@
+//! Payments. Every status change is conditional on the status read (`WHERE status = ...`), and
+//! a refund's amount is taken with one conditional statement, so concurrent refunds of one
+//! payment can never add up to more than it.
+
+use crate::session::Session;
+use crate::types::DbTime;
+use crate::{Result, StoreError};
+use jiff::Timestamp;
+use minipay_core::payment::PaymentStatus;
+use minipay_core::{BankAccountId, BusinessId, PaymentId, UserId};
+use uuid::Uuid;
+
+/// A payment to record (status `accepted`).
+#[derive(Debug, Clone)]
+pub struct NewPayment<'a> {
+    pub id: PaymentId,
+    pub business_id: BusinessId,
+    pub user_id: UserId,
+    pub order_id: &'a str,
+    pub amount: i64,
+    pub description: Option<&'a str>,
+    pub bank_account_id: BankAccountId,
+    pub fintech_use_num: &'a str,
+    pub bank_transaction_id: &'a str,
+    pub at: Timestamp,
+}
+
+/// Why a payment failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentFailure {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub business_id: BusinessId,
+    pub user_id: UserId,
+    pub order_id: String,
+    pub amount: i64,
+    pub refunded_amount: i64,
+    pub description: Option<String>,
+    pub bank_account_id: BankAccountId,
+    pub fintech_use_num: String,
+    pub bank_transaction_id: String,
+    pub status: PaymentStatus,
+    pub failure: Option<PaymentFailure>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub paid_at: Option<Timestamp>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PaymentRow {
+    id: Uuid,
+    business_id: Uuid,
+    user_id: Uuid,
+    order_id: String,
+    amount: i64,
+    refunded_amount: i64,
+    description: Option<String>,
+    bank_account_id: Uuid,
+    fintech_use_num: String,
+    bank_transaction_id: String,
+    status: String,
+    failure_code: Option<String>,
+    failure_message: Option<String>,
+    created_at: DbTime,
+    updated_at: DbTime,
+    paid_at: Option<DbTime>,
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = StoreError;
+    fn try_from(r: PaymentRow) -> Result<Self> {
+        Ok(Self {
+            id: PaymentId::from_uuid(r.id),
+            business_id: BusinessId::from_uuid(r.business_id),
+            user_id: UserId::from_uuid(r.user_id),
+            order_id: r.order_id,
+            amount: r.amount,
+            refunded_amount: r.refunded_amount,
+            description: r.description,
+            bank_account_id: BankAccountId::from_uuid(r.bank_account_id),
+            fintech_use_num: r.fintech_use_num,
+            bank_transaction_id: r.bank_transaction_id,
+            status: PaymentStatus::parse(&r.status)
+                .ok_or_else(|| StoreError::corrupt(format!("payment status {:?}", r.status)))?,
+            failure: r.failure_code.map(|code| PaymentFailure {
+                code,
+                message: r.failure_message.unwrap_or_default(),
+            }),
+            created_at: r.created_at.0,
+            updated_at: r.updated_at.0,
+            paid_at: r.paid_at.map(|t| t.0),
+        })
+    }
+}
+
+const COLUMNS: &str = "id, business_id, user_id, order_id, amount, refunded_amount, description, bank_account_id, \
+    fintech_use_num, bank_transaction_id, status, failure_code, failure_message, created_at, updated_at, paid_at";
+
+/// Which payments a list shows (every field optional; all given must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    pub business: Option<BusinessId>,
+    pub user: Option<UserId>,
+    pub order_id: Option<String>,
+    pub status: Option<PaymentStatus>,
+}
+
+impl Session {
+    /// Records a payment (`accepted`) and returns it; `None` when the business already has a
+    /// payment with this order id (nothing written).
+    pub async fn insert_payment(&mut self, p: &NewPayment<'_>) -> Result<Option<Payment>> {
+        self.assert_writable();
+        let row: Option<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO payments (id, business_id, user_id, order_id, amount, description, bank_account_id,
+                 fintech_use_num, bank_transaction_id, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'accepted', $10, $10)
+             ON CONFLICT (business_id, order_id) DO NOTHING
+             RETURNING {COLUMNS}"
+        )))
+        .bind(p.id.as_uuid())
+        .bind(p.business_id.as_uuid())
+        .bind(p.user_id.as_uuid())
+        .bind(p.order_id)
+        .bind(p.amount)
+        .bind(p.description)
+        .bind(p.bank_account_id.as_uuid())
+        .bind(p.fintech_use_num)
+        .bind(p.bank_transaction_id)
+        .bind(DbTime(p.at))
+        .fetch_optional(c)
+        .await)?;
+        row.map(Payment::try_from).transpose()
+    }
+
+    pub async fn payment(&mut self, id: PaymentId) -> Result<Option<Payment>> {
+        let row: Option<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM payments WHERE id = $1"
+        )))
+        .bind(id.as_uuid())
+        .fetch_optional(c)
+        .await)?;
+        row.map(Payment::try_from).transpose()
+    }
+
+    /// The business's payment for `order_id`, if any.
+    pub async fn payment_by_order(&mut self, business: BusinessId, order_id: &str) -> Result<Option<Payment>> {
+        let row: Option<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM payments WHERE business_id = $1 AND order_id = $2"
+        )))
+        .bind(business.as_uuid())
+        .bind(order_id)
+        .fetch_optional(c)
+        .await)?;
+        row.map(Payment::try_from).transpose()
+    }
+
+    /// Moves a payment from `from` to `to` (with the failure, when failing; `paid_at` when
+    /// paid); `false` (nothing written) when it is no longer in `from`.
+    pub async fn change_payment_status(
+        &mut self,
+        id: PaymentId,
+        from: PaymentStatus,
+        to: PaymentStatus,
+        failure: Option<&PaymentFailure>,
+        at: Timestamp,
+    ) -> Result<bool> {
+        self.assert_writable();
+        let paid_at = (to == PaymentStatus::Paid).then_some(DbTime(at));
+        let n = on_db!(self, c => sqlx::query(
+            "UPDATE payments SET status = $3, failure_code = $4, failure_message = $5, updated_at = $6,
+                 paid_at = COALESCE($7, paid_at)
+             WHERE id = $1 AND status = $2",
+        )
+        .bind(id.as_uuid())
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(failure.map(|f| f.code.as_str()))
+        .bind(failure.map(|f| f.message.as_str()))
+        .bind(DbTime(at))
+        .bind(paid_at)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Takes `amount` more out of a payment's refundable amount, if it is the business's, paid,
+    /// and has that much left: one conditional statement, so concurrent refunds serialize on
+    /// the row and never exceed the payment. The payment after, or `None` (nothing written).
+    pub async fn take_refund_amount(
+        &mut self,
+        id: PaymentId,
+        business: BusinessId,
+        amount: i64,
+        at: Timestamp,
+    ) -> Result<Option<Payment>> {
+        self.assert_writable();
+        let row: Option<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE payments SET refunded_amount = refunded_amount + $3,
+                 status = CASE WHEN refunded_amount + $3 = amount THEN 'refunded' ELSE 'partially_refunded' END,
+                 updated_at = $4
+             WHERE id = $1 AND business_id = $2 AND status IN ('paid', 'partially_refunded', 'refunded')
+               AND refunded_amount + $3 <= amount
+             RETURNING {COLUMNS}"
+        )))
+        .bind(id.as_uuid())
+        .bind(business.as_uuid())
+        .bind(amount)
+        .bind(DbTime(at))
+        .fetch_optional(c)
+        .await)?;
+        row.map(Payment::try_from).transpose()
+    }
+
+    /// Gives a failed refund's `amount` back to the payment's refundable amount.
+    pub async fn return_refund_amount(&mut self, id: PaymentId, amount: i64, at: Timestamp) -> Result<()> {
+        self.assert_writable();
+        let n = on_db!(self, c => sqlx::query(
+            "UPDATE payments SET refunded_amount = refunded_amount - $2,
+                 status = CASE WHEN refunded_amount - $2 = 0 THEN 'paid' ELSE 'partially_refunded' END,
+                 updated_at = $3
+             WHERE id = $1 AND refunded_amount >= $2",
+        )
+        .bind(id.as_uuid())
+        .bind(amount)
+        .bind(DbTime(at))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if n != 1 {
+            return Err(StoreError::corrupt(format!(
+                "payment {id} has less than {amount} won refunded"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Payments newest first, after the keyset cursor `after`.
+    pub async fn payments(
+        &mut self,
+        filter: &PaymentFilter,
+        after: Option<(Timestamp, Uuid)>,
+        limit: u32,
+    ) -> Result<Vec<Payment>> {
+        let (after_at, after_id) = after.map_or((DbTime(Timestamp::MAX), Uuid::max()), |(t, id)| (DbTime(t), id));
+        let rows: Vec<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM payments
+             WHERE (created_at, id) < ($1, $2)
+               AND ($3 IS NULL OR business_id = $3)
+               AND ($4 IS NULL OR user_id = $4)
+               AND ($5 IS NULL OR order_id = $5)
+               AND ($6 IS NULL OR status = $6)
+             ORDER BY created_at DESC, id DESC LIMIT $7"
+        )))
+        .bind(after_at)
+        .bind(after_id)
+        .bind(filter.business.map(|b| b.as_uuid()))
+        .bind(filter.user.map(|u| u.as_uuid()))
+        .bind(filter.order_id.as_deref())
+        .bind(filter.status.map(PaymentStatus::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Payment::try_from).collect()
+    }
+
+    /// Payments whose pull is not settled (`accepted`, `processing`) and that have not moved
+    /// since `before`, oldest first: the recovery job's work.
+    pub async fn unsettled_payments(&mut self, before: Timestamp, limit: u32) -> Result<Vec<Payment>> {
+        let rows: Vec<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM payments
+             WHERE status IN ('accepted', 'processing') AND updated_at <= $1
+             ORDER BY updated_at, id LIMIT $2"
+        )))
+        .bind(DbTime(before))
+        .bind(i64::from(limit))
+        .fetch_all(c)
+        .await)?;
+        rows.into_iter().map(Payment::try_from).collect()
+    }
+}
