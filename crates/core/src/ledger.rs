@@ -294,23 +294,62 @@ pub fn remittance_journal(step: crate::remittance::Step, counterparty: &str, amo
     )
 }
 
-/// A payment's or a refund's money moving between a business's balance (`business`, the
-/// business's ledger account) and the platform's accounts; `counterparty` is what both
-/// entries show (the order).
-pub fn payment_journal(
-    posting: crate::payment::PaymentPosting,
+/// A business's ledger account (its balance on the platform): its id is the business's id.
+pub fn business_account(business: crate::ids::BusinessId) -> AccountId {
+    AccountId::from_uuid(business.as_uuid())
+}
+
+/// The movements of a business's balance (payments in; refunds and payouts out, and back when
+/// the bank refuses them) against the platform's accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalancePosting {
+    /// Bank settlement → the business's balance: a payment pulled from the user's bank.
+    PaymentPaid,
+    /// The business's balance → refunds in transit, when a refund is accepted.
+    RefundTaken,
+    /// Refunds in transit → bank settlement, once the user's bank has it.
+    RefundPaid,
+    /// Refunds in transit → the business's balance, when the bank refused the push.
+    RefundReturned,
+    /// The business's balance → the remittance float, when a payout is accepted.
+    PayoutTaken,
+    /// Payout in transit → the business's balance, when its bank refused the payout.
+    PayoutReturned,
+}
+
+impl BalancePosting {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PaymentPaid => "payment_paid",
+            Self::RefundTaken => "refund_taken",
+            Self::RefundPaid => "refund_paid",
+            Self::RefundReturned => "refund_returned",
+            Self::PayoutTaken => "payout_taken",
+            Self::PayoutReturned => "payout_returned",
+        }
+    }
+}
+
+/// Money moving between a business's balance (`business`, its ledger account) and the
+/// platform's accounts; `counterparty` is what both entries show (the order, the payout).
+pub fn balance_journal(
+    posting: BalancePosting,
     business: AccountId,
     counterparty: &str,
     amount: Amount,
 ) -> JournalDraft {
-    use crate::payment::PaymentPosting;
+    use BalancePosting as B;
     let settlement = SystemAccount::BankSettlement.id();
-    let transit = SystemAccount::RefundsInTransit.id();
+    let refunds = SystemAccount::RefundsInTransit.id();
+    let float = SystemAccount::RemittanceFloat.id();
+    let payouts = SystemAccount::PayoutInTransit.id();
     let (kind, from, to) = match posting {
-        PaymentPosting::Paid => (EntryKind::Payment, settlement, business),
-        PaymentPosting::RefundTaken => (EntryKind::Refund, business, transit),
-        PaymentPosting::RefundPaid => (EntryKind::Refund, transit, settlement),
-        PaymentPosting::RefundReturned => (EntryKind::Refund, transit, business),
+        B::PaymentPaid => (EntryKind::Payment, settlement, business),
+        B::RefundTaken => (EntryKind::Refund, business, refunds),
+        B::RefundPaid => (EntryKind::Refund, refunds, settlement),
+        B::RefundReturned => (EntryKind::Refund, refunds, business),
+        B::PayoutTaken => (EntryKind::Remittance, business, float),
+        B::PayoutReturned => (EntryKind::Remittance, payouts, business),
     };
     let side = |account_id: AccountId, delta: i64| Posting {
         account_id,

@@ -171,30 +171,6 @@ impl RefundStatus {
     }
 }
 
-/// The ledger movements of payments and refunds (see `ledger::payment_journal`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaymentPosting {
-    /// Bank settlement → the business's balance.
-    Paid,
-    /// The business's balance → refunds in transit, when a refund is accepted.
-    RefundTaken,
-    /// Refunds in transit → bank settlement, once the user's bank has it.
-    RefundPaid,
-    /// Refunds in transit → the business's balance, when the bank refused the push.
-    RefundReturned,
-}
-
-impl PaymentPosting {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Paid => "payment_paid",
-            Self::RefundTaken => "refund_taken",
-            Self::RefundPaid => "refund_paid",
-            Self::RefundReturned => "refund_returned",
-        }
-    }
-}
-
 /// What a bank call was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

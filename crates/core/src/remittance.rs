@@ -86,6 +86,30 @@ impl AttemptOutcome {
     }
 }
 
+/// Where a remittance's money comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemittanceSource {
+    /// A's bank account: collected by a pull (a remittance between businesses).
+    Bank,
+    /// A's balance on the platform (payments taken in): a payout to A's own bank account. It
+    /// starts `credited` (taken from the balance into the float when requested), and a payout
+    /// the bank refuses goes back into the balance — no bank call.
+    Balance,
+}
+
+impl RemittanceSource {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Bank => "bank",
+            Self::Balance => "balance",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Bank, Self::Balance].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 /// Where a remittance's money is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,6 +126,8 @@ pub enum MoneyPlace {
     ReceiverBank,
     /// Back in A's bank account.
     BackAtSender,
+    /// Back in A's balance on the platform (a payout its bank refused).
+    BackInBalance,
 }
 
 /// A step outcome the status does not allow (a bug, or a stale worker: never applied).
@@ -204,6 +230,15 @@ impl RemittanceStatus {
         }
     }
 
+    /// [`Self::money_at`] for a remittance from `source`: a refunded payout is back in the
+    /// balance it came from.
+    pub fn money_at_from(self, held: Option<Self>, source: RemittanceSource) -> MoneyPlace {
+        match (self.money_at(held), source) {
+            (MoneyPlace::BackAtSender, RemittanceSource::Balance) => MoneyPlace::BackInBalance,
+            (place, _) => place,
+        }
+    }
+
     /// Whether retries may give up on this status (it moves to `needs_attention`, holding it).
     pub const fn may_need_attention(self) -> bool {
         self.next_step().is_some()
@@ -238,6 +273,15 @@ impl Step {
         matches!(self, Self::Collect | Self::Payout | Self::Refund)
     }
 
+    /// Whether the step calls the bank for a remittance from `source`: a payout from the
+    /// balance is refunded on the ledger, back into the balance.
+    pub const fn calls_the_bank_from(self, source: RemittanceSource) -> bool {
+        match (self, source) {
+            (Self::Refund, RemittanceSource::Balance) => false,
+            _ => self.calls_the_bank(),
+        }
+    }
+
     /// The suffix of the bank transfer id of this step: one id per step of a remittance, so
     /// a retry (or a second instance, or a restart) can never move the money twice.
     pub const fn tran_suffix(self) -> &'static str {
@@ -254,6 +298,22 @@ impl Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refunded_payout_is_back_in_the_balance_without_a_bank_call() {
+        use RemittanceSource::{Balance, Bank};
+        let r = RemittanceStatus::Refunded;
+        assert_eq!(r.money_at_from(None, Bank), MoneyPlace::BackAtSender);
+        assert_eq!(r.money_at_from(None, Balance), MoneyPlace::BackInBalance);
+        for s in RemittanceStatus::ALL.into_iter().filter(|s| *s != r) {
+            assert_eq!(s.money_at_from(None, Balance), s.money_at(None), "{s:?}");
+        }
+        assert!(Step::Refund.calls_the_bank_from(Bank));
+        assert!(!Step::Refund.calls_the_bank_from(Balance));
+        assert!(Step::Payout.calls_the_bank_from(Balance));
+        assert_eq!(RemittanceSource::parse("balance"), Some(Balance));
+        assert_eq!(RemittanceSource::parse(Bank.as_str()), Some(Bank));
+    }
     use RemittanceStatus as S;
     use StepOutcome::{Refused, Succeeded};
 

@@ -4,13 +4,13 @@
 //! money from the business's balance (under the account locks) in that same transaction.
 
 use crate::views::{PaymentView, RefundView};
-use crate::{NewPayment, NewRefund, Payments, business_account, internal, subjects};
-use jiff::Timestamp;
-use minipay_core::ledger::{LedgerError, payment_journal};
-use minipay_core::payment::{PaymentPosting, RefundRefusal, check_refund, pull_tran_id, push_tran_id};
+use crate::{NewPayment, NewRefund, Payments, internal, subjects};
+use minipay_core::ledger::BalancePosting;
+use minipay_core::payment::{RefundRefusal, check_refund, pull_tran_id, push_tran_id};
 use minipay_core::request::IdempotencyKey;
-use minipay_core::{BusinessId, JournalId, PaymentId, RefundId};
+use minipay_core::{BusinessId, PaymentId, RefundId};
 use minipay_events::emit;
+use minipay_services::balances::take_from_balance;
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek, record};
 use minipay_services::{ServiceError, ServiceResult};
 use minipay_store::{BankAccount, Payment, Session, StoredResponse};
@@ -139,7 +139,17 @@ impl Payments {
         let Some(p) = tx.take_refund_amount(payment, business, amount, now).await? else {
             return Err(refusal(&mut tx, business, payment, amount).await);
         };
-        take_from_balance(&mut tx, &p, req.amount, now).await?;
+        let about = order_label(&p);
+        take_from_balance(
+            &mut tx,
+            BalancePosting::RefundTaken,
+            business,
+            &about,
+            req.amount,
+            "refund",
+            now,
+        )
+        .await?;
         let id = RefundId::new();
         let refund = tx
             .insert_refund(&minipay_store::NewRefund {
@@ -180,31 +190,6 @@ async fn same_order(tx: &mut Session, business: BusinessId, req: &NewPayment) ->
         )));
     }
     Ok(existing)
-}
-
-/// Moves a refund's money from the business's balance into refunds in transit, under the two
-/// accounts' locks; `insufficient_funds` when the balance is short.
-async fn take_from_balance(
-    tx: &mut Session,
-    p: &Payment,
-    amount: minipay_core::Amount,
-    now: Timestamp,
-) -> ServiceResult<()> {
-    let account = business_account(p.business_id);
-    let journal = payment_journal(PaymentPosting::RefundTaken, account, &order_label(p), amount);
-    let mut locked = tx.lock_accounts(journal.accounts()).await?;
-    let posted = match locked.post(&journal, JournalId::new(), now) {
-        Ok(posted) => posted,
-        Err(LedgerError::InsufficientFunds(_)) => {
-            let balance = locked.get(account).map_or(0, |a| a.available());
-            return Err(ServiceError::InsufficientFunds(format!(
-                "the business's balance ({balance} won) is short of the refund ({} won)",
-                amount.won()
-            )));
-        }
-    };
-    tx.write_postings(&locked, &[posted]).await?;
-    Ok(())
 }
 
 /// Why no refund amount could be taken from the payment (read in the same transaction).

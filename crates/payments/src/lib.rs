@@ -19,8 +19,9 @@ pub use webhooks::webhook_consumers;
 
 use jiff::SignedDuration;
 use minipay_bank::Bank;
+use minipay_core::ledger::business_account;
 use minipay_core::request::PageLimit;
-use minipay_core::{AccountId, BusinessId, Clock, PaymentId, UserId};
+use minipay_core::{BusinessId, Clock, PaymentId, UserId};
 use minipay_events::Events;
 use minipay_services::pagination::{decode_cursor, page_of, rows_for};
 use minipay_services::views::Page;
@@ -202,25 +203,19 @@ impl Payments {
         Ok(s.refunds_of(&[id]).await?.iter().map(Into::into).collect())
     }
 
-    /// `GET /v1/biz/balance`: the business's balance on the ledger.
+    /// `GET /v1/biz/balance`: the business's balance on the ledger, and its payouts on their way
+    /// (already out of the balance).
     pub async fn balance(&self, business: BusinessId) -> ServiceResult<BalanceView> {
-        let account = self
-            .store
-            .read()
-            .await?
+        let mut s = self.store.read().await?;
+        let account = s
             .account(business_account(business))
             .await?
             .ok_or(ServiceError::NotFound("business"))?;
         Ok(BalanceView {
             balance: account.posted,
-            pending_payouts: 0,
+            pending_payouts: s.pending_payouts(business).await?,
         })
     }
-}
-
-/// A business's ledger account: its id is the business's.
-pub(crate) fn business_account(business: BusinessId) -> AccountId {
-    AccountId::from_uuid(business.as_uuid())
 }
 
 pub(crate) fn internal(what: &str) -> ServiceError {

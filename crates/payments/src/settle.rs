@@ -5,13 +5,11 @@
 //! never by sending it again; one the bank would not take is sent again under the same id.
 
 use crate::accept::order_label;
-use crate::{Payments, business_account, subjects};
+use crate::{Payments, subjects};
 use jiff::Timestamp;
 use minipay_bank::{BankError, TransferRequest, TransferStatus};
-use minipay_core::ledger::payment_journal;
-use minipay_core::payment::{
-    BankCallKind, BankCallOutcome, NextBankCall, PaymentPosting, PaymentStatus, RefundStatus, next_bank_call,
-};
+use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
+use minipay_core::payment::{BankCallKind, BankCallOutcome, NextBankCall, PaymentStatus, RefundStatus, next_bank_call};
 use minipay_core::{Amount, BankCallId, JournalId, PaymentId, RefundId};
 use minipay_store::{NewBankCall, Payment, PaymentFailure, Refund, Session, StoreError};
 
@@ -312,8 +310,8 @@ impl Payments {
                 .await?
             {
                 if to == PaymentStatus::Paid {
-                    let journal = payment_journal(
-                        PaymentPosting::Paid,
+                    let journal = balance_journal(
+                        BalancePosting::PaymentPaid,
                         business_account(p.business_id),
                         &order_label(p),
                         amount(p.amount)?,
@@ -351,8 +349,8 @@ impl Payments {
             )
             .await?;
             let (to, fail, posting) = match &settled.verdict {
-                Verdict::Moved => (RefundStatus::Succeeded, None, PaymentPosting::RefundPaid),
-                Verdict::NotMoved(f) => (RefundStatus::Failed, Some(f), PaymentPosting::RefundReturned),
+                Verdict::Moved => (RefundStatus::Succeeded, None, BalancePosting::RefundPaid),
+                Verdict::NotMoved(f) => (RefundStatus::Failed, Some(f), BalancePosting::RefundReturned),
                 Verdict::NotYet(_) => return tx.commit().await,
             };
             if tx
@@ -362,7 +360,7 @@ impl Payments {
                 if to == RefundStatus::Failed {
                     tx.return_refund_amount(p.id, r.amount, now).await?;
                 }
-                let journal = payment_journal(
+                let journal = balance_journal(
                     posting,
                     business_account(p.business_id),
                     &order_label(p),

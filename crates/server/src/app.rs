@@ -437,6 +437,7 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(remittances::admin_list))
         .routes(routes!(remittances::admin_get))
         .routes(routes!(remittances::admin_retry))
+        .routes(routes!(remittances::payout))
         .routes(routes!(payments::create, payments::list))
         .routes(routes!(payments::get))
         .routes(routes!(payments::refund, payments::refunds))

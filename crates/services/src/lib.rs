@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod balances;
 mod bank_accounts;
 mod batch;
 mod charges;

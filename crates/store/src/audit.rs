@@ -168,10 +168,12 @@ const CHECKS: &[(&str, &str)] = &[
              (SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE status IN ('accepted', 'processing'))",
     ),
     (
-        "8 a business's balance differs from its payments less their refunds",
+        "8 a business's balance differs from its payments less their refunds and its payouts",
         "SELECT a.id FROM accounts a WHERE a.kind = 'business' AND a.posted <>
              (SELECT COALESCE(SUM(p.amount - p.refunded_amount), 0) FROM payments p
-              WHERE p.business_id = a.id AND p.status IN ('paid', 'partially_refunded', 'refunded'))",
+              WHERE p.business_id = a.id AND p.status IN ('paid', 'partially_refunded', 'refunded'))
+           - (SELECT COALESCE(SUM(r.amount), 0) FROM remittances r
+              WHERE r.from_business_id = a.id AND r.source = 'balance' AND r.status <> 'refunded')",
     ),
     (
         "8 a payment's refunded amount differs from its refunds not failed",

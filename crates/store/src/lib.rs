@@ -44,8 +44,8 @@ pub use accounts::Account;
 pub use audit::{InvariantReport, LedgerTotals, PlatformBankPosition};
 pub use bank_accounts::{BankAccount, NewBankAccount};
 pub use business::{
-    Business, NewBusinessRecord, NewBusinessRemittance, NewRemittanceAttempt, NewRemittanceRecord, Remittance,
-    RemittanceAttempt, RemittanceFailure, RemittanceFilter, StatusChange,
+    Business, NewBusinessRecord, NewBusinessRemittance, NewPayout, NewRemittanceAttempt, NewRemittanceRecord,
+    Remittance, RemittanceAttempt, RemittanceFailure, RemittanceFilter, StatusChange,
 };
 pub use charges::{Charge, NewCharge};
 pub use error::StoreError;

@@ -209,6 +209,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             12 => "0012_readside",
             13 => "0013_payments",
             14 => "0014_webhooks",
+            15 => "0015_payouts",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -225,6 +226,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             12 => "0012_readside",
             13 => "0013_payments",
             14 => "0014_webhooks",
+            15 => "0015_payouts",
         ),
     };
     Migrator::with_migrations(

@@ -184,7 +184,7 @@ impl Remittances {
                     subject_id: Some(r.id.as_uuid()),
                     message: &message,
                     data: json!({"remittance_id": r.id, "status": r.status, "amount": r.amount,
-                                 "money_at": r.status.money_at(r.held_status)}),
+                                 "money_at": r.status.money_at_from(r.held_status, r.source)}),
                 };
                 if alerts::raise(&mut tx, &alert, now).await?.is_some() {
                     raised += 1;

@@ -6,6 +6,7 @@
 mod accept;
 mod consumers;
 mod jobs;
+mod payout;
 mod request;
 mod steps;
 pub mod views;

@@ -9,8 +9,8 @@ use jiff::Timestamp;
 use minipay_bank::{BankError, TransferRequest, TransferStatus};
 use minipay_core::JournalId;
 use minipay_core::ledger::JournalDraft;
-use minipay_core::ledger::remittance_journal;
-use minipay_core::remittance::{AttemptOutcome, RemittanceStatus, Step, StepOutcome};
+use minipay_core::ledger::{BalancePosting, balance_journal, business_account, remittance_journal};
+use minipay_core::remittance::{AttemptOutcome, RemittanceSource, RemittanceStatus, Step, StepOutcome};
 use minipay_events::alerts;
 use minipay_store::{NewAlert, NewRemittanceAttempt, Remittance, RemittanceFailure, Session, StatusChange, StoreError};
 use std::collections::HashMap;
@@ -119,9 +119,10 @@ impl Remittances {
     async fn run_steps(&self, due: Vec<(Remittance, Step)>) -> Vec<Outcome> {
         let started = self.clock.now();
         let verdicts = futures_util::future::join_all(due.iter().map(|(r, step)| async move {
-            match step {
-                Step::CreditFloat | Step::DebitFloat => Verdict::Succeeded(None),
-                Step::Collect | Step::Payout | Step::Refund => self.call_bank(r, *step).await,
+            if step.calls_the_bank_from(r.source) {
+                self.call_bank(r, *step).await
+            } else {
+                Verdict::Succeeded(None)
             }
         }))
         .await;
@@ -318,11 +319,21 @@ impl Remittances {
         Ok(result)
     }
 
-    /// The ledger side of a step: into the float, out of it, or out of transit once paid.
+    /// The ledger side of a step: into the float, out of it, or out of transit once paid —
+    /// or, for a payout its bank refused, back into the business's balance.
     fn journal(&self, r: &Remittance, step: Step) -> Result<JournalDraft, StoreError> {
         let amount = minipay_core::Amount::parse(r.amount).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        // The platform's own accounts on both sides: the remittance is what each entry is about.
-        Ok(remittance_journal(step, &format!("remittance {}", r.id), amount))
+        let about = format!("remittance {}", r.id);
+        Ok(match (step, r.source) {
+            (Step::Refund, RemittanceSource::Balance) => balance_journal(
+                BalancePosting::PayoutReturned,
+                business_account(r.from_business_id),
+                &about,
+                amount,
+            ),
+            // The platform's own accounts on both sides: the remittance is what each entry is about.
+            _ => remittance_journal(step, &about, amount),
+        })
     }
 
     /// The step's bank call, with no transaction open.

@@ -3,7 +3,7 @@
 //! from its attempts, so there is one record of what happened.
 
 use jiff::Timestamp;
-use minipay_core::remittance::{AttemptOutcome, RemittanceStatus, Step};
+use minipay_core::remittance::{AttemptOutcome, RemittanceSource, RemittanceStatus, Step};
 use minipay_core::{BusinessId, RemittanceId};
 use minipay_store::{Remittance, RemittanceAttempt};
 use serde::Serialize;
@@ -60,8 +60,12 @@ pub struct RemittanceView {
     pub reference: Option<String>,
     pub steps: Vec<StepView>,
     pub failure: Option<FailureView>,
+    /// `bank`: a remittance, collected from A's bank account; `balance`: a payout of A's
+    /// balance on the platform to A's own bank account.
+    #[schema(value_type = String)]
+    pub source: RemittanceSource,
     /// Where the money is now (`sender_bank`, `platform_bank`, `float`, `in_transit`,
-    /// `receiver_bank`, `back_at_sender`).
+    /// `receiver_bank`, `back_at_sender`, `back_in_balance`).
     #[schema(value_type = String)]
     pub money_at: minipay_core::remittance::MoneyPlace,
     #[schema(value_type = String, format = DateTime)]
@@ -99,7 +103,11 @@ fn shown_steps(r: &Remittance, attempts: &[&RemittanceAttempt]) -> Vec<Step> {
     let refund = matches!(r.status, RemittanceStatus::Refunding | RemittanceStatus::Refunded)
         || r.held_status == Some(RemittanceStatus::Refunding)
         || attempts.iter().any(|a| a.step == Step::Refund);
-    let mut steps = vec![Step::Collect, Step::CreditFloat, Step::DebitFloat, Step::Payout];
+    // A payout from the balance starts in the float: it has no collect or credit step.
+    let mut steps = match r.source {
+        RemittanceSource::Bank => vec![Step::Collect, Step::CreditFloat, Step::DebitFloat, Step::Payout],
+        RemittanceSource::Balance => vec![Step::DebitFloat, Step::Payout],
+    };
     if refund {
         steps.push(Step::Refund);
     }
@@ -158,7 +166,8 @@ impl RemittanceView {
                 message: f.message.clone(),
                 attempts: f.attempts,
             }),
-            money_at: r.status.money_at(r.held_status),
+            money_at: r.status.money_at_from(r.held_status, r.source),
+            source: r.source,
             created_at: r.created_at,
             updated_at: r.updated_at,
             completed_at: r.completed_at,

@@ -5,12 +5,13 @@
 //! checked after each.
 
 use crate::helpers::{
-    EVENTUALLY_MAX, TestApp, TestBusiness, TestUser, eventually, fresh_bank_account_number,
-    fresh_bank_account_number_ending, join_all,
+    Backend, EVENTUALLY_MAX, Engine, TestApp, TestBusiness, TestEvents, TestUser, env_refs, eventually,
+    fresh_bank_account_number, fresh_bank_account_number_ending, join_all, spawn_serve_process,
 };
-use crate::{on_both_backends, on_every_engine};
+use crate::{for_every_engine, on_both_backends, on_every_engine};
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 on_every_engine!(
     a_payment_is_pulled_into_the_business_balance,
@@ -20,12 +21,18 @@ on_every_engine!(
     a_pull_the_bank_would_not_take_is_sent_again,
     partial_refunds_add_up_to_the_payment_and_no_more,
     a_refund_the_bank_refuses_goes_back_to_the_business,
+    a_payout_moves_the_balance_to_the_business_bank,
+    a_payout_the_bank_would_not_take_recovers,
+    a_payout_to_a_closed_account_comes_back_to_the_balance,
 );
+
+for_every_engine!(a_crash_between_the_pull_and_its_record_pays_once);
 
 on_both_backends!(
     order_ids_and_idempotency_keys,
     bad_payment_and_refund_requests_change_nothing,
     fifty_concurrent_refunds_never_exceed_the_payment,
+    refunds_and_payouts_beyond_the_balance_change_nothing,
 );
 
 /// Where every bank account starts at the simulator.
@@ -55,6 +62,17 @@ async fn parties(app: &TestApp) -> Parties {
 }
 
 impl TestApp {
+    /// `POST /v1/biz/payouts` of `won` under `key`.
+    async fn payout(&self, shop: &TestBusiness, won: i64, key: &str) -> crate::helpers::Resp {
+        self.biz_post(shop, "/v1/biz/payouts", Some(key), json!({"amount": won}))
+            .await
+    }
+
+    async fn pending_payouts(&self, shop: &TestBusiness) -> i64 {
+        let b = self.biz_get(shop, "/v1/biz/balance").await;
+        b.assert_status(200)["pending_payouts"].as_i64().unwrap()
+    }
+
     /// `POST /v1/biz/payments` for `won` from `user`, order `order`, under `key`.
     async fn pay(
         &self,
@@ -528,4 +546,180 @@ async fn fifty_concurrent_refunds_never_exceed_the_payment(app: TestApp) {
     let refunded = app.payment_when(shop, &id, &["refunded"]).await;
     assert_eq!(refunded["refunded_amount"], json!(WON));
     assert_money(&app, &p, [OPENING_WON, 0, 0]).await;
+}
+
+/// A shop paid [`WON`] whose bank account is `shop_account`; then a payout of `won`: its id.
+async fn paid_then_payout(app: &TestApp, shop_account: &str, won: i64) -> (Parties, String) {
+    let account = fresh_bank_account_number();
+    let p = Parties {
+        user: app.user_with_bank_number("김민수", &account).await,
+        account,
+        shop: app.onboard_business_at("가나마트", shop_account).await,
+    };
+    app.paid(&p, WON, "ORDER-P").await;
+    let sent = app.payout(&p.shop, won, "payout-1").await;
+    let sent = sent.assert_status(202).clone();
+    assert_eq!(
+        (
+            sent["status"].clone(),
+            sent["source"].clone(),
+            sent["money_at"].clone(),
+            sent["amount"].clone()
+        ),
+        (json!("credited"), json!("balance"), json!("float"), json!(won)),
+        "{sent}"
+    );
+    assert_eq!(sent["from_business_id"], json!(p.shop.id));
+    (p, text(&sent["id"]))
+}
+
+async fn a_payout_moves_the_balance_to_the_business_bank(app: TestApp) {
+    let (p, id) = paid_then_payout(&app, &fresh_bank_account_number(), 30_000).await;
+    let done = app.remittance_when(&p.shop, &id, &["completed"]).await;
+    assert_eq!(done["money_at"], json!("receiver_bank"));
+    let steps: Vec<(String, String)> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (text(&s["name"]), text(&s["status"])))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("debit_float".into(), "succeeded".into()),
+            ("payout".into(), "succeeded".into())
+        ]
+    );
+    assert_eq!(app.bank_balance_of(&p.shop.account_number).await, OPENING_WON + 30_000);
+    assert_eq!(app.pending_payouts(&p.shop).await, 0);
+    assert_money(&app, &p, [OPENING_WON - WON, WON - 30_000, WON - 30_000]).await;
+}
+
+async fn a_payout_the_bank_would_not_take_recovers(app: TestApp) {
+    let shop_account = fresh_bank_account_number();
+    // Three refusals: the bank client's own quick retries all refused; the next delivery works.
+    app.set_bank_account_faults(&shop_account, json!({"push": "unavailable", "times": 3}))
+        .await;
+    let (p, id) = paid_then_payout(&app, &shop_account, 30_000).await;
+    eventually("the first payout attempt refused", EVENTUALLY_MAX, async || {
+        let d = app.admin_get(&format!("/v1/admin/remittances/{id}")).await;
+        let d = d.assert_status(200).clone();
+        d["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["step"] == json!("payout"))
+            .then_some(())
+    })
+    .await;
+    // Until it is paid out the money is neither in the balance nor at the bank: pending.
+    assert_eq!(app.pending_payouts(&p.shop).await, 30_000);
+    assert_eq!(app.business_balance(&p.shop).await, WON - 30_000);
+    app.advance_clock(RETRY_DELAY_SECS).await;
+    app.remittance_when(&p.shop, &id, &["completed"]).await;
+    assert_eq!(app.bank_balance_of(&shop_account).await, OPENING_WON + 30_000);
+    assert_eq!(app.pending_payouts(&p.shop).await, 0);
+    assert_money(&app, &p, [OPENING_WON - WON, WON - 30_000, WON - 30_000]).await;
+}
+
+async fn a_payout_to_a_closed_account_comes_back_to_the_balance(app: TestApp) {
+    // A business account ending 0006 refuses every deposit.
+    let shop_account = fresh_bank_account_number_ending("0006");
+    let (p, id) = paid_then_payout(&app, &shop_account, 30_000).await;
+    let back = app.remittance_when(&p.shop, &id, &["refunded"]).await;
+    assert_eq!(back["money_at"], json!("back_in_balance"), "{back}");
+    assert_eq!(back["failure"]["step"], json!("payout"), "{back}");
+    assert_eq!(app.bank_balance_of(&shop_account).await, OPENING_WON);
+    assert_eq!(app.pending_payouts(&p.shop).await, 0);
+    assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
+}
+
+async fn refunds_and_payouts_beyond_the_balance_change_nothing(app: TestApp) {
+    let (p, id) = paid_then_payout(&app, &fresh_bank_account_number(), 40_000).await;
+    app.remittance_when(&p.shop, &id, &["completed"]).await;
+    let payment = app.biz_get(&p.shop, "/v1/biz/payments?order_id=ORDER-P").await;
+    let payment = text(&payment.assert_status(200)["items"][0]["id"]);
+    // 10,000 won left: a refund of 20,000 is within the payment but not within the balance.
+    let refund = app
+        .assert_changes_nothing(app.refund(&p.shop, &payment, 20_000, "short-refund"))
+        .await;
+    refund.assert_error(422, "insufficient_funds");
+    let payout = app
+        .assert_changes_nothing(app.payout(&p.shop, 10_001, "short-payout"))
+        .await;
+    payout.assert_error(422, "insufficient_funds");
+    for (body, code) in [
+        (json!({"amount": 0}), "validation_failed"),
+        (json!({"amount": "5"}), "validation_failed"),
+    ] {
+        let bad = app
+            .assert_changes_nothing(app.biz_post(&p.shop, "/v1/biz/payouts", Some("bad-payout"), body))
+            .await;
+        bad.assert_error(400, code);
+    }
+    let no_key = app
+        .assert_changes_nothing(app.biz_post(&p.shop, "/v1/biz/payouts", None, json!({"amount": 1})))
+        .await;
+    no_key.assert_error(400, "validation_failed");
+    // What is left can be refunded.
+    let ok = app.refund(&p.shop, &payment, 10_000, "ok-refund").await;
+    app.refund_when(&p.shop, &text(&ok.assert_status(202)["id"]), &["succeeded"])
+        .await;
+    assert_money(&app, &p, [OPENING_WON - WON + 10_000, 0, 0]).await;
+}
+
+/// The `minipay serve` process is SIGKILLed after the bank took the money from the user and
+/// before the server recorded the answer. The restarted server takes the delivery over once the
+/// dead worker's lease runs out on the clock, finds the pull `sent` with no answer, asks the
+/// bank under the same transfer id (never pulls again), and records the payment paid, once.
+async fn a_crash_between_the_pull_and_its_record_pays_once(backend: Backend, engine: Engine) {
+    /// The bank answers this late (within the client's 5 s transfer timeout); the server is
+    /// killed meanwhile.
+    const SLOW_BANK_MS: u64 = 3_000;
+    /// The lease of a claimed delivery, and a second past it.
+    const LEASE_SECS: i64 = 301;
+    let Some(events) = TestEvents::on(engine).await else {
+        return;
+    };
+    let env = events.env();
+    let Some(app) = spawn_serve_process(backend, &env_refs(&env)).await else {
+        return;
+    };
+    let p = parties(&app).await;
+    app.set_bank_latency_ms(SLOW_BANK_MS).await;
+    let sent = app.pay(&p.shop, &p.user, WON, "ORDER-KILL", "pay-kill").await;
+    let id = text(&sent.assert_status(202)["id"]);
+    eventually(
+        "the bank took the money (its answer is still on the way)",
+        EVENTUALLY_MAX,
+        async || (app.bank_account_balance(&p.account).await == OPENING_WON - WON).then_some(()),
+    )
+    .await;
+    app.kill_process().await;
+    app.set_bank_latency_ms(0).await;
+
+    let restarted = app.restart_process(&env_refs(&env)).await;
+    let before = restarted.payment_history(&id).await;
+    assert_eq!(before["status"], json!("processing"), "{before}");
+    assert_calls(&before, &[("pull", "sent")]);
+    restarted.advance_clock(LEASE_SECS).await;
+    restarted.payment_when(&p.shop, &id, &["paid"]).await;
+    assert_calls(
+        &restarted.payment_history(&id).await,
+        &[("pull", "sent"), ("inquiry", "completed")],
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(restarted.bank_account_balance(&p.account).await, OPENING_WON - WON);
+    let stats = restarted.bank_stats().await;
+    assert_eq!(
+        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
+        (json!(1), json!(1)),
+        "pulled once: {stats}"
+    );
+    assert_eq!(restarted.platform_bank_balance().await, WON);
+    assert_eq!(restarted.business_balance(&p.shop).await, WON);
+    restarted.assert_invariants().await;
+    restarted.teardown().await;
+    app.teardown().await;
+    events.remove().await;
 }

@@ -191,3 +191,34 @@ pub async fn admin_retry(
 ) -> ApiResult<Json<RemittanceView>> {
     Ok(Json(app.remittances.retry(id).await?))
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayoutBody {
+    #[schema(value_type = schema::Amount)]
+    amount: i64,
+}
+
+/// Pays `amount` of the calling business's balance out to its own bank account, through the
+/// remittance's payout side (a remittance with `source: balance`, starting `credited`).
+/// Answers `202` once the amount is out of the balance; a payout the bank refuses comes back
+/// into it (`refunded`). `Idempotency-Key` is required.
+#[utoipa::path(post, path = "/v1/biz/payouts", tag = "business API", operation_id = "create_payout",
+    security(("api_key" = [])), request_body = PayoutBody, params(IdempotencyHeader),
+    responses((status = 202, body = RemittanceView, links(
+                  ("get" = (operation_id = "get_remittance", parameters(("id" = "$response.body#/id")))))),
+              (status = 400, description = "validation_failed: a bad amount, or no Idempotency-Key"),
+              (status = 409, description = "conflict: a request with this Idempotency-Key is still being processed"),
+              (status = 422, description = "insufficient_funds: the balance is short; idempotency_key_reused")))]
+pub async fn payout(
+    State(app): State<AppState>,
+    CurrentBusiness(me): CurrentBusiness,
+    IdempotencyHeader(key): IdempotencyHeader,
+    ApiJson(b): ApiJson<PayoutBody>,
+) -> ApiResult<Response> {
+    let amount = minipay_core::Amount::parse(b.amount).map_err(ServiceError::validation)?;
+    Ok(reply(
+        app.remittances.request_payout(me, amount, key).await?,
+        StatusCode::ACCEPTED,
+    ))
+}

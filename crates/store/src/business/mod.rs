@@ -6,6 +6,6 @@ mod remittances;
 
 pub use businesses::{Business, NewBusinessRecord};
 pub use remittances::{
-    NewBusinessRemittance, NewRemittanceAttempt, NewRemittanceRecord, Remittance, RemittanceAttempt, RemittanceFailure,
-    RemittanceFilter, StatusChange,
+    NewBusinessRemittance, NewPayout, NewRemittanceAttempt, NewRemittanceRecord, Remittance, RemittanceAttempt,
+    RemittanceFailure, RemittanceFilter, StatusChange,
 };

@@ -6,7 +6,7 @@ use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
-use minipay_core::remittance::{AttemptOutcome, RemittanceStatus, Step};
+use minipay_core::remittance::{AttemptOutcome, RemittanceSource, RemittanceStatus, Step};
 use minipay_core::{BusinessId, RemittanceId};
 use uuid::Uuid;
 
@@ -39,6 +39,16 @@ pub struct NewBusinessRemittance<'a> {
     pub at: Timestamp,
 }
 
+/// A payout to record: the business's balance to its own bank account, starting `credited`
+/// (the caller moves the money from the balance into the float in the same transaction).
+#[derive(Debug, Clone)]
+pub struct NewPayout {
+    pub id: RemittanceId,
+    pub business: BusinessId,
+    pub amount: i64,
+    pub at: Timestamp,
+}
+
 /// Why a remittance did not end as asked, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemittanceFailure {
@@ -62,6 +72,8 @@ pub struct Remittance {
     pub memo: Option<String>,
     pub reference: Option<String>,
     pub status: RemittanceStatus,
+    /// Where the money comes from: A's bank (a remittance) or A's balance (a payout).
+    pub source: RemittanceSource,
     /// When `needs_attention`: the status it stopped in.
     pub held_status: Option<RemittanceStatus>,
     pub failure: Option<RemittanceFailure>,
@@ -84,6 +96,7 @@ struct RemittanceRow {
     memo: Option<String>,
     reference: Option<String>,
     status: String,
+    source: String,
     held_status: Option<String>,
     failure_step: Option<String>,
     failure_code: Option<String>,
@@ -127,6 +140,8 @@ impl TryFrom<RemittanceRow> for Remittance {
             memo: r.memo,
             reference: r.reference,
             status: status(&r.status)?,
+            source: RemittanceSource::parse(&r.source)
+                .ok_or_else(|| StoreError::corrupt(format!("remittance source {:?}", r.source)))?,
             held_status: r.held_status.as_deref().map(status).transpose()?,
             failure,
             created_at: r.created_at.0,
@@ -137,7 +152,7 @@ impl TryFrom<RemittanceRow> for Remittance {
 }
 
 const COLUMNS: &str = "id, from_business_id, from_fintech_use_num, to_business_id, to_bank_code, \
-    to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status, held_status, \
+    to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status, source, held_status, \
     failure_step, failure_code, failure_message, failure_attempts, created_at, updated_at, completed_at";
 
 /// A status change to make if the remittance is still in the status it was read in.
@@ -239,6 +254,40 @@ impl Session {
         .fetch_one(c)
         .await)?;
         row.try_into()
+    }
+
+    /// Records a payout (`credited`, from the balance) to the business's own bank account, taken
+    /// from its row in the same statement; `None` when the business does not exist.
+    pub async fn insert_payout(&mut self, p: &NewPayout) -> Result<Option<Remittance>> {
+        self.assert_writable();
+        let row: Option<RemittanceRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO remittances (id, from_business_id, from_fintech_use_num, to_business_id, to_bank_code,
+                 to_account_number_masked, to_holder_name, to_fintech_use_num, amount, memo, reference, status,
+                 source, created_at, updated_at)
+             SELECT $1, b.id, b.fintech_use_num, NULL, b.bank_code, b.account_number_masked, b.holder_name,
+                    b.fintech_use_num, $3, 'payout', NULL, 'credited', 'balance', $4, $4
+             FROM businesses b WHERE b.id = $2
+             RETURNING {COLUMNS}"
+        )))
+        .bind(p.id.as_uuid())
+        .bind(p.business.as_uuid())
+        .bind(p.amount)
+        .bind(DbTime(p.at))
+        .fetch_optional(c)
+        .await)?;
+        row.map(Remittance::try_from).transpose()
+    }
+
+    /// The business's payouts still on their way to its bank account, in won.
+    pub async fn pending_payouts(&mut self, business: BusinessId) -> Result<i64> {
+        let sum: i64 = on_db!(self, c => sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM remittances
+             WHERE from_business_id = $1 AND source = 'balance' AND status NOT IN ('completed', 'refunded')",
+        )
+        .bind(business.as_uuid())
+        .fetch_one(c)
+        .await)?;
+        Ok(sum)
     }
 
     /// Records a remittance (`requested`) from one business to another, taking both bank
