@@ -114,6 +114,9 @@ enum BenchCommand {
     /// Business remittances through the API on PostgreSQL + JetStream and SQLite embedded,
     /// with the bank at 0 and 20 ms: accepted/s, completed/s, latency, audit, bank balances.
     Remittances(bench::RemittancesBench),
+    /// Payments from wallet users to businesses and refunds through the API on PostgreSQL +
+    /// JetStream: accepted/s, settled/s, latency, audit, bank and business balances.
+    Payments(bench::PaymentsBench),
     /// Card approvals from many POS terminals over TCP (encrypted) through the gateway to the
     /// VAN simulator, on PostgreSQL and SQLite: approvals/s, terminal p50/p99, added latency.
     Approvals(bench::ApprovalsBench),
@@ -464,6 +467,9 @@ async fn main() -> anyhow::Result<()> {
         } => b.run().await,
         Command::Bench {
             which: BenchCommand::Readside(b),
+        } => b.run().await,
+        Command::Bench {
+            which: BenchCommand::Payments(b),
         } => b.run().await,
         Command::Bench {
             which: BenchCommand::Approvals(b),

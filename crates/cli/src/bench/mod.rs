@@ -3,6 +3,7 @@
 mod approvals;
 mod history;
 mod interest;
+mod payments;
 mod readside;
 mod remittances;
 mod transfers;
@@ -10,6 +11,7 @@ mod transfers;
 pub use approvals::ApprovalsBench;
 pub use history::HistoryBench;
 pub use interest::InterestBench;
+pub use payments::PaymentsBench;
 pub use readside::ReadsideBench;
 pub use remittances::RemittancesBench;
 pub use transfers::TransfersBench;

@@ -369,17 +369,21 @@ async fn completion_spans(database_url: &str) -> anyhow::Result<Vec<f64>> {
     }
 }
 
-async fn query_scalar<T>(database_url: &str, sql: &'static str) -> anyhow::Result<T>
+pub(super) async fn query_scalar<T>(database_url: &str, sql: &str) -> anyhow::Result<T>
 where
     T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
     T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
     if database_url.starts_with("sqlite") {
         let mut c = sqlx::SqliteConnection::connect(database_url).await?;
-        Ok(sqlx::query_scalar(sql).fetch_one(&mut c).await?)
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut c)
+            .await?)
     } else {
         let mut c = sqlx::PgConnection::connect(database_url).await?;
-        Ok(sqlx::query_scalar(sql).fetch_one(&mut c).await?)
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut c)
+            .await?)
     }
 }
 
@@ -414,7 +418,7 @@ async fn balances_exact(
     Ok(exact)
 }
 
-async fn get(client: &reqwest::Client, base: &str, admin: &str, path: &str) -> anyhow::Result<Value> {
+pub(super) async fn get(client: &reqwest::Client, base: &str, admin: &str, path: &str) -> anyhow::Result<Value> {
     Ok(client
         .get(format!("{base}{path}"))
         .bearer_auth(admin)
@@ -437,7 +441,7 @@ async fn put(client: &reqwest::Client, base: &str, admin: &str, path: &str, body
     Ok(())
 }
 
-async fn delete_stream(nats_url: &str, stream: &str) {
+pub(super) async fn delete_stream(nats_url: &str, stream: &str) {
     if let Ok(client) = async_nats::connect(nats_url).await {
         let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
     }

@@ -1,7 +1,8 @@
 //! The operator console over HTTP (its browser tests drive the same pages in Chromium): the
 //! admin-token login and its session cookie, pages that need it, the CSRF token every change
 //! needs, approvals with a timed-out sale's timeline, alerts acknowledged from the page, upstream
-//! health with its charts, the network-cancel queue, the ledger audit.
+//! health with its charts, the network-cancel queue, the ledger audit, payments for customer
+//! support.
 
 use crate::for_both_backends;
 use crate::gateway::{APPROVED_CARD, NO_ANSWER_CARD, on_gateway, rig};
@@ -17,6 +18,7 @@ for_both_backends!(
     the_console_shows_a_timed_out_approval_and_its_network_cancel,
     the_console_shows_upstream_health_and_the_network_cancel_queue,
     the_console_audits_the_ledger,
+    the_console_finds_a_payment_and_shows_its_bank_calls,
 );
 
 /// A browser without JavaScript: no redirects followed, cookies sent by hand.
@@ -304,6 +306,65 @@ async fn the_console_audits_the_ledger(backend: Backend) {
             page.contains("<th>charges completed</th><td class=\"num\">1</td>"),
             "{page}"
         );
+    })
+    .await
+}
+
+async fn the_console_finds_a_payment_and_shows_its_bank_calls(backend: Backend) {
+    crate::helpers::run(backend, |app| async move {
+        let account = crate::helpers::fresh_bank_account_number();
+        let user = app.user_with_bank_number("김민수", &account).await;
+        let shop = app.onboard_business("가나마트").await;
+        // No answer to the pull, though the bank took the money: settled by the inquiry.
+        app.set_bank_account_faults(&account, json!({"pull": "timeout_executed", "times": 1}))
+            .await;
+        let body = json!({"user_id": user.id, "amount": 40_000, "order_id": "CS-ORDER-7"});
+        let paid = app.biz_post(&shop, "/v1/biz/payments", Some("cs-pay"), body).await;
+        let id = paid.assert_status(202)["id"].as_str().unwrap().to_owned();
+        crate::helpers::eventually("paid", crate::helpers::EVENTUALLY_MAX, async || {
+            let p = app.biz_get(&shop, &format!("/v1/biz/payments/{id}")).await;
+            (p.assert_status(200)["status"] == json!("paid")).then_some(())
+        })
+        .await;
+        let refund = app
+            .biz_post(
+                &shop,
+                &format!("/v1/biz/payments/{id}/refunds"),
+                Some("cs-refund"),
+                json!({"amount": 15_000, "reason": "불량"}),
+            )
+            .await;
+        refund.assert_status(202);
+
+        let mut browser = Browser::new(&app);
+        assert_eq!(browser.get("/console/payments").await.0, StatusCode::SEE_OTHER);
+        browser.log_in().await;
+        let (status, _, page) = browser.get(&format!("/console/payments?user_id={}", user.id)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("CS-ORDER-7") && page.contains(&format!("/console/payments/{id}")),
+            "{page}"
+        );
+        let (_, _, page) = browser.get("/console/payments?order_id=NO-SUCH-ORDER").await;
+        assert!(page.contains("No payment matches."), "{page}");
+        let (status, _, _) = browser.get("/console/payments?user_id=not-a-uuid").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+
+        let (status, _, page) = browser.get(&format!("/console/payments/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains("<td>pull</td>") && page.contains("<td>inquiry</td>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td>unknown</td>") && page.contains("<td>completed</td>"),
+            "{page}"
+        );
+        assert!(page.contains("불량") && page.contains("15000"), "{page}");
+        let (status, _, _) = browser
+            .get(&format!("/console/payments/{}", uuid::Uuid::now_v7()))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     })
     .await
 }

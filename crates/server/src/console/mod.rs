@@ -6,6 +6,7 @@
 mod chart;
 mod ledger;
 mod pages;
+mod payments;
 mod session;
 mod upstreams;
 
@@ -42,6 +43,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/upstreams", get(upstreams::upstreams))
         .route("/console/cancels", get(upstreams::cancels))
         .route("/console/ledger", get(ledger::audit))
+        .route("/console/payments", get(payments::payments))
+        .route("/console/payments/{id}", get(payments::payment))
         .route("/console/assets/htmx.min.js", get(|| asset(HTMX, "text/javascript")))
         .route("/console/assets/console.css", get(|| asset(CSS, "text/css")))
         .layer(axum::middleware::map_response(secure_headers))
