@@ -55,11 +55,31 @@ impl Consumer for PullConsumer {
         CONCURRENCY_MAX
     }
     async fn handle(&self, event: &Event) -> Result<(), Failure> {
-        let t: PaymentTrigger = event
-            .data()
-            .map_err(|e| Failure::new(format!("an event without a payment id: {e}")))?;
-        self.0.settle_payment(t.payment_id).await.map_err(Failure::new)
+        self.handle_batch(std::slice::from_ref(event))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Failure::new("no answer")))
     }
+
+    /// The whole batch settled together (two transactions, the pulls overlapped).
+    async fn handle_batch(&self, events: &[Event]) -> Vec<Result<(), Failure>> {
+        let ids: Vec<Result<PaymentId, Failure>> = events.iter().map(payment_of).collect();
+        let valid: Vec<PaymentId> = ids.iter().filter_map(|id| id.as_ref().ok().copied()).collect();
+        let mut settled = self.0.settle_payments(&valid).await.into_iter();
+        ids.into_iter()
+            .map(|id| {
+                id?;
+                settled.next().unwrap_or(Ok(())).map_err(Failure::new)
+            })
+            .collect()
+    }
+}
+
+fn payment_of(event: &Event) -> Result<PaymentId, Failure> {
+    event
+        .data::<PaymentTrigger>()
+        .map(|t| t.payment_id)
+        .map_err(|e| Failure::new(format!("an event without a payment id: {e}")))
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@
 //! transfer id fixed when the request was recorded; every bank call is a row.
 
 mod accept;
+mod batch;
 mod consumers;
 mod jobs;
 mod request;

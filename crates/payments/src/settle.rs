@@ -18,9 +18,9 @@ const PAYMENT_PRINT: &str = "minipay payment";
 const REFUND_PRINT: &str = "minipay refund";
 
 /// A transfer the payments make: a payment's pull, or a refund's push to the user.
-struct Transfer<'a> {
-    payment: &'a Payment,
-    refund: Option<&'a Refund>,
+pub(crate) struct Transfer<'a> {
+    pub payment: &'a Payment,
+    pub refund: Option<&'a Refund>,
 }
 
 impl Transfer<'_> {
@@ -55,7 +55,7 @@ impl Transfer<'_> {
 
 /// What the bank's answers make of a transfer.
 #[derive(Debug)]
-enum Verdict {
+pub(crate) enum Verdict {
     /// The money moved.
     Moved,
     /// Nothing moved and nothing will: the payment (or refund) fails with this.
@@ -66,7 +66,7 @@ enum Verdict {
 
 /// A bank call made, to record with the verdict.
 #[derive(Debug)]
-struct Call {
+pub(crate) struct Call {
     id: BankCallId,
     kind: BankCallKind,
     outcome: BankCallOutcome,
@@ -79,9 +79,9 @@ struct Call {
 }
 
 /// The verdict and the calls that led to it.
-struct Settled {
-    verdict: Verdict,
-    calls: Vec<Call>,
+pub(crate) struct Settled {
+    pub verdict: Verdict,
+    pub calls: Vec<Call>,
 }
 
 fn failure(code: &str, message: impl Into<String>) -> PaymentFailure {
@@ -111,8 +111,7 @@ impl Payments {
             },
             _ => self.settle_transfer(&t).await?,
         };
-        let verdict = self.record_payment_outcome(&p, settled).await?;
-        verdict_result(verdict)
+        self.record_payment_outcome(&p, &settled).await
     }
 
     /// Settles a refund's push, like [`Self::settle_payment`].
@@ -137,8 +136,7 @@ impl Payments {
             },
             _ => self.settle_transfer(&t).await?,
         };
-        let verdict = self.record_refund_outcome(&p, &r, settled).await?;
-        verdict_result(verdict)
+        self.record_refund_outcome(&p, &r, &settled).await
     }
 
     /// Reads on their own connection (no transaction is left open across a bank call).
@@ -216,7 +214,7 @@ impl Payments {
     }
 
     /// The transfer itself, with no transaction open; a missing answer is asked about.
-    async fn send(&self, t: &Transfer<'_>, mut call: Call) -> Settled {
+    pub(crate) async fn send(&self, t: &Transfer<'_>, mut call: Call) -> Settled {
         let request = t.request();
         let answer = match t.refund {
             None => self.bank.pull(&request).await,
@@ -287,7 +285,7 @@ impl Payments {
 
     /// Records a payment's verdict: the calls, and paid (the business's balance credited) or
     /// failed, each only if the payment is still `processing`.
-    async fn record_payment_outcome(&self, p: &Payment, settled: Settled) -> Result<Verdict, String> {
+    pub(crate) async fn record_payment_outcome(&self, p: &Payment, settled: &Settled) -> Result<(), String> {
         let now = self.clock.now();
         let recorded = async {
             let mut tx = self.store.begin().await?;
@@ -330,12 +328,12 @@ impl Payments {
         };
         recorded.await.map_err(store_failure)?;
         self.events.wake();
-        Ok(settled.verdict)
+        verdict_result(&settled.verdict)
     }
 
     /// Records a refund's verdict: succeeded (refunds in transit → bank settlement) or failed
     /// (the money back in the business's balance, the amount back in the payment).
-    async fn record_refund_outcome(&self, p: &Payment, r: &Refund, settled: Settled) -> Result<Verdict, String> {
+    async fn record_refund_outcome(&self, p: &Payment, r: &Refund, settled: &Settled) -> Result<(), String> {
         let now = self.clock.now();
         let recorded = async {
             let mut tx = self.store.begin().await?;
@@ -379,19 +377,19 @@ impl Payments {
         };
         recorded.await.map_err(store_failure)?;
         self.events.wake();
-        Ok(settled.verdict)
+        verdict_result(&settled.verdict)
     }
 }
 
-fn verdict_result(verdict: Verdict) -> Result<(), String> {
+pub(crate) fn verdict_result(verdict: &Verdict) -> Result<(), String> {
     match verdict {
         Verdict::Moved | Verdict::NotMoved(_) => Ok(()),
-        Verdict::NotYet(why) => Err(why),
+        Verdict::NotYet(why) => Err(why.clone()),
     }
 }
 
 /// A transfer call about to be made (its row is written `sent` first).
-fn sent_call(kind: BankCallKind, now: Timestamp) -> Call {
+pub(crate) fn sent_call(kind: BankCallKind, now: Timestamp) -> Call {
     Call {
         id: BankCallId::new(),
         kind,
@@ -433,7 +431,7 @@ fn answered_call(
     }
 }
 
-fn new_call<'a>(t: &'a Transfer<'_>, c: &'a Call) -> NewBankCall<'a> {
+pub(crate) fn new_call<'a>(t: &'a Transfer<'_>, c: &'a Call) -> NewBankCall<'a> {
     NewBankCall {
         id: c.id,
         payment_id: t.payment.id,
@@ -449,7 +447,7 @@ fn new_call<'a>(t: &'a Transfer<'_>, c: &'a Call) -> NewBankCall<'a> {
 }
 
 /// The calls' rows: a sent transfer's row finished, the others inserted.
-async fn write_calls(tx: &mut Session, t: &Transfer<'_>, calls: &[Call]) -> Result<(), StoreError> {
+pub(crate) async fn write_calls(tx: &mut Session, t: &Transfer<'_>, calls: &[Call]) -> Result<(), StoreError> {
     for c in calls {
         if c.sent_row {
             tx.finish_bank_call(
@@ -480,10 +478,10 @@ async fn post(
     tx.write_postings(&locked, &[posted]).await
 }
 
-fn amount(won: i64) -> Result<Amount, StoreError> {
+pub(crate) fn amount(won: i64) -> Result<Amount, StoreError> {
     Amount::parse(won).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn store_failure(e: StoreError) -> String {
+pub(crate) fn store_failure(e: StoreError) -> String {
     format!("recording failed: {e}")
 }

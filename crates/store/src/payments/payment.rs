@@ -2,7 +2,7 @@
 //! a refund's amount is taken with one conditional statement, so concurrent refunds of one
 //! payment can never add up to more than it.
 
-use crate::session::Session;
+use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -145,6 +145,37 @@ impl Session {
         .fetch_optional(c)
         .await)?;
         row.map(Payment::try_from).transpose()
+    }
+
+    /// The payments with these ids (those that exist), in no particular order.
+    pub async fn payments_by_ids(&mut self, ids: &[PaymentId]) -> Result<Vec<Payment>> {
+        let rows: Vec<PaymentRow> = match self.db() {
+            // One statement text whatever the count, so it is prepared once per connection.
+            Db::Pg(c) => {
+                let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM payments WHERE id = ANY($1)"
+                )))
+                .bind(&ids)
+                .fetch_all(c)
+                .await?
+            }
+            Db::Sqlite(c) => {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in ids {
+                    rows.extend(
+                        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                            "SELECT {COLUMNS} FROM payments WHERE id = $1"
+                        )))
+                        .bind(id.as_uuid())
+                        .fetch_optional(&mut *c)
+                        .await?,
+                    );
+                }
+                rows
+            }
+        };
+        rows.into_iter().map(Payment::try_from).collect()
     }
 
     /// The business's payment for `order_id`, if any.

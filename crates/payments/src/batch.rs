@@ -1,0 +1,163 @@
+//! Settling a batch of payments' pulls in two transactions instead of two per payment: one
+//! marks every `accepted` payment of the batch `processing` with its pull's `sent` row; the
+//! pulls then go to the bank all at once, with no transaction open; one transaction records
+//! every answer — the calls, the status changes, the events, and last, right before the commit,
+//! the postings under one lock of the accounts they touch (bank settlement is every payment's
+//! other side: the fewer commits that hold it, the more payments go through). If recording the
+//! batch fails, each payment is recorded on its own, so one cannot hold the others back.
+
+use crate::accept::{order_label, trigger};
+use crate::settle::{
+    Call, Settled, Transfer, Verdict, amount, new_call, sent_call, store_failure, verdict_result, write_calls,
+};
+use crate::{Payments, subjects};
+use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
+use minipay_core::payment::{BankCallKind, PaymentStatus};
+use minipay_core::{JournalId, PaymentId};
+use minipay_store::{Payment, StoreError};
+use std::collections::HashMap;
+
+impl Payments {
+    /// [`Self::settle_payment`] for many: one answer per id, in order.
+    pub(crate) async fn settle_payments(&self, ids: &[PaymentId]) -> Vec<Result<(), String>> {
+        let rows = match async { self.store.read().await?.payments_by_ids(ids).await }.await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let why = store_failure(e);
+                return ids.iter().map(|_| Err(why.clone())).collect();
+            }
+        };
+        let mut answers: HashMap<PaymentId, Result<(), String>> = HashMap::new();
+        let (fresh, waiting): (Vec<Payment>, Vec<Payment>) = rows
+            .into_iter()
+            .filter(|p| !p.status.is_settled())
+            .partition(|p| p.status == PaymentStatus::Accepted);
+        // Those already processing (asked about, or sent again): rare, one at a time.
+        for p in &waiting {
+            answers.insert(p.id, self.settle_payment(p.id).await);
+        }
+        match self.mark_all_sent(fresh).await {
+            Ok(marked) => answers.extend(self.pull_and_record(marked).await),
+            Err(e) => {
+                let why = store_failure(e);
+                answers.extend(ids.iter().map(|id| (*id, Err(why.clone()))));
+            }
+        }
+        ids.iter().map(|id| answers.remove(id).unwrap_or(Ok(()))).collect()
+    }
+
+    /// One transaction: each payment still `accepted` moved to `processing` with its pull's
+    /// `sent` row. Those it moved (another worker may have taken some), with their calls.
+    async fn mark_all_sent(&self, payments: Vec<Payment>) -> Result<Vec<(Payment, Call)>, StoreError> {
+        if payments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut marked = Vec::with_capacity(payments.len());
+        for p in payments {
+            if tx
+                .change_payment_status(p.id, PaymentStatus::Accepted, PaymentStatus::Processing, None, now)
+                .await?
+            {
+                let call = sent_call(BankCallKind::Pull, now);
+                let t = Transfer {
+                    payment: &p,
+                    refund: None,
+                };
+                tx.insert_bank_call(&new_call(&t, &call)).await?;
+                marked.push((p, call));
+            }
+        }
+        tx.commit().await?;
+        Ok(marked)
+    }
+
+    /// The pulls, all at once; then their answers recorded together (or one by one if that
+    /// fails).
+    async fn pull_and_record(&self, marked: Vec<(Payment, Call)>) -> Vec<(PaymentId, Result<(), String>)> {
+        let pulls = marked.into_iter().map(|(p, call)| async move {
+            let t = Transfer {
+                payment: &p,
+                refund: None,
+            };
+            let settled = self.send(&t, call).await;
+            (p, settled)
+        });
+        let outcomes: Vec<(Payment, Settled)> = futures_util::future::join_all(pulls).await;
+        if outcomes.is_empty() {
+            return Vec::new();
+        }
+        match self.record_payment_outcomes(&outcomes).await {
+            Ok(()) => {
+                self.events.wake();
+                outcomes
+                    .iter()
+                    .map(|(p, s)| (p.id, verdict_result(&s.verdict)))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::info!(payments = outcomes.len(), error = ?e, "recording a batch failed; recording one by one");
+                let mut answers = Vec::with_capacity(outcomes.len());
+                for (p, s) in &outcomes {
+                    answers.push((p.id, self.record_payment_outcome(p, s).await));
+                }
+                answers
+            }
+        }
+    }
+
+    /// One transaction for a batch's answers: the calls and status changes (each only if the
+    /// payment is still `processing`), the events, then the postings of the paid ones under
+    /// one lock of the accounts they touch.
+    async fn record_payment_outcomes(&self, outcomes: &[(Payment, Settled)]) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let mut journals = Vec::new();
+        let mut events = Vec::new();
+        for (p, settled) in outcomes {
+            let t = Transfer {
+                payment: p,
+                refund: None,
+            };
+            write_calls(&mut tx, &t, &settled.calls).await?;
+            let (to, fail, subject) = match &settled.verdict {
+                Verdict::Moved => (PaymentStatus::Paid, None, subjects::PAID),
+                Verdict::NotMoved(f) => (PaymentStatus::Failed, Some(f), subjects::FAILED),
+                Verdict::NotYet(_) => continue,
+            };
+            if tx
+                .change_payment_status(p.id, PaymentStatus::Processing, to, fail, now)
+                .await?
+            {
+                if to == PaymentStatus::Paid {
+                    let account = business_account(p.business_id);
+                    journals.push(balance_journal(
+                        BalancePosting::PaymentPaid,
+                        account,
+                        &order_label(p),
+                        amount(p.amount)?,
+                    ));
+                }
+                events.push((subject, trigger(p.id)));
+                metrics::counter!("minipay_payments_settled_total", "status" => to.as_str()).increment(1);
+            }
+        }
+        minipay_events::emit_all(&mut tx, &events, now).await?;
+        if !journals.is_empty() {
+            let mut locked = tx
+                .lock_accounts(journals.iter().flat_map(|j| j.accounts().collect::<Vec<_>>()))
+                .await?;
+            let posted = journals
+                .iter()
+                .map(|j| {
+                    locked
+                        .post(j, JournalId::new(), now)
+                        .map_err(|e| StoreError::Corrupt(format!("posting a payment: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            tx.write_postings(&locked, &posted).await?;
+        }
+        tx.commit().await
+    }
+}
