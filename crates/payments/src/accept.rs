@@ -3,6 +3,7 @@
 //! called. A refund takes its amount from the payment (one conditional statement) and its
 //! money from the business's balance (under the account locks) in that same transaction.
 
+use crate::accept_group::AcceptPayment;
 use crate::views::{PaymentView, RefundView};
 use crate::{NewPayment, NewRefund, Payments, internal, subjects};
 use minipay_core::ledger::BalancePosting;
@@ -34,6 +35,25 @@ impl Payments {
         let key = key.ok_or_else(|| ServiceError::validation("Idempotency-Key is required for a payment"))?;
         let idem = IdempotentRequest::new(Some(key), "payment", "", &req).expect("a key was given");
         let bank_account = self.pull_account(&req).await?;
+        // With others in one transaction when requests come together (one commit for all).
+        if self.config.accept_batching.enabled() {
+            let grouped = AcceptPayment {
+                business,
+                req: req.clone(),
+                idem: idem.clone(),
+                bank_account: bank_account.clone(),
+            };
+            match self.accepts.submit(grouped).await {
+                Some(Ok(Some(reply))) => {
+                    metrics::counter!("minipay_payments_requested_total").increment(1);
+                    return Ok(reply);
+                }
+                Some(Err(e)) => return Err(e),
+                // Handed back (or the group's task died: the key, read again below, tells
+                // whether it committed).
+                Some(Ok(None)) | None => {}
+            }
+        }
         for _ in 0..RECORD_TRIES_MAX {
             if let Some(reply) = self.record_payment(business, &req, &idem, &bank_account).await? {
                 self.events.wake();
@@ -214,7 +234,7 @@ pub(crate) fn order_label(p: &Payment) -> String {
     format!("order {}", p.order_id)
 }
 
-fn stored_answer(view: &impl Serialize) -> ServiceResult<StoredResponse> {
+pub(crate) fn stored_answer(view: &impl Serialize) -> ServiceResult<StoredResponse> {
     Ok(StoredResponse {
         status: 202,
         body: serde_json::to_string(view).map_err(|e| internal(&format!("a view: {e}")))?,

@@ -5,6 +5,7 @@
 //! transfer id fixed when the request was recorded; every bank call is a row.
 
 mod accept;
+mod accept_group;
 mod batch;
 mod consumers;
 mod jobs;
@@ -24,6 +25,8 @@ use minipay_core::ledger::business_account;
 use minipay_core::request::PageLimit;
 use minipay_core::{BusinessId, Clock, PaymentId, UserId};
 use minipay_events::Events;
+use minipay_services::BatchConfig;
+use minipay_services::group_commit::GroupCommit;
 use minipay_services::pagination::{decode_cursor, page_of, rows_for};
 use minipay_services::views::Page;
 use minipay_services::{ServiceError, ServiceResult};
@@ -57,6 +60,9 @@ pub struct PaymentsConfig {
     /// The recovery job settles payments and refunds that have not moved for this long
     /// (a crash, a delivery that gave up).
     pub recover_after: SignedDuration,
+    /// How concurrent payment requests are grouped into one transaction (the wallet's
+    /// settings).
+    pub accept_batching: BatchConfig,
 }
 
 impl Default for PaymentsConfig {
@@ -66,6 +72,7 @@ impl Default for PaymentsConfig {
             retry_delay: SignedDuration::from_secs(10),
             sends_max: 5,
             recover_after: SignedDuration::from_mins(1),
+            accept_batching: BatchConfig::default(),
         }
     }
 }
@@ -77,6 +84,7 @@ pub struct Payments {
     clock: Arc<dyn Clock>,
     events: Events,
     config: PaymentsConfig,
+    accepts: GroupCommit<accept_group::AcceptPayment, accept_group::Accepted>,
 }
 
 impl Payments {
@@ -87,7 +95,13 @@ impl Payments {
         events: Events,
         config: PaymentsConfig,
     ) -> Self {
+        let groups = accept_group::PaymentGroups {
+            store: store.clone(),
+            clock: clock.clone(),
+            events: events.clone(),
+        };
         Self {
+            accepts: GroupCommit::new(config.accept_batching, Arc::new(groups)),
             store,
             bank,
             clock,

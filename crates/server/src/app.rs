@@ -243,6 +243,7 @@ fn payments_config(settings: &Settings) -> PaymentsConfig {
     PaymentsConfig {
         attempts_max: remit.attempts_max,
         retry_delay: remit.retry_delay,
+        accept_batching: remit.accept_batching,
         ..PaymentsConfig::default()
     }
 }

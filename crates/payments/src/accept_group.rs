@@ -1,0 +1,118 @@
+//! Accepting payments in groups: concurrent requests share one transaction — their keys read
+//! together, each payment and its event written, every answer stored under its key — so one
+//! commit (one WAL flush) answers many. A request the group cannot settle (its key or order id
+//! taken meanwhile, the group failing as a whole) is handed back to run on its own.
+
+use crate::accept::{stored_answer, trigger};
+use crate::views::PaymentView;
+use crate::{NewPayment, subjects};
+use async_trait::async_trait;
+use minipay_core::payment::pull_tran_id;
+use minipay_core::{BusinessId, Clock, KeyOwner, PaymentId};
+use minipay_events::{Events, emit_all};
+use minipay_services::ServiceResult;
+use minipay_services::group_commit::BatchRunner;
+use minipay_services::idempotency::{IdempotentRequest, Reply, peek_all, record_all};
+use minipay_store::{BankAccount, Store, StoredResponse};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// A payment request, with its key and the bank account it will pull from.
+pub(crate) struct AcceptPayment {
+    pub business: BusinessId,
+    pub req: NewPayment,
+    pub idem: IdempotentRequest,
+    pub bank_account: BankAccount,
+}
+
+/// A group's answer to one request: `Ok(None)` — run it on its own.
+pub(crate) type Accepted = ServiceResult<Option<Reply<PaymentView>>>;
+
+/// Runs groups of payment requests.
+pub(crate) struct PaymentGroups {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub events: Events,
+}
+
+#[async_trait]
+impl BatchRunner<AcceptPayment, Accepted> for PaymentGroups {
+    async fn run(&self, group: Vec<AcceptPayment>) -> Vec<Accepted> {
+        match self.record_group(&group).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                tracing::info!(size = group.len(), error = ?e, "a group of payment requests failed; each runs on its own");
+                group.iter().map(|_| Ok(None)).collect()
+            }
+        }
+    }
+}
+
+impl PaymentGroups {
+    async fn record_group(&self, group: &[AcceptPayment]) -> ServiceResult<Vec<Accepted>> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let keys: Vec<(KeyOwner, &IdempotentRequest)> = group.iter().map(|a| (a.business.into(), &a.idem)).collect();
+        let verdicts = peek_all(&mut tx, &keys, now).await?;
+        let mut seen = HashSet::new();
+        let mut answers: Vec<Accepted> = Vec::with_capacity(group.len());
+        let mut events = Vec::new();
+        let mut stored: Vec<(usize, StoredResponse)> = Vec::new();
+        for (i, (a, verdict)) in group.iter().zip(verdicts).enumerate() {
+            let answer = match verdict {
+                Err(e) => Err(e),
+                Ok(Some(replayed)) => Ok(Some(Reply::Replayed(replayed))),
+                // The same key or order twice in one group: the first is recorded here, the
+                // second runs on its own afterwards (and replays it, or finds the order).
+                Ok(None)
+                    if !seen.insert((a.business, a.idem.key().to_owned()))
+                        || !seen.insert((a.business, format!("order:{}", a.req.order_id.as_str()))) =>
+                {
+                    Ok(None)
+                }
+                Ok(None) => {
+                    let id = PaymentId::new();
+                    let tran_id = pull_tran_id(id);
+                    let new = minipay_store::NewPayment {
+                        id,
+                        business_id: a.business,
+                        user_id: a.req.user_id,
+                        order_id: a.req.order_id.as_str(),
+                        amount: a.req.amount.won(),
+                        description: a.req.description.as_deref(),
+                        bank_account_id: a.bank_account.id,
+                        fintech_use_num: &a.bank_account.fintech_use_num,
+                        bank_transaction_id: &tran_id,
+                        at: now,
+                    };
+                    match tx.insert_payment(&new).await? {
+                        Some(p) => {
+                            events.push((subjects::ACCEPTED, trigger(p.id)));
+                            let view = PaymentView::from(&p);
+                            stored.push((i, stored_answer(&view)?));
+                            Ok(Some(Reply::Fresh(view)))
+                        }
+                        // The order has a payment already: on its own, it is compared with it.
+                        None => Ok(None),
+                    }
+                }
+            };
+            answers.push(answer);
+        }
+        emit_all(&mut tx, &events, now).await?;
+        let to_record: Vec<(KeyOwner, &IdempotentRequest, &StoredResponse)> = stored
+            .iter()
+            .map(|(i, answer)| (KeyOwner::from(group[*i].business), &group[*i].idem, answer))
+            .collect();
+        if !record_all(&mut tx, &to_record, now).await? {
+            // Another request took one of the keys meanwhile: every request runs on its own.
+            tx.rollback().await?;
+            return Ok(group.iter().map(|_| Ok(None)).collect());
+        }
+        tx.commit().await?;
+        if !events.is_empty() {
+            self.events.wake();
+        }
+        Ok(answers)
+    }
+}
