@@ -67,12 +67,16 @@ impl Payments {
     /// The user's registered bank account the payment will pull from.
     async fn pull_account(&self, req: &NewPayment) -> ServiceResult<BankAccount> {
         let mut s = self.store.read().await?;
-        if s.user(req.user_id).await?.is_none() {
-            return Err(ServiceError::NotFound("user"));
+        if let Some(account) = s.charging_bank_account(req.user_id).await? {
+            return Ok(account);
         }
-        s.charging_bank_account(req.user_id)
-            .await?
-            .ok_or_else(|| ServiceError::InvalidState("the user has no registered bank account to pay from".into()))
+        // Rare: told apart only when there is no account to pull from.
+        match s.user(req.user_id).await? {
+            None => Err(ServiceError::NotFound("user")),
+            Some(_) => Err(ServiceError::InvalidState(
+                "the user has no registered bank account to pay from".into(),
+            )),
+        }
     }
 
     /// One transaction; `None` when the key was taken meanwhile (nothing is written then).

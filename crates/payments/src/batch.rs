@@ -11,9 +11,9 @@ use crate::settle::{
     Call, Settled, Transfer, Verdict, amount, new_call, sent_call, store_failure, verdict_result, write_calls,
 };
 use crate::{Payments, subjects};
+use minipay_core::PaymentId;
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
 use minipay_core::payment::{BankCallKind, PaymentStatus};
-use minipay_core::{JournalId, PaymentId};
 use minipay_store::{Payment, StoreError};
 use std::collections::HashMap;
 
@@ -88,7 +88,8 @@ impl Payments {
         if outcomes.is_empty() {
             return Vec::new();
         }
-        match self.record_payment_outcomes(&outcomes).await {
+        let pairs: Vec<(&Payment, &Settled)> = outcomes.iter().map(|(p, s)| (p, s)).collect();
+        match self.record_payment_outcomes(&pairs).await {
             Ok(()) => {
                 self.events.wake();
                 outcomes
@@ -110,7 +111,7 @@ impl Payments {
     /// One transaction for a batch's answers: the calls and status changes (each only if the
     /// payment is still `processing`), the events, then the postings of the paid ones under
     /// one lock of the accounts they touch.
-    async fn record_payment_outcomes(&self, outcomes: &[(Payment, Settled)]) -> Result<(), StoreError> {
+    pub(crate) async fn record_payment_outcomes(&self, outcomes: &[(&Payment, &Settled)]) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         let mut journals = Vec::new();
@@ -144,20 +145,8 @@ impl Payments {
             }
         }
         minipay_events::emit_all(&mut tx, &events, now).await?;
-        if !journals.is_empty() {
-            let mut locked = tx
-                .lock_accounts(journals.iter().flat_map(|j| j.accounts().collect::<Vec<_>>()))
-                .await?;
-            let posted = journals
-                .iter()
-                .map(|j| {
-                    locked
-                        .post(j, JournalId::new(), now)
-                        .map_err(|e| StoreError::Corrupt(format!("posting a payment: {e}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            tx.write_postings(&locked, &posted).await?;
-        }
+        // The platform's accounts last, right before the commit.
+        tx.post_journals(&journals.iter().collect::<Vec<_>>(), now).await?;
         tx.commit().await
     }
 }

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use minipay_bank::{BankError, TransferRequest, TransferStatus};
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
 use minipay_core::payment::{BankCallKind, BankCallOutcome, NextBankCall, PaymentStatus, RefundStatus, next_bank_call};
-use minipay_core::{Amount, BankCallId, JournalId, PaymentId, RefundId};
+use minipay_core::{Amount, BankCallId, PaymentId, RefundId};
 use minipay_store::{NewBankCall, Payment, PaymentFailure, Refund, Session, StoreError};
 
 /// What shows on the user's bank statement.
@@ -283,50 +283,12 @@ impl Payments {
         Settled { verdict, calls }
     }
 
-    /// Records a payment's verdict: the calls, and paid (the business's balance credited) or
-    /// failed, each only if the payment is still `processing`.
+    /// Records a payment's verdict on its own (a batch of one): the calls, and paid (the
+    /// business's balance credited) or failed, only if the payment is still `processing`.
     pub(crate) async fn record_payment_outcome(&self, p: &Payment, settled: &Settled) -> Result<(), String> {
-        let now = self.clock.now();
-        let recorded = async {
-            let mut tx = self.store.begin().await?;
-            write_calls(
-                &mut tx,
-                &Transfer {
-                    payment: p,
-                    refund: None,
-                },
-                &settled.calls,
-            )
-            .await?;
-            let (to, fail) = match &settled.verdict {
-                Verdict::Moved => (PaymentStatus::Paid, None),
-                Verdict::NotMoved(f) => (PaymentStatus::Failed, Some(f)),
-                Verdict::NotYet(_) => return tx.commit().await,
-            };
-            if tx
-                .change_payment_status(p.id, PaymentStatus::Processing, to, fail, now)
-                .await?
-            {
-                if to == PaymentStatus::Paid {
-                    let journal = balance_journal(
-                        BalancePosting::PaymentPaid,
-                        business_account(p.business_id),
-                        &order_label(p),
-                        amount(p.amount)?,
-                    );
-                    post(&mut tx, &journal, now).await?;
-                }
-                let subject = if to == PaymentStatus::Paid {
-                    subjects::PAID
-                } else {
-                    subjects::FAILED
-                };
-                minipay_events::emit(&mut tx, subject, &crate::accept::trigger(p.id), now).await?;
-                metrics::counter!("minipay_payments_settled_total", "status" => to.as_str()).increment(1);
-            }
-            tx.commit().await
-        };
-        recorded.await.map_err(store_failure)?;
+        self.record_payment_outcomes(&[(p, settled)])
+            .await
+            .map_err(store_failure)?;
         self.events.wake();
         verdict_result(&settled.verdict)
     }
@@ -364,7 +326,7 @@ impl Payments {
                     &order_label(p),
                     amount(r.amount)?,
                 );
-                post(&mut tx, &journal, now).await?;
+                tx.post_journals(&[&journal], now).await?;
                 let subject = if to == RefundStatus::Succeeded {
                     subjects::REFUND_SUCCEEDED
                 } else {
@@ -463,19 +425,6 @@ pub(crate) async fn write_calls(tx: &mut Session, t: &Transfer<'_>, calls: &[Cal
         }
     }
     Ok(())
-}
-
-/// Posts one journal under the locks of the accounts it touches.
-async fn post(
-    tx: &mut Session,
-    journal: &minipay_core::ledger::JournalDraft,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let mut locked = tx.lock_accounts(journal.accounts()).await?;
-    let posted = locked
-        .post(journal, JournalId::new(), now)
-        .map_err(|e| StoreError::Corrupt(format!("posting a payment: {e}")))?;
-    tx.write_postings(&locked, &[posted]).await
 }
 
 pub(crate) fn amount(won: i64) -> Result<Amount, StoreError> {

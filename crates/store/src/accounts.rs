@@ -6,8 +6,10 @@ use crate::session::{Db, Session};
 use crate::types::{DbDate, DbTime};
 use crate::{Result, StoreError};
 use jiff::Timestamp;
-use minipay_core::ledger::{AccountBalance, AccountKind, LockedAccounts, PostedJournal, SavingsProduct, SystemAccount};
-use minipay_core::{AccountId, BusinessDate, UserId};
+use minipay_core::ledger::{
+    AccountBalance, AccountKind, JournalDraft, LockedAccounts, PostedJournal, SavingsProduct, SystemAccount,
+};
+use minipay_core::{AccountId, BusinessDate, JournalId, UserId};
 use uuid::Uuid;
 
 /// A user's account as shown to them (`balance` is the posted balance).
@@ -187,6 +189,27 @@ impl Session {
     /// row still holds the value read under the lock), the journals and their entries.
     pub async fn write_postings(&mut self, locked: &LockedAccounts, journals: &[PostedJournal]) -> Result<()> {
         self.write_rows(locked, journals, None).await
+    }
+
+    /// Posts journals that cannot overdraw an account (the platform's own movements, money
+    /// into a balance) under the locks of the accounts they touch, and writes them; none taken
+    /// when there is nothing to post. A journal the locked balances refuse is a bug: `Corrupt`.
+    pub async fn post_journals(&mut self, journals: &[&JournalDraft], now: Timestamp) -> Result<()> {
+        if journals.is_empty() {
+            return Ok(());
+        }
+        let mut locked = self
+            .lock_accounts(journals.iter().flat_map(|j| j.accounts().collect::<Vec<_>>()))
+            .await?;
+        let posted = journals
+            .iter()
+            .map(|j| {
+                locked
+                    .post(j, JournalId::new(), now)
+                    .map_err(|e| StoreError::Corrupt(format!("posting a {} journal: {e}", j.kind().as_str())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.write_postings(&locked, &posted).await
     }
 
     /// Like `write_postings`, and in the same row writes records interest paid through `date`

@@ -7,7 +7,6 @@
 use super::{Remittances, dead_letter_kind, subjects, trigger};
 use jiff::Timestamp;
 use minipay_bank::{BankError, TransferRequest, TransferStatus};
-use minipay_core::JournalId;
 use minipay_core::ledger::JournalDraft;
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account, remittance_journal};
 use minipay_core::remittance::{AttemptOutcome, RemittanceSource, RemittanceStatus, Step, StepOutcome};
@@ -236,32 +235,12 @@ impl Remittances {
         minipay_events::emit_all(&mut tx, &events, now).await?;
         // The platform's accounts last, right before the commit: every batch posts to the
         // same few of them, so the less time they are held, the more batches go through.
-        self.post(&mut tx, &to_post, now).await?;
+        tx.post_journals(&to_post, now).await?;
         tx.commit().await?;
         if !events.is_empty() {
             self.events.wake();
         }
         Ok(())
-    }
-
-    /// Posts the journals under the locks of the accounts they touch (none taken when there
-    /// is nothing to post).
-    async fn post(&self, tx: &mut Session, journals: &[&JournalDraft], now: Timestamp) -> Result<(), StoreError> {
-        if journals.is_empty() {
-            return Ok(());
-        }
-        let mut locked = tx
-            .lock_accounts(journals.iter().flat_map(|j| j.accounts().collect::<Vec<_>>()))
-            .await?;
-        let posted = journals
-            .iter()
-            .map(|j| {
-                locked
-                    .post(j, JournalId::new(), now)
-                    .map_err(|e| StoreError::Corrupt(format!("posting a remittance: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.write_postings(&locked, &posted).await
     }
 
     /// The status changes of the outcomes that ended a step (one statement); for each outcome,
