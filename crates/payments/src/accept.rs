@@ -7,7 +7,7 @@ use crate::accept_group::AcceptPayment;
 use crate::views::{PaymentView, RefundView};
 use crate::{NewPayment, NewRefund, Payments, internal, subjects};
 use minipay_core::ledger::BalancePosting;
-use minipay_core::payment::{RefundRefusal, check_refund, pull_tran_id, push_tran_id};
+use minipay_core::payment::{PaymentStatus, RefundRefusal, check_refund, pull_tran_id, push_tran_id};
 use minipay_core::request::IdempotencyKey;
 use minipay_core::{BusinessId, PaymentId, RefundId};
 use minipay_events::emit;
@@ -163,6 +163,16 @@ impl Payments {
         let Some(p) = tx.take_refund_amount(payment, business, amount, now).await? else {
             return Err(refusal(&mut tx, business, payment, amount).await);
         };
+        // The store sets the status in the same statement; it must be core's rule.
+        if p.status != PaymentStatus::after_refunds(p.amount, p.refunded_amount) {
+            return Err(internal(&format!(
+                "payment {} is {} with {} of {} won refunded",
+                p.id,
+                p.status.as_str(),
+                p.refunded_amount,
+                p.amount
+            )));
+        }
         let about = order_label(&p);
         take_from_balance(
             &mut tx,

@@ -76,20 +76,22 @@ fn assert_signed(r: &HookRequest, secret: &str) {
     assert!(aws_lc_rs::hmac::verify(&wrong, format!("{t}.{}", r.raw).as_bytes(), &tag).is_err());
 }
 
-async fn final_statuses_are_posted_signed_once_each(app: TestApp) {
-    let receiver = HookReceiver::start().await;
+/// A shop whose webhooks go to `receiver`, and a payment of 30,000 won to it for `order` (its
+/// id as the API answered it).
+async fn hooked_payment(app: &TestApp, receiver: &HookReceiver, order: &str) -> (TestBusiness, Value) {
     let shop = app.onboard_business_hooked("가나마트", &receiver.url).await;
     let user = app.user_with_bank("김민수").await;
-
+    let body = json!({"user_id": user.id, "amount": 30_000, "order_id": order});
     let paid = app
-        .biz_post(
-            &shop,
-            "/v1/biz/payments",
-            Some("hook-pay"),
-            json!({"user_id": user.id, "amount": 30_000, "order_id": "HOOK-1"}),
-        )
+        .biz_post(&shop, "/v1/biz/payments", Some(&format!("pay-{order}")), body)
         .await;
     let payment_id = paid.assert_status(202)["id"].clone();
+    (shop, payment_id)
+}
+
+async fn final_statuses_are_posted_signed_once_each(app: TestApp) {
+    let receiver = HookReceiver::start().await;
+    let (shop, payment_id) = hooked_payment(&app, &receiver, "HOOK-1").await;
     let hook = taken(&receiver, "payment.paid").await;
     assert_signed(&hook, &shop.webhook_secret);
     assert_eq!(hook.method, "POST");
@@ -142,17 +144,7 @@ async fn final_statuses_are_posted_signed_once_each(app: TestApp) {
 async fn a_receiver_down_for_a_while_gets_the_webhook_later_exactly_once(app: TestApp) {
     let receiver = HookReceiver::start().await;
     receiver.fail_next(3);
-    let shop = app.onboard_business_hooked("가나마트", &receiver.url).await;
-    let user = app.user_with_bank("김민수").await;
-    let paid = app
-        .biz_post(
-            &shop,
-            "/v1/biz/payments",
-            Some("down-pay"),
-            json!({"user_id": user.id, "amount": 30_000, "order_id": "DOWN-1"}),
-        )
-        .await;
-    let payment_id = paid.assert_status(202)["id"].clone();
+    let (shop, payment_id) = hooked_payment(&app, &receiver, "DOWN-1").await;
 
     // The first attempt comes at once and is refused; then 1, 2 and 4 minutes later.
     let attempts = |n: usize| {

@@ -222,7 +222,8 @@ impl Session {
 
     /// Takes `amount` more out of a payment's refundable amount, if it is the business's, paid,
     /// and has that much left: one conditional statement, so concurrent refunds serialize on
-    /// the row and never exceed the payment. The payment after, or `None` (nothing written).
+    /// the row and never exceed the payment. The status follows `PaymentStatus::after_refunds`
+    /// (the caller checks the row against it). The payment after, or `None` (nothing written).
     pub async fn take_refund_amount(
         &mut self,
         id: PaymentId,
