@@ -89,6 +89,15 @@ pub struct WebhookObject {
 pub trait WebhookSource: Send + Sync + 'static {
     /// `None`: nothing to announce (the object is gone).
     async fn object(&self, event: &Event) -> Result<Option<WebhookObject>, Failure>;
+    /// [`Self::object`] for many: one answer per event, in order. A source that can read
+    /// many objects in one query overrides it.
+    async fn objects(&self, events: &[Event]) -> Vec<Result<Option<WebhookObject>, Failure>> {
+        let mut objects = Vec::with_capacity(events.len());
+        for event in events {
+            objects.push(self.object(event).await);
+        }
+        objects
+    }
 }
 
 /// Records, sends and retries webhooks.
@@ -115,18 +124,16 @@ impl Webhooks {
         })
     }
 
-    /// Records the webhook of `kind` for `object`, due now, if its business has a webhook URL
-    /// and this status has none yet; its id, or `None`.
+    /// Records the webhook of `kind` for `object`, to `url`, due now, if this status has none
+    /// yet; its id, or `None`.
     pub async fn record(
         &self,
         tx: &mut Session,
         kind: &str,
         object: &WebhookObject,
+        url: &str,
         now: Timestamp,
     ) -> Result<Option<Uuid>, StoreError> {
-        let Some(url) = tx.business(object.business).await?.and_then(|b| b.webhook_url) else {
-            return Ok(None);
-        };
         let id = Uuid::now_v7();
         let body = serde_json::json!({"id": id, "type": kind, "created_at": now, "data": object.data}).to_string();
         let new = NewWebhook {
@@ -134,7 +141,7 @@ impl Webhooks {
             business_id: object.business,
             kind,
             object_id: object.id,
-            url: &url,
+            url,
             body: &body,
             at: now,
         };
@@ -253,24 +260,66 @@ impl Consumer for WebhookConsumer {
         self.subject
     }
     async fn handle(&self, event: &Event) -> Result<(), Failure> {
-        let Some(object) = self.source.object(event).await? else {
-            return Ok(());
-        };
+        self.handle_batch(std::slice::from_ref(event))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Failure::new("no answer")))
+    }
+
+    /// The batch's objects read together; the webhooks of those whose business has a URL
+    /// recorded in one transaction (none at all when no business has one), then each tried.
+    async fn handle_batch(&self, events: &[Event]) -> Vec<Result<(), Failure>> {
+        let objects = self.source.objects(events).await;
+        let mut businesses: Vec<BusinessId> = objects.iter().flatten().flatten().map(|o| o.business).collect();
+        businesses.sort_unstable_by_key(|b| b.as_uuid());
+        businesses.dedup();
+        if businesses.is_empty() {
+            return objects.into_iter().map(|o| o.map(drop)).collect();
+        }
         let failed = |e: StoreError| Failure::new(format!("recording the webhook: {e}"));
+        let urls = match async { self.webhooks.store.read().await?.webhook_urls(&businesses).await }.await {
+            Ok(urls) => urls,
+            Err(e) => {
+                let e = failed(e);
+                return events.iter().map(|_| Err(e.clone())).collect();
+            }
+        };
+        let announced: Vec<(&WebhookObject, &str)> = objects
+            .iter()
+            .flatten()
+            .flatten()
+            .filter_map(|o| Some((o, urls.get(&o.business)?.as_str())))
+            .collect();
+        if announced.is_empty() {
+            return objects.into_iter().map(|o| o.map(drop)).collect();
+        }
         let recorded = async {
             let now = self.webhooks.clock.now();
             let mut tx = self.webhooks.store.begin().await?;
-            let id = self.webhooks.record(&mut tx, self.subject, &object, now).await?;
+            let mut ids = Vec::with_capacity(announced.len());
+            for (object, url) in &announced {
+                ids.extend(self.webhooks.record(&mut tx, self.subject, object, url, now).await?);
+            }
             tx.commit().await?;
-            Ok::<_, StoreError>(id)
+            Ok::<_, StoreError>(ids)
+        };
+        let ids = match recorded.await {
+            Ok(ids) => ids,
+            Err(e) => {
+                let e = failed(e);
+                return objects.into_iter().map(|o| o.and(Err(e.clone()))).collect();
+            }
         };
         // Tried at once; a failure is the retry job's from here (the webhook row is the record).
-        if let Some(id) = recorded.await.map_err(failed)?
-            && let Err(e) = self.webhooks.attempt(id).await
-        {
-            tracing::warn!(webhook = %id, error = ?e, "recording a webhook attempt failed");
-        }
-        Ok(())
+        use futures_util::StreamExt;
+        futures_util::stream::iter(ids)
+            .for_each_concurrent(RETRY_CONCURRENCY_MAX, |id| async move {
+                if let Err(e) = self.webhooks.attempt(id).await {
+                    tracing::warn!(webhook = %id, error = ?e, "recording a webhook attempt failed");
+                }
+            })
+            .await;
+        objects.into_iter().map(|o| o.map(drop)).collect()
     }
 }
 

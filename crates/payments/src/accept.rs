@@ -15,6 +15,7 @@ use minipay_services::balances::take_from_balance;
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek, record};
 use minipay_services::{ServiceError, ServiceResult};
 use minipay_store::{BankAccount, Payment, Session, StoredResponse};
+use jiff::Timestamp;
 use serde::Serialize;
 
 /// A request recorded under a key that another request took meanwhile is run once more (it
@@ -34,14 +35,13 @@ impl Payments {
     ) -> ServiceResult<Reply<PaymentView>> {
         let key = key.ok_or_else(|| ServiceError::validation("Idempotency-Key is required for a payment"))?;
         let idem = IdempotentRequest::new(Some(key), "payment", "", &req).expect("a key was given");
-        let bank_account = self.pull_account(&req).await?;
-        // With others in one transaction when requests come together (one commit for all).
+        // With others in one transaction when requests come together (one commit for all; each
+        // user's bank account read by the statement that records the payments).
         if self.config.accept_batching.enabled() {
             let grouped = AcceptPayment {
                 business,
                 req: req.clone(),
                 idem: idem.clone(),
-                bank_account: bank_account.clone(),
             };
             match self.accepts.submit(grouped).await {
                 Some(Ok(Some(reply))) => {
@@ -54,6 +54,7 @@ impl Payments {
                 Some(Ok(None)) | None => {}
             }
         }
+        let bank_account = self.pull_account(&req).await?;
         for _ in 0..RECORD_TRIES_MAX {
             if let Some(reply) = self.record_payment(business, &req, &idem, &bank_account).await? {
                 self.events.wake();
@@ -92,21 +93,8 @@ impl Payments {
         if let Some(stored) = peek(&mut tx, business, Some(idem), now).await? {
             return Ok(Some(Reply::Replayed(stored)));
         }
-        let id = PaymentId::new();
-        let tran_id = pull_tran_id(id);
-        let new = minipay_store::NewPayment {
-            id,
-            business_id: business,
-            user_id: req.user_id,
-            order_id: req.order_id.as_str(),
-            amount: req.amount.won(),
-            description: req.description.as_deref(),
-            bank_account_id: bank_account.id,
-            fintech_use_num: &bank_account.fintech_use_num,
-            bank_transaction_id: &tran_id,
-            at: now,
-        };
-        let payment = match tx.insert_payment(&new).await? {
+        let ids = NewPaymentIds::new();
+        let payment = match tx.insert_payment(&ids.payment(business, req, now), bank_account).await? {
             Some(p) => {
                 emit(&mut tx, subjects::ACCEPTED, &trigger(p.id), now).await?;
                 p
@@ -204,6 +192,41 @@ impl Payments {
         }
         tx.commit().await?;
         Ok(Some(Reply::Fresh(view)))
+    }
+}
+
+/// A new payment's id and its pull's transfer id, fixed with it (unique by construction).
+pub(crate) struct NewPaymentIds {
+    id: PaymentId,
+    tran_id: String,
+}
+
+impl NewPaymentIds {
+    pub(crate) fn new() -> Self {
+        let id = PaymentId::new();
+        Self {
+            id,
+            tran_id: pull_tran_id(id),
+        }
+    }
+
+    /// The payment's row as the store records it.
+    pub(crate) fn payment<'a>(
+        &'a self,
+        business: BusinessId,
+        req: &'a NewPayment,
+        at: Timestamp,
+    ) -> minipay_store::NewPayment<'a> {
+        minipay_store::NewPayment {
+            id: self.id,
+            business_id: business,
+            user_id: req.user_id,
+            order_id: req.order_id.as_str(),
+            amount: req.amount.won(),
+            description: req.description.as_deref(),
+            bank_transaction_id: &self.tran_id,
+            at,
+        }
     }
 }
 

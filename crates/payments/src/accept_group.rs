@@ -1,28 +1,26 @@
 //! Accepting payments in groups: concurrent requests share one transaction — their keys read
-//! together, each payment and its event written, every answer stored under its key — so one
-//! commit (one WAL flush) answers many. A request the group cannot settle (its key or order id
+//! together, the payments written by one statement that also finds each user's bank account,
+//! their events, every answer stored under its key — so one commit (one WAL flush) answers many. A request the group cannot settle (its key or order id
 //! taken meanwhile, the group failing as a whole) is handed back to run on its own.
 
-use crate::accept::{stored_answer, trigger};
+use crate::accept::{NewPaymentIds, stored_answer, trigger};
 use crate::views::PaymentView;
 use crate::{NewPayment, subjects};
 use async_trait::async_trait;
-use minipay_core::payment::pull_tran_id;
 use minipay_core::{BusinessId, Clock, KeyOwner, PaymentId};
 use minipay_events::{Events, emit_all};
 use minipay_services::ServiceResult;
 use minipay_services::group_commit::BatchRunner;
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek_all, record_all};
-use minipay_store::{BankAccount, Store, StoredResponse};
-use std::collections::HashSet;
+use minipay_store::{Payment, Store, StoredResponse};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// A payment request, with its key and the bank account it will pull from.
+/// A payment request, with its key.
 pub(crate) struct AcceptPayment {
     pub business: BusinessId,
     pub req: NewPayment,
     pub idem: IdempotentRequest,
-    pub bank_account: BankAccount,
 }
 
 /// A group's answer to one request: `Ok(None)` — run it on its own.
@@ -54,12 +52,12 @@ impl PaymentGroups {
         let mut tx = self.store.begin().await?;
         let keys: Vec<(KeyOwner, &IdempotentRequest)> = group.iter().map(|a| (a.business.into(), &a.idem)).collect();
         let verdicts = peek_all(&mut tx, &keys, now).await?;
-        let mut seen = HashSet::new();
         let mut answers: Vec<Accepted> = Vec::with_capacity(group.len());
-        let mut events = Vec::new();
-        let mut stored: Vec<(usize, StoredResponse)> = Vec::new();
+        // The requests to record here: (their place in the group, their ids).
+        let mut fresh: Vec<(usize, NewPaymentIds)> = Vec::new();
+        let mut seen = HashSet::new();
         for (i, (a, verdict)) in group.iter().zip(verdicts).enumerate() {
-            let answer = match verdict {
+            answers.push(match verdict {
                 Err(e) => Err(e),
                 Ok(Some(replayed)) => Ok(Some(Reply::Replayed(replayed))),
                 // The same key or order twice in one group: the first is recorded here, the
@@ -71,33 +69,31 @@ impl PaymentGroups {
                     Ok(None)
                 }
                 Ok(None) => {
-                    let id = PaymentId::new();
-                    let tran_id = pull_tran_id(id);
-                    let new = minipay_store::NewPayment {
-                        id,
-                        business_id: a.business,
-                        user_id: a.req.user_id,
-                        order_id: a.req.order_id.as_str(),
-                        amount: a.req.amount.won(),
-                        description: a.req.description.as_deref(),
-                        bank_account_id: a.bank_account.id,
-                        fintech_use_num: &a.bank_account.fintech_use_num,
-                        bank_transaction_id: &tran_id,
-                        at: now,
-                    };
-                    match tx.insert_payment(&new).await? {
-                        Some(p) => {
-                            events.push((subjects::ACCEPTED, trigger(p.id)));
-                            let view = PaymentView::from(&p);
-                            stored.push((i, stored_answer(&view)?));
-                            Ok(Some(Reply::Fresh(view)))
-                        }
-                        // The order has a payment already: on its own, it is compared with it.
-                        None => Ok(None),
-                    }
+                    fresh.push((i, NewPaymentIds::new()));
+                    Ok(None)
                 }
-            };
-            answers.push(answer);
+            });
+        }
+        let rows: Vec<_> = fresh
+            .iter()
+            .map(|(i, ids)| ids.payment(group[*i].business, &group[*i].req, now))
+            .collect();
+        // A request not recorded (its order taken, or its user without a bank account to pull
+        // from) stays `Ok(None)`: on its own, it is told why.
+        let mut recorded: HashMap<PaymentId, Payment> = tx
+            .insert_payments_from_charging_accounts(&rows)
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p))
+            .collect();
+        let mut events = Vec::new();
+        let mut stored: Vec<(usize, StoredResponse)> = Vec::new();
+        for (i, row) in fresh.iter().map(|(i, _)| *i).zip(&rows) {
+            let Some(p) = recorded.remove(&row.id) else { continue };
+            events.push((subjects::ACCEPTED, trigger(p.id)));
+            let view = PaymentView::from(&p);
+            stored.push((i, stored_answer(&view)?));
+            answers[i] = Ok(Some(Reply::Fresh(view)));
         }
         emit_all(&mut tx, &events, now).await?;
         let to_record: Vec<(KeyOwner, &IdempotentRequest, &StoredResponse)> = stored

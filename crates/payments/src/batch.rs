@@ -14,7 +14,7 @@ use crate::{Payments, subjects};
 use minipay_core::PaymentId;
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
 use minipay_core::payment::{BankCallKind, PaymentStatus};
-use minipay_store::{Payment, StoreError};
+use minipay_store::{Payment, PaymentStatusChange, StoreError};
 use std::collections::HashMap;
 
 impl Payments {
@@ -47,28 +47,33 @@ impl Payments {
     }
 
     /// One transaction: each payment still `accepted` moved to `processing` with its pull's
-    /// `sent` row. Those it moved (another worker may have taken some), with their calls.
+    /// `sent` row (one statement each). Those it moved (another worker may have taken some),
+    /// with their calls.
     async fn mark_all_sent(&self, payments: Vec<Payment>) -> Result<Vec<(Payment, Call)>, StoreError> {
         if payments.is_empty() {
             return Ok(Vec::new());
         }
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let mut marked = Vec::with_capacity(payments.len());
-        for p in payments {
-            if tx
-                .change_payment_status(p.id, PaymentStatus::Accepted, PaymentStatus::Processing, None, now)
-                .await?
-            {
-                let call = sent_call(BankCallKind::Pull, now);
-                let t = Transfer {
-                    payment: &p,
-                    refund: None,
-                };
-                tx.insert_bank_call(&new_call(&t, &call)).await?;
-                marked.push((p, call));
-            }
-        }
+        let changes: Vec<PaymentStatusChange> = payments
+            .iter()
+            .map(|p| PaymentStatusChange {
+                id: p.id,
+                from: PaymentStatus::Accepted,
+                to: PaymentStatus::Processing,
+                failure: None,
+            })
+            .collect();
+        let moved = tx.change_payment_statuses(&changes, now).await?;
+        let marked: Vec<(Payment, Call)> = payments
+            .into_iter()
+            .zip(moved)
+            .filter(|(_, moved)| *moved)
+            .map(|(p, _)| (p, sent_call(BankCallKind::Pull, now)))
+            .collect();
+        let transfers: Vec<Transfer> = marked.iter().map(|(p, _)| Transfer::pull(p)).collect();
+        let rows: Vec<_> = transfers.iter().zip(&marked).map(|(t, (_, call))| new_call(t, call)).collect();
+        tx.insert_bank_calls(&rows).await?;
         tx.commit().await?;
         Ok(marked)
     }
@@ -77,11 +82,7 @@ impl Payments {
     /// fails).
     async fn pull_and_record(&self, marked: Vec<(Payment, Call)>) -> Vec<(PaymentId, Result<(), String>)> {
         let pulls = marked.into_iter().map(|(p, call)| async move {
-            let t = Transfer {
-                payment: &p,
-                refund: None,
-            };
-            let settled = self.send(&t, call).await;
+            let settled = self.send(&Transfer::pull(&p), call).await;
             (p, settled)
         });
         let outcomes: Vec<(Payment, Settled)> = futures_util::future::join_all(pulls).await;
@@ -109,40 +110,50 @@ impl Payments {
     }
 
     /// One transaction for a batch's answers: the calls and status changes (each only if the
-    /// payment is still `processing`), the events, then the postings of the paid ones under
-    /// one lock of the accounts they touch.
+    /// payment is still `processing`; one statement each), the events, then the postings of the
+    /// paid ones under one lock of the accounts they touch.
     pub(crate) async fn record_payment_outcomes(&self, outcomes: &[(&Payment, &Settled)]) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        let transfers: Vec<(Transfer, &[Call])> = outcomes
+            .iter()
+            .map(|(p, settled)| (Transfer::pull(p), settled.calls.as_slice()))
+            .collect();
+        write_calls(&mut tx, &transfers).await?;
+        // The settled ones: the payment, its status and the event it raises.
+        let settled: Vec<(&Payment, PaymentStatusChange, &str)> = outcomes
+            .iter()
+            .filter_map(|(p, settled)| {
+                let (to, failure, subject) = match &settled.verdict {
+                    Verdict::Moved => (PaymentStatus::Paid, None, subjects::PAID),
+                    Verdict::NotMoved(f) => (PaymentStatus::Failed, Some(f), subjects::FAILED),
+                    Verdict::NotYet(_) => return None,
+                };
+                let change = PaymentStatusChange {
+                    id: p.id,
+                    from: PaymentStatus::Processing,
+                    to,
+                    failure,
+                };
+                Some((*p, change, subject))
+            })
+            .collect();
+        let changes: Vec<PaymentStatusChange> = settled.iter().map(|(_, change, _)| *change).collect();
+        let moved = tx.change_payment_statuses(&changes, now).await?;
         let mut journals = Vec::new();
         let mut events = Vec::new();
-        for (p, settled) in outcomes {
-            let t = Transfer {
-                payment: p,
-                refund: None,
-            };
-            write_calls(&mut tx, &t, &settled.calls).await?;
-            let (to, fail, subject) = match &settled.verdict {
-                Verdict::Moved => (PaymentStatus::Paid, None, subjects::PAID),
-                Verdict::NotMoved(f) => (PaymentStatus::Failed, Some(f), subjects::FAILED),
-                Verdict::NotYet(_) => continue,
-            };
-            if tx
-                .change_payment_status(p.id, PaymentStatus::Processing, to, fail, now)
-                .await?
-            {
-                if to == PaymentStatus::Paid {
-                    let account = business_account(p.business_id);
-                    journals.push(balance_journal(
-                        BalancePosting::PaymentPaid,
-                        account,
-                        &order_label(p),
-                        amount(p.amount)?,
-                    ));
-                }
-                events.push((subject, trigger(p.id)));
-                metrics::counter!("minipay_payments_settled_total", "status" => to.as_str()).increment(1);
+        for ((p, change, subject), _) in settled.iter().zip(moved).filter(|(_, moved)| *moved) {
+            if change.to == PaymentStatus::Paid {
+                let account = business_account(p.business_id);
+                journals.push(balance_journal(
+                    BalancePosting::PaymentPaid,
+                    account,
+                    &order_label(p),
+                    amount(p.amount)?,
+                ));
             }
+            events.push((*subject, trigger(p.id)));
+            metrics::counter!("minipay_payments_settled_total", "status" => change.to.as_str()).increment(1);
         }
         minipay_events::emit_all(&mut tx, &events, now).await?;
         // The platform's accounts last, right before the commit.

@@ -11,7 +11,7 @@ use minipay_bank::{BankError, TransferRequest, TransferStatus};
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
 use minipay_core::payment::{BankCallKind, BankCallOutcome, NextBankCall, PaymentStatus, RefundStatus, next_bank_call};
 use minipay_core::{Amount, BankCallId, PaymentId, RefundId};
-use minipay_store::{NewBankCall, Payment, PaymentFailure, Refund, Session, StoreError};
+use minipay_store::{FinishedBankCall, NewBankCall, Payment, PaymentFailure, Refund, Session, StoreError};
 
 /// What shows on the user's bank statement.
 const PAYMENT_PRINT: &str = "minipay payment";
@@ -23,7 +23,11 @@ pub(crate) struct Transfer<'a> {
     pub refund: Option<&'a Refund>,
 }
 
-impl Transfer<'_> {
+impl<'a> Transfer<'a> {
+    /// A payment's pull.
+    pub(crate) fn pull(payment: &'a Payment) -> Self {
+        Self { payment, refund: None }
+    }
     fn kind(&self) -> BankCallKind {
         if self.refund.is_some() {
             BankCallKind::Push
@@ -100,10 +104,7 @@ impl Payments {
         let Some(p) = p.filter(|p| !p.status.is_settled()) else {
             return Ok(());
         };
-        let t = Transfer {
-            payment: &p,
-            refund: None,
-        };
+        let t = Transfer::pull(&p);
         let settled = match p.status {
             PaymentStatus::Accepted => match self.mark_sent(&t).await? {
                 Some(call) => self.send(&t, call).await,
@@ -299,15 +300,11 @@ impl Payments {
         let now = self.clock.now();
         let recorded = async {
             let mut tx = self.store.begin().await?;
-            write_calls(
-                &mut tx,
-                &Transfer {
-                    payment: p,
-                    refund: Some(r),
-                },
-                &settled.calls,
-            )
-            .await?;
+            let t = Transfer {
+                payment: p,
+                refund: Some(r),
+            };
+            write_calls(&mut tx, &[(t, &settled.calls)]).await?;
             let (to, fail, posting) = match &settled.verdict {
                 Verdict::Moved => (RefundStatus::Succeeded, None, BalancePosting::RefundPaid),
                 Verdict::NotMoved(f) => (RefundStatus::Failed, Some(f), BalancePosting::RefundReturned),
@@ -408,23 +405,28 @@ pub(crate) fn new_call<'a>(t: &'a Transfer<'_>, c: &'a Call) -> NewBankCall<'a> 
     }
 }
 
-/// The calls' rows: a sent transfer's row finished, the others inserted.
-pub(crate) async fn write_calls(tx: &mut Session, t: &Transfer<'_>, calls: &[Call]) -> Result<(), StoreError> {
-    for c in calls {
-        if c.sent_row {
-            tx.finish_bank_call(
-                c.id,
-                c.outcome,
-                c.bank_tran_id.as_deref(),
-                c.error.as_deref(),
-                c.finished_at,
-            )
-            .await?;
-        } else {
-            tx.insert_bank_call(&new_call(t, c)).await?;
+/// The calls' rows of many transfers: a sent transfer's row finished, the others inserted
+/// (one statement each on PostgreSQL).
+pub(crate) async fn write_calls(tx: &mut Session, transfers: &[(Transfer<'_>, &[Call])]) -> Result<(), StoreError> {
+    let mut finished = Vec::new();
+    let mut inserted = Vec::new();
+    for (t, calls) in transfers {
+        for c in *calls {
+            if c.sent_row {
+                finished.push(FinishedBankCall {
+                    id: c.id,
+                    outcome: c.outcome,
+                    bank_tran_id: c.bank_tran_id.as_deref(),
+                    error: c.error.as_deref(),
+                    at: c.finished_at,
+                });
+            } else {
+                inserted.push(new_call(t, c));
+            }
         }
     }
-    Ok(())
+    tx.finish_bank_calls(&finished).await?;
+    tx.insert_bank_calls(&inserted).await
 }
 
 pub(crate) fn amount(won: i64) -> Result<Amount, StoreError> {

@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use minipay_core::{PaymentId, RefundId};
 use minipay_events::webhooks::{WebhookConsumer, WebhookObject, WebhookSource, Webhooks};
 use minipay_events::{Consumer, Event, Failure};
+use minipay_store::Payment;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The webhook consumers of the payments' and refunds' final statuses.
@@ -59,12 +61,36 @@ impl WebhookSource for PaymentObjects {
         else {
             return Ok(None);
         };
-        Ok(Some(WebhookObject {
-            business: p.business_id,
-            id: p.id.as_uuid(),
-            data: serde_json::to_value(PaymentView::from(&p)).map_err(unreadable)?,
-        }))
+        payment_object(&p).map(Some)
     }
+
+    /// The batch's payments read in one query.
+    async fn objects(&self, events: &[Event]) -> Vec<Result<Option<WebhookObject>, Failure>> {
+        let ids: Vec<Result<PaymentId, Failure>> = events
+            .iter()
+            .map(|e| e.data::<PaymentTrigger>().map(|t| t.payment_id).map_err(unreadable))
+            .collect();
+        let wanted: Vec<PaymentId> = ids.iter().flatten().copied().collect();
+        let read = async { self.0.store.read().await?.payments_by_ids(&wanted).await }.await;
+        let payments: HashMap<PaymentId, Payment> = match read {
+            Ok(rows) => rows.into_iter().map(|p| (p.id, p)).collect(),
+            Err(e) => {
+                let e = unreadable(e);
+                return events.iter().map(|_| Err(e.clone())).collect();
+            }
+        };
+        ids.into_iter()
+            .map(|id| payments.get(&id?).map(payment_object).transpose())
+            .collect()
+    }
+}
+
+fn payment_object(p: &Payment) -> Result<WebhookObject, Failure> {
+    Ok(WebhookObject {
+        business: p.business_id,
+        id: p.id.as_uuid(),
+        data: serde_json::to_value(PaymentView::from(p)).map_err(unreadable)?,
+    })
 }
 
 #[async_trait]

@@ -69,12 +69,21 @@ impl From<BankAccountRow> for BankAccount {
     }
 }
 
+/// The account a user charges and pays from: the newest registered one (a `WHERE … AND`
+/// tail, for every statement that picks it).
+macro_rules! charging_account {
+    () => {
+        "status = 'registered' ORDER BY created_at DESC, id DESC LIMIT 1"
+    };
+}
+pub(crate) use charging_account;
+
 macro_rules! select_bank_accounts {
-    ($rest:literal) => {
+    ($($rest:tt)+) => {
         concat!(
             "SELECT id, user_id, bank_code, account_number_masked, holder_name, fintech_use_num, status,
                     last_balance, last_balance_at, created_at FROM bank_accounts ",
-            $rest
+            $($rest)+
         )
     };
 }
@@ -132,7 +141,7 @@ impl Session {
     /// The account charges are drawn from: the one registered most recently.
     pub async fn charging_bank_account(&mut self, user: UserId) -> Result<Option<BankAccount>> {
         let row: Option<BankAccountRow> = on_db!(self, c => sqlx::query_as(select_bank_accounts!(
-            "WHERE user_id = $1 AND status = 'registered' ORDER BY created_at DESC, id DESC LIMIT 1"
+            concat!("WHERE user_id = $1 AND ", charging_account!())
         ))
         .bind(user.as_uuid())
         .fetch_optional(c)

@@ -62,7 +62,10 @@ pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};
 pub use idempotency::{Claim, StoredResponse};
 pub use jobs::{JobRun, QueuedJob, QueuedOutcome, SlotState};
 pub use notifications::Notification;
-pub use payments::{BankCall, NewBankCall, NewPayment, NewRefund, Payment, PaymentFailure, PaymentFilter, Refund};
+pub use payments::{
+    BankCall, FinishedBankCall, NewBankCall, NewPayment, NewRefund, Payment, PaymentFailure, PaymentFilter,
+    PaymentStatusChange, Refund,
+};
 pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow};
 pub use savings::{AutoDebitStatus, InterestPaid, InterestState};
 pub use session::{BackendKind, Session, Store, StoreOptions};

@@ -276,6 +276,43 @@ impl Session {
         }
     }
 
+    /// The rows of `select` (`SELECT … FROM t`, its `WHERE` to come) whose `id` is one of
+    /// `ids` and that match `and` (`""` or ` AND …`), in no particular order: one statement on
+    /// PostgreSQL (`id = ANY($1)`: one text whatever the count, so prepared once per
+    /// connection), one `id = $1` lookup per id on SQLite.
+    pub(crate) async fn rows_with_ids<R>(&mut self, select: &str, and: &str, ids: &[uuid::Uuid]) -> Result<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+    {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.db() {
+            Db::Pg(c) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("{select} WHERE id = ANY($1){and}")))
+                    .bind(ids)
+                    .fetch_all(c)
+                    .await?
+            }
+            Db::Sqlite(c) => {
+                let one = format!("{select} WHERE id = $1{and}");
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in ids {
+                    rows.extend(
+                        sqlx::query_as(sqlx::AssertSqlSafe(one.as_str()))
+                            .bind(id)
+                            .fetch_optional(&mut *c)
+                            .await?,
+                    );
+                }
+                rows
+            }
+        })
+    }
+
     pub fn kind(&self) -> BackendKind {
         match self.conn {
             Conn::PgTx(_) | Conn::PgRead(_) => BackendKind::Postgres,

@@ -1,6 +1,6 @@
 //! Users: signup (with the main account), lookup by id or email, profile changes.
 
-use crate::session::{Db, Session};
+use crate::session::Session;
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -102,28 +102,8 @@ impl Session {
 
     /// The users with these ids that exist, in no particular order; one query on PostgreSQL.
     pub async fn users_with_ids(&mut self, ids: &[UserId]) -> Result<Vec<User>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<UserRow> = match self.db() {
-            Db::Pg(c) => {
-                sqlx::query_as(select_users!("WHERE id = ANY($1)"))
-                    .bind(ids.iter().map(|id| id.as_uuid()).collect::<Vec<_>>())
-                    .fetch_all(c)
-                    .await?
-            }
-            Db::Sqlite(c) => {
-                let mut rows = Vec::with_capacity(ids.len());
-                for id in ids {
-                    let row = sqlx::query_as(select_users!("WHERE id = $1"))
-                        .bind(id.as_uuid())
-                        .fetch_optional(&mut *c)
-                        .await?;
-                    rows.extend(row);
-                }
-                rows
-            }
-        };
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows: Vec<UserRow> = self.rows_with_ids(select_users!(""), "", &ids).await?;
         rows.into_iter().map(User::try_from).collect()
     }
 

@@ -30,6 +30,7 @@ for_every_engine!(a_crash_between_the_pull_and_its_record_pays_once);
 
 on_both_backends!(
     order_ids_and_idempotency_keys,
+    payments_sent_together_are_each_answered_as_if_alone,
     bad_payment_and_refund_requests_change_nothing,
     fifty_concurrent_refunds_never_exceed_the_payment,
     refunds_and_payouts_beyond_the_balance_change_nothing,
@@ -432,6 +433,50 @@ async fn order_ids_and_idempotency_keys(app: TestApp) {
         .await;
     as_user.assert_error(403, "forbidden");
     app.assert_invariants().await;
+}
+
+/// Requests arriving together are recorded in one transaction (one statement finds every
+/// user's bank account): each is still answered as if it came alone — fresh orders accepted,
+/// the same order with the same body the same payment, a taken order with another body a
+/// conflict, a user with no bank account refused — and only the fresh payments are pulled.
+async fn payments_sent_together_are_each_answered_as_if_alone(app: TestApp) {
+    const FRESH: usize = 20;
+    const SAME_ORDER: usize = 5;
+    const NO_BANK: usize = 3;
+    let p = parties(&app).await;
+    let no_bank = app.user("박은행없음").await;
+    let taken = app.paid(&p, WON, "ORDER-TAKEN").await;
+    let fresh = (0..FRESH).map(|i| (p.user.clone(), WON, format!("ORDER-{i}"), format!("fresh-{i}")));
+    let same = (0..SAME_ORDER).map(|i| (p.user.clone(), WON, "ORDER-SAME".to_owned(), format!("same-{i}")));
+    let conflict = std::iter::once((p.user.clone(), WON + 1, "ORDER-TAKEN".to_owned(), "conflict".to_owned()));
+    let refused = (0..NO_BANK).map(|i| (no_bank.clone(), WON, format!("ORDER-NB-{i}"), format!("nb-{i}")));
+    let requests: Vec<_> = fresh.chain(same).chain(conflict).chain(refused).collect();
+    let answers = join_all(requests.into_iter().map(|(user, won, order, key)| {
+        let (app, shop) = (app.clone(), p.shop.clone());
+        async move { app.pay(&shop, &user, won, &order, &key).await }
+    }))
+    .await;
+
+    let (fresh, rest) = answers.split_at(FRESH);
+    let (same, rest) = rest.split_at(SAME_ORDER);
+    let (conflict, refused) = rest.split_at(1);
+    let mut ids: Vec<String> = fresh.iter().map(|r| text(&r.assert_status(202)["id"])).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), FRESH, "each fresh order is its own payment");
+    let same_ids: Vec<String> = same.iter().map(|r| text(&r.assert_status(202)["id"])).collect();
+    assert!(same_ids.iter().all(|id| *id == same_ids[0]), "{same_ids:?}");
+    conflict[0].assert_error(409, "conflict");
+    for r in refused {
+        r.assert_error(409, "invalid_state");
+    }
+    assert!(!ids.contains(&taken) && !ids.contains(&same_ids[0]));
+    for id in ids.iter().chain([&same_ids[0]]) {
+        app.payment_when(&p.shop, id, &["paid"]).await;
+    }
+    // The taken order, the fresh ones and the one shared order: pulled once each.
+    let paid = (FRESH as i64 + 2) * WON;
+    assert_money(&app, &p, [OPENING_WON - paid, paid, paid]).await;
 }
 
 async fn bad_payment_and_refund_requests_change_nothing(app: TestApp) {

@@ -7,6 +7,7 @@ use crate::{Result, StoreError};
 use jiff::Timestamp;
 use minipay_core::BusinessId;
 use minipay_core::business::RegistrationNumber;
+use std::collections::HashMap;
 use std::fmt;
 use uuid::Uuid;
 
@@ -143,6 +144,15 @@ impl Session {
             .fetch_optional(c)
             .await)?;
         row.map(Business::try_from).transpose()
+    }
+
+    /// The webhook URL of each of these businesses that has one.
+    pub async fn webhook_urls(&mut self, ids: &[BusinessId]) -> Result<HashMap<BusinessId, String>> {
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows: Vec<(Uuid, String)> = self
+            .rows_with_ids("SELECT id, webhook_url FROM businesses", " AND webhook_url IS NOT NULL", &ids)
+            .await?;
+        Ok(rows.into_iter().map(|(id, url)| (BusinessId::from_uuid(id), url)).collect())
     }
 
     pub async fn business_by_registration_number(&mut self, number: &RegistrationNumber) -> Result<Option<Business>> {

@@ -372,32 +372,10 @@ impl Session {
 
     /// The remittances with these ids (those that exist), in no particular order.
     pub async fn remittances_by_ids(&mut self, ids: &[RemittanceId]) -> Result<Vec<Remittance>> {
-        let rows: Vec<RemittanceRow> = match self.db() {
-            // One statement text whatever the count, so it is prepared once per connection.
-            Db::Pg(c) => {
-                let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM remittances WHERE id = ANY($1)"
-                )))
-                .bind(&ids)
-                .fetch_all(c)
-                .await?
-            }
-            Db::Sqlite(c) => {
-                let mut rows = Vec::with_capacity(ids.len());
-                for id in ids {
-                    rows.extend(
-                        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                            "SELECT {COLUMNS} FROM remittances WHERE id = $1"
-                        )))
-                        .bind(id.as_uuid())
-                        .fetch_optional(&mut *c)
-                        .await?,
-                    );
-                }
-                rows
-            }
-        };
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows: Vec<RemittanceRow> = self
+            .rows_with_ids(&format!("SELECT {COLUMNS} FROM remittances"), "", &ids)
+            .await?;
         rows.into_iter().map(Remittance::try_from).collect()
     }
 

@@ -2,7 +2,7 @@
 //! and finished with its outcome after, so the last row of a transfer says whether it may be
 //! sent again or must be asked about.
 
-use crate::session::Session;
+use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -24,6 +24,16 @@ pub struct NewBankCall<'a> {
     pub started_at: Timestamp,
     /// `None` for a transfer about to be sent.
     pub finished_at: Option<Timestamp>,
+}
+
+/// How a sent transfer call ended.
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedBankCall<'a> {
+    pub id: BankCallId,
+    pub outcome: BankCallOutcome,
+    pub bank_tran_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +106,83 @@ impl Session {
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Records calls (one statement on PostgreSQL).
+    pub async fn insert_bank_calls(&mut self, calls: &[NewBankCall<'_>]) -> Result<()> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else {
+            for call in calls {
+                self.insert_bank_call(call).await?;
+            }
+            return Ok(());
+        };
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = calls.iter().map(|c| c.id.as_uuid()).collect();
+        let payments: Vec<Uuid> = calls.iter().map(|c| c.payment_id.as_uuid()).collect();
+        let refunds: Vec<Option<Uuid>> = calls.iter().map(|c| c.refund_id.map(|r| r.as_uuid())).collect();
+        let kinds: Vec<&str> = calls.iter().map(|c| c.kind.as_str()).collect();
+        let tran_ids: Vec<&str> = calls.iter().map(|c| c.tran_id).collect();
+        let outcomes: Vec<&str> = calls.iter().map(|c| c.outcome.as_str()).collect();
+        let bank_ids: Vec<Option<&str>> = calls.iter().map(|c| c.bank_tran_id).collect();
+        let errors: Vec<Option<&str>> = calls.iter().map(|c| c.error).collect();
+        let started: Vec<DbTime> = calls.iter().map(|c| DbTime(c.started_at)).collect();
+        let finished: Vec<Option<DbTime>> = calls.iter().map(|c| c.finished_at.map(DbTime)).collect();
+        sqlx::query(
+            "INSERT INTO payment_bank_calls (id, payment_id, refund_id, kind, tran_id, outcome, bank_tran_id, error,
+                 started_at, finished_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                  $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])",
+        )
+        .bind(&ids)
+        .bind(&payments)
+        .bind(&refunds)
+        .bind(&kinds)
+        .bind(&tran_ids)
+        .bind(&outcomes)
+        .bind(&bank_ids)
+        .bind(&errors)
+        .bind(&started)
+        .bind(&finished)
+        .execute(c)
+        .await?;
+        Ok(())
+    }
+
+    /// [`Self::finish_bank_call`] for many (one statement on PostgreSQL).
+    pub async fn finish_bank_calls(&mut self, calls: &[FinishedBankCall<'_>]) -> Result<()> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else {
+            for f in calls {
+                self.finish_bank_call(f.id, f.outcome, f.bank_tran_id, f.error, f.at).await?;
+            }
+            return Ok(());
+        };
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = calls.iter().map(|f| f.id.as_uuid()).collect();
+        let outcomes: Vec<&str> = calls.iter().map(|f| f.outcome.as_str()).collect();
+        let bank_ids: Vec<Option<&str>> = calls.iter().map(|f| f.bank_tran_id).collect();
+        let errors: Vec<Option<&str>> = calls.iter().map(|f| f.error).collect();
+        let at: Vec<DbTime> = calls.iter().map(|f| DbTime(f.at)).collect();
+        sqlx::query(
+            "UPDATE payment_bank_calls b SET outcome = t.outcome, bank_tran_id = t.bank_tran_id, error = t.error,
+                 finished_at = t.at
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+                  AS t(id, outcome, bank_tran_id, error, at)
+             WHERE b.id = t.id",
+        )
+        .bind(&ids)
+        .bind(&outcomes)
+        .bind(&bank_ids)
+        .bind(&errors)
+        .bind(&at)
+        .execute(c)
+        .await?;
         Ok(())
     }
 

@@ -5,6 +5,6 @@ mod bank_calls;
 mod payment;
 mod refunds;
 
-pub use bank_calls::{BankCall, NewBankCall};
-pub use payment::{NewPayment, Payment, PaymentFailure, PaymentFilter};
+pub use bank_calls::{BankCall, FinishedBankCall, NewBankCall};
+pub use payment::{NewPayment, Payment, PaymentFailure, PaymentFilter, PaymentStatusChange};
 pub use refunds::{NewRefund, Refund};

@@ -2,6 +2,8 @@
 //! a refund's amount is taken with one conditional statement, so concurrent refunds of one
 //! payment can never add up to more than it.
 
+use crate::BankAccount;
+use crate::bank_accounts::charging_account;
 use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
@@ -19,10 +21,18 @@ pub struct NewPayment<'a> {
     pub order_id: &'a str,
     pub amount: i64,
     pub description: Option<&'a str>,
-    pub bank_account_id: BankAccountId,
-    pub fintech_use_num: &'a str,
     pub bank_transaction_id: &'a str,
     pub at: Timestamp,
+}
+
+/// A payment's move from `from` to `to`, made only if it is still in `from`.
+#[derive(Debug, Clone, Copy)]
+pub struct PaymentStatusChange<'a> {
+    pub id: PaymentId,
+    pub from: PaymentStatus,
+    pub to: PaymentStatus,
+    /// When failing: why.
+    pub failure: Option<&'a PaymentFailure>,
 }
 
 /// Why a payment failed.
@@ -111,9 +121,9 @@ pub struct PaymentFilter {
 }
 
 impl Session {
-    /// Records a payment (`accepted`) and returns it; `None` when the business already has a
-    /// payment with this order id (nothing written).
-    pub async fn insert_payment(&mut self, p: &NewPayment<'_>) -> Result<Option<Payment>> {
+    /// Records a payment (`accepted`) pulling from `account` and returns it; `None` when the
+    /// business already has a payment with this order id (nothing written).
+    pub async fn insert_payment(&mut self, p: &NewPayment<'_>, account: &BankAccount) -> Result<Option<Payment>> {
         self.assert_writable();
         let row: Option<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO payments (id, business_id, user_id, order_id, amount, description, bank_account_id,
@@ -128,13 +138,66 @@ impl Session {
         .bind(p.order_id)
         .bind(p.amount)
         .bind(p.description)
-        .bind(p.bank_account_id.as_uuid())
-        .bind(p.fintech_use_num)
+        .bind(account.id.as_uuid())
+        .bind(&account.fintech_use_num)
         .bind(p.bank_transaction_id)
         .bind(DbTime(p.at))
         .fetch_optional(c)
         .await)?;
         row.map(Payment::try_from).transpose()
+    }
+
+    /// Records each payment pulling from its user's charging bank account, found by the same
+    /// statement (one statement on PostgreSQL). Those recorded, in no particular order; one whose
+    /// user has no registered account, or whose order id the business has used, is not.
+    pub async fn insert_payments_from_charging_accounts(&mut self, rows: &[NewPayment<'_>]) -> Result<Vec<Payment>> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else {
+            let mut recorded = Vec::with_capacity(rows.len());
+            for p in rows {
+                if let Some(account) = self.charging_bank_account(p.user_id).await? {
+                    recorded.extend(self.insert_payment(p, &account).await?);
+                }
+            }
+            return Ok(recorded);
+        };
+        let ids: Vec<Uuid> = rows.iter().map(|p| p.id.as_uuid()).collect();
+        let businesses: Vec<Uuid> = rows.iter().map(|p| p.business_id.as_uuid()).collect();
+        let users: Vec<Uuid> = rows.iter().map(|p| p.user_id.as_uuid()).collect();
+        let orders: Vec<&str> = rows.iter().map(|p| p.order_id).collect();
+        let amounts: Vec<i64> = rows.iter().map(|p| p.amount).collect();
+        let descriptions: Vec<Option<&str>> = rows.iter().map(|p| p.description).collect();
+        let tran_ids: Vec<&str> = rows.iter().map(|p| p.bank_transaction_id).collect();
+        let at: Vec<DbTime> = rows.iter().map(|p| DbTime(p.at)).collect();
+        let recorded: Vec<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            concat!(
+                "INSERT INTO payments (id, business_id, user_id, order_id, amount, description, bank_account_id,
+                     fintech_use_num, bank_transaction_id, status, created_at, updated_at)
+                 SELECT t.id, t.business_id, t.user_id, t.order_id, t.amount, t.description, a.id,
+                        a.fintech_use_num, t.tran_id, 'accepted', t.at, t.at
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[], $7::text[],
+                             $8::timestamptz[])
+                      AS t(id, business_id, user_id, order_id, amount, description, tran_id, at)
+                 CROSS JOIN LATERAL (SELECT id, fintech_use_num FROM bank_accounts
+                                     WHERE user_id = t.user_id AND ",
+                charging_account!(),
+                ") a
+                 ON CONFLICT (business_id, order_id) DO NOTHING
+                 RETURNING {COLUMNS}"
+            ),
+            COLUMNS = COLUMNS
+        )))
+        .bind(&ids)
+        .bind(&businesses)
+        .bind(&users)
+        .bind(&orders)
+        .bind(&amounts)
+        .bind(&descriptions)
+        .bind(&tran_ids)
+        .bind(&at)
+        .fetch_all(c)
+        .await?;
+        recorded.into_iter().map(Payment::try_from).collect()
     }
 
     pub async fn payment(&mut self, id: PaymentId) -> Result<Option<Payment>> {
@@ -149,32 +212,10 @@ impl Session {
 
     /// The payments with these ids (those that exist), in no particular order.
     pub async fn payments_by_ids(&mut self, ids: &[PaymentId]) -> Result<Vec<Payment>> {
-        let rows: Vec<PaymentRow> = match self.db() {
-            // One statement text whatever the count, so it is prepared once per connection.
-            Db::Pg(c) => {
-                let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM payments WHERE id = ANY($1)"
-                )))
-                .bind(&ids)
-                .fetch_all(c)
-                .await?
-            }
-            Db::Sqlite(c) => {
-                let mut rows = Vec::with_capacity(ids.len());
-                for id in ids {
-                    rows.extend(
-                        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                            "SELECT {COLUMNS} FROM payments WHERE id = $1"
-                        )))
-                        .bind(id.as_uuid())
-                        .fetch_optional(&mut *c)
-                        .await?,
-                    );
-                }
-                rows
-            }
-        };
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows: Vec<PaymentRow> = self
+            .rows_with_ids(&format!("SELECT {COLUMNS} FROM payments"), "", &ids)
+            .await?;
         rows.into_iter().map(Payment::try_from).collect()
     }
 
@@ -218,6 +259,43 @@ impl Session {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(n == 1)
+    }
+
+    /// [`Self::change_payment_status`] for many, all at `at` (one statement on PostgreSQL):
+    /// whether each moved, in order.
+    pub async fn change_payment_statuses(&mut self, changes: &[PaymentStatusChange<'_>], at: Timestamp) -> Result<Vec<bool>> {
+        self.assert_writable();
+        let Db::Pg(c) = self.db() else {
+            let mut moved = Vec::with_capacity(changes.len());
+            for ch in changes {
+                moved.push(self.change_payment_status(ch.id, ch.from, ch.to, ch.failure, at).await?);
+            }
+            return Ok(moved);
+        };
+        let ids: Vec<Uuid> = changes.iter().map(|ch| ch.id.as_uuid()).collect();
+        let from: Vec<&str> = changes.iter().map(|ch| ch.from.as_str()).collect();
+        let to: Vec<&str> = changes.iter().map(|ch| ch.to.as_str()).collect();
+        let codes: Vec<Option<&str>> = changes.iter().map(|ch| ch.failure.map(|f| f.code.as_str())).collect();
+        let messages: Vec<Option<&str>> = changes.iter().map(|ch| ch.failure.map(|f| f.message.as_str())).collect();
+        let paid: Vec<bool> = changes.iter().map(|ch| ch.to == PaymentStatus::Paid).collect();
+        let moved: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE payments p SET status = t.to_status, failure_code = t.code, failure_message = t.message,
+                 updated_at = $7, paid_at = CASE WHEN t.paid THEN $7 ELSE p.paid_at END
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bool[])
+                  AS t(id, from_status, to_status, code, message, paid)
+             WHERE p.id = t.id AND p.status = t.from_status
+             RETURNING p.id",
+        )
+        .bind(&ids)
+        .bind(&from)
+        .bind(&to)
+        .bind(&codes)
+        .bind(&messages)
+        .bind(&paid)
+        .bind(DbTime(at))
+        .fetch_all(c)
+        .await?;
+        Ok(ids.iter().map(|id| moved.contains(id)).collect())
     }
 
     /// Takes `amount` more out of a payment's refundable amount, if it is the business's, paid,
