@@ -165,8 +165,10 @@ async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
     }
 }
 
-/// Messages pulled (and their deliveries recorded and run) together.
-const PULL_BATCH_MAX: usize = 64;
+/// Messages pulled (and their deliveries recorded and run) together. A backlog is worked off
+/// in few, large batches (each costs a few transactions whatever its size); with no backlog a
+/// pull takes what is there.
+const PULL_BATCH_MAX: usize = 256;
 
 /// A consumer's loop: pull a batch of messages, record each as a delivery and run the new
 /// ones as one batch, acknowledge them once settled. Pulls again whenever a batch ends or the
