@@ -6,6 +6,7 @@
 use crate::accept_group::AcceptPayment;
 use crate::views::{PaymentView, RefundView};
 use crate::{NewPayment, NewRefund, Payments, internal, subjects};
+use jiff::Timestamp;
 use minipay_core::ledger::BalancePosting;
 use minipay_core::payment::{PaymentStatus, RefundRefusal, check_refund, pull_tran_id, push_tran_id};
 use minipay_core::request::IdempotencyKey;
@@ -15,7 +16,6 @@ use minipay_services::balances::take_from_balance;
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek, record};
 use minipay_services::{ServiceError, ServiceResult};
 use minipay_store::{BankAccount, Payment, Session, StoredResponse};
-use jiff::Timestamp;
 use serde::Serialize;
 
 /// A request recorded under a key that another request took meanwhile is run once more (it
@@ -94,7 +94,10 @@ impl Payments {
             return Ok(Some(Reply::Replayed(stored)));
         }
         let ids = NewPaymentIds::new();
-        let payment = match tx.insert_payment(&ids.payment(business, req, now), bank_account).await? {
+        let payment = match tx
+            .insert_payment(&ids.payment(business, req, now), bank_account)
+            .await?
+        {
             Some(p) => {
                 emit(&mut tx, subjects::ACCEPTED, &trigger(p.id), now).await?;
                 p

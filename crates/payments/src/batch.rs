@@ -72,7 +72,11 @@ impl Payments {
             .map(|(p, _)| (p, sent_call(BankCallKind::Pull, now)))
             .collect();
         let transfers: Vec<Transfer> = marked.iter().map(|(p, _)| Transfer::pull(p)).collect();
-        let rows: Vec<_> = transfers.iter().zip(&marked).map(|(t, (_, call))| new_call(t, call)).collect();
+        let rows: Vec<_> = transfers
+            .iter()
+            .zip(&marked)
+            .map(|(t, (_, call))| new_call(t, call))
+            .collect();
         tx.insert_bank_calls(&rows).await?;
         tx.commit().await?;
         Ok(marked)

@@ -150,9 +150,16 @@ impl Session {
     pub async fn webhook_urls(&mut self, ids: &[BusinessId]) -> Result<HashMap<BusinessId, String>> {
         let ids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
         let rows: Vec<(Uuid, String)> = self
-            .rows_with_ids("SELECT id, webhook_url FROM businesses", " AND webhook_url IS NOT NULL", &ids)
+            .rows_with_ids(
+                "SELECT id, webhook_url FROM businesses",
+                " AND webhook_url IS NOT NULL",
+                &ids,
+            )
             .await?;
-        Ok(rows.into_iter().map(|(id, url)| (BusinessId::from_uuid(id), url)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, url)| (BusinessId::from_uuid(id), url))
+            .collect())
     }
 
     pub async fn business_by_registration_number(&mut self, number: &RegistrationNumber) -> Result<Option<Business>> {

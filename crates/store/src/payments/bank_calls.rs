@@ -157,7 +157,8 @@ impl Session {
         self.assert_writable();
         let Db::Pg(c) = self.db() else {
             for f in calls {
-                self.finish_bank_call(f.id, f.outcome, f.bank_tran_id, f.error, f.at).await?;
+                self.finish_bank_call(f.id, f.outcome, f.bank_tran_id, f.error, f.at)
+                    .await?;
             }
             return Ok(());
         };

@@ -263,12 +263,19 @@ impl Session {
 
     /// [`Self::change_payment_status`] for many, all at `at` (one statement on PostgreSQL):
     /// whether each moved, in order.
-    pub async fn change_payment_statuses(&mut self, changes: &[PaymentStatusChange<'_>], at: Timestamp) -> Result<Vec<bool>> {
+    pub async fn change_payment_statuses(
+        &mut self,
+        changes: &[PaymentStatusChange<'_>],
+        at: Timestamp,
+    ) -> Result<Vec<bool>> {
         self.assert_writable();
         let Db::Pg(c) = self.db() else {
             let mut moved = Vec::with_capacity(changes.len());
             for ch in changes {
-                moved.push(self.change_payment_status(ch.id, ch.from, ch.to, ch.failure, at).await?);
+                moved.push(
+                    self.change_payment_status(ch.id, ch.from, ch.to, ch.failure, at)
+                        .await?,
+                );
             }
             return Ok(moved);
         };
@@ -276,7 +283,10 @@ impl Session {
         let from: Vec<&str> = changes.iter().map(|ch| ch.from.as_str()).collect();
         let to: Vec<&str> = changes.iter().map(|ch| ch.to.as_str()).collect();
         let codes: Vec<Option<&str>> = changes.iter().map(|ch| ch.failure.map(|f| f.code.as_str())).collect();
-        let messages: Vec<Option<&str>> = changes.iter().map(|ch| ch.failure.map(|f| f.message.as_str())).collect();
+        let messages: Vec<Option<&str>> = changes
+            .iter()
+            .map(|ch| ch.failure.map(|f| f.message.as_str()))
+            .collect();
         let paid: Vec<bool> = changes.iter().map(|ch| ch.to == PaymentStatus::Paid).collect();
         let moved: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE payments p SET status = t.to_status, failure_code = t.code, failure_message = t.message,
