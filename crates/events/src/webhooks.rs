@@ -112,6 +112,9 @@ pub struct Webhooks {
 const RETRY_BATCH_MAX: u32 = 200;
 /// Attempts in flight at once in a retry-job run.
 const RETRY_CONCURRENCY_MAX: usize = 16;
+/// First attempts in flight at once for a consumer's batch: a batch of receivers that all
+/// time out must still end within the stream's ack wait (256 / 64 × 10 s = 40 s < 60 s).
+const FIRST_ATTEMPT_CONCURRENCY_MAX: usize = 64;
 
 impl Webhooks {
     pub fn new(store: Store, clock: Arc<dyn Clock>, config: WebhookConfig) -> anyhow::Result<Self> {
@@ -313,7 +316,7 @@ impl Consumer for WebhookConsumer {
         // Tried at once; a failure is the retry job's from here (the webhook row is the record).
         use futures_util::StreamExt;
         futures_util::stream::iter(ids)
-            .for_each_concurrent(RETRY_CONCURRENCY_MAX, |id| async move {
+            .for_each_concurrent(FIRST_ATTEMPT_CONCURRENCY_MAX, |id| async move {
                 if let Err(e) = self.webhooks.attempt(id).await {
                     tracing::warn!(webhook = %id, error = ?e, "recording a webhook attempt failed");
                 }

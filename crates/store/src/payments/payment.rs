@@ -269,7 +269,11 @@ impl Session {
         at: Timestamp,
     ) -> Result<Vec<bool>> {
         self.assert_writable();
-        let Db::Pg(c) = self.db() else {
+        let ids: Vec<Uuid> = changes.iter().map(|ch| ch.id.as_uuid()).collect();
+        // One statement moves a row once however often it is named, and would answer "moved"
+        // for each naming: a payment named twice is changed one change at a time instead.
+        let named_once = ids.iter().collect::<std::collections::HashSet<_>>().len() == ids.len();
+        let (Db::Pg(c), true) = (self.db(), named_once) else {
             let mut moved = Vec::with_capacity(changes.len());
             for ch in changes {
                 moved.push(
@@ -279,7 +283,6 @@ impl Session {
             }
             return Ok(moved);
         };
-        let ids: Vec<Uuid> = changes.iter().map(|ch| ch.id.as_uuid()).collect();
         let from: Vec<&str> = changes.iter().map(|ch| ch.from.as_str()).collect();
         let to: Vec<&str> = changes.iter().map(|ch| ch.to.as_str()).collect();
         let codes: Vec<Option<&str>> = changes.iter().map(|ch| ch.failure.map(|f| f.code.as_str())).collect();
