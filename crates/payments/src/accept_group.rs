@@ -1,7 +1,8 @@
 //! Accepting payments in groups: concurrent requests share one transaction — their keys read
 //! together, the payments written by one statement that also finds each user's bank account,
-//! their events, every answer stored under its key — so one commit (one WAL flush) answers many. A request the group cannot settle (its key or order id
-//! taken meanwhile, the group failing as a whole) is handed back to run on its own.
+//! their events, every answer stored under its key — so one commit (one WAL flush) answers
+//! many. A request the group does not record (its key or order id taken, its user without a
+//! bank account, the group failing as a whole) is handed back to run on its own, which says why.
 
 use crate::accept::{NewPaymentIds, stored_answer, trigger};
 use crate::views::PaymentView;

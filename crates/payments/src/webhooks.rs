@@ -48,20 +48,10 @@ fn unreadable(e: impl std::fmt::Display) -> Failure {
 #[async_trait]
 impl WebhookSource for PaymentObjects {
     async fn object(&self, event: &Event) -> Result<Option<WebhookObject>, Failure> {
-        let t: PaymentTrigger = event.data().map_err(unreadable)?;
-        let Some(p) = self
-            .0
-            .store
-            .read()
+        self.objects(std::slice::from_ref(event))
             .await
-            .map_err(unreadable)?
-            .payment(t.payment_id)
-            .await
-            .map_err(unreadable)?
-        else {
-            return Ok(None);
-        };
-        payment_object(&p).map(Some)
+            .pop()
+            .unwrap_or(Ok(None))
     }
 
     /// The batch's payments read in one query.
