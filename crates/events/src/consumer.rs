@@ -40,6 +40,15 @@ impl Failure {
     }
 }
 
+/// `handle` for a consumer whose work is its `handle_batch`: the event as a batch of one.
+pub async fn as_batch_of_one<C: Consumer + ?Sized>(consumer: &C, event: &Event) -> Result<(), Failure> {
+    consumer
+        .handle_batch(std::slice::from_ref(event))
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(Failure::new("no answer")))
+}
+
 /// A durable consumer of one subject. Delivery is at least once: `handle` must be idempotent
 /// (an event handled twice changes nothing the second time).
 #[async_trait]

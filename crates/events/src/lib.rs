@@ -18,7 +18,7 @@ mod replay;
 pub mod testing;
 pub mod webhooks;
 
-pub use consumer::{Consumer, Failure, InTransaction, RetryPolicy, delivery_kind};
+pub use consumer::{Consumer, Failure, InTransaction, RetryPolicy, as_batch_of_one, delivery_kind};
 pub use engine::{DispatchShape, EngineStats, Events, EventsConfig};
 pub use event::{Event, emit, emit_all};
 pub use replay::{ReplaySource, replay};

@@ -263,10 +263,7 @@ impl Consumer for WebhookConsumer {
         self.subject
     }
     async fn handle(&self, event: &Event) -> Result<(), Failure> {
-        self.handle_batch(std::slice::from_ref(event))
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(Failure::new("no answer")))
+        crate::consumer::as_batch_of_one(self, event).await
     }
 
     /// The batch's objects read together; the webhooks of those whose business has a URL

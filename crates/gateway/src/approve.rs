@@ -422,7 +422,7 @@ impl Gateway {
                 upstream: sending.upstream.clone(),
                 ending: ending.clone(),
             };
-            if let Some(answered) = groups.finish.submit(finish).await.transpose()?.flatten() {
+            if let Some(answered) = groups.finish.submit_or_alone(finish).await? {
                 return Ok(answered);
             }
         }

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use minipay_core::Clock;
 use minipay_core::gateway::breaker::{Admission, Breaker, BreakerPolicy};
 use minipay_events::Events;
-use minipay_services::group_commit::{BatchRunner, GroupCommit};
+use minipay_services::group_commit::{BatchRunner, GroupCommit, answers_or_all_alone};
 use minipay_services::{BatchConfig, ServiceResult};
 use minipay_store::{AnsweredApproval, ApprovalStep, NewApproval, NewEvent, RoutedApproval, Store};
 use std::collections::{HashMap, HashSet};
@@ -223,13 +223,7 @@ struct FinishGroups {
 #[async_trait]
 impl BatchRunner<Finish, Finished> for FinishGroups {
     async fn run(&self, group: Vec<Finish>) -> Vec<Finished> {
-        match self.record_group(&group).await {
-            Ok(answers) => answers,
-            Err(e) => {
-                tracing::info!(size = group.len(), error = ?e, "a group of answers failed; each is recorded on its own");
-                group.iter().map(|_| Ok(None)).collect()
-            }
-        }
+        answers_or_all_alone(self.record_group(&group).await, group.len(), "approval answers")
     }
 }
 

@@ -43,15 +43,9 @@ impl Payments {
                 req: req.clone(),
                 idem: idem.clone(),
             };
-            match self.accepts.submit(grouped).await {
-                Some(Ok(Some(reply))) => {
-                    metrics::counter!("minipay_payments_requested_total").increment(1);
-                    return Ok(reply);
-                }
-                Some(Err(e)) => return Err(e),
-                // Handed back (or the group's task died: the key, read again below, tells
-                // whether it committed).
-                Some(Ok(None)) | None => {}
+            if let Some(reply) = self.accepts.submit_or_alone(grouped).await? {
+                metrics::counter!("minipay_payments_requested_total").increment(1);
+                return Ok(reply);
             }
         }
         let bank_account = self.pull_account(&req).await?;

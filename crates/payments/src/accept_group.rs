@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use minipay_core::{BusinessId, Clock, KeyOwner, PaymentId};
 use minipay_events::{Events, emit_all};
 use minipay_services::ServiceResult;
-use minipay_services::group_commit::BatchRunner;
+use minipay_services::group_commit::{BatchRunner, all_alone, answers_or_all_alone};
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek_all, record_all};
 use minipay_store::{Payment, Store, StoredResponse};
 use std::collections::{HashMap, HashSet};
@@ -37,13 +37,7 @@ pub(crate) struct PaymentGroups {
 #[async_trait]
 impl BatchRunner<AcceptPayment, Accepted> for PaymentGroups {
     async fn run(&self, group: Vec<AcceptPayment>) -> Vec<Accepted> {
-        match self.record_group(&group).await {
-            Ok(answers) => answers,
-            Err(e) => {
-                tracing::info!(size = group.len(), error = ?e, "a group of payment requests failed; each runs on its own");
-                group.iter().map(|_| Ok(None)).collect()
-            }
-        }
+        answers_or_all_alone(self.record_group(&group).await, group.len(), "payment requests")
     }
 }
 
@@ -104,7 +98,7 @@ impl PaymentGroups {
         if !record_all(&mut tx, &to_record, now).await? {
             // Another request took one of the keys meanwhile: every request runs on its own.
             tx.rollback().await?;
-            return Ok(group.iter().map(|_| Ok(None)).collect());
+            return Ok(all_alone(group.len()));
         }
         tx.commit().await?;
         if !events.is_empty() {

@@ -55,10 +55,7 @@ impl Consumer for PullConsumer {
         CONCURRENCY_MAX
     }
     async fn handle(&self, event: &Event) -> Result<(), Failure> {
-        self.handle_batch(std::slice::from_ref(event))
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(Failure::new("no answer")))
+        minipay_events::as_batch_of_one(self, event).await
     }
 
     /// The whole batch settled together (two transactions, the pulls overlapped).

@@ -3,6 +3,7 @@
 //! run as one batch (at most `in_flight_max` batches at once), and answers each request. The
 //! batch's work — one transaction, every rule checked per request — is the runner's.
 
+use crate::ServiceResult;
 use crate::batch::BatchConfig;
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
@@ -91,6 +92,38 @@ impl<C: Send + 'static, A: Send + 'static> GroupCommit<C, A> {
     }
 }
 
+/// A runner's answer to a request it may hand back: `Ok(Some(_))` answered, `Err(_)` refused,
+/// `Ok(None)` handed back to run on its own.
+pub type OrAlone<T> = ServiceResult<Option<T>>;
+
+impl<C: Send + 'static, T: Send + 'static> GroupCommit<C, OrAlone<T>> {
+    /// [`Self::submit`] for a runner that may hand requests back: the group's answer, or
+    /// `Ok(None)` to run the request on its own — handed back, or the batch's task died (then
+    /// whether it committed is unknown, and the request's idempotency key, read again on its
+    /// own, tells).
+    pub async fn submit_or_alone(&self, command: C) -> OrAlone<T> {
+        self.submit(command).await.transpose().map(Option::flatten)
+    }
+}
+
+/// Every request of a group handed back to run on its own.
+pub fn all_alone<T>(size: usize) -> Vec<OrAlone<T>> {
+    (0..size).map(|_| Ok(None)).collect()
+}
+
+/// A group's answers, or — when the group failed as a whole (logged, naming `what` it
+/// carried) — every request handed back to run on its own.
+pub fn answers_or_all_alone<T, E: std::fmt::Debug>(
+    answers: Result<Vec<OrAlone<T>>, E>,
+    size: usize,
+    what: &str,
+) -> Vec<OrAlone<T>> {
+    answers.unwrap_or_else(|e| {
+        tracing::info!(size, error = ?e, "a group of {what} failed; each runs on its own");
+        all_alone(size)
+    })
+}
+
 impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
     /// Waits until the batch is full or its oldest request has waited `max_wait`, then — once
     /// a slot is free — runs what is queued, in batches of at most `max_commands`.
@@ -134,5 +167,19 @@ impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
             }
             queued = rest;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_group_hands_every_request_back_and_a_committed_one_keeps_its_answers() {
+        let failed: Vec<OrAlone<u8>> = answers_or_all_alone(Err::<Vec<OrAlone<u8>>, _>("down"), 3, "tests");
+        assert_eq!(failed.len(), 3);
+        assert!(failed.iter().all(|a| matches!(a, Ok(None))));
+        let committed = answers_or_all_alone::<u8, &str>(Ok(vec![Ok(Some(7)), Ok(None)]), 2, "tests");
+        assert!(matches!(committed.as_slice(), [Ok(Some(7)), Ok(None)]));
     }
 }

@@ -9,7 +9,7 @@ use super::{NewRemittance, Recipient, internal, subjects, trigger};
 use async_trait::async_trait;
 use minipay_core::{BusinessId, Clock, KeyOwner, RemittanceId};
 use minipay_events::{Events, emit_all};
-use minipay_services::group_commit::BatchRunner;
+use minipay_services::group_commit::{BatchRunner, all_alone, answers_or_all_alone};
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek_all, record_all};
 use minipay_services::{ServiceError, ServiceResult};
 use minipay_store::{NewBusinessRemittance, Store, StoredResponse};
@@ -44,13 +44,7 @@ enum Slot {
 #[async_trait]
 impl BatchRunner<Accept, Accepted> for AcceptGroups {
     async fn run(&self, group: Vec<Accept>) -> Vec<Accepted> {
-        match self.record_group(&group).await {
-            Ok(answers) => answers,
-            Err(e) => {
-                tracing::info!(size = group.len(), error = ?e, "a group of remittance requests failed; each runs on its own");
-                group.iter().map(|_| Ok(None)).collect()
-            }
-        }
+        answers_or_all_alone(self.record_group(&group).await, group.len(), "remittance requests")
     }
 }
 
@@ -118,7 +112,7 @@ impl AcceptGroups {
         if !record_all(&mut tx, &stored, now).await? {
             // Another request took one of the keys meanwhile: every request runs on its own.
             tx.rollback().await?;
-            return Ok(group.iter().map(|_| Ok(None)).collect());
+            return Ok(all_alone(group.len()));
         }
         tx.commit().await?;
         if !recorded.is_empty() {

@@ -75,10 +75,7 @@ impl Consumer for SideConsumer {
     }
 
     async fn handle(&self, event: &Event) -> Result<(), Failure> {
-        self.handle_batch(std::slice::from_ref(event))
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(Failure::new("no answer")))
+        minipay_events::as_batch_of_one(self, event).await
     }
 
     /// The whole batch advanced together (one transaction per step, bank calls overlapped).
