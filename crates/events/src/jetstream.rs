@@ -11,7 +11,7 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::message::{AckKind, Message};
 use async_nats::jetstream::{self, Context, stream};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use minipay_store::Leadership;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -165,47 +165,68 @@ async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
     }
 }
 
-/// Messages pulled (and their deliveries recorded and run) together. A backlog is worked off
-/// in few, large batches (each costs a few transactions whatever its size); with no backlog a
-/// pull takes what is there.
+/// Messages handled (their deliveries recorded and run) together at most, and kept asked for
+/// ahead: a backlog is worked off in few, large batches (each costs a few transactions
+/// whatever its size); with no backlog a batch is what has arrived.
 const PULL_BATCH_MAX: usize = 256;
 
-/// A consumer's loop: pull a batch of messages, record each as a delivery and run the new
-/// ones as one batch, acknowledge them once settled. Pulls again whenever a batch ends or the
-/// connection is lost (a restarted server).
+/// A consumer's loop: a continuous pull (the client keeps up to [`PULL_BATCH_MAX`] messages
+/// asked for, with heartbeats); whatever has arrived is taken as one batch, its deliveries
+/// recorded and the new ones run, and acknowledged once settled. Pull requests are not
+/// bounded by a short expiry: a request whose expiry notice went missing would hold the
+/// next messages back for seconds. A pull stream that ends or fails is opened again.
 pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliveries: Arc<Deliveries>) {
     let name = deliveries.consumer.name();
-    while !*shared.stop.borrow() {
-        let pulled = consumer
-            .batch()
-            .max_messages(PULL_BATCH_MAX)
-            .expires(shared.config.poll_interval.max(Duration::from_millis(MIN_PULL_WAIT_MS)))
+    let mut stop = shared.stop.clone();
+    while !*stop.borrow() {
+        let opened = consumer
+            .stream()
+            .max_messages_per_batch(PULL_BATCH_MAX)
             .messages()
             .await;
-        let messages: Vec<Message> = match pulled {
-            Ok(stream) => {
-                stream
-                    .filter_map(|m| async move {
-                        m.map_err(|e| tracing::warn!(consumer = name, error = %e, "pulling messages failed"))
-                            .ok()
-                    })
-                    .collect()
-                    .await
-            }
+        let mut messages = match opened {
+            Ok(messages) => messages,
             Err(e) => {
                 tracing::warn!(consumer = name, error = %e, "could not pull messages; trying again");
                 tokio::time::sleep(shared.config.poll_interval).await;
                 continue;
             }
         };
-        if !messages.is_empty() {
-            handle_messages(&shared, &deliveries, messages).await;
+        loop {
+            let next = tokio::select! {
+                next = messages.next() => next,
+                _ = stop.changed() => return,
+            };
+            match next {
+                Some(Ok(first)) => {
+                    let batch = with_arrived(first, &mut messages, name);
+                    handle_messages(&shared, &deliveries, batch).await;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = name, error = %e, "pulling messages failed");
+                    tokio::time::sleep(shared.config.poll_interval).await;
+                }
+                None => break,
+            }
         }
     }
 }
 
-/// The shortest a pull request may wait for messages (JetStream wants a positive expiry).
-const MIN_PULL_WAIT_MS: u64 = 10;
+/// `first` and the messages that have arrived behind it, up to [`PULL_BATCH_MAX`] (no wait).
+fn with_arrived(first: Message, messages: &mut pull::Stream, name: &str) -> Vec<Message> {
+    let mut batch = vec![first];
+    while batch.len() < PULL_BATCH_MAX {
+        match messages.next().now_or_never() {
+            Some(Some(Ok(m))) => batch.push(m),
+            Some(Some(Err(e))) => {
+                tracing::warn!(consumer = name, error = %e, "pulling messages failed");
+                break;
+            }
+            Some(None) | None => break,
+        }
+    }
+    batch
+}
 
 async fn handle_messages(shared: &Shared, deliveries: &Deliveries, messages: Vec<Message>) {
     let name = deliveries.consumer.name();
