@@ -132,20 +132,27 @@ impl Businesses {
     /// The business an API key belongs to. The key is matched by its hash through a unique
     /// index rather than compared with a stored key, so there is no secret comparison whose
     /// timing could leak: a lookup's timing depends on SHA-256 of the candidate, which says
-    /// nothing about any real key without a preimage.
+    /// nothing about any real key without a preimage. Concurrent requests' keys are matched
+    /// by one statement (see `key_lookups`), each after its request arrived.
     #[tracing::instrument(name = "minipay.businesses.authenticate", skip_all, err(level = "debug"))]
     pub async fn authenticate(&self, api_key: &str) -> ServiceResult<BusinessId> {
         let invalid = || ServiceError::Unauthorized("the API key is not valid");
         if !looks_like_api_key(api_key) {
             return Err(invalid());
         }
-        let found = self
-            .store
-            .read()
-            .await?
-            .business_by_key_hash(&hash_api_key(api_key))
-            .await?;
-        found.map(|b| b.id).ok_or_else(invalid)
+        let hash = hash_api_key(api_key).to_vec();
+        // With the keys of the requests that arrive meanwhile (one statement for all).
+        let found = match self.keys.submit_or_alone(hash.clone()).await? {
+            Some(found) => found,
+            None => self
+                .store
+                .read()
+                .await?
+                .business_by_key_hash(&hash)
+                .await?
+                .map(|b| b.id),
+        };
+        found.ok_or_else(invalid)
     }
 
     /// A business's record, its bank account's fin number included (for the business side's

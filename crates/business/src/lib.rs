@@ -4,6 +4,7 @@
 
 mod businesses;
 pub mod credentials;
+mod key_lookups;
 pub mod remittance;
 pub mod views;
 
@@ -11,6 +12,7 @@ pub use businesses::NewBusiness;
 
 use minipay_bank::Bank;
 use minipay_core::Clock;
+use minipay_services::group_commit::GroupCommit;
 use minipay_store::Store;
 use std::sync::Arc;
 
@@ -19,10 +21,17 @@ pub struct Businesses {
     store: Store,
     bank: Arc<dyn Bank>,
     clock: Arc<dyn Clock>,
+    /// Concurrent requests' API keys, matched together.
+    keys: GroupCommit<Vec<u8>, key_lookups::KeyMatch>,
 }
 
 impl Businesses {
     pub fn new(store: Store, bank: Arc<dyn Bank>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, bank, clock }
+        Self {
+            keys: key_lookups::key_lookups(store.clone()),
+            store,
+            bank,
+            clock,
+        }
     }
 }

@@ -277,9 +277,7 @@ impl Session {
     }
 
     /// The rows of `select` (`SELECT … FROM t`, its `WHERE` to come) whose `id` is one of
-    /// `ids` and that match `and` (`""` or ` AND …`), in no particular order: one statement on
-    /// PostgreSQL (`id = ANY($1)`: one text whatever the count, so prepared once per
-    /// connection), one `id = $1` lookup per id on SQLite.
+    /// `ids` and that match `and` (`""` or ` AND …`), in no particular order.
     pub(crate) async fn rows_with_ids<R>(&mut self, select: &str, and: &str, ids: &[uuid::Uuid]) -> Result<Vec<R>>
     where
         R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
@@ -287,23 +285,51 @@ impl Session {
             + Send
             + Unpin,
     {
-        if ids.is_empty() {
+        self.rows_where_in(select, "id", and, ids).await
+    }
+
+    /// The rows of `select` whose `column` is one of `values` and that match `and`, in no
+    /// particular order: one statement on PostgreSQL (`column = ANY($1)`: one text whatever
+    /// the count, so prepared once per connection), one `column = $1` lookup per value on
+    /// SQLite.
+    pub(crate) async fn rows_where_in<R, V>(
+        &mut self,
+        select: &str,
+        column: &str,
+        and: &str,
+        values: &[V],
+    ) -> Result<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+        V: for<'q> sqlx::Encode<'q, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>
+            + sqlx::postgres::PgHasArrayType
+            + for<'q> sqlx::Encode<'q, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + Clone
+            + Send
+            + Sync,
+    {
+        if values.is_empty() {
             return Ok(Vec::new());
         }
         Ok(match self.db() {
             Db::Pg(c) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("{select} WHERE id = ANY($1){and}")))
-                    .bind(ids)
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("{select} WHERE {column} = ANY($1){and}")))
+                    .bind(values)
                     .fetch_all(c)
                     .await?
             }
             Db::Sqlite(c) => {
-                let one = format!("{select} WHERE id = $1{and}");
-                let mut rows = Vec::with_capacity(ids.len());
-                for id in ids {
+                let one = format!("{select} WHERE {column} = $1{and}");
+                let mut rows = Vec::with_capacity(values.len());
+                for value in values {
                     rows.extend(
                         sqlx::query_as(sqlx::AssertSqlSafe(one.as_str()))
-                            .bind(id)
+                            .bind(value.clone())
                             .fetch_optional(&mut *c)
                             .await?,
                     );

@@ -17,6 +17,7 @@ on_both_backends!(
     concurrent_onboardings_of_one_number_make_one_business,
     onboarding_rejects_bad_input_and_creates_nothing,
     business_auth_tells_other_callers_apart,
+    keys_sent_together_are_each_matched_to_their_own_business,
     a_business_sees_only_itself,
     business_admin_endpoints_need_the_admin_token,
     the_business_list_is_a_cursor_page,
@@ -389,6 +390,44 @@ async fn business_auth_tells_other_callers_apart(app: TestApp) {
         .await
         .assert_error(401, "unauthorized");
     biz_me(&app, Some(&business.api_key)).await.assert_status(200);
+}
+
+/// Concurrent requests' keys are matched together (one lookup for many): each request is
+/// still answered for its own key — its business, or `401` for an unknown or rotated-out key.
+async fn keys_sent_together_are_each_matched_to_their_own_business(app: TestApp) {
+    let mut businesses = Vec::new();
+    for name in ["가나상사", "다라상사", "마바상사", "사아상사"] {
+        businesses.push(app.onboard_business(name).await);
+    }
+    let retired = app.onboard_business("자차상사").await;
+    app.admin_post(&format!("{ONBOARD}/{}/rotate-key", retired.id), json!({}))
+        .await
+        .assert_status(200);
+    let unknown_key = format!("mpk_{}", "B".repeat(43));
+    // (key, the business it must be answered for; `None`: 401)
+    let mut calls: Vec<(String, Option<String>)> = Vec::new();
+    for round in 0..12 {
+        for b in &businesses {
+            calls.push((b.api_key.clone(), Some(b.id.clone())));
+        }
+        if round % 3 == 0 {
+            calls.push((unknown_key.clone(), None));
+            calls.push((retired.api_key.clone(), None));
+        }
+    }
+    let answers = join_all(calls.iter().cloned().map(|(key, _)| {
+        let app = app.clone();
+        async move { biz_me(&app, Some(&key)).await }
+    }))
+    .await;
+    for ((_, owner), answer) in calls.iter().zip(&answers) {
+        match owner {
+            Some(id) => assert_eq!(answer.assert_status(200)["id"], json!(id)),
+            None => {
+                answer.assert_error(401, "unauthorized");
+            }
+        }
+    }
 }
 
 async fn a_business_sees_only_itself(app: TestApp) {

@@ -179,6 +179,18 @@ impl Session {
         row.map(Business::try_from).transpose()
     }
 
+    /// The businesses whose current API keys hash to any of `hashes`: (hash, business) for
+    /// each that matches, in no particular order (many lookups, one statement).
+    pub async fn businesses_by_key_hashes(&mut self, hashes: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, BusinessId)>> {
+        let rows: Vec<(Vec<u8>, Uuid)> = self
+            .rows_where_in("SELECT api_key_hash, id FROM businesses", "api_key_hash", "", hashes)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hash, id)| (hash, BusinessId::from_uuid(id)))
+            .collect())
+    }
+
     /// Replaces the business's key hash: from this commit on, only the new key matches.
     /// `false` when no such business exists.
     pub async fn rotate_business_key(&mut self, id: BusinessId, hash: &[u8], at: Timestamp) -> Result<bool> {
