@@ -60,16 +60,43 @@ impl Consumer for PullConsumer {
 
     /// The whole batch settled together (two transactions, the pulls overlapped).
     async fn handle_batch(&self, events: &[Event]) -> Vec<Result<(), Failure>> {
-        let ids: Vec<Result<PaymentId, Failure>> = events.iter().map(payment_of).collect();
-        let valid: Vec<PaymentId> = ids.iter().filter_map(|id| id.as_ref().ok().copied()).collect();
-        let mut settled = self.0.settle_payments(&valid).await.into_iter();
-        ids.into_iter()
-            .map(|id| {
-                id?;
-                settled.next().unwrap_or(Ok(())).map_err(Failure::new)
-            })
-            .collect()
+        let payments = &self.0;
+        settle_together(
+            events,
+            payment_of,
+            |ids| async move { payments.settle_payments(&ids).await },
+        )
+        .await
     }
+}
+
+/// The id each event names; the valid ones settled together by `settle` (one answer per id,
+/// in order); one answer per event.
+async fn settle_together<T: Copy, F, Fut>(
+    events: &[Event],
+    id_of: fn(&Event) -> Result<T, Failure>,
+    settle: F,
+) -> Vec<Result<(), Failure>>
+where
+    F: FnOnce(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Vec<Result<(), String>>>,
+{
+    let ids: Vec<Result<T, Failure>> = events.iter().map(id_of).collect();
+    let valid: Vec<T> = ids.iter().filter_map(|id| id.as_ref().ok().copied()).collect();
+    let mut settled = settle(valid).await.into_iter();
+    ids.into_iter()
+        .map(|id| {
+            id?;
+            settled.next().unwrap_or(Ok(())).map_err(Failure::new)
+        })
+        .collect()
+}
+
+fn refund_of(event: &Event) -> Result<RefundId, Failure> {
+    event
+        .data::<RefundTrigger>()
+        .map(|t| t.refund_id)
+        .map_err(|e| Failure::new(format!("an event without a refund id: {e}")))
 }
 
 fn payment_of(event: &Event) -> Result<PaymentId, Failure> {
@@ -94,10 +121,17 @@ impl Consumer for PushConsumer {
         CONCURRENCY_MAX
     }
     async fn handle(&self, event: &Event) -> Result<(), Failure> {
-        let t: RefundTrigger = event
-            .data()
-            .map_err(|e| Failure::new(format!("an event without a refund id: {e}")))?;
-        self.0.settle_refund(t.refund_id).await.map_err(Failure::new)
+        minipay_events::as_batch_of_one(self, event).await
+    }
+
+    async fn handle_batch(&self, events: &[Event]) -> Vec<Result<(), Failure>> {
+        let payments = &self.0;
+        settle_together(
+            events,
+            refund_of,
+            |ids| async move { payments.settle_refunds(&ids).await },
+        )
+        .await
     }
 }
 

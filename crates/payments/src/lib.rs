@@ -9,6 +9,7 @@ mod accept_group;
 mod batch;
 mod consumers;
 mod jobs;
+mod refund_batch;
 mod request;
 mod settle;
 pub mod views;

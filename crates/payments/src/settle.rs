@@ -4,11 +4,9 @@
 //! with no answer is settled by the status inquiry (and a void when the bank has no record),
 //! never by sending it again; one the bank would not take is sent again under the same id.
 
-use crate::accept::order_label;
-use crate::{Payments, subjects};
+use crate::Payments;
 use jiff::Timestamp;
 use minipay_bank::{BankError, TransferRequest, TransferStatus};
-use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
 use minipay_core::payment::{BankCallKind, BankCallOutcome, NextBankCall, PaymentStatus, RefundStatus, next_bank_call};
 use minipay_core::{Amount, BankCallId, PaymentId, RefundId};
 use minipay_store::{FinishedBankCall, NewBankCall, Payment, PaymentFailure, Refund, Session, StoreError};
@@ -27,6 +25,13 @@ impl<'a> Transfer<'a> {
     /// A payment's pull.
     pub(crate) fn pull(payment: &'a Payment) -> Self {
         Self { payment, refund: None }
+    }
+    /// A refund's push.
+    pub(crate) fn push(payment: &'a Payment, refund: &'a Refund) -> Self {
+        Self {
+            payment,
+            refund: Some(refund),
+        }
     }
     fn kind(&self) -> BankCallKind {
         if self.refund.is_some() {
@@ -126,10 +131,7 @@ impl Payments {
             .await
             .map_err(store_failure)?
             .ok_or_else(|| format!("refund {id} of a payment that does not exist"))?;
-        let t = Transfer {
-            payment: &p,
-            refund: Some(&r),
-        };
+        let t = Transfer::push(&p, &r);
         let settled = match r.status {
             RefundStatus::Accepted => match self.mark_sent(&t).await? {
                 Some(call) => self.send(&t, call).await,
@@ -294,47 +296,13 @@ impl Payments {
         verdict_result(&settled.verdict)
     }
 
-    /// Records a refund's verdict: succeeded (refunds in transit → bank settlement) or failed
-    /// (the money back in the business's balance, the amount back in the payment).
-    async fn record_refund_outcome(&self, p: &Payment, r: &Refund, settled: &Settled) -> Result<(), String> {
-        let now = self.clock.now();
-        let recorded = async {
-            let mut tx = self.store.begin().await?;
-            let t = Transfer {
-                payment: p,
-                refund: Some(r),
-            };
-            write_calls(&mut tx, &[(t, &settled.calls)]).await?;
-            let (to, fail, posting) = match &settled.verdict {
-                Verdict::Moved => (RefundStatus::Succeeded, None, BalancePosting::RefundPaid),
-                Verdict::NotMoved(f) => (RefundStatus::Failed, Some(f), BalancePosting::RefundReturned),
-                Verdict::NotYet(_) => return tx.commit().await,
-            };
-            if tx
-                .change_refund_status(r.id, RefundStatus::Processing, to, fail, now)
-                .await?
-            {
-                if to == RefundStatus::Failed {
-                    tx.return_refund_amount(p.id, r.amount, now).await?;
-                }
-                let journal = balance_journal(
-                    posting,
-                    business_account(p.business_id),
-                    &order_label(p),
-                    amount(r.amount)?,
-                );
-                tx.post_journals(&[&journal], now).await?;
-                let subject = if to == RefundStatus::Succeeded {
-                    subjects::REFUND_SUCCEEDED
-                } else {
-                    subjects::REFUND_FAILED
-                };
-                minipay_events::emit(&mut tx, subject, &crate::accept::refund_trigger(r.id), now).await?;
-                metrics::counter!("minipay_refunds_settled_total", "status" => to.as_str()).increment(1);
-            }
-            tx.commit().await
-        };
-        recorded.await.map_err(store_failure)?;
+    /// Records a refund's verdict on its own (a batch of one): succeeded (refunds in transit →
+    /// bank settlement) or failed (the money back in the business's balance, the amount back
+    /// in the payment), only if the refund is still `processing`.
+    pub(crate) async fn record_refund_outcome(&self, p: &Payment, r: &Refund, settled: &Settled) -> Result<(), String> {
+        self.record_refund_outcomes(&[(p, r, settled)])
+            .await
+            .map_err(store_failure)?;
         self.events.wake();
         verdict_result(&settled.verdict)
     }

@@ -21,6 +21,7 @@ on_every_engine!(
     a_pull_the_bank_would_not_take_is_sent_again,
     partial_refunds_add_up_to_the_payment_and_no_more,
     a_refund_the_bank_refuses_goes_back_to_the_business,
+    refunds_sent_together_each_get_their_own_outcome,
     a_payout_moves_the_balance_to_the_business_bank,
     a_payout_the_bank_would_not_take_recovers,
     a_payout_to_a_closed_account_comes_back_to_the_balance,
@@ -382,6 +383,49 @@ async fn a_refund_the_bank_refuses_goes_back_to_the_business(app: TestApp) {
         &app.payment_history(&id).await,
         &[("pull", "completed"), ("push", "declined")],
     );
+}
+
+/// Refunds that arrive together are settled together (one transaction records a batch's
+/// answers): each still gets its own outcome — those the bank refuses go back to their
+/// business and their payment, the others reach the user — and every balance is exact.
+async fn refunds_sent_together_each_get_their_own_outcome(app: TestApp) {
+    const EACH: i64 = 10_000;
+    const PER_PAYMENT: usize = 4;
+    let open = parties(&app).await;
+    // Accounts ending 0006 are closed to deposits: the pull works, the refund's push is refused.
+    let closed = parties_with(&app, fresh_bank_account_number_ending("0006")).await;
+    let open_id = app.paid(&open, WON, "ORDER-T1").await;
+    let closed_id = app.paid(&closed, WON, "ORDER-T2").await;
+    let sends: Vec<(TestBusiness, String, String)> = (0..PER_PAYMENT)
+        .flat_map(|i| {
+            [
+                (open.shop.clone(), open_id.clone(), format!("together-open-{i}")),
+                (closed.shop.clone(), closed_id.clone(), format!("together-closed-{i}")),
+            ]
+        })
+        .collect();
+    let answers = join_all(sends.iter().cloned().map(|(shop, id, key)| {
+        let app = app.clone();
+        async move { app.refund(&shop, &id, EACH, &key).await }
+    }))
+    .await;
+    for ((shop, payment, _), answer) in sends.iter().zip(&answers) {
+        let refund_id = text(&answer.assert_status(202)["id"]);
+        let done = app.refund_when(shop, &refund_id, &["failed", "succeeded"]).await;
+        let expected = if *payment == open_id { "succeeded" } else { "failed" };
+        assert_eq!(done["status"], json!(expected), "{done}");
+    }
+    let open_after = app.payment_when(&open.shop, &open_id, &["partially_refunded"]).await;
+    assert_eq!(open_after["refunded_amount"], json!(EACH * PER_PAYMENT as i64));
+    let closed_after = app.payment_when(&closed.shop, &closed_id, &["paid"]).await;
+    assert_eq!(closed_after["refunded_amount"], json!(0));
+    let refunded = EACH * PER_PAYMENT as i64;
+    assert_eq!(app.bank_balance_of(&open.account).await, OPENING_WON - WON + refunded);
+    assert_eq!(app.bank_balance_of(&closed.account).await, OPENING_WON - WON);
+    assert_eq!(app.business_balance(&open.shop).await, WON - refunded);
+    assert_eq!(app.business_balance(&closed.shop).await, WON);
+    assert_eq!(app.platform_bank_balance().await, 2 * WON - refunded);
+    app.assert_invariants().await;
 }
 
 async fn order_ids_and_idempotency_keys(app: TestApp) {

@@ -108,6 +108,15 @@ impl Session {
         row.map(Refund::try_from).transpose()
     }
 
+    /// The refunds with these ids (those that exist), in no particular order.
+    pub async fn refunds_by_ids(&mut self, ids: &[RefundId]) -> Result<Vec<Refund>> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let rows: Vec<RefundRow> = self
+            .rows_with_ids(&format!("SELECT {COLUMNS} FROM refunds"), "", &ids)
+            .await?;
+        rows.into_iter().map(Refund::try_from).collect()
+    }
+
     /// Every refund of the given payments, oldest first.
     pub async fn refunds_of(&mut self, payments: &[PaymentId]) -> Result<Vec<Refund>> {
         if payments.is_empty() {
