@@ -30,9 +30,13 @@ pub struct PaymentsBench {
     /// Businesses taking the payments.
     #[arg(long, default_value_t = 20)]
     pub businesses: u32,
-    /// Requests in flight at once.
+    /// Requests in flight at once (closed loop: the next request goes when one is answered).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Send this many requests per second whatever the answers (open loop) instead of a fixed
+    /// number in flight; each latency then counts from when its request was due.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Won per payment.
     #[arg(long, default_value_t = 10_000)]
     pub amount: i64,
@@ -63,6 +67,29 @@ struct Shop {
 const OPENING_WON: i64 = 100_000_000;
 /// Sign-ups at once (password hashing costs CPU).
 const SIGNUP_PARALLEL: usize = 8;
+/// Connections kept open when sending at a rate (as many as may be in flight).
+const RATE_CONNECTIONS: usize = 512;
+
+/// How a phase's requests are sent.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// This many in flight, the next sent as soon as one is answered (closed loop: the
+    /// server's speed sets the rate, and the latency includes the queue this load makes).
+    InFlight(usize),
+    /// One every `1 / rate` seconds whatever the answers (open loop); each latency is counted
+    /// from when its request was due, so a request delayed by a slow answer is charged with
+    /// the delay (no coordinated omission).
+    PerSecond(f64),
+}
+
+impl Pace {
+    fn connections(self) -> usize {
+        match self {
+            Self::InFlight(n) => n,
+            Self::PerSecond(_) => RATE_CONNECTIONS,
+        }
+    }
+}
 
 /// What one phase of requests measured.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -104,7 +131,7 @@ impl PaymentsBench {
             ("MINIPAY_NATS_SUBJECT_PREFIX", prefix.as_str()),
         ];
         let server = ServerProcess::start(database_url, &admin, &env).await?;
-        let client = minipay_loadtest::http_client(self.concurrency)?;
+        let client = minipay_loadtest::http_client(self.pace().connections())?;
         let base = server.base.clone();
         println!("setting up {} users and {} businesses ...", self.users, self.businesses);
         let payers = self.sign_up(&client, &base).await?;
@@ -136,12 +163,20 @@ impl PaymentsBench {
         Ok(json!({
             "benchmark": "payments",
             "system": "postgres+jetstream",
-            "users": self.users, "businesses": self.businesses, "concurrency": self.concurrency,
+            "users": self.users, "businesses": self.businesses,
+            "pace": match self.pace() {
+                Pace::InFlight(n) => json!({"in_flight": n}),
+                Pace::PerSecond(r) => json!({"per_second": r}),
+            },
             "amount": self.amount,
             "payments": payments, "refunds": refunds,
             "audit_ok": audit_ok, "bank_balances_exact": exact,
             "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
         }))
+    }
+
+    fn pace(&self) -> Pace {
+        self.rate.map_or(Pace::InFlight(self.concurrency), Pace::PerSecond)
     }
 
     async fn sign_up(&self, client: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Payer>> {
@@ -217,12 +252,12 @@ impl PaymentsBench {
 
     /// Payment `i`: payer `i % users` pays shop `(i * 7 + 3) % businesses`, order `order-i`.
     async fn pay(&self, client: &reqwest::Client, base: &str, payers: &[Payer], shops: &[Shop]) -> Sent {
-        send_all(self.payments as usize, self.concurrency, |i| {
+        send_all(self.payments as usize, self.pace(), |i| {
             let (payer, shop) = (&payers[i % payers.len()], &shops[(i * 7 + 3) % shops.len()]);
             let body = json!({"user_id": payer.id, "amount": self.amount, "order_id": format!("order-{i}")});
             async move {
                 let key = format!("pay-{i}");
-                post_timed(client, base, "/v1/biz/payments", &shop.key, &key, body).await
+                post_accepted(client, base, "/v1/biz/payments", &shop.key, &key, body).await
             }
         })
         .await
@@ -231,13 +266,13 @@ impl PaymentsBench {
     /// Refund `j`: half of payment `j`, by its shop.
     async fn refund(&self, client: &reqwest::Client, base: &str, shops: &[Shop], paid: &[(usize, String)]) -> Sent {
         let by_index: HashMap<usize, &String> = paid.iter().map(|(i, id)| (*i, id)).collect();
-        send_all(self.refunds as usize, self.concurrency, |j| {
+        send_all(self.refunds as usize, self.pace(), |j| {
             let shop = &shops[(j * 7 + 3) % shops.len()];
             let payment = by_index.get(&j).map(|s| s.to_string()).unwrap_or_default();
             async move {
                 let path = format!("/v1/biz/payments/{payment}/refunds");
                 let key = format!("refund-{j}");
-                post_timed(client, base, &path, &shop.key, &key, json!({"amount": self.amount / 2})).await
+                post_accepted(client, base, &path, &shop.key, &key, json!({"amount": self.amount / 2})).await
             }
         })
         .await
@@ -300,25 +335,34 @@ struct Sent {
     elapsed: Duration,
 }
 
-async fn send_all<F, Fut>(n: usize, concurrency: usize, request: F) -> Sent
+/// Sends requests `0..n` at `pace`; each answer's id (when accepted) and latency.
+async fn send_all<F, Fut>(n: usize, pace: Pace, request: F) -> Sent
 where
     F: Fn(usize) -> Fut,
-    Fut: Future<Output = Option<(String, f64)>>,
+    Fut: Future<Output = Option<String>>,
 {
     let started = Instant::now();
-    let outcomes: Vec<(usize, Option<(String, f64)>)> = futures_util::stream::iter(0..n)
-        .map(|i| {
-            let fut = request(i);
-            async move { (i, fut.await) }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    let outcomes = match pace {
+        Pace::InFlight(k) => {
+            futures_util::stream::iter(0..n)
+                .map(|i| {
+                    let fut = request(i);
+                    async move {
+                        let sent = Instant::now();
+                        (i, fut.await, ms_since(sent))
+                    }
+                })
+                .buffer_unordered(k)
+                .collect()
+                .await
+        }
+        Pace::PerSecond(rate) => send_at_rate(n, rate, started, &request).await,
+    };
     let elapsed = started.elapsed();
     let mut ids = Vec::new();
     let mut latencies_ms = Vec::new();
-    for (i, o) in outcomes {
-        if let Some((id, ms)) = o {
+    for (i, id, ms) in outcomes {
+        if let Some(id) = id {
             ids.push((i, id));
             latencies_ms.push(ms);
         }
@@ -331,16 +375,44 @@ where
     }
 }
 
-/// A keyed POST with a business key: the new object's id and the time to the `202`.
-async fn post_timed(
+/// Request `i` sent at `started + i / rate`, while the earlier ones are still in flight.
+async fn send_at_rate<F, Fut>(n: usize, rate: f64, started: Instant, request: &F) -> Vec<(usize, Option<String>, f64)>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Option<String>>,
+{
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    let mut outcomes = Vec::with_capacity(n);
+    for i in 0..n {
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => break,
+                Some(outcome) = in_flight.next(), if !in_flight.is_empty() => outcomes.push(outcome),
+            }
+        }
+        let fut = request(i);
+        in_flight.push(async move { (i, fut.await, ms_since(due)) });
+    }
+    while let Some(outcome) = in_flight.next().await {
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1_000.0
+}
+
+/// A keyed POST with a business key: the new object's id, if it was accepted (`202`).
+async fn post_accepted(
     client: &reqwest::Client,
     base: &str,
     path: &str,
     key: &str,
     idempotency_key: &str,
     body: Value,
-) -> Option<(String, f64)> {
-    let started = Instant::now();
+) -> Option<String> {
     let res = client
         .post(format!("{base}{path}"))
         .bearer_auth(key)
@@ -349,13 +421,12 @@ async fn post_timed(
         .send()
         .await
         .ok()?;
-    let ms = started.elapsed().as_secs_f64() * 1_000.0;
     if res.status() != 202 {
         eprintln!("POST {path} answered {}", res.status());
         return None;
     }
     let v: Value = res.json().await.ok()?;
-    Some((v["id"].as_str()?.to_owned(), ms))
+    Some(v["id"].as_str()?.to_owned())
 }
 
 async fn post(
