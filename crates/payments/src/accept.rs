@@ -1,7 +1,8 @@
 //! Recording payment and refund requests: one short transaction each — the key read, the row
 //! and its event written, the answer stored under the key — answered `202` before the bank is
-//! called. A refund takes its amount from the payment (one conditional statement) and its
-//! money from the business's balance (under the account locks) in that same transaction.
+//! called. A refund takes its amount from the payment (one conditional statement) and, last
+//! before the commit, its money from the business's balance (under the account locks) in that
+//! same transaction.
 
 use crate::accept_group::AcceptPayment;
 use crate::views::{PaymentView, RefundView};
@@ -158,17 +159,6 @@ impl Payments {
                 p.amount
             )));
         }
-        let about = order_label(&p);
-        take_from_balance(
-            &mut tx,
-            BalancePosting::RefundTaken,
-            business,
-            &about,
-            req.amount,
-            "refund",
-            now,
-        )
-        .await?;
         let id = RefundId::new();
         let refund = tx
             .insert_refund(&minipay_store::NewRefund {
@@ -187,6 +177,18 @@ impl Payments {
             tx.rollback().await?;
             return Ok(None);
         }
+        // The money last, right before the commit: the accounts it locks (refunds in transit is
+        // every refund's) are held for as short a time as can be. Short: nothing above stays.
+        take_from_balance(
+            &mut tx,
+            BalancePosting::RefundTaken,
+            business,
+            &order_label(&p),
+            req.amount,
+            "refund",
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(Reply::Fresh(view)))
     }
