@@ -11,7 +11,7 @@ use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::message::{AckKind, Message};
 use async_nats::jetstream::{self, Context, stream};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use minipay_store::Leadership;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -199,7 +199,7 @@ pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliver
             };
             match next {
                 Some(Ok(first)) => {
-                    let batch = with_arrived(first, &mut messages, name);
+                    let batch = with_arrived(first, &mut messages, name).await;
                     handle_messages(&shared, &deliveries, batch).await;
                 }
                 Some(Err(e)) => {
@@ -212,21 +212,27 @@ pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliver
     }
 }
 
-/// `first` and the messages that have arrived behind it, up to [`PULL_BATCH_MAX`] (no wait).
-fn with_arrived(first: Message, messages: &mut pull::Stream, name: &str) -> Vec<Message> {
+/// `first` and the messages that arrive behind it within [`BATCH_LINGER`], up to
+/// [`PULL_BATCH_MAX`]: a trickle is gathered into fewer, larger batches (each costs a few
+/// transactions whatever its size) at the price of a few milliseconds of settlement.
+async fn with_arrived(first: Message, messages: &mut pull::Stream, name: &str) -> Vec<Message> {
     let mut batch = vec![first];
+    let until = tokio::time::Instant::now() + BATCH_LINGER;
     while batch.len() < PULL_BATCH_MAX {
-        match messages.next().now_or_never() {
-            Some(Some(Ok(m))) => batch.push(m),
-            Some(Some(Err(e))) => {
+        match tokio::time::timeout_at(until, messages.next()).await {
+            Ok(Some(Ok(m))) => batch.push(m),
+            Ok(Some(Err(e))) => {
                 tracing::warn!(consumer = name, error = %e, "pulling messages failed");
                 break;
             }
-            Some(None) | None => break,
+            Ok(None) | Err(_) => break,
         }
     }
     batch
 }
+
+/// How long a batch waits for more messages after its first.
+const BATCH_LINGER: Duration = Duration::from_millis(20);
 
 async fn handle_messages(shared: &Shared, deliveries: &Deliveries, messages: Vec<Message>) {
     let name = deliveries.consumer.name();
