@@ -167,12 +167,14 @@ async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
 
 /// Messages handled (their deliveries recorded and run) together at most, and kept asked for
 /// ahead: a backlog is worked off in few, large batches (each costs a few transactions
-/// whatever its size); with no backlog a batch is what has arrived.
+/// whatever its size); with no backlog a batch is what arrives within [`BATCH_LINGER`].
 const PULL_BATCH_MAX: usize = 256;
 
 /// A consumer's loop: a continuous pull (the client keeps up to [`PULL_BATCH_MAX`] messages
-/// asked for, with heartbeats); whatever has arrived is taken as one batch, its deliveries
-/// recorded and the new ones run, and acknowledged once settled. Pull requests are not
+/// asked for, with heartbeats); what arrives within [`BATCH_LINGER`] of a batch's first
+/// message is taken as one batch, its deliveries recorded and the new ones run, and
+/// acknowledged once settled (messages that arrive meanwhile wait in the client, their ack
+/// wait running: a redelivered one finds its delivery recorded). Pull requests are not
 /// bounded by a short expiry: a request whose expiry notice went missing would hold the
 /// next messages back for seconds. A pull stream that ends or fails is opened again.
 pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliveries: Arc<Deliveries>) {
