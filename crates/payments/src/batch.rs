@@ -8,7 +8,7 @@
 
 use crate::accept::{order_label, trigger};
 use crate::settle::{
-    Call, Settled, Transfer, Verdict, amount, new_call, sent_call, store_failure, verdict_result, write_calls,
+    Call, Settled, Transfer, Verdict, amount, commit_sent_rows, sent_call, store_failure, verdict_result, write_calls,
 };
 use crate::{Payments, subjects};
 use minipay_core::PaymentId;
@@ -71,25 +71,14 @@ impl Payments {
             .filter(|(_, moved)| *moved)
             .map(|(p, _)| (p, sent_call(BankCallKind::Pull, now)))
             .collect();
-        let transfers: Vec<Transfer> = marked.iter().map(|(p, _)| Transfer::pull(p)).collect();
-        let rows: Vec<_> = transfers
-            .iter()
-            .zip(&marked)
-            .map(|(t, (_, call))| new_call(t, call))
-            .collect();
-        tx.insert_bank_calls(&rows).await?;
-        tx.commit().await?;
+        commit_sent_rows(tx, &marked).await?;
         Ok(marked)
     }
 
     /// The pulls, all at once; then their answers recorded together (or one by one if that
     /// fails).
     async fn pull_and_record(&self, marked: Vec<(Payment, Call)>) -> Vec<(PaymentId, Result<(), String>)> {
-        let pulls = marked.into_iter().map(|(p, call)| async move {
-            let settled = self.send(&Transfer::pull(&p), call).await;
-            (p, settled)
-        });
-        let outcomes: Vec<(Payment, Settled)> = futures_util::future::join_all(pulls).await;
+        let outcomes: Vec<(Payment, Settled)> = self.send_all(marked).await;
         if outcomes.is_empty() {
             return Vec::new();
         }

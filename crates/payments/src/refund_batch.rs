@@ -8,7 +8,7 @@
 
 use crate::accept::{order_label, refund_trigger};
 use crate::settle::{
-    Call, Settled, Transfer, Verdict, amount, new_call, sent_call, store_failure, verdict_result, write_calls,
+    Call, Settled, Transfer, Verdict, amount, commit_sent_rows, sent_call, store_failure, verdict_result, write_calls,
 };
 use crate::{Payments, subjects};
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
@@ -83,25 +83,19 @@ impl Payments {
                 marked.push(((p, r), sent_call(BankCallKind::Push, now)));
             }
         }
-        let transfers: Vec<Transfer> = marked.iter().map(|((p, r), _)| Transfer::push(p, r)).collect();
-        let rows: Vec<_> = transfers
-            .iter()
-            .zip(&marked)
-            .map(|(t, (_, call))| new_call(t, call))
-            .collect();
-        tx.insert_bank_calls(&rows).await?;
-        tx.commit().await?;
+        commit_sent_rows(tx, &marked).await?;
         Ok(marked)
     }
 
     /// The pushes, all at once; then their answers recorded together (or one by one if that
     /// fails).
     async fn push_and_record(&self, marked: Vec<(RefundOf, Call)>) -> Vec<(RefundId, Result<(), String>)> {
-        let pushes = marked.into_iter().map(|((p, r), call)| async move {
-            let settled = self.send(&Transfer::push(&p, &r), call).await;
-            (p, r, settled)
-        });
-        let outcomes: Vec<(Payment, Refund, Settled)> = futures_util::future::join_all(pushes).await;
+        let outcomes: Vec<(Payment, Refund, Settled)> = self
+            .send_all(marked)
+            .await
+            .into_iter()
+            .map(|((p, r), settled)| (p, r, settled))
+            .collect();
         if outcomes.is_empty() {
             return Vec::new();
         }

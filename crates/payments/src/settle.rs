@@ -375,6 +375,48 @@ pub(crate) fn new_call<'a>(t: &'a Transfer<'_>, c: &'a Call) -> NewBankCall<'a> 
 
 /// The calls' rows of many transfers: a sent transfer's row finished, the others inserted
 /// (one statement each on PostgreSQL).
+/// What a batch settles with the bank: a payment (its pull), or a refund with its payment
+/// (its push).
+pub(crate) trait Transferring: Send + Sync {
+    fn transfer(&self) -> Transfer<'_>;
+}
+
+impl Transferring for Payment {
+    fn transfer(&self) -> Transfer<'_> {
+        Transfer::pull(self)
+    }
+}
+
+impl Transferring for (Payment, Refund) {
+    fn transfer(&self) -> Transfer<'_> {
+        Transfer::push(&self.0, &self.1)
+    }
+}
+
+/// The `sent` rows of the marked transfers (one statement), then the commit: no transfer goes
+/// to the bank before its row is committed.
+pub(crate) async fn commit_sent_rows<T: Transferring>(mut tx: Session, marked: &[(T, Call)]) -> Result<(), StoreError> {
+    let transfers: Vec<Transfer> = marked.iter().map(|(item, _)| item.transfer()).collect();
+    let rows: Vec<NewBankCall> = transfers
+        .iter()
+        .zip(marked)
+        .map(|(t, (_, call))| new_call(t, call))
+        .collect();
+    tx.insert_bank_calls(&rows).await?;
+    tx.commit().await
+}
+
+impl Payments {
+    /// Every marked transfer sent at once, with no transaction open; each with what it settled.
+    pub(crate) async fn send_all<T: Transferring>(&self, marked: Vec<(T, Call)>) -> Vec<(T, Settled)> {
+        let sends = marked.into_iter().map(|(item, call)| async move {
+            let settled = self.send(&item.transfer(), call).await;
+            (item, settled)
+        });
+        futures_util::future::join_all(sends).await
+    }
+}
+
 pub(crate) async fn write_calls(tx: &mut Session, transfers: &[(Transfer<'_>, &[Call])]) -> Result<(), StoreError> {
     let mut finished = Vec::new();
     let mut inserted = Vec::new();
