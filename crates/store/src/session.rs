@@ -210,6 +210,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             13 => "0013_payments",
             14 => "0014_webhooks",
             15 => "0015_payouts",
+            16 => "0016_payments_hot_updates",
         ),
         BackendKind::Sqlite => migrations!("sqlite":
             1 => "0001_wallet",
@@ -227,6 +228,7 @@ fn migrator(kind: BackendKind) -> Migrator {
             13 => "0013_payments",
             14 => "0014_webhooks",
             15 => "0015_payouts",
+            16 => "0016_payments_hot_updates",
         ),
     };
     Migrator::with_migrations(

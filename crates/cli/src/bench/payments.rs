@@ -102,6 +102,19 @@ struct Phase {
     settled_per_second: f64,
     settle_p50_ms: f64,
     settle_p99_ms: f64,
+    /// The accepted requests by the second they were sent (or due) in: how the latency went
+    /// through the phase (the first second pays for connections being opened).
+    timeline: Vec<Second>,
+}
+
+/// The requests sent in one second of a phase.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Second {
+    second: u32,
+    accepted: u32,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 impl PaymentsBench {
@@ -328,10 +341,12 @@ impl PaymentsBench {
     }
 }
 
-/// The requests of one phase: which were accepted (index, id), and how long each took.
+/// The requests of one phase: which were accepted (index, id), and how long each took and
+/// when it was sent (seconds since the phase began).
 struct Sent {
     ids: Vec<(usize, String)>,
     latencies_ms: Vec<f64>,
+    sent_at_s: Vec<f64>,
     elapsed: Duration,
 }
 
@@ -349,7 +364,7 @@ where
                     let fut = request(i);
                     async move {
                         let sent = Instant::now();
-                        (i, fut.await, ms_since(sent))
+                        (i, fut.await, ms_since(sent), (sent - started).as_secs_f64())
                     }
                 })
                 .buffer_unordered(k)
@@ -361,22 +376,30 @@ where
     let elapsed = started.elapsed();
     let mut ids = Vec::new();
     let mut latencies_ms = Vec::new();
-    for (i, id, ms) in outcomes {
+    let mut sent_at_s = Vec::new();
+    for (i, id, ms, at) in outcomes {
         if let Some(id) = id {
             ids.push((i, id));
             latencies_ms.push(ms);
+            sent_at_s.push(at);
         }
     }
     ids.sort();
     Sent {
         ids,
         latencies_ms,
+        sent_at_s,
         elapsed,
     }
 }
 
 /// Request `i` sent at `started + i / rate`, while the earlier ones are still in flight.
-async fn send_at_rate<F, Fut>(n: usize, rate: f64, started: Instant, request: &F) -> Vec<(usize, Option<String>, f64)>
+async fn send_at_rate<F, Fut>(
+    n: usize,
+    rate: f64,
+    started: Instant,
+    request: &F,
+) -> Vec<(usize, Option<String>, f64, f64)>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Option<String>>,
@@ -392,7 +415,7 @@ where
             }
         }
         let fut = request(i);
-        in_flight.push(async move { (i, fut.await, ms_since(due)) });
+        in_flight.push(async move { (i, fut.await, ms_since(due), (due - started).as_secs_f64()) });
     }
     while let Some(outcome) = in_flight.next().await {
         outcomes.push(outcome);
@@ -505,7 +528,31 @@ fn phase(requests: u32, sent: &Sent, settled: &Settled) -> Phase {
         settled_per_second: settled.per_second,
         settle_p50_ms: settled.p50_ms,
         settle_p99_ms: settled.p99_ms,
+        timeline: timeline(sent),
     }
+}
+
+/// The accepted requests' latencies second by second of sending.
+fn timeline(sent: &Sent) -> Vec<Second> {
+    let mut by_second: Vec<Vec<f64>> = Vec::new();
+    for (ms, at) in sent.latencies_ms.iter().zip(&sent.sent_at_s) {
+        let s = *at as usize;
+        if by_second.len() <= s {
+            by_second.resize(s + 1, Vec::new());
+        }
+        by_second[s].push(*ms);
+    }
+    by_second
+        .iter()
+        .enumerate()
+        .map(|(s, ms)| Second {
+            second: s as u32,
+            accepted: ms.len() as u32,
+            p50_ms: percentile(ms, 0.50),
+            p99_ms: percentile(ms, 0.99),
+            max_ms: ms.iter().copied().fold(0.0, f64::max),
+        })
+        .collect()
 }
 
 fn print_table(payments: &Phase, refunds: &Phase, audit_ok: bool, exact: bool) {
@@ -525,6 +572,10 @@ fn print_table(payments: &Phase, refunds: &Phase, audit_ok: bool, exact: bool) {
             p.settle_p50_ms,
             p.settle_p99_ms
         );
+    }
+    for (name, p) in [("payments", payments), ("refunds", refunds)] {
+        let by_second: Vec<String> = p.timeline.iter().map(|s| format!("{:.0}", s.p99_ms)).collect();
+        println!("{name} p99 ms by second sent: {}", by_second.join(" "));
     }
     println!("audit clean: {audit_ok}; bank and business balances exact: {exact}");
 }

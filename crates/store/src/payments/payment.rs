@@ -392,13 +392,15 @@ impl Session {
         rows.into_iter().map(Payment::try_from).collect()
     }
 
-    /// Payments whose pull is not settled (`accepted`, `processing`) and that have not moved
-    /// since `before`, oldest first: the recovery job's work.
+    /// Payments whose pull is not settled (`accepted`, `processing`: neither paid nor failed)
+    /// and that have not moved since `before`, oldest first: the recovery job's work. (Found
+    /// through the columns set at settlement, so that the status changes before it leave every
+    /// index alone.)
     pub async fn unsettled_payments(&mut self, before: Timestamp, limit: u32) -> Result<Vec<Payment>> {
         let rows: Vec<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM payments
-             WHERE status IN ('accepted', 'processing') AND updated_at <= $1
-             ORDER BY updated_at, id LIMIT $2"
+             WHERE paid_at IS NULL AND failure_code IS NULL AND updated_at <= $1
+             ORDER BY created_at, id LIMIT $2"
         )))
         .bind(DbTime(before))
         .bind(i64::from(limit))

@@ -167,12 +167,13 @@ impl Session {
         Ok(n == 1)
     }
 
-    /// Refunds whose push is not settled and that have not moved since `before`, oldest first.
+    /// Refunds whose push is not settled (not finished) and that have not moved since `before`,
+    /// oldest first.
     pub async fn unsettled_refunds(&mut self, before: Timestamp, limit: u32) -> Result<Vec<Refund>> {
         let rows: Vec<RefundRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM refunds
-             WHERE status IN ('accepted', 'processing') AND updated_at <= $1
-             ORDER BY updated_at, id LIMIT $2"
+             WHERE finished_at IS NULL AND updated_at <= $1
+             ORDER BY created_at, id LIMIT $2"
         )))
         .bind(DbTime(before))
         .bind(i64::from(limit))
