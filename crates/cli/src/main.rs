@@ -255,6 +255,10 @@ struct ServeArgs {
     /// How often the event relay and consumers look for work nobody woke them for, in ms [default: 250].
     #[arg(long, env = "MINIPAY_EVENTS_POLL_MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
     events_poll_ms: Option<u64>,
+    /// How long JetStream waits for a message's ack before offering it again, in ms: how soon a
+    /// crashed instance's work is taken up [default: 60000].
+    #[arg(long, env = "MINIPAY_NATS_ACK_WAIT_MS", value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
+    nats_ack_wait_ms: Option<u64>,
     /// Attempts per remittance step before it is dead-lettered [default: 3].
     #[arg(long, env = "MINIPAY_REMIT_ATTEMPTS", value_parser = clap::value_parser!(u32).range(1..=100))]
     remit_attempts: Option<u32>,
@@ -331,6 +335,7 @@ impl ServeArgs {
             nats_stream: self.nats_stream,
             nats_subject_prefix: self.nats_subject_prefix,
             events_poll_ms: self.events_poll_ms,
+            nats_ack_wait_ms: self.nats_ack_wait_ms,
             remit_attempts: self.remit_attempts,
             remit_retry_delay_ms: self.remit_retry_delay_ms,
             alert_webhook_url: self.alert_webhook_url,

@@ -32,6 +32,11 @@ pub struct EventsConfig {
     /// How often the relay and the consumers look for work nobody woke them for (retries that
     /// came due on the clock, events another instance wrote).
     pub poll_interval: Duration,
+    /// How long JetStream waits for a message's ack before it offers the message again
+    /// (JetStream): a delivery's first attempt runs before it has a row, so this is how soon
+    /// the work of an instance that died mid-attempt is taken up by another (an attempt that
+    /// runs longer tells JetStream it is still at work).
+    pub ack_wait: Duration,
     /// Outbox rows relayed per round (JetStream).
     pub relay_batch_max: u32,
     /// The embedded dispatcher: outbox rows per transaction, and dispatchers running at once
@@ -74,6 +79,7 @@ impl Default for EventsConfig {
             stream: "MINIPAY".into(),
             subject_prefix: "minipay".into(),
             poll_interval: Duration::from_millis(250),
+            ack_wait: Duration::from_secs(60),
             relay_batch_max: 256,
             dispatch: None,
         }
@@ -128,6 +134,8 @@ pub(crate) struct Shared {
     pub counters: Arc<Counters>,
     pub wake_relay: Notify,
     pub stop: watch::Receiver<bool>,
+    /// When the outbox lag gauge was last recorded.
+    pub lag_observed_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// The event engine of one instance. Producers call [`Events::wake`] after committing events.
@@ -151,6 +159,7 @@ impl Events {
                 counters: Arc::new(Counters::default()),
                 wake_relay: Notify::new(),
                 stop: stop_rx,
+                lag_observed_at: Mutex::new(None),
             }),
             stop: Arc::new(stop),
             tasks: Arc::new(Mutex::new(Vec::new())),
@@ -248,8 +257,16 @@ pub(crate) fn lag_seconds(oldest: Option<Timestamp>, now: Timestamp) -> f64 {
     oldest.map_or(0.0, |t| now.duration_since(t).as_secs_f64().max(0.0))
 }
 
-/// Records the outbox lag gauge.
+/// Records the outbox lag gauge, at most once per poll interval (the relay's rounds come as
+/// often as events are committed; the gauge is scraped every few seconds).
 pub(crate) async fn observe_lag(shared: &Shared) {
+    {
+        let mut last = shared.lag_observed_at.lock().expect("lag lock");
+        if last.is_some_and(|at| at.elapsed() < shared.config.poll_interval) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+    }
     if let Ok(mut s) = shared.store.read().await
         && let Ok(oldest) = s.oldest_unpublished_event_at().await
     {

@@ -23,8 +23,6 @@ const RELAY_LEADER_KEY: i64 = 0x6d70_2d72_656c_6179;
 const DUPLICATE_WINDOW_SECS: u64 = 120;
 /// How long the stream keeps messages (the read side rebuilds from it).
 const STREAM_MAX_AGE_SECS: u64 = 7 * 86_400;
-/// How long JetStream waits for an ack before delivering a message again.
-const ACK_WAIT_SECS: u64 = 60;
 /// How soon a message whose delivery could not be recorded is offered again.
 const NAK_DELAY_MS: u64 = 1_000;
 const CONNECT_TIMEOUT_SECS: u64 = 10;
@@ -71,7 +69,7 @@ pub(crate) async fn durable_consumer(
                 durable_name: Some(consumer.name().to_owned()),
                 filter_subject: format!("{}.{}", config.subject_prefix, consumer.subject()),
                 ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(ACK_WAIT_SECS),
+                ack_wait: config.ack_wait,
                 // Retries and dead letters are ours (on the injected clock); JetStream redelivers
                 // only what was never acknowledged.
                 max_deliver: -1,
@@ -150,9 +148,9 @@ async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
         }
     }
     if !stored.is_empty() {
-        let mut tx = shared.store.begin().await?;
-        tx.mark_events_published(&stored, shared.clock.now()).await?;
-        tx.commit().await?;
+        let mut mark = shared.store.one_statement().await?;
+        mark.mark_events_published(&stored, shared.clock.now()).await?;
+        mark.commit().await?;
         shared
             .counters
             .published
@@ -165,15 +163,15 @@ async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
     }
 }
 
-/// Messages handled (their deliveries recorded and run) together at most, and kept asked for
+/// Messages handled (the new ones run, then their deliveries recorded) together at most, and kept asked for
 /// ahead: a backlog is worked off in few, large batches (each costs a few transactions
 /// whatever its size); with no backlog a batch is what arrives within [`BATCH_LINGER`].
 const PULL_BATCH_MAX: usize = 256;
 
 /// A consumer's loop: a continuous pull (the client keeps up to [`PULL_BATCH_MAX`] messages
 /// asked for, with heartbeats); what arrives within [`BATCH_LINGER`] of a batch's first
-/// message is taken as one batch, its deliveries recorded and the new ones run, and
-/// acknowledged once settled (messages that arrive meanwhile wait in the client, their ack
+/// message is taken as one batch, the ones not seen before run and their deliveries recorded,
+/// and acknowledged once recorded (messages that arrive meanwhile wait in the client, their ack
 /// wait running: a redelivered one finds its delivery recorded). Pull requests are not
 /// bounded by a short expiry: a request whose expiry notice went missing would hold the
 /// next messages back for seconds. A pull stream that ends or fails is opened again.
@@ -256,7 +254,7 @@ async fn handle_messages(shared: &Shared, deliveries: &Deliveries, messages: Vec
             }
         }
     }
-    match deliver(shared, deliveries, &events).await {
+    match still_at_work(&kept, shared.config.ack_wait, deliver(shared, deliveries, &events)).await {
         Ok(()) => {
             for message in kept {
                 if let Err(e) = message.ack().await {
@@ -276,26 +274,42 @@ async fn handle_messages(shared: &Shared, deliveries: &Deliveries, messages: Vec
     }
 }
 
-/// Records the deliveries and runs the new ones' first attempt at once, as one batch. A
-/// delivery seen before (a redelivered message) is left to its own state: done, dead, or due
-/// later.
+/// Runs `work`, telling JetStream every half ack wait that `messages` are still being worked
+/// on: it offers none of them to another consumer while this one is alive, however long the
+/// attempt takes (a delivery's first attempt runs before it has a row: the message is the
+/// claim).
+async fn still_at_work<T>(messages: &[Message], ack_wait: Duration, work: impl Future<Output = T>) -> T {
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + ack_wait / 2, ack_wait / 2);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = beat.tick() => {
+                for message in messages {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the first attempt of the deliveries not seen before, as one batch, and records each
+/// in the state the attempt left it (done, due for its retry, or dead) — one row, written
+/// once. A delivery seen before (a redelivered message) is left to its own state: done, dead,
+/// or due later. A crash before the record: JetStream delivers the message again and the
+/// (idempotent) handler runs again.
 async fn deliver(shared: &Shared, deliveries: &Deliveries, events: &[Event]) -> anyhow::Result<()> {
-    let clock = shared.clock.as_ref();
     let items: Vec<(String, serde_json::Value)> = events
         .iter()
         .map(|e| (e.id.to_string(), Delivery::payload(e)))
         .collect();
-    let mut tx = shared.store.begin().await?;
-    let jobs = tx
-        .enqueue_claimed_jobs(
-            deliveries.kind,
-            &items,
-            deliveries.consumer.retry_policy().attempts_max,
-            clock.now(),
-            minipay_jobs::claim_lease_until(clock),
-        )
-        .await?;
-    tx.commit().await?;
-    minipay_jobs::run_batch(&shared.store, clock, deliveries, &jobs).await?;
+    minipay_jobs::run_first_attempts(
+        &shared.store,
+        shared.clock.as_ref(),
+        deliveries,
+        &items,
+        deliveries.consumer.retry_policy().attempts_max,
+    )
+    .await?;
     Ok(())
 }

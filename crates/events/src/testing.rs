@@ -37,6 +37,10 @@ fn nats_required() -> bool {
     minipay_store::testing::required("MINIPAY_TEST_REQUIRE_NATS")
 }
 
+/// JetStream's ack wait in tests: the work of a killed server is offered again this soon (in
+/// real time; an embedded delivery's lease runs on the test's clock instead).
+pub const TEST_ACK_WAIT_MS: u64 = 5_000;
+
 /// An events configuration with a stream and a subject prefix no other test uses (streams
 /// may not share subjects, and tests run in parallel against one server).
 pub fn isolated_config(nats_url: Option<String>) -> EventsConfig {
@@ -46,6 +50,7 @@ pub fn isolated_config(nats_url: Option<String>) -> EventsConfig {
         stream: format!("T{tag}"),
         subject_prefix: format!("t{tag}"),
         poll_interval: Duration::from_millis(20),
+        ack_wait: Duration::from_millis(TEST_ACK_WAIT_MS),
         ..EventsConfig::default()
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use jiff::SignedDuration;
 use minipay_core::{Clock, ManualClock};
 use minipay_events::testing::{OwnNats, delete_stream, isolated_config, nats_url};
-use minipay_events::{Consumer, Event, Events, EventsConfig, Failure, InTransaction, emit};
+use minipay_events::{Consumer, Event, Events, EventsConfig, Failure, InTransaction, RetryPolicy, emit};
 use minipay_store::testing::TestDb;
 use minipay_store::{AlertFilter, BackendKind, DeadLetterFilter, NewAlert, Session, Store, StoreOptions};
 use serde_json::json;
@@ -182,6 +182,7 @@ every_way!(
     each_consumer_handles_each_event_once,
     a_failing_delivery_waits_for_the_clock_then_is_dead_lettered,
     a_delivery_that_recovers_is_handled_once,
+    a_delivery_with_one_attempt_is_dead_lettered_by_its_first,
 );
 
 async fn each_consumer_handles_each_event_once(backend: BackendKind, jetstream: bool) {
@@ -212,6 +213,14 @@ async fn each_consumer_handles_each_event_once(backend: BackendKind, jetstream: 
     assert_eq!((stats.outbox_published, stats.published), (55, 55), "{stats:?}");
     assert_eq!((stats.retried, stats.dead_lettered), (0, 0), "{stats:?}");
     assert_eq!(stats.mode, if jetstream { "jetstream" } else { "embedded" });
+    // One delivery per consumer and event, each done (JetStream: written once, done).
+    let mut queues = s.store.read().await.unwrap().queue_counts().await.unwrap();
+    queues.sort();
+    let done = |kind: &str, n: i64| (kind.to_owned(), "done".to_owned(), n);
+    assert_eq!(
+        queues,
+        vec![done("event.a-one", 30), done("event.a-two", 30), done("event.b", 20)]
+    );
     s.teardown().await;
 }
 
@@ -286,6 +295,59 @@ async fn a_delivery_that_recovers_is_handled_once(backend: BackendKind, jetstrea
     assert!(ids.iter().all(|id| flaky.attempts(*id) == 3));
     let stats = events.stats().await.unwrap();
     assert_eq!((stats.retried, stats.dead_lettered), (10, 0), "{stats:?}");
+    s.teardown().await;
+}
+
+/// A consumer allowed one attempt per event (a [`Recorder`] that fails every time).
+struct OneAttempt(Arc<Recorder>);
+
+#[async_trait]
+impl Consumer for OneAttempt {
+    fn name(&self) -> &'static str {
+        self.0.name
+    }
+    fn subject(&self) -> &'static str {
+        self.0.subject
+    }
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts_max: 1,
+            delay: SignedDuration::from_secs(10),
+        }
+    }
+    async fn handle(&self, event: &Event) -> Result<(), Failure> {
+        self.0.handle(event).await
+    }
+}
+
+/// The last attempt is the first: the delivery is buried with its dead letter by the attempt
+/// that failed (JetStream: in the transaction that writes the delivery's row, once).
+async fn a_delivery_with_one_attempt_is_dead_lettered_by_its_first(backend: BackendKind, jetstream: bool) {
+    let Some(mut s) = Setup::new(backend, jetstream).await else {
+        return;
+    };
+    let failing = Recorder::new("one-shot", "test.o1", u32::MAX);
+    let events = s.start(vec![Arc::new(OneAttempt(failing.clone()))]).await;
+    let ids = s.emit(&events, "test.o1", 3).await;
+    let dead = async || {
+        let mut r = s.store.read().await.unwrap();
+        r.dead_letters(&DeadLetterFilter::default(), None, 10).await.unwrap()
+    };
+    eventually("three dead letters", async || dead().await.len() == 3).await;
+    s.advance(60);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(ids.iter().all(|id| failing.attempts(*id) == 1), "one attempt each");
+    let letters = dead().await;
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    for d in &letters {
+        assert!(d.event_id.is_some_and(|id| ids.contains(&id)), "{d:?}");
+        assert_eq!((d.consumer.as_deref(), d.attempts), (Some("one-shot"), 1), "{d:?}");
+        assert_eq!(d.last_error, "attempt 1 fails on purpose");
+    }
+    let queues = s.store.read().await.unwrap().queue_counts().await.unwrap();
+    assert_eq!(queues, vec![("event.one-shot".to_owned(), "dead".to_owned(), 3)]);
+    let stats = events.stats().await.unwrap();
+    assert_eq!((stats.retried, stats.dead_lettered), (0, 3), "{stats:?}");
     s.teardown().await;
 }
 

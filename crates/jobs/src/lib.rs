@@ -4,5 +4,8 @@
 mod queue;
 mod runner;
 
-pub use queue::{QueueHandler, QueueReport, Retry, Settled, claim_lease_until, drain_queue, run_batch, run_claimed};
+pub use queue::{
+    QueueHandler, QueueReport, Retry, Settled, claim_lease_until, drain_queue, run_batch, run_claimed,
+    run_first_attempts,
+};
 pub use runner::{JobOutcome, JobRunner, RunError, RunReport, ScheduledJob};

@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use minipay_core::Clock;
-use minipay_store::{QueuedJob, QueuedOutcome, Session, Store, StoreError};
+use minipay_store::{AttemptedJob, QueuedJob, QueuedOutcome, Session, Store, StoreError};
 use serde::Serialize;
+use uuid::Uuid;
 
 /// Why a job must be tried again later.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,11 +106,13 @@ pub async fn drain_queue(
 ) -> anyhow::Result<QueueReport> {
     let mut report = QueueReport::default();
     loop {
-        let mut tx = store.begin().await?;
-        let batch = tx
+        // One statement, outside any transaction on PostgreSQL: an empty queue, the usual
+        // answer to a poll, costs one round trip.
+        let mut claim = store.one_statement().await?;
+        let batch = claim
             .claim_queued_jobs(handler.kind(), at, claim_lease_until(clock), handler.batch_max())
             .await?;
-        tx.commit().await?;
+        claim.commit().await?;
         for settled in run_batch(store, clock, handler, &batch).await? {
             match settled {
                 Settled::Changed => report.changed += 1,
@@ -157,12 +160,7 @@ pub async fn run_batch(
     // long this one took.
     let started = clock.now();
     let results = handler.handle_batch(jobs).await;
-    assert_eq!(results.len(), jobs.len(), "one answer per job");
-    let outcomes: Vec<(QueuedOutcome<'_>, Settled)> = jobs
-        .iter()
-        .zip(&results)
-        .map(|(job, result)| outcome_of(handler, job, result, started))
-        .collect();
+    let outcomes = outcomes_of(handler, jobs, &results, started);
     let mut tx = store.begin().await?;
     let rows: Vec<_> = jobs
         .iter()
@@ -170,10 +168,80 @@ pub async fn run_batch(
         .map(|(job, (outcome, _))| (job.id, job.attempts, *outcome))
         .collect();
     let held = tx.settle_queued_jobs(&rows, clock.now()).await?;
+    let settled = bury_the_dead(&mut tx, handler, jobs, &outcomes, &held).await?;
+    tx.commit().await?;
+    Ok(settled)
+}
+
+/// Runs the first attempt of keyed work that has no row yet — a JetStream delivery, whose
+/// message is the claim — as one batch, and records each job in the state its attempt left
+/// it (done, queued for its retry, or buried after its last attempt) in one transaction: one
+/// row written once. Keys `handler.kind()` has already (a message delivered again) are left
+/// to their record; a key recorded meanwhile by another attempt keeps that record
+/// (`TakenOver`). The handler must be idempotent: a crash between its work and the record
+/// means it runs again when the message is delivered again.
+pub async fn run_first_attempts(
+    store: &Store,
+    clock: &dyn Clock,
+    handler: &dyn QueueHandler,
+    items: &[(String, serde_json::Value)],
+    attempts_max: i32,
+) -> anyhow::Result<Vec<Settled>> {
+    let keys: Vec<&str> = items.iter().map(|(key, _)| key.as_str()).collect();
+    let mut seen = store.read().await?.queued_job_keys(handler.kind(), &keys).await?;
+    let started = clock.now();
+    let (keys, jobs): (Vec<&str>, Vec<QueuedJob>) = items
+        .iter()
+        .filter(|(key, _)| seen.insert(key.clone()))
+        .map(|(key, payload)| {
+            let job = QueuedJob {
+                id: Uuid::now_v7(),
+                kind: handler.kind().to_owned(),
+                payload: payload.clone(),
+                run_at: started,
+                attempts: 1,
+                attempts_max,
+            };
+            (key.as_str(), job)
+        })
+        .unzip();
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let results = handler.handle_batch(&jobs).await;
+    let outcomes = outcomes_of(handler, &jobs, &results, started);
+    let rows: Vec<AttemptedJob<'_>> = jobs
+        .iter()
+        .zip(&keys)
+        .zip(&outcomes)
+        .map(|((job, key), (outcome, _))| AttemptedJob {
+            id: job.id,
+            key,
+            payload: &job.payload,
+            attempts_max,
+            outcome: *outcome,
+        })
+        .collect();
+    let mut tx = store.begin().await?;
+    let recorded = tx.record_attempted_jobs(handler.kind(), &rows, clock.now()).await?;
+    let settled = bury_the_dead(&mut tx, handler, &jobs, &outcomes, &recorded).await?;
+    tx.commit().await?;
+    Ok(settled)
+}
+
+/// What became of each job whose outcome was written (`written`: this worker's write took),
+/// with the handler's record of each one buried, in the transaction that buried it.
+async fn bury_the_dead(
+    tx: &mut Session,
+    handler: &dyn QueueHandler,
+    jobs: &[QueuedJob],
+    outcomes: &[(QueuedOutcome<'_>, Settled)],
+    written: &[bool],
+) -> Result<Vec<Settled>, StoreError> {
     let mut settled = Vec::with_capacity(jobs.len());
-    for ((job, (outcome, s)), held) in jobs.iter().zip(&outcomes).zip(held) {
-        if !held {
-            tracing::warn!(job = %job.id, kind = handler.kind(), "queued job was taken over before we settled it");
+    for ((job, (outcome, s)), written) in jobs.iter().zip(outcomes).zip(written) {
+        if !written {
+            tracing::warn!(job = %job.id, kind = handler.kind(), "queued job was settled by another worker before us");
             settled.push(Settled::TakenOver);
             continue;
         }
@@ -181,12 +249,25 @@ pub async fn run_batch(
             metrics::counter!("minipay_queued_jobs_dead_total", "kind" => handler.kind()).increment(1);
             tracing::error!(job = %job.id, kind = handler.kind(), attempts = job.attempts, reason = %error,
                 "queued job is dead after its last attempt");
-            handler.buried(&mut tx, job, error).await?;
+            handler.buried(tx, job, error).await?;
         }
         settled.push(*s);
     }
-    tx.commit().await?;
     Ok(settled)
+}
+
+/// What each job's result makes of it (see [`outcome_of`]).
+fn outcomes_of<'a>(
+    handler: &dyn QueueHandler,
+    jobs: &[QueuedJob],
+    results: &'a [Result<bool, Retry>],
+    started: Timestamp,
+) -> Vec<(QueuedOutcome<'a>, Settled)> {
+    assert_eq!(results.len(), jobs.len(), "one answer per job");
+    jobs.iter()
+        .zip(results)
+        .map(|(job, result)| outcome_of(handler, job, result, started))
+        .collect()
 }
 
 /// What a job's result makes of it: done, retried the handler's delay after `started`, or dead

@@ -5,6 +5,7 @@ use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// One run of a job, scheduled or by hand.
@@ -76,6 +77,17 @@ pub struct QueuedJob {
     /// Attempts made so far, this one included once claimed.
     pub attempts: i32,
     pub attempts_max: i32,
+}
+
+/// A keyed job attempted once before it had a row, to record (see
+/// [`Session::record_attempted_jobs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptedJob<'a> {
+    pub id: Uuid,
+    pub key: &'a str,
+    pub payload: &'a serde_json::Value,
+    pub attempts_max: i32,
+    pub outcome: QueuedOutcome<'a>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -322,88 +334,110 @@ impl Session {
         Ok(added)
     }
 
-    /// Enqueues keyed work already claimed by the caller (its first attempt, leased until
-    /// `lease_until`), unless `kind` has the key already: `None` then — the work is somebody
-    /// else's, done, dead or waiting for its retry.
-    pub async fn enqueue_claimed_job(
-        &mut self,
-        kind: &str,
-        key: &str,
-        payload: &serde_json::Value,
-        attempts_max: i32,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Option<QueuedJob>> {
-        self.assert_writable();
-        let row: Option<QueuedJobRow> = on_db!(self, c => sqlx::query_as(
-            "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts, attempts_max, state, locked_until,
-                                      created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 1, $6, 'running', $7, $5, $5)
-             ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING
-             RETURNING id, kind, payload, run_at, attempts, attempts_max",
-        )
-        .bind(Uuid::now_v7())
-        .bind(kind)
-        .bind(key)
-        .bind(payload.to_string())
-        .bind(DbTime(now))
-        .bind(attempts_max)
-        .bind(DbTime(lease_until))
-        .fetch_optional(c)
-        .await)?;
-        row.map(QueuedJob::try_from).transpose()
-    }
-
-    /// [`Self::enqueue_claimed_job`] for many keys at once (one statement on PostgreSQL): the
-    /// jobs this call created and claimed, in no particular order; keys `kind` had already are
-    /// left alone.
-    pub async fn enqueue_claimed_jobs(
-        &mut self,
-        kind: &str,
-        items: &[(String, serde_json::Value)],
-        attempts_max: i32,
-        now: Timestamp,
-        lease_until: Timestamp,
-    ) -> Result<Vec<QueuedJob>> {
-        self.assert_writable();
-        let rows: Vec<QueuedJobRow> = match self.db() {
+    /// The keys among `keys` that `kind` has a job for, in any state.
+    pub async fn queued_job_keys(&mut self, kind: &str, keys: &[&str]) -> Result<HashSet<String>> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found: Vec<String> = match self.db() {
             Db::Pg(c) => {
-                let (ids, keys, payloads) = keyed_columns(items);
-                sqlx::query_as(
-                    "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts, attempts_max, state,
-                                              locked_until, created_at, updated_at)
-                     SELECT id, $2, key, payload, $5, 1, $6, 'running', $7, $5, $5
-                     FROM UNNEST($1::uuid[], $3::text[], $4::text[]) AS t(id, key, payload)
-                     ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING
-                     RETURNING id, kind, payload, run_at, attempts, attempts_max",
-                )
-                .bind(&ids)
-                .bind(kind)
-                .bind(&keys)
-                .bind(&payloads)
-                .bind(DbTime(now))
-                .bind(attempts_max)
-                .bind(DbTime(lease_until))
-                .fetch_all(c)
-                .await?
+                sqlx::query_scalar("SELECT key FROM queued_jobs WHERE kind = $1 AND key = ANY($2)")
+                    .bind(kind)
+                    .bind(keys)
+                    .fetch_all(c)
+                    .await?
             }
-            Db::Sqlite(_) => {
-                let mut jobs = Vec::with_capacity(items.len());
-                for (key, payload) in items {
-                    jobs.extend(
-                        self.enqueue_claimed_job(kind, key, payload, attempts_max, now, lease_until)
+            Db::Sqlite(c) => {
+                let mut found = Vec::new();
+                for key in keys {
+                    found.extend(
+                        sqlx::query_scalar::<_, String>("SELECT key FROM queued_jobs WHERE kind = $1 AND key = $2")
+                            .bind(kind)
+                            .bind(*key)
+                            .fetch_optional(&mut *c)
                             .await?,
                     );
                 }
-                return Ok(jobs);
+                found
             }
         };
-        rows.into_iter().map(QueuedJob::try_from).collect()
+        Ok(found.into_iter().collect())
+    }
+
+    /// Records keyed jobs whose first attempt the caller has made without a row (a JetStream
+    /// delivery: the message was the claim), each in the state the attempt left it — done,
+    /// queued for its retry, or dead — unless `kind` has its key already (another attempt
+    /// recorded it meanwhile: that record stands). For each job, in order, whether this call
+    /// recorded it. One statement on PostgreSQL.
+    pub async fn record_attempted_jobs(
+        &mut self,
+        kind: &str,
+        jobs: &[AttemptedJob<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<bool>> {
+        self.assert_writable();
+        const INSERT: &str = "INSERT INTO queued_jobs (id, kind, key, payload, run_at, attempts, attempts_max, state,
+                                                       last_error, created_at, updated_at)";
+        const ON_CONFLICT: &str = "ON CONFLICT (kind, key) WHERE key IS NOT NULL DO NOTHING RETURNING id";
+        let Db::Pg(c) = self.db() else {
+            let mut recorded = Vec::with_capacity(jobs.len());
+            for j in jobs {
+                let (state, run_at, error) = j.outcome.columns();
+                let id: Option<Uuid> = on_db!(self, c => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "{INSERT} VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $9) {ON_CONFLICT}"
+                )))
+                .bind(j.id)
+                .bind(kind)
+                .bind(j.key)
+                .bind(j.payload.to_string())
+                .bind(DbTime(run_at.unwrap_or(now)))
+                .bind(j.attempts_max)
+                .bind(state)
+                .bind(error)
+                .bind(DbTime(now))
+                .fetch_optional(c)
+                .await)?;
+                recorded.push(id.is_some());
+            }
+            return Ok(recorded);
+        };
+        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+        let keys: Vec<&str> = jobs.iter().map(|j| j.key).collect();
+        let payloads: Vec<String> = jobs.iter().map(|j| j.payload.to_string()).collect();
+        let attempts_max: Vec<i32> = jobs.iter().map(|j| j.attempts_max).collect();
+        let (mut states, mut run_ats, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        for j in jobs {
+            let (state, run_at, error) = j.outcome.columns();
+            states.push(state);
+            run_ats.push(DbTime(run_at.unwrap_or(now)));
+            errors.push(error);
+        }
+        let recorded: HashSet<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "{INSERT} SELECT id, $2, key, payload, run_at, 1, attempts_max, state, error, $8, $8
+             FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::int4[], $7::text[], $9::text[])
+                  AS t(id, key, payload, run_at, attempts_max, state, error)
+             {ON_CONFLICT}"
+        )))
+        .bind(&ids)
+        .bind(kind)
+        .bind(&keys)
+        .bind(&payloads)
+        .bind(&run_ats)
+        .bind(&attempts_max)
+        .bind(&states)
+        .bind(DbTime(now))
+        .bind(&errors)
+        .fetch_all(c)
+        .await?
+        .into_iter()
+        .collect();
+        Ok(ids.iter().map(|id| recorded.contains(id)).collect())
     }
 
     /// Claims up to `limit` jobs of `kind` due at `now` — queued, or running with an expired
-    /// lease (their worker died) — leasing them until `lease_until`. Concurrent workers on
-    /// PostgreSQL skip each other's rows (`SKIP LOCKED`); SQLite has a single writer.
+    /// lease (their worker died) — leasing them until `lease_until`. One statement: a worker may run it in
+    /// [`crate::Store::one_statement`]. Concurrent workers on PostgreSQL skip each other's rows (`SKIP
+    /// LOCKED`); SQLite has a single writer.
     pub async fn claim_queued_jobs(
         &mut self,
         kind: &str,

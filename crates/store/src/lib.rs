@@ -60,7 +60,7 @@ pub use gateway::{
 pub use gateway::{Merchant, NewMerchantRecord, NewTerminalRecord, RoutingVersion, Terminal};
 pub use history::{HistoryEntry, HistoryFilter, MonthTotals, RetiredMonth};
 pub use idempotency::{Claim, StoredResponse};
-pub use jobs::{JobRun, QueuedJob, QueuedOutcome, SlotState};
+pub use jobs::{AttemptedJob, JobRun, QueuedJob, QueuedOutcome, SlotState};
 pub use notifications::Notification;
 pub use payments::{
     BankCall, FinishedBankCall, NewBankCall, NewPayment, NewRefund, Payment, PaymentFailure, PaymentFilter,

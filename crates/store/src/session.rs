@@ -156,6 +156,18 @@ impl Store {
         Ok(Session { conn })
     }
 
+    /// A session for one write statement, atomic by itself: on PostgreSQL a pooled connection
+    /// outside any transaction (no `BEGIN` and `COMMIT` round trips: a worker polling an empty
+    /// queue costs one), on SQLite a transaction on the single writer. Run exactly one write in
+    /// it, then `commit` (a no-op on PostgreSQL).
+    pub async fn one_statement(&self) -> Result<Session> {
+        let conn = match &self.backend {
+            Backend::Postgres(pool) => Conn::PgOneStatement(pool.acquire().await?),
+            Backend::Sqlite { .. } => return self.begin().await,
+        };
+        Ok(Session { conn })
+    }
+
     /// PostgreSQL: a pooled connection outside any transaction, for a write that is one
     /// statement (and so atomic by itself) — no `BEGIN` and `COMMIT` round trips. `None` on
     /// SQLite. Only this crate's single-statement writes use it.
@@ -250,12 +262,14 @@ fn migrator(kind: BackendKind) -> Migrator {
 enum Conn {
     PgTx(Transaction<'static, Postgres>),
     PgRead(PoolConnection<Postgres>),
+    /// Outside any transaction, for one write statement ([`Store::one_statement`]).
+    PgOneStatement(PoolConnection<Postgres>),
     SqliteTx(Transaction<'static, Sqlite>),
     SqliteRead(PoolConnection<Sqlite>),
 }
 
-/// A unit of work: a write transaction from [`Store::begin`] or a read connection from
-/// [`Store::read`]. Every query in this crate is a method on `Session`, so any write can
+/// A unit of work: a write transaction from [`Store::begin`], a read connection from
+/// [`Store::read`], or one write statement's connection from [`Store::one_statement`]. Every query in this crate is a method on `Session`, so any write can
 /// join the caller's transaction (a posting, its entries and its idempotency record commit
 /// together). Dropping a transaction without `commit` rolls it back.
 pub struct Session {
@@ -272,7 +286,7 @@ impl Session {
     pub(crate) fn db(&mut self) -> Db<'_> {
         match &mut self.conn {
             Conn::PgTx(tx) => Db::Pg(tx),
-            Conn::PgRead(c) => Db::Pg(c),
+            Conn::PgRead(c) | Conn::PgOneStatement(c) => Db::Pg(c),
             Conn::SqliteTx(tx) => Db::Sqlite(tx),
             Conn::SqliteRead(c) => Db::Sqlite(c),
         }
@@ -343,17 +357,18 @@ impl Session {
 
     pub fn kind(&self) -> BackendKind {
         match self.conn {
-            Conn::PgTx(_) | Conn::PgRead(_) => BackendKind::Postgres,
+            Conn::PgTx(_) | Conn::PgRead(_) | Conn::PgOneStatement(_) => BackendKind::Postgres,
             Conn::SqliteTx(_) | Conn::SqliteRead(_) => BackendKind::Sqlite,
         }
     }
 
-    /// Commits a transaction; a no-op for a read session.
+    /// Commits a transaction; a no-op for a read session (and a one-statement session on
+    /// PostgreSQL, whose statement committed by itself).
     pub async fn commit(self) -> Result<()> {
         match self.conn {
             Conn::PgTx(tx) => tx.commit().await?,
             Conn::SqliteTx(tx) => tx.commit().await?,
-            Conn::PgRead(_) | Conn::SqliteRead(_) => {}
+            Conn::PgRead(_) | Conn::PgOneStatement(_) | Conn::SqliteRead(_) => {}
         }
         Ok(())
     }
@@ -363,15 +378,15 @@ impl Session {
         match self.conn {
             Conn::PgTx(tx) => tx.rollback().await?,
             Conn::SqliteTx(tx) => tx.rollback().await?,
-            Conn::PgRead(_) | Conn::SqliteRead(_) => {}
+            Conn::PgRead(_) | Conn::PgOneStatement(_) | Conn::SqliteRead(_) => {}
         }
         Ok(())
     }
 
     pub(crate) fn assert_writable(&self) {
         assert!(
-            matches!(self.conn, Conn::PgTx(_) | Conn::SqliteTx(_)),
-            "writes must run inside a transaction"
+            matches!(self.conn, Conn::PgTx(_) | Conn::PgOneStatement(_) | Conn::SqliteTx(_)),
+            "writes must run inside a transaction (or a one-statement session)"
         );
     }
 }

@@ -343,6 +343,7 @@ impl TestEvents {
             settings.nats_url = js.nats_url.clone();
             settings.nats_stream = js.stream.clone();
             settings.nats_subject_prefix = js.subject_prefix.clone();
+            settings.nats_ack_wait_ms = js.ack_wait.as_millis() as u64;
         }
     }
 
@@ -354,6 +355,7 @@ impl TestEvents {
                 ("MINIPAY_NATS_URL", js.nats_url.clone().unwrap_or_default()),
                 ("MINIPAY_NATS_STREAM", js.stream.clone()),
                 ("MINIPAY_NATS_SUBJECT_PREFIX", js.subject_prefix.clone()),
+                ("MINIPAY_NATS_ACK_WAIT_MS", js.ack_wait.as_millis().to_string()),
             ],
         }
     }

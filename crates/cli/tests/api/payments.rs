@@ -759,13 +759,14 @@ async fn refunds_and_payouts_beyond_the_balance_change_nothing(app: TestApp) {
 
 /// The `minipay serve` process is SIGKILLed after the bank took the money from the user and
 /// before the server recorded the answer. The restarted server takes the delivery over once the
-/// dead worker's lease runs out on the clock, finds the pull `sent` with no answer, asks the
-/// bank under the same transfer id (never pulls again), and records the payment paid, once.
+/// dead worker's claim runs out — its lease on the clock (embedded), or JetStream's ack wait
+/// (in real time: the message is offered again) — finds the pull `sent` with no answer, asks
+/// the bank under the same transfer id (never pulls again), and records the payment paid, once.
 async fn a_crash_between_the_pull_and_its_record_pays_once(backend: Backend, engine: Engine) {
     /// The bank answers this late (within the client's 5 s transfer timeout); the server is
     /// killed meanwhile.
     const SLOW_BANK_MS: u64 = 3_000;
-    /// The lease of a claimed delivery, and a second past it.
+    /// The lease of a claimed delivery (embedded), and a second past it.
     const LEASE_SECS: i64 = 301;
     let Some(events) = TestEvents::on(engine).await else {
         return;

@@ -21,7 +21,8 @@ const SETTLE_MAX: Duration = Duration::from_secs(60);
 /// How long a scenario watches for something that must NOT happen (a second delivery, a retry
 /// before its time) before it accepts that it did not.
 const QUIET_MS: u64 = 400;
-/// The lease of a claimed delivery on the queue (minipay-jobs), and a second past it.
+/// The lease of a claimed delivery on the queue (minipay-jobs; embedded deliveries), and a
+/// second past it.
 const LEASE_SECS: i64 = 300;
 /// Between a delivery's attempts (the remittance rule and the default for every consumer).
 const RETRY_DELAY_SECS: i64 = 10;
@@ -344,8 +345,9 @@ const CRASH_WON: i64 = 55_000;
 
 /// 4. The `minipay serve` process is SIGKILLed after the bank moved the money and before the
 ///    server recorded the answer. The restarted server takes the step over once the dead
-///    worker's lease runs out on the clock, asks the bank under the same transfer id, and
-///    finishes: A pulled once, B paid once, nothing refunded.
+///    worker's claim runs out — its lease on the clock (embedded), or JetStream's ack wait (in
+///    real time: the message is offered again) — asks the bank under the same transfer id,
+///    and finishes: A pulled once, B paid once, nothing refunded.
 async fn crash_in_a_bank_call(backend: Backend, engine: Engine, killed_in: KilledIn) {
     let Some(events) = TestEvents::on(engine).await else {
         return;
@@ -381,7 +383,8 @@ async fn crash_in_a_bank_call(backend: Backend, engine: Engine, killed_in: Kille
     );
 
     let restarted = app.restart_process(&env_refs(&env)).await;
-    // The dead worker's claim holds until its lease runs out on the clock.
+    // The dead worker's claim holds until its lease runs out on the clock (embedded), or
+    // until JetStream's ack wait (TEST_ACK_WAIT_MS after the delivery) runs out.
     tokio::time::sleep(Duration::from_millis(QUIET_MS)).await;
     assert_eq!(status_of(&restarted, &a, &id).await, status_then);
     restarted.advance_clock(LEASE_SECS + 1).await;
