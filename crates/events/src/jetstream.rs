@@ -80,10 +80,16 @@ pub(crate) async fn durable_consumer(
         .map_err(|e| anyhow::anyhow!("creating the JetStream consumer {}: {e}", consumer.name()))
 }
 
+/// How long the relay lets events gather after it is woken before it reads the outbox: the
+/// events of the transactions that commit meanwhile go out in the same round — one read and
+/// one mark for all of them, instead of a round per committing transaction.
+const RELAY_LINGER: Duration = Duration::from_millis(5);
+
 /// The relay's loop: while this process leads, publish the outbox in order, batch by batch.
 pub(crate) async fn relay(shared: Arc<Shared>, js: Context) {
     let mut leadership: Option<Leadership> = None;
     while idle(&shared, &shared.wake_relay).await {
+        tokio::time::sleep(RELAY_LINGER).await;
         if let Some(l) = &mut leadership
             && !l.is_held().await
         {
