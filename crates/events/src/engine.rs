@@ -32,10 +32,10 @@ pub struct EventsConfig {
     /// How often the relay and the consumers look for work nobody woke them for (retries that
     /// came due on the clock, events another instance wrote).
     pub poll_interval: Duration,
-    /// How long JetStream waits for a message's ack before it offers the message again
-    /// (JetStream): a delivery's first attempt runs before it has a row, so this is how soon
-    /// the work of an instance that died mid-attempt is taken up by another (an attempt that
-    /// runs longer tells JetStream it is still at work).
+    /// How long JetStream waits for a message's ack before it offers the message again: a
+    /// delivery's first attempt runs before it has a row, so this is how soon the work of an
+    /// instance that died mid-attempt is taken up by another (an attempt that runs longer
+    /// tells JetStream it is still at work).
     pub ack_wait: Duration,
     /// Outbox rows relayed per round (JetStream).
     pub relay_batch_max: u32,

@@ -169,16 +169,17 @@ async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
     }
 }
 
-/// Messages handled (the new ones run, then their deliveries recorded) together at most, and kept asked for
-/// ahead: a backlog is worked off in few, large batches (each costs a few transactions
-/// whatever its size); with no backlog a batch is what arrives within [`BATCH_LINGER`].
+/// Messages handled (the new ones run, then their deliveries recorded) together at most, and
+/// kept asked for ahead: a backlog is worked off in few, large batches (each costs a few
+/// transactions whatever its size); with no backlog a batch is what arrives within
+/// [`BATCH_LINGER`].
 const PULL_BATCH_MAX: usize = 256;
 
 /// A consumer's loop: a continuous pull (the client keeps up to [`PULL_BATCH_MAX`] messages
 /// asked for, with heartbeats); what arrives within [`BATCH_LINGER`] of a batch's first
-/// message is taken as one batch, the ones not seen before run and their deliveries recorded,
-/// and acknowledged once recorded (messages that arrive meanwhile wait in the client, their ack
-/// wait running: a redelivered one finds its delivery recorded). Pull requests are not
+/// message is taken as one batch, the ones not seen before run and their deliveries
+/// recorded, and acknowledged once recorded (messages that arrive meanwhile wait in the
+/// client, their ack wait running: a redelivered one finds its delivery recorded). Pull requests are not
 /// bounded by a short expiry: a request whose expiry notice went missing would hold the
 /// next messages back for seconds. A pull stream that ends or fails is opened again.
 pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliveries: Arc<Deliveries>) {
@@ -285,7 +286,8 @@ async fn handle_messages(shared: &Shared, deliveries: &Deliveries, messages: Vec
 /// attempt takes (a delivery's first attempt runs before it has a row: the message is the
 /// claim).
 async fn still_at_work<T>(messages: &[Message], ack_wait: Duration, work: impl Future<Output = T>) -> T {
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + ack_wait / 2, ack_wait / 2);
+    let every = (ack_wait / 2).max(Duration::from_millis(1));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tokio::pin!(work);
     loop {
         tokio::select! {

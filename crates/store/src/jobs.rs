@@ -435,9 +435,9 @@ impl Session {
     }
 
     /// Claims up to `limit` jobs of `kind` due at `now` — queued, or running with an expired
-    /// lease (their worker died) — leasing them until `lease_until`. One statement: a worker may run it in
-    /// [`crate::Store::one_statement`]. Concurrent workers on PostgreSQL skip each other's rows (`SKIP
-    /// LOCKED`); SQLite has a single writer.
+    /// lease (their worker died) — leasing them until `lease_until`. One statement: a worker
+    /// may run it in [`crate::Store::one_statement`]. Concurrent workers on PostgreSQL skip
+    /// each other's rows (`SKIP LOCKED`); SQLite has a single writer.
     pub async fn claim_queued_jobs(
         &mut self,
         kind: &str,

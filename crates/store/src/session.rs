@@ -161,11 +161,12 @@ impl Store {
     /// queue costs one), on SQLite a transaction on the single writer. Run exactly one write in
     /// it, then `commit` (a no-op on PostgreSQL).
     pub async fn one_statement(&self) -> Result<Session> {
-        let conn = match &self.backend {
-            Backend::Postgres(pool) => Conn::PgOneStatement(pool.acquire().await?),
-            Backend::Sqlite { .. } => return self.begin().await,
-        };
-        Ok(Session { conn })
+        match self.autocommit_pg().await? {
+            Some(c) => Ok(Session {
+                conn: Conn::PgOneStatement(c),
+            }),
+            None => self.begin().await,
+        }
     }
 
     /// PostgreSQL: a pooled connection outside any transaction, for a write that is one
