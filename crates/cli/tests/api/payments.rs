@@ -19,6 +19,7 @@ on_every_engine!(
     a_timeout_with_execution_is_settled_paid_by_the_inquiry,
     a_timeout_without_execution_is_voided_and_fails,
     a_pull_the_bank_would_not_take_is_sent_again,
+    the_recovery_job_settles_a_payment_its_deliveries_gave_up_on,
     partial_refunds_add_up_to_the_payment_and_no_more,
     a_refund_the_bank_refuses_goes_back_to_the_business,
     refunds_sent_together_each_get_their_own_outcome,
@@ -325,6 +326,65 @@ async fn a_pull_the_bank_would_not_take_is_sent_again(app: TestApp) {
         &[("pull", "unavailable"), ("pull", "completed")],
     );
     assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
+}
+
+/// A pull with no answer whose inquiries the bank cannot take either: its deliveries give up
+/// (a dead letter) and leave the payment `processing`. The recovery job finds it (by the
+/// columns a settled payment has set: none yet) once it has not moved for a minute, asks the
+/// bank again and records it paid; after that the job finds nothing.
+async fn the_recovery_job_settles_a_payment_its_deliveries_gave_up_on(app: TestApp) {
+    /// A payment that has not moved for this long is the recovery job's (its default).
+    const RECOVER_AFTER_SECS: i64 = 60;
+    let p = parties(&app).await;
+    app.set_bank_account_faults(&p.account, json!({"pull": "timeout_executed", "times": 1}))
+        .await;
+    app.set_bank_account_faults(&p.account, json!({"inquiry": "unavailable"}))
+        .await;
+    let sent = app.pay(&p.shop, &p.user, WON, "ORDER-REC", "pay-rec").await;
+    let id = text(&sent.assert_status(202)["id"]);
+
+    // Three deliveries, ten seconds apart on the clock, each asking the bank in vain.
+    for attempt in 1..=3 {
+        eventually("the delivery's inquiry", EVENTUALLY_MAX, async || {
+            let h = app.payment_history(&id).await;
+            (calls(&h).iter().filter(|(kind, _)| kind == "inquiry").count() == attempt).then_some(())
+        })
+        .await;
+        if attempt < 3 {
+            app.advance_clock(RETRY_DELAY_SECS).await;
+        }
+    }
+    eventually("the dead letter", EVENTUALLY_MAX, async || {
+        (!app.dead_letters("event.payment-pull").await.is_empty()).then_some(())
+    })
+    .await;
+    let stuck = app.payment_history(&id).await;
+    assert_eq!(stuck["status"], json!("processing"), "{stuck}");
+
+    app.set_bank_account_faults(&p.account, json!({"inquiry": "ok"})).await;
+    app.advance_clock(RECOVER_AFTER_SECS + 1).await;
+    let run = app.run_job("payment-recovery").await;
+    let paid = app.payment_when(&p.shop, &id, &["paid"]).await;
+    assert_eq!(paid["status"], json!("paid"), "{paid} after {run}");
+    let history = app.payment_history(&id).await;
+    let calls = calls(&history);
+    assert_eq!(calls.len(), 5, "{history}");
+    assert_eq!(calls[0], ("pull".to_owned(), "unknown".to_owned()), "{history}");
+    assert_eq!(
+        calls[4],
+        ("inquiry".to_owned(), "completed".to_owned()),
+        "never pulled again: {history}"
+    );
+    // Settled, it is nobody's work any more.
+    let again = app.run_job("payment-recovery").await;
+    assert_eq!(again["details"]["payments"], json!(0), "{again}");
+    assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
+    let stats = app.bank_stats().await;
+    assert_eq!(
+        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
+        (json!(1), json!(1)),
+        "pulled once: {stats}"
+    );
 }
 
 async fn partial_refunds_add_up_to_the_payment_and_no_more(app: TestApp) {
