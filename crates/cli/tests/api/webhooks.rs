@@ -156,11 +156,15 @@ async fn a_receiver_down_for_a_while_gets_the_webhook_later_exactly_once(app: Te
             .await;
         }
     };
+    // Each attempt is logged (with when the next is due) before the clock moves on: the
+    // receiver has the request before the server has recorded its answer.
     attempts(1).await;
+    app.deliveries_when(&shop, 1).await;
     for (minutes, n) in [(1, 2), (2, 3), (4, 4)] {
         app.advance_clock(minutes * 60).await;
         app.run_job("webhook-retry").await;
         attempts(n).await;
+        app.deliveries_when(&shop, n).await;
     }
     // Taken at the fourth attempt; nothing is sent after that, however long one waits.
     app.advance_clock(3 * 60 * 60).await;
