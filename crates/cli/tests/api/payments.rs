@@ -152,6 +152,16 @@ fn assert_calls(history: &Value, expected: &[(&str, &str)]) {
     assert_eq!(calls(history), expected, "bank calls of {}", history["id"]);
 }
 
+/// The bank was asked for one pull and executed it: never pulled again.
+async fn assert_pulled_once(app: &TestApp) {
+    let stats = app.bank_stats().await;
+    assert_eq!(
+        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
+        (json!(1), json!(1)),
+        "pulled once: {stats}"
+    );
+}
+
 fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
@@ -227,12 +237,7 @@ async fn a_payment_is_pulled_into_the_business_balance(app: TestApp) {
         .biz_get(&p.shop, "/v1/biz/payments?status=paid&order_id=ORDER-1")
         .await;
     assert_eq!(listed.assert_status(200)["items"][0]["id"], json!(id));
-    let stats = app.bank_stats().await;
-    assert_eq!(
-        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
-        (json!(1), json!(1)),
-        "{stats}"
-    );
+    assert_pulled_once(&app).await;
 }
 
 async fn a_declined_pull_fails_and_never_turns_into_success(app: TestApp) {
@@ -271,12 +276,7 @@ async fn a_timeout_with_execution_is_settled_paid_by_the_inquiry(app: TestApp) {
         &[("pull", "unknown"), ("inquiry", "completed")],
     );
     assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
-    let stats = app.bank_stats().await;
-    assert_eq!(
-        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
-        (json!(1), json!(1)),
-        "pulled once: {stats}"
-    );
+    assert_pulled_once(&app).await;
 }
 
 async fn a_timeout_without_execution_is_voided_and_fails(app: TestApp) {
@@ -379,12 +379,7 @@ async fn the_recovery_job_settles_a_payment_its_deliveries_gave_up_on(app: TestA
     let again = app.run_job("payment-recovery").await;
     assert_eq!(again["details"]["payments"], json!(0), "{again}");
     assert_money(&app, &p, [OPENING_WON - WON, WON, WON]).await;
-    let stats = app.bank_stats().await;
-    assert_eq!(
-        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
-        (json!(1), json!(1)),
-        "pulled once: {stats}"
-    );
+    assert_pulled_once(&app).await;
 }
 
 async fn partial_refunds_add_up_to_the_payment_and_no_more(app: TestApp) {
@@ -860,12 +855,7 @@ async fn a_crash_between_the_pull_and_its_record_pays_once(backend: Backend, eng
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(restarted.bank_account_balance(&p.account).await, OPENING_WON - WON);
-    let stats = restarted.bank_stats().await;
-    assert_eq!(
-        (stats["pulls"].clone(), stats["pulls_executed"].clone()),
-        (json!(1), json!(1)),
-        "pulled once: {stats}"
-    );
+    assert_pulled_once(&restarted).await;
     assert_eq!(restarted.platform_bank_balance().await, WON);
     assert_eq!(restarted.business_balance(&p.shop).await, WON);
     restarted.assert_invariants().await;
