@@ -233,6 +233,9 @@ struct ServeArgs {
     /// PostgreSQL connection pool size [default: 16].
     #[arg(long, env = "MINIPAY_DB_CONNECTIONS_MAX")]
     db_connections_max: Option<u32>,
+    /// PostgreSQL connections opened at start and kept open, at most the pool size [default: 0, opened as needed].
+    #[arg(long, env = "MINIPAY_DB_CONNECTIONS_MIN")]
+    db_connections_min: Option<u32>,
     /// Where history retention archives each month (gzip CSV) before retiring it [default: not archived].
     #[arg(long, env = "MINIPAY_HISTORY_ARCHIVE_DIR")]
     history_archive_dir: Option<PathBuf>,
@@ -332,6 +335,7 @@ impl ServeArgs {
             scheduler: self.scheduler,
             scheduler_tick_ms: self.scheduler_tick_ms,
             db_connections_max: self.db_connections_max,
+            db_connections_min: self.db_connections_min,
             history_archive_dir: self.history_archive_dir,
             history_retire_slice_max: self.history_retire_slice_max,
             transfer_batch_max: self.transfer_batch_max,

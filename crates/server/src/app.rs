@@ -77,6 +77,7 @@ impl Core {
             &settings.database_url,
             &StoreOptions {
                 pg_connections_max: settings.db_connections_max,
+                pg_connections_min: settings.db_connections_min,
                 ..StoreOptions::default()
             },
         )

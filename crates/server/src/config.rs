@@ -46,6 +46,8 @@ pub struct Settings {
     pub scheduler_tick_ms: u64,
     /// PostgreSQL pool size.
     pub db_connections_max: u32,
+    /// PostgreSQL connections opened at start and kept open (warm for the first requests).
+    pub db_connections_min: u32,
     /// Where the history-retention job archives each month (gzip CSV) before retiring it.
     /// Unset: months are retired without an archive (export them by hand first).
     pub history_archive_dir: Option<std::path::PathBuf>,
@@ -107,6 +109,7 @@ impl Default for Settings {
             scheduler: true,
             scheduler_tick_ms: 1_000,
             db_connections_max: 16,
+            db_connections_min: 0,
             history_archive_dir: None,
             history_retire_slice_max: 10_000,
             transfer_batch_max: 128,
@@ -141,11 +144,19 @@ pub enum SettingsError {
     WeakSecret(&'static str),
     #[error("production mode refuses the manual clock")]
     ManualClockInProduction,
+    #[error("MINIPAY_DB_CONNECTIONS_MIN ({min}) is more than the pool's MINIPAY_DB_CONNECTIONS_MAX ({max})")]
+    MoreConnectionsKeptThanPooled { min: u32, max: u32 },
 }
 
 impl Settings {
-    /// Checks the settings against the run mode.
+    /// Checks the settings against each other and the run mode.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.db_connections_min > self.db_connections_max {
+            return Err(SettingsError::MoreConnectionsKeptThanPooled {
+                min: self.db_connections_min,
+                max: self.db_connections_max,
+            });
+        }
         if self.mode == RunMode::Production {
             for (name, secret) in [
                 ("MINIPAY_ADMIN_TOKEN", &self.admin_token),
@@ -219,6 +230,7 @@ pub struct SettingsLayer {
     pub scheduler: Option<bool>,
     pub scheduler_tick_ms: Option<u64>,
     pub db_connections_max: Option<u32>,
+    pub db_connections_min: Option<u32>,
     pub history_archive_dir: Option<std::path::PathBuf>,
     pub history_retire_slice_max: Option<u32>,
     pub transfer_batch_max: Option<u32>,
@@ -255,6 +267,7 @@ impl SettingsLayer {
         "scheduler",
         "scheduler_tick_ms",
         "db_connections_max",
+        "db_connections_min",
         "history_archive_dir",
         "history_retire_slice_max",
         "transfer_batch_max",
@@ -297,6 +310,7 @@ impl SettingsLayer {
             scheduler: self.scheduler.or(lower.scheduler),
             scheduler_tick_ms: self.scheduler_tick_ms.or(lower.scheduler_tick_ms),
             db_connections_max: self.db_connections_max.or(lower.db_connections_max),
+            db_connections_min: self.db_connections_min.or(lower.db_connections_min),
             history_archive_dir: self.history_archive_dir.or(lower.history_archive_dir),
             history_retire_slice_max: self.history_retire_slice_max.or(lower.history_retire_slice_max),
             transfer_batch_max: self.transfer_batch_max.or(lower.transfer_batch_max),
@@ -335,6 +349,7 @@ impl SettingsLayer {
             scheduler: self.scheduler.unwrap_or(d.scheduler),
             scheduler_tick_ms: self.scheduler_tick_ms.unwrap_or(d.scheduler_tick_ms),
             db_connections_max: self.db_connections_max.unwrap_or(d.db_connections_max),
+            db_connections_min: self.db_connections_min.unwrap_or(d.db_connections_min),
             history_archive_dir: self.history_archive_dir.or(d.history_archive_dir),
             history_retire_slice_max: self.history_retire_slice_max.unwrap_or(d.history_retire_slice_max),
             transfer_batch_max: self.transfer_batch_max.unwrap_or(d.transfer_batch_max),
@@ -396,7 +411,7 @@ mod layer_tests {
                 "mode" => "\"dev\"",
                 "clock_start" => "\"2026-11-21T00:00:00Z\"",
                 "scheduler" => "true",
-                k if ["_max", "_ms", "_us", "_flight", "_attempts"]
+                k if ["_max", "_min", "_ms", "_us", "_flight", "_attempts"]
                     .iter()
                     .any(|s| k.ends_with(s)) =>
                 {

@@ -21,6 +21,9 @@ pub enum BackendKind {
 pub struct StoreOptions {
     /// PostgreSQL: connections in the pool.
     pub pg_connections_max: u32,
+    /// PostgreSQL: connections opened before `connect` returns and kept open (at most
+    /// `pg_connections_max`): the first requests find them ready instead of each opening one.
+    pub pg_connections_min: u32,
     /// SQLite: connections for reads (writes use one connection: SQLite has one writer).
     pub sqlite_readers_max: u32,
     /// How long a request waits for a free connection before failing.
@@ -33,6 +36,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             pg_connections_max: 16,
+            pg_connections_min: 0,
             sqlite_readers_max: 4,
             acquire_timeout_ms: 30_000,
             sqlite_busy_timeout_ms: 10_000,
@@ -65,6 +69,7 @@ impl Store {
             let connect = PgConnectOptions::from_str(url)?.application_name("minipay");
             let pool = PgPoolOptions::new()
                 .max_connections(opts.pg_connections_max)
+                .min_connections(opts.pg_connections_min.min(opts.pg_connections_max))
                 .acquire_timeout(acquire)
                 .connect_with(connect)
                 .await?;

@@ -139,6 +139,9 @@ impl PaymentsBench {
         let (stream, prefix) = (format!("BENCH{tag}"), format!("bench{tag}"));
         let env = [
             ("MINIPAY_EVENTS_POLL_MS", "50"),
+            // The pool (16) open before the first request, as a deployment that cares about
+            // its first second's latency would run it.
+            ("MINIPAY_DB_CONNECTIONS_MIN", "16"),
             ("MINIPAY_NATS_URL", self.nats_url.as_str()),
             ("MINIPAY_NATS_STREAM", stream.as_str()),
             ("MINIPAY_NATS_SUBJECT_PREFIX", prefix.as_str()),

@@ -1,6 +1,6 @@
 //! The `minipay` binary itself: `serve` on its embedded defaults, production mode's refusals,
-//! `migrate`, `sim bank` as the external bank of a server, and the midnight reset with the
-//! process in UTC.
+//! `migrate`, `sim bank` as the external bank of a server, the midnight reset with the
+//! process in UTC, and the PostgreSQL connections a server keeps open from its start.
 
 use crate::helpers::{
     Backend, TestApp, TestDb, fresh_bank_account_number, minipay_bin, spawn_process, spawn_serve_process,
@@ -216,6 +216,52 @@ async fn limit_reset_scenario(app: &TestApp) {
     );
     assert_eq!(limit["resets_at"], json!("2026-11-22T15:00:00Z"));
     app.charge(&user, 3_000_000).await.assert_status(201);
+}
+
+/// `MINIPAY_DB_CONNECTIONS_MIN`: the server opens that many PostgreSQL connections before it
+/// listens (none of its first requests waits for one to open), and refuses to start when it
+/// is more than the pool may hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_opens_its_minimum_of_connections_before_it_listens() {
+    let err = refused(
+        &["serve", "--listen", "127.0.0.1:0", "--db-connections-max", "4"],
+        &[("MINIPAY_DB_CONNECTIONS_MIN", "5")],
+    )
+    .await;
+    assert!(
+        err.contains("MINIPAY_DB_CONNECTIONS_MIN (5)") && err.contains("(4)"),
+        "{err}"
+    );
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let open_now = || async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'minipay'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        n
+    };
+    let env = [
+        ("MINIPAY_LISTEN", "127.0.0.1:0"),
+        ("MINIPAY_DATABASE_URL", db.url.as_str()),
+        ("MINIPAY_SCHEDULER", "false"),
+        ("MINIPAY_LOG", "warn"),
+        ("MINIPAY_DB_CONNECTIONS_MIN", "12"),
+    ];
+    let (mut child, _base) = spawn_process(&["serve"], &env).await;
+    // Starting takes far fewer than 12 (the migrations, the relay and consumers' first reads).
+    assert!(
+        open_now().await >= 12,
+        "the server listens with its 12 connections open"
+    );
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+    db.remove().await;
 }
 
 /// `minipay jobs run NAME --at TIME` runs a job by hand on the configured database and records
