@@ -1,6 +1,7 @@
 //! Webhooks to businesses (API-business.md, "Webhooks"): when a business's remittance, payment
-//! or refund reaches a final status, the consumer of that status's event records one webhook
-//! (once per status: a unique key) with the exact body to send, and tries it at once; the
+//! or refund reaches a final status, one webhook is recorded (once per status: a unique key)
+//! with the exact body to send — by the transaction that makes a payment's or refund's status
+//! final, by the consumer of the status's event for a remittance — and tried at once; the
 //! `webhook-retry` job tries again with backoff for 24 hours. Each attempt is claimed with a
 //! lease (two instances never post one webhook at the same time), signed with the business's
 //! webhook secret, posted with no transaction open, and logged.
@@ -151,6 +152,45 @@ impl Webhooks {
         Ok(tx.insert_webhook(&new).await?.then_some(id))
     }
 
+    /// Records the webhook of each `(kind, object, url)` as [`Self::record`] does; the ids of
+    /// those recorded.
+    pub async fn record_all(
+        &self,
+        tx: &mut Session,
+        announced: &[(&str, &WebhookObject, &str)],
+        now: Timestamp,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let mut ids = Vec::with_capacity(announced.len());
+        for (kind, object, url) in announced {
+            ids.extend(self.record(tx, kind, object, url, now).await?);
+        }
+        Ok(ids)
+    }
+
+    /// The first attempts of webhooks just recorded, a bounded number at once; a failure is
+    /// the retry job's from here (the webhook row is the record).
+    pub async fn attempt_all(&self, ids: Vec<Uuid>) {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(ids)
+            .for_each_concurrent(FIRST_ATTEMPT_CONCURRENCY_MAX, |id| async move {
+                if let Err(e) = self.attempt(id).await {
+                    tracing::warn!(webhook = %id, error = ?e, "recording a webhook attempt failed");
+                }
+            })
+            .await;
+    }
+
+    /// [`Self::attempt_all`] in a task of its own, for a caller that must not wait on the
+    /// receivers (a webhook whose attempt is lost with the process is due: the retry job
+    /// takes it).
+    pub fn attempt_soon(self: &Arc<Self>, ids: Vec<Uuid>) {
+        if ids.is_empty() {
+            return;
+        }
+        let webhooks = Arc::clone(self);
+        tokio::spawn(async move { webhooks.attempt_all(ids).await });
+    }
+
     /// One attempt at webhook `id`, if it is due and nobody else has it: `true` if delivered.
     pub async fn attempt(&self, id: Uuid) -> Result<bool, StoreError> {
         let now = self.clock.now();
@@ -293,13 +333,14 @@ impl Consumer for WebhookConsumer {
         if announced.is_empty() {
             return objects.into_iter().map(|o| o.map(drop)).collect();
         }
+        let announced: Vec<(&str, &WebhookObject, &str)> = announced
+            .into_iter()
+            .map(|(object, url)| (self.subject, object, url))
+            .collect();
         let recorded = async {
             let now = self.webhooks.clock.now();
             let mut tx = self.webhooks.store.begin().await?;
-            let mut ids = Vec::with_capacity(announced.len());
-            for (object, url) in &announced {
-                ids.extend(self.webhooks.record(&mut tx, self.subject, object, url, now).await?);
-            }
+            let ids = self.webhooks.record_all(&mut tx, &announced, now).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(ids)
         };
@@ -310,15 +351,7 @@ impl Consumer for WebhookConsumer {
                 return objects.into_iter().map(|o| o.and(Err(e.clone()))).collect();
             }
         };
-        // Tried at once; a failure is the retry job's from here (the webhook row is the record).
-        use futures_util::StreamExt;
-        futures_util::stream::iter(ids)
-            .for_each_concurrent(FIRST_ATTEMPT_CONCURRENCY_MAX, |id| async move {
-                if let Err(e) = self.webhooks.attempt(id).await {
-                    tracing::warn!(webhook = %id, error = ?e, "recording a webhook attempt failed");
-                }
-            })
-            .await;
+        self.webhooks.attempt_all(ids).await;
         objects.into_iter().map(|o| o.map(drop)).collect()
     }
 }

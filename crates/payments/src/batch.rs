@@ -10,6 +10,7 @@ use crate::accept::{order_label, trigger};
 use crate::settle::{
     Call, Settled, Transfer, Verdict, amount, commit_sent_rows, sent_call, store_failure, verdict_result, write_calls,
 };
+use crate::webhooks::{Final, FinalStatus, webhook_urls};
 use crate::{Payments, subjects};
 use minipay_core::PaymentId;
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
@@ -108,6 +109,7 @@ impl Payments {
     pub(crate) async fn record_payment_outcomes(&self, outcomes: &[(&Payment, &Settled)]) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        let urls = webhook_urls(&mut tx, outcomes.iter().map(|(p, _)| p.business_id)).await?;
         let transfers: Vec<(Transfer, &[Call])> = outcomes
             .iter()
             .map(|(p, settled)| (Transfer::pull(p), settled.calls.as_slice()))
@@ -135,6 +137,7 @@ impl Payments {
         let moved = tx.change_payment_statuses(&changes, now).await?;
         let mut journals = Vec::new();
         let mut events = Vec::new();
+        let mut finals = Vec::new();
         for ((p, change, subject), _) in settled.iter().zip(moved).filter(|(_, moved)| *moved) {
             if change.to == PaymentStatus::Paid {
                 let account = business_account(p.business_id);
@@ -146,11 +149,19 @@ impl Payments {
                 ));
             }
             events.push((*subject, trigger(p.id)));
+            finals.push(FinalStatus {
+                subject,
+                business: p.business_id,
+                object: Final::Payment(p.id),
+            });
             metrics::counter!("minipay_payments_settled_total", "status" => change.to.as_str()).increment(1);
         }
         minipay_events::emit_all(&mut tx, &events, now).await?;
+        let webhooks = self.record_webhooks(&mut tx, &finals, &urls).await?;
         // The platform's accounts last, right before the commit.
         tx.post_journals(&journals.iter().collect::<Vec<_>>(), now).await?;
-        tx.commit().await
+        tx.commit().await?;
+        self.webhooks.attempt_soon(webhooks);
+        Ok(())
     }
 }

@@ -18,7 +18,6 @@ mod webhooks;
 pub use consumers::consumers;
 pub use jobs::{SCHEDULES, jobs};
 pub use request::{NewPayment, NewRefund};
-pub use webhooks::webhook_consumers;
 
 use jiff::SignedDuration;
 use minipay_bank::Bank;
@@ -26,6 +25,7 @@ use minipay_core::ledger::business_account;
 use minipay_core::request::PageLimit;
 use minipay_core::{BusinessId, Clock, PaymentId, UserId};
 use minipay_events::Events;
+use minipay_events::webhooks::Webhooks;
 use minipay_services::BatchConfig;
 use minipay_services::group_commit::GroupCommit;
 use minipay_services::pagination::{decode_cursor, page_of, rows_for};
@@ -84,6 +84,8 @@ pub struct Payments {
     bank: Arc<dyn Bank>,
     clock: Arc<dyn Clock>,
     events: Events,
+    /// Records the final statuses' webhooks (in the settling transaction) and tries them.
+    webhooks: Arc<Webhooks>,
     config: PaymentsConfig,
     accepts: GroupCommit<accept_group::AcceptPayment, accept_group::Accepted>,
 }
@@ -94,6 +96,7 @@ impl Payments {
         bank: Arc<dyn Bank>,
         clock: Arc<dyn Clock>,
         events: Events,
+        webhooks: Arc<Webhooks>,
         config: PaymentsConfig,
     ) -> Self {
         let groups = accept_group::PaymentGroups {
@@ -107,6 +110,7 @@ impl Payments {
             bank,
             clock,
             events,
+            webhooks,
             config,
         }
     }

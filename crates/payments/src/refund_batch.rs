@@ -10,6 +10,7 @@ use crate::accept::{order_label, refund_trigger};
 use crate::settle::{
     Call, Settled, Transfer, Verdict, amount, commit_sent_rows, sent_call, store_failure, verdict_result, write_calls,
 };
+use crate::webhooks::{Final, FinalStatus, webhook_urls};
 use crate::{Payments, subjects};
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
 use minipay_core::payment::{BankCallKind, RefundStatus};
@@ -129,6 +130,7 @@ impl Payments {
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
+        let urls = webhook_urls(&mut tx, outcomes.iter().map(|(_, r, _)| r.business_id)).await?;
         let transfers: Vec<(Transfer, &[Call])> = outcomes
             .iter()
             .map(|(p, r, settled)| (Transfer::push(p, r), settled.calls.as_slice()))
@@ -136,6 +138,7 @@ impl Payments {
         write_calls(&mut tx, &transfers).await?;
         let mut journals = Vec::new();
         let mut events = Vec::new();
+        let mut finals = Vec::new();
         for (p, r, settled) in outcomes {
             let (to, fail, posting, subject) = match &settled.verdict {
                 Verdict::Moved => (
@@ -168,11 +171,19 @@ impl Payments {
                 amount(r.amount)?,
             ));
             events.push((subject, refund_trigger(r.id)));
+            finals.push(FinalStatus {
+                subject,
+                business: r.business_id,
+                object: Final::Refund(r.id),
+            });
             metrics::counter!("minipay_refunds_settled_total", "status" => to.as_str()).increment(1);
         }
         minipay_events::emit_all(&mut tx, &events, now).await?;
+        let webhooks = self.record_webhooks(&mut tx, &finals, &urls).await?;
         // The platform's accounts last, right before the commit.
         tx.post_journals(&journals.iter().collect::<Vec<_>>(), now).await?;
-        tx.commit().await
+        tx.commit().await?;
+        self.webhooks.attempt_soon(webhooks);
+        Ok(())
     }
 }

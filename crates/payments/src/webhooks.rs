@@ -1,108 +1,111 @@
-//! The final statuses of payments and refunds as webhooks to their business: one consumer per
-//! final status, each recording the webhook with the payment (or refund) as `GET` shows it.
+//! The final statuses of payments and refunds as webhooks to their business: recorded by the
+//! transaction that makes the status final (the payment or refund as `GET` shows it then, so
+//! a final status is never without its webhook), tried once it has committed.
 
 use crate::views::{PaymentView, RefundView};
-use crate::{Payments, subjects};
-use async_trait::async_trait;
-use minipay_core::{PaymentId, RefundId};
-use minipay_events::webhooks::{WebhookConsumer, WebhookObject, WebhookSource, Webhooks};
-use minipay_events::{Consumer, Event, Failure};
-use minipay_store::Payment;
+use minipay_core::{BusinessId, PaymentId, RefundId};
+use minipay_events::webhooks::WebhookObject;
+use minipay_store::{Session, StoreError};
 use std::collections::HashMap;
-use std::sync::Arc;
+use uuid::Uuid;
 
-/// The webhook consumers of the payments' and refunds' final statuses.
-pub fn webhook_consumers(payments: &Arc<Payments>, webhooks: &Arc<Webhooks>) -> Vec<Arc<dyn Consumer>> {
-    let payment: Arc<dyn WebhookSource> = Arc::new(PaymentObjects(payments.clone()));
-    let refund: Arc<dyn WebhookSource> = Arc::new(RefundObjects(payments.clone()));
-    [
-        ("webhook-payment-paid", subjects::PAID, &payment),
-        ("webhook-payment-failed", subjects::FAILED, &payment),
-        ("webhook-refund-succeeded", subjects::REFUND_SUCCEEDED, &refund),
-        ("webhook-refund-failed", subjects::REFUND_FAILED, &refund),
-    ]
-    .into_iter()
-    .map(|(name, subject, source)| {
-        Arc::new(WebhookConsumer::new(name, subject, source.clone(), webhooks.clone())) as Arc<dyn Consumer>
-    })
-    .collect()
+/// A status a settling transaction made final: its event's subject (the webhook's `type`) and
+/// what it is about.
+pub(crate) struct FinalStatus {
+    pub subject: &'static str,
+    pub business: BusinessId,
+    pub object: Final,
 }
 
-struct PaymentObjects(Arc<Payments>);
-struct RefundObjects(Arc<Payments>);
-
-#[derive(serde::Deserialize)]
-struct PaymentTrigger {
-    payment_id: PaymentId,
+#[derive(Clone, Copy)]
+pub(crate) enum Final {
+    Payment(PaymentId),
+    Refund(RefundId),
 }
 
-#[derive(serde::Deserialize)]
-struct RefundTrigger {
-    refund_id: RefundId,
-}
-
-fn unreadable(e: impl std::fmt::Display) -> Failure {
-    Failure::new(format!("reading the object: {e}"))
-}
-
-#[async_trait]
-impl WebhookSource for PaymentObjects {
-    async fn object(&self, event: &Event) -> Result<Option<WebhookObject>, Failure> {
-        self.objects(std::slice::from_ref(event))
-            .await
-            .pop()
-            .unwrap_or(Ok(None))
+impl Final {
+    fn payment(self) -> Option<PaymentId> {
+        match self {
+            Self::Payment(id) => Some(id),
+            Self::Refund(_) => None,
+        }
     }
 
-    /// The batch's payments read in one query.
-    async fn objects(&self, events: &[Event]) -> Vec<Result<Option<WebhookObject>, Failure>> {
-        let ids: Vec<Result<PaymentId, Failure>> = events
+    fn refund(self) -> Option<RefundId> {
+        match self {
+            Self::Refund(id) => Some(id),
+            Self::Payment(_) => None,
+        }
+    }
+
+    fn id(self) -> Uuid {
+        match self {
+            Self::Payment(id) => id.as_uuid(),
+            Self::Refund(id) => id.as_uuid(),
+        }
+    }
+}
+
+/// The webhook URLs of `businesses` (those that have one).
+pub(crate) async fn webhook_urls(
+    tx: &mut Session,
+    businesses: impl IntoIterator<Item = BusinessId>,
+) -> Result<HashMap<BusinessId, String>, StoreError> {
+    let mut businesses: Vec<BusinessId> = businesses.into_iter().collect();
+    businesses.sort_unstable_by_key(|b| b.as_uuid());
+    businesses.dedup();
+    tx.webhook_urls(&businesses).await
+}
+
+impl crate::Payments {
+    /// Records, in the caller's transaction, the webhook of each final status whose business
+    /// has a URL (in `urls`), with its payment or refund read back as changed; the ids of
+    /// those recorded, to try once the transaction has committed.
+    pub(crate) async fn record_webhooks(
+        &self,
+        tx: &mut Session,
+        statuses: &[FinalStatus],
+        urls: &HashMap<BusinessId, String>,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let announced: Vec<&FinalStatus> = statuses.iter().filter(|s| urls.contains_key(&s.business)).collect();
+        if announced.is_empty() {
+            return Ok(Vec::new());
+        }
+        let objects = objects_as_changed(tx, &announced).await?;
+        let webhooks: Vec<(&str, &WebhookObject, &str)> = announced
             .iter()
-            .map(|e| e.data::<PaymentTrigger>().map(|t| t.payment_id).map_err(unreadable))
+            .zip(&objects)
+            .filter_map(|(s, object)| Some((s.subject, object.as_ref()?, urls.get(&s.business)?.as_str())))
             .collect();
-        let wanted: Vec<PaymentId> = ids.iter().flatten().copied().collect();
-        let read = async { self.0.store.read().await?.payments_by_ids(&wanted).await }.await;
-        let payments: HashMap<PaymentId, Payment> = match read {
-            Ok(rows) => rows.into_iter().map(|p| (p.id, p)).collect(),
-            Err(e) => {
-                let e = unreadable(e);
-                return events.iter().map(|_| Err(e.clone())).collect();
-            }
-        };
-        ids.into_iter()
-            .map(|id| payments.get(&id?).map(payment_object).transpose())
-            .collect()
+        self.webhooks.record_all(tx, &webhooks, self.clock.now()).await
     }
 }
 
-fn payment_object(p: &Payment) -> Result<WebhookObject, Failure> {
-    Ok(WebhookObject {
-        business: p.business_id,
-        id: p.id.as_uuid(),
-        data: serde_json::to_value(PaymentView::from(p)).map_err(unreadable)?,
-    })
+/// Each status's payment or refund as `GET` shows it, read in the transaction that changed it
+/// (one query per kind).
+async fn objects_as_changed(
+    tx: &mut Session,
+    statuses: &[&FinalStatus],
+) -> Result<Vec<Option<WebhookObject>>, StoreError> {
+    let payment_ids: Vec<PaymentId> = statuses.iter().filter_map(|s| s.object.payment()).collect();
+    let refund_ids: Vec<RefundId> = statuses.iter().filter_map(|s| s.object.refund()).collect();
+    let mut objects: HashMap<Uuid, WebhookObject> = HashMap::new();
+    if !payment_ids.is_empty() {
+        for p in tx.payments_by_ids(&payment_ids).await? {
+            let object = webhook_object(p.business_id, p.id.as_uuid(), &PaymentView::from(&p))?;
+            objects.insert(object.id, object);
+        }
+    }
+    if !refund_ids.is_empty() {
+        for r in tx.refunds_by_ids(&refund_ids).await? {
+            let object = webhook_object(r.business_id, r.id.as_uuid(), &RefundView::from(&r))?;
+            objects.insert(object.id, object);
+        }
+    }
+    Ok(statuses.iter().map(|s| objects.remove(&s.object.id())).collect())
 }
 
-#[async_trait]
-impl WebhookSource for RefundObjects {
-    async fn object(&self, event: &Event) -> Result<Option<WebhookObject>, Failure> {
-        let t: RefundTrigger = event.data().map_err(unreadable)?;
-        let Some(r) = self
-            .0
-            .store
-            .read()
-            .await
-            .map_err(unreadable)?
-            .refund(t.refund_id)
-            .await
-            .map_err(unreadable)?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(WebhookObject {
-            business: r.business_id,
-            id: r.id.as_uuid(),
-            data: serde_json::to_value(RefundView::from(&r)).map_err(unreadable)?,
-        }))
-    }
+fn webhook_object(business: BusinessId, id: Uuid, view: &impl serde::Serialize) -> Result<WebhookObject, StoreError> {
+    let data = serde_json::to_value(view).map_err(|e| StoreError::Corrupt(format!("a webhook's object: {e}")))?;
+    Ok(WebhookObject { business, id, data })
 }

@@ -111,19 +111,19 @@ impl Core {
             businesses.clone(),
             remit_config(settings),
         ));
+        let webhooks = Arc::new(Webhooks::new(store.clone(), clock.clone(), WebhookConfig::default())?);
         let payments = Arc::new(Payments::new(
             store.clone(),
             bank.clone(),
             clock.clone(),
             events.clone(),
+            webhooks.clone(),
             payments_config(settings),
         ));
         let gateway = Gateway::start(store.clone(), clock.clone(), events.clone(), gateway_config(settings));
         let readside = Arc::new(ReadSide::new(store.clone(), clock.clone(), events_config(settings)));
-        let webhooks = Arc::new(Webhooks::new(store.clone(), clock.clone(), WebhookConfig::default())?);
         let mut consumers = remittance::consumers(&remittances);
         consumers.extend(remittance::webhook_consumers(&remittances, &webhooks));
-        consumers.extend(minipay_payments::webhook_consumers(&payments, &webhooks));
         consumers.extend(minipay_payments::consumers(&payments));
         consumers.push(Arc::new(readside.projection()));
         if let Some(url) = &settings.alert_webhook_url {

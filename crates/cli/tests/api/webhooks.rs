@@ -1,13 +1,17 @@
 //! Webhooks to businesses, black box: the final statuses of payments, refunds and remittances
-//! posted to a receiver in the test, which checks each signature with the business's webhook
-//! secret; a receiver down for a while gets the webhook later from the retry job, exactly once;
-//! the delivery log shows every attempt.
+//! — failures included — posted to a receiver in the test, which checks each signature with
+//! the business's webhook secret; a receiver down for a while gets the webhook later from the
+//! retry job, exactly once; the delivery log shows every attempt.
 
-use crate::helpers::{EVENTUALLY_MAX, HookReceiver, HookRequest, TestApp, TestBusiness, eventually};
+use crate::helpers::{
+    EVENTUALLY_MAX, HookReceiver, HookRequest, TestApp, TestBusiness, eventually, fresh_bank_account_number,
+    fresh_bank_account_number_ending,
+};
 use crate::{on_both_backends, on_every_engine};
 use serde_json::{Value, json};
 
 on_every_engine!(final_statuses_are_posted_signed_once_each);
+on_every_engine!(failures_are_posted_with_their_reason);
 on_both_backends!(a_receiver_down_for_a_while_gets_the_webhook_later_exactly_once);
 
 impl TestApp {
@@ -87,6 +91,49 @@ async fn hooked_payment(app: &TestApp, receiver: &HookReceiver, order: &str) -> 
         .await;
     let payment_id = paid.assert_status(202)["id"].clone();
     (shop, payment_id)
+}
+
+/// A declined pull is posted as `payment.failed` and a refund the bank refuses as
+/// `refund.failed`, each carrying the object as `GET` shows it once failed (the reason
+/// included), once each.
+async fn failures_are_posted_with_their_reason(app: TestApp) {
+    let receiver = HookReceiver::start().await;
+    let shop = app.onboard_business_hooked("가나마트", &receiver.url).await;
+    let number = fresh_bank_account_number();
+    let declined = app.user_with_bank_number("김민수", &number).await;
+    app.set_bank_account_faults(&number, json!({"pull": "decline"})).await;
+    let body = json!({"user_id": declined.id, "amount": 30_000, "order_id": "HOOK-F"});
+    let sent = app.biz_post(&shop, "/v1/biz/payments", Some("pay-hook-f"), body).await;
+    let payment_id = sent.assert_status(202)["id"].clone();
+    assert_failure_posted(&receiver, "payment.failed", &shop, &payment_id).await;
+
+    // Accounts ending 0006 are closed to deposits: paid, then the refund's push is refused.
+    let closed = app
+        .user_with_bank_number("이영희", &fresh_bank_account_number_ending("0006"))
+        .await;
+    let body = json!({"user_id": closed.id, "amount": 30_000, "order_id": "HOOK-R"});
+    let sent = app.biz_post(&shop, "/v1/biz/payments", Some("pay-hook-r"), body).await;
+    let paid_id = sent.assert_status(202)["id"].clone();
+    taken(&receiver, "payment.paid").await;
+    let path = format!("/v1/biz/payments/{}/refunds", paid_id.as_str().unwrap());
+    let refund = app
+        .biz_post(&shop, &path, Some("hook-refund-f"), json!({"amount": 10_000}))
+        .await;
+    let refund_id = refund.assert_status(202)["id"].clone();
+    assert_failure_posted(&receiver, "refund.failed", &shop, &refund_id).await;
+    for kind in ["payment.failed", "payment.paid", "refund.failed"] {
+        assert_eq!(of_type(&receiver, kind).len(), 1, "{kind}: {:?}", receiver.received());
+    }
+}
+
+/// The `kind` webhook of object `id` taken by the receiver, signed, the object failed because
+/// the bank declined.
+async fn assert_failure_posted(receiver: &HookReceiver, kind: &str, shop: &TestBusiness, id: &Value) {
+    let hook = taken(receiver, kind).await;
+    assert_signed(&hook, &shop.webhook_secret);
+    let data = &hook.body["data"];
+    assert_eq!((&data["id"], &data["status"]), (id, &json!("failed")), "{data}");
+    assert_eq!(data["failure"]["code"], json!("bank_declined"), "{data}");
 }
 
 async fn final_statuses_are_posted_signed_once_each(app: TestApp) {
