@@ -33,6 +33,9 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// How long a claim keeps others off one webhook (longer than `timeout`).
     pub lease: SignedDuration,
+    /// First attempts running at once for webhooks tried as soon as they are recorded
+    /// ([`Webhooks::attempt_soon`]); beyond it a webhook is left, due, to the retry job.
+    pub first_attempts_in_flight_max: usize,
 }
 
 impl Default for WebhookConfig {
@@ -43,6 +46,7 @@ impl Default for WebhookConfig {
             retry_delay_max: SignedDuration::from_hours(1),
             timeout: Duration::from_secs(10),
             lease: SignedDuration::from_secs(60),
+            first_attempts_in_flight_max: 256,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Webhooks {
     store: Store,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
+    /// A permit per first attempt in flight from [`Self::attempt_soon`].
+    first_attempts: Arc<tokio::sync::Semaphore>,
     config: WebhookConfig,
 }
 
@@ -124,6 +130,7 @@ impl Webhooks {
             store,
             clock,
             http,
+            first_attempts: Arc::new(tokio::sync::Semaphore::new(config.first_attempts_in_flight_max)),
             config,
         })
     }
@@ -180,15 +187,25 @@ impl Webhooks {
             .await;
     }
 
-    /// [`Self::attempt_all`] in a task of its own, for a caller that must not wait on the
-    /// receivers (a webhook whose attempt is lost with the process is due: the retry job
-    /// takes it).
+    /// The first attempts of webhooks just recorded, each in a task of its own, for a caller
+    /// that must not wait on the receivers: at most `first_attempts_in_flight_max` at once
+    /// (slow receivers cannot pile attempts up); a webhook beyond it, or whose attempt is
+    /// lost with the process, is due already, and the retry job takes it.
     pub fn attempt_soon(self: &Arc<Self>, ids: Vec<Uuid>) {
-        if ids.is_empty() {
-            return;
+        for id in ids {
+            let Ok(permit) = Arc::clone(&self.first_attempts).try_acquire_owned() else {
+                metrics::counter!("minipay_webhooks_left_to_retry_total").increment(1);
+                tracing::debug!(webhook = %id, "first attempts at their bound; left to the retry job");
+                continue;
+            };
+            let webhooks = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Err(e) = webhooks.attempt(id).await {
+                    tracing::warn!(webhook = %id, error = ?e, "recording a webhook attempt failed");
+                }
+                drop(permit);
+            });
         }
-        let webhooks = Arc::clone(self);
-        tokio::spawn(async move { webhooks.attempt_all(ids).await });
     }
 
     /// One attempt at webhook `id`, if it is due and nobody else has it: `true` if delivered.

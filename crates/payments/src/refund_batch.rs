@@ -179,7 +179,7 @@ impl Payments {
             metrics::counter!("minipay_refunds_settled_total", "status" => to.as_str()).increment(1);
         }
         minipay_events::emit_all(&mut tx, &events, now).await?;
-        let webhooks = self.record_webhooks(&mut tx, &finals, &urls).await?;
+        let webhooks = self.record_webhooks(&mut tx, &finals, &urls, now).await?;
         // The platform's accounts last, right before the commit.
         tx.post_journals(&journals.iter().collect::<Vec<_>>(), now).await?;
         tx.commit().await?;

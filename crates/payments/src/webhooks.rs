@@ -66,6 +66,7 @@ impl crate::Payments {
         tx: &mut Session,
         statuses: &[FinalStatus],
         urls: &HashMap<BusinessId, String>,
+        now: jiff::Timestamp,
     ) -> Result<Vec<Uuid>, StoreError> {
         let announced: Vec<&FinalStatus> = statuses.iter().filter(|s| urls.contains_key(&s.business)).collect();
         if announced.is_empty() {
@@ -77,7 +78,7 @@ impl crate::Payments {
             .zip(&objects)
             .filter_map(|(s, object)| Some((s.subject, object.as_ref()?, urls.get(&s.business)?.as_str())))
             .collect();
-        self.webhooks.record_all(tx, &webhooks, self.clock.now()).await
+        self.webhooks.record_all(tx, &webhooks, now).await
     }
 }
 
