@@ -4,8 +4,9 @@
 //! whose deliveries are keyed jobs on the durable queue: retried on the injected clock,
 //! dead-lettered with their reason after the last attempt, never dropped. In embedded mode a
 //! consumer that only writes to the platform's database may instead be applied inside the
-//! dispatcher's own transaction (no deliveries). Webhooks to businesses are recorded by
-//! consumers of final statuses and retried by a job.
+//! dispatcher's own transaction (no deliveries). Webhooks to businesses are recorded with
+//! the final statuses they announce (by the transaction that makes a payment's or refund's
+//! final, by consumers of a remittance's final-status events) and retried by a job.
 
 pub mod alerts;
 mod consumer;

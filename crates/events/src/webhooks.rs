@@ -115,8 +115,10 @@ pub struct Webhooks {
     config: WebhookConfig,
 }
 
-/// Webhooks attempted per retry-job run, at most.
+/// Webhooks read and attempted together by the retry job.
 const RETRY_BATCH_MAX: u32 = 200;
+/// How long one retry-job run goes on attempting full batches (it runs every minute).
+const RETRY_RUN_BUDGET: Duration = Duration::from_secs(45);
 /// Attempts in flight at once in a retry-job run.
 const RETRY_CONCURRENCY_MAX: usize = 16;
 /// First attempts in flight at once for a consumer's batch: a batch of receivers that all
@@ -267,20 +269,33 @@ impl Webhooks {
         Ok(sent.status().as_u16())
     }
 
-    /// Attempts every webhook due at `at` (the `webhook-retry` job).
+    /// Attempts every webhook due at `at` (the `webhook-retry` job): batch after batch while
+    /// full batches are due, for at most [`RETRY_RUN_BUDGET`] (a webhook attempted is not due
+    /// at `at` again: delivered, given up, or due after its backoff), so a backlog — first
+    /// attempts left over beyond their bound — drains in one run, not 200 a minute.
     pub async fn attempt_due(&self, at: Timestamp) -> anyhow::Result<JobOutcome> {
         use futures_util::StreamExt;
-        let due = self.store.read().await?.due_webhooks(at, RETRY_BATCH_MAX).await?;
-        let results: Vec<Result<bool, StoreError>> = futures_util::stream::iter(due.iter().copied())
-            .map(|id| self.attempt(id))
-            .buffer_unordered(RETRY_CONCURRENCY_MAX)
-            .collect()
-            .await;
-        let delivered = results.iter().filter(|r| matches!(r, Ok(true))).count() as u64;
-        let errors = results.iter().filter(|r| r.is_err()).count();
+        let started = Instant::now();
+        let (mut due_total, mut delivered, mut errors) = (0usize, 0u64, 0usize);
+        loop {
+            let due = self.store.read().await?.due_webhooks(at, RETRY_BATCH_MAX).await?;
+            let results: Vec<Result<bool, StoreError>> = futures_util::stream::iter(due.iter().copied())
+                .map(|id| self.attempt(id))
+                .buffer_unordered(RETRY_CONCURRENCY_MAX)
+                .collect()
+                .await;
+            due_total += due.len();
+            delivered += results.iter().filter(|r| matches!(r, Ok(true))).count() as u64;
+            let failed = results.iter().filter(|r| r.is_err()).count();
+            errors += failed;
+            // An error may leave its webhook due: the next run tries it, this one stops.
+            if due.len() < RETRY_BATCH_MAX as usize || failed > 0 || started.elapsed() >= RETRY_RUN_BUDGET {
+                break;
+            }
+        }
         Ok(JobOutcome {
             processed: delivered,
-            details: serde_json::json!({"due": due.len(), "delivered": delivered, "errors": errors}),
+            details: serde_json::json!({"due": due_total, "delivered": delivered, "errors": errors}),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Settling a batch of payments' pulls in two transactions instead of two per payment: one
 //! marks every `accepted` payment of the batch `processing` with its pull's `sent` row; the
 //! pulls then go to the bank all at once, with no transaction open; one transaction records
-//! every answer — the calls, the status changes, the events, and last, right before the commit,
+//! every answer — the calls, the status changes, the events, the webhooks of the businesses
+//! that have a URL (tried once it has committed), and last, right before the commit,
 //! the postings under one lock of the accounts they touch (bank settlement is every payment's
 //! other side: the fewer commits that hold it, the more payments go through). If recording the
 //! batch fails, each payment is recorded on its own, so one cannot hold the others back.
@@ -10,7 +11,7 @@ use crate::accept::{order_label, trigger};
 use crate::settle::{
     Call, Settled, Transfer, Verdict, amount, commit_sent_rows, sent_call, store_failure, verdict_result, write_calls,
 };
-use crate::webhooks::{Final, FinalStatus, webhook_urls};
+use crate::webhooks::{Final, FinalStatus};
 use crate::{Payments, subjects};
 use minipay_core::PaymentId;
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
@@ -104,12 +105,12 @@ impl Payments {
     }
 
     /// One transaction for a batch's answers: the calls and status changes (each only if the
-    /// payment is still `processing`; one statement each), the events, then the postings of the
-    /// paid ones under one lock of the accounts they touch.
+    /// payment is still `processing`; one statement each), the events and webhooks, then the
+    /// postings of the paid ones under one lock of the accounts they touch; the webhooks are
+    /// tried once it has committed.
     pub(crate) async fn record_payment_outcomes(&self, outcomes: &[(&Payment, &Settled)]) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let urls = webhook_urls(&mut tx, outcomes.iter().map(|(p, _)| p.business_id)).await?;
         let transfers: Vec<(Transfer, &[Call])> = outcomes
             .iter()
             .map(|(p, settled)| (Transfer::pull(p), settled.calls.as_slice()))
@@ -157,7 +158,7 @@ impl Payments {
             metrics::counter!("minipay_payments_settled_total", "status" => change.to.as_str()).increment(1);
         }
         minipay_events::emit_all(&mut tx, &events, now).await?;
-        let webhooks = self.record_webhooks(&mut tx, &finals, &urls, now).await?;
+        let webhooks = self.record_webhooks(&mut tx, &finals, now).await?;
         // The platform's accounts last, right before the commit.
         tx.post_journals(&journals.iter().collect::<Vec<_>>(), now).await?;
         tx.commit().await?;

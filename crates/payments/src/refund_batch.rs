@@ -2,15 +2,15 @@
 //! `accepted` refund of the batch `processing` with its push's `sent` row; the pushes then go
 //! to the bank all at once, with no transaction open; one transaction records every answer —
 //! the calls, the status changes, the amounts of failed ones given back to their payments, the
-//! events, and last, right before the commit, the postings under one lock of the accounts they
-//! touch (refunds in transit and bank settlement are every refund's other side). If recording
-//! the batch fails, each refund is recorded on its own.
+//! events and webhooks, and last, right before the commit, the postings under one lock of the
+//! accounts they touch (refunds in transit and bank settlement are every refund's other side).
+//! If recording the batch fails, each refund is recorded on its own.
 
 use crate::accept::{order_label, refund_trigger};
 use crate::settle::{
     Call, Settled, Transfer, Verdict, amount, commit_sent_rows, sent_call, store_failure, verdict_result, write_calls,
 };
-use crate::webhooks::{Final, FinalStatus, webhook_urls};
+use crate::webhooks::{Final, FinalStatus};
 use crate::{Payments, subjects};
 use minipay_core::ledger::{BalancePosting, balance_journal, business_account};
 use minipay_core::payment::{BankCallKind, RefundStatus};
@@ -122,15 +122,15 @@ impl Payments {
 
     /// One transaction for a batch's answers: the calls; each settled refund succeeded
     /// (refunds in transit → bank settlement) or failed (the money back in the business's
-    /// balance, the amount back in the payment), only if it is still `processing`; the events;
-    /// then the postings under one lock of the accounts they touch.
+    /// balance, the amount back in the payment), only if it is still `processing`; the events
+    /// and webhooks; then the postings under one lock of the accounts they touch; the webhooks
+    /// are tried once it has committed.
     pub(crate) async fn record_refund_outcomes(
         &self,
         outcomes: &[(&Payment, &Refund, &Settled)],
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let urls = webhook_urls(&mut tx, outcomes.iter().map(|(_, r, _)| r.business_id)).await?;
         let transfers: Vec<(Transfer, &[Call])> = outcomes
             .iter()
             .map(|(p, r, settled)| (Transfer::push(p, r), settled.calls.as_slice()))
@@ -179,7 +179,7 @@ impl Payments {
             metrics::counter!("minipay_refunds_settled_total", "status" => to.as_str()).increment(1);
         }
         minipay_events::emit_all(&mut tx, &events, now).await?;
-        let webhooks = self.record_webhooks(&mut tx, &finals, &urls, now).await?;
+        let webhooks = self.record_webhooks(&mut tx, &finals, now).await?;
         // The platform's accounts last, right before the commit.
         tx.post_journals(&journals.iter().collect::<Vec<_>>(), now).await?;
         tx.commit().await?;

@@ -46,28 +46,23 @@ impl Final {
     }
 }
 
-/// The webhook URLs of `businesses` (those that have one).
-pub(crate) async fn webhook_urls(
-    tx: &mut Session,
-    businesses: impl IntoIterator<Item = BusinessId>,
-) -> Result<HashMap<BusinessId, String>, StoreError> {
-    let mut businesses: Vec<BusinessId> = businesses.into_iter().collect();
-    businesses.sort_unstable_by_key(|b| b.as_uuid());
-    businesses.dedup();
-    tx.webhook_urls(&businesses).await
-}
-
 impl crate::Payments {
     /// Records, in the caller's transaction, the webhook of each final status whose business
-    /// has a URL (in `urls`), with its payment or refund read back as changed; the ids of
-    /// those recorded, to try once the transaction has committed.
+    /// has a URL, with its payment or refund read back as changed; the ids of those recorded,
+    /// to try once the transaction has committed. Nothing is read when no status is final.
     pub(crate) async fn record_webhooks(
         &self,
         tx: &mut Session,
         statuses: &[FinalStatus],
-        urls: &HashMap<BusinessId, String>,
         now: jiff::Timestamp,
     ) -> Result<Vec<Uuid>, StoreError> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut businesses: Vec<BusinessId> = statuses.iter().map(|s| s.business).collect();
+        businesses.sort_unstable_by_key(|b| b.as_uuid());
+        businesses.dedup();
+        let urls = tx.webhook_urls(&businesses).await?;
         let announced: Vec<&FinalStatus> = statuses.iter().filter(|s| urls.contains_key(&s.business)).collect();
         if announced.is_empty() {
             return Ok(Vec::new());
@@ -83,7 +78,7 @@ impl crate::Payments {
 }
 
 /// Each status's payment or refund as `GET` shows it, read in the transaction that changed it
-/// (one query per kind).
+/// (one query per kind on PostgreSQL).
 async fn objects_as_changed(
     tx: &mut Session,
     statuses: &[&FinalStatus],

@@ -251,13 +251,23 @@ async fn a_server_opens_its_minimum_of_connections_before_it_listens() {
         ("MINIPAY_DATABASE_URL", db.url.as_str()),
         ("MINIPAY_SCHEDULER", "false"),
         ("MINIPAY_LOG", "warn"),
-        ("MINIPAY_DB_CONNECTIONS_MIN", "12"),
+        ("MINIPAY_DB_CONNECTIONS_MAX", "32"),
     ];
+    // Without the setting, starting opens far fewer (the migrations and the workers' first
+    // polls: 10 here).
     let (mut child, _base) = spawn_process(&["serve"], &env).await;
-    // Starting takes far fewer than 12 (the migrations, the relay and consumers' first reads).
+    let opened_by_starting = open_now().await;
     assert!(
-        open_now().await >= 12,
-        "the server listens with its 12 connections open"
+        opened_by_starting < 30,
+        "{opened_by_starting} connections open without the setting"
+    );
+    let _ = child.kill().await;
+    let _ = child.wait().await;
+    let env = [&env[..], &[("MINIPAY_DB_CONNECTIONS_MIN", "30")]].concat();
+    let (mut child, _base) = spawn_process(&["serve"], &env).await;
+    assert!(
+        open_now().await >= 30,
+        "the server listens with its 30 connections open"
     );
     let _ = child.kill().await;
     let _ = child.wait().await;
