@@ -14,6 +14,7 @@ use minipay_core::schedule::Schedule;
 use minipay_core::{BusinessId, Clock};
 use minipay_jobs::{JobOutcome, ScheduledJob};
 use minipay_store::{NewWebhook, Session, Store, StoreError, Webhook, WebhookAttempt, WebhookNext};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -89,13 +90,24 @@ pub struct WebhookObject {
     pub data: serde_json::Value,
 }
 
+/// The webhook URLs of `businesses` (those that have one), read in one query.
+pub async fn webhook_urls(
+    s: &mut Session,
+    businesses: impl IntoIterator<Item = BusinessId>,
+) -> Result<HashMap<BusinessId, String>, StoreError> {
+    let mut businesses: Vec<BusinessId> = businesses.into_iter().collect();
+    businesses.sort_unstable_by_key(|b| b.as_uuid());
+    businesses.dedup();
+    s.webhook_urls(&businesses).await
+}
+
 /// Reads the object an event's final status is about (each system renders its own).
 #[async_trait]
 pub trait WebhookSource: Send + Sync + 'static {
     /// `None`: nothing to announce (the object is gone).
     async fn object(&self, event: &Event) -> Result<Option<WebhookObject>, Failure>;
-    /// [`Self::object`] for many: one answer per event, in order. A source that can read
-    /// many objects in one query overrides it.
+    /// [`Self::object`] for many: one answer per event, in order (a source that can read
+    /// many objects in one query may override it).
     async fn objects(&self, events: &[Event]) -> Vec<Result<Option<WebhookObject>, Failure>> {
         let mut objects = Vec::with_capacity(events.len());
         for event in events {
@@ -139,7 +151,7 @@ impl Webhooks {
 
     /// Records the webhook of `kind` for `object`, to `url`, due now, if this status has none
     /// yet; its id, or `None`.
-    pub async fn record(
+    async fn record(
         &self,
         tx: &mut Session,
         kind: &str,
@@ -342,14 +354,12 @@ impl Consumer for WebhookConsumer {
     /// recorded in one transaction (none at all when no business has one), then each tried.
     async fn handle_batch(&self, events: &[Event]) -> Vec<Result<(), Failure>> {
         let objects = self.source.objects(events).await;
-        let mut businesses: Vec<BusinessId> = objects.iter().flatten().flatten().map(|o| o.business).collect();
-        businesses.sort_unstable_by_key(|b| b.as_uuid());
-        businesses.dedup();
-        if businesses.is_empty() {
+        let businesses = objects.iter().flatten().flatten().map(|o| o.business);
+        if businesses.clone().next().is_none() {
             return objects.into_iter().map(|o| o.map(drop)).collect();
         }
         let failed = |e: StoreError| Failure::new(format!("recording the webhook: {e}"));
-        let urls = match async { self.webhooks.store.read().await?.webhook_urls(&businesses).await }.await {
+        let urls = match async { webhook_urls(&mut self.webhooks.store.read().await?, businesses).await }.await {
             Ok(urls) => urls,
             Err(e) => {
                 let e = failed(e);

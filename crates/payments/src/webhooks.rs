@@ -4,7 +4,7 @@
 
 use crate::views::{PaymentView, RefundView};
 use minipay_core::{BusinessId, PaymentId, RefundId};
-use minipay_events::webhooks::WebhookObject;
+use minipay_events::webhooks::{WebhookObject, webhook_urls};
 use minipay_store::{Session, StoreError};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -59,10 +59,7 @@ impl crate::Payments {
         if statuses.is_empty() {
             return Ok(Vec::new());
         }
-        let mut businesses: Vec<BusinessId> = statuses.iter().map(|s| s.business).collect();
-        businesses.sort_unstable_by_key(|b| b.as_uuid());
-        businesses.dedup();
-        let urls = tx.webhook_urls(&businesses).await?;
+        let urls = webhook_urls(tx, statuses.iter().map(|s| s.business)).await?;
         let announced: Vec<&FinalStatus> = statuses.iter().filter(|s| urls.contains_key(&s.business)).collect();
         if announced.is_empty() {
             return Ok(Vec::new());
