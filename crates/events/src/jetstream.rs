@@ -179,9 +179,10 @@ const PULL_BATCH_MAX: usize = 256;
 /// asked for, with heartbeats); what arrives within [`BATCH_LINGER`] of a batch's first
 /// message is taken as one batch, the ones not seen before run and their deliveries
 /// recorded, and acknowledged once recorded (messages that arrive meanwhile wait in the
-/// client, their ack wait running: a redelivered one finds its delivery recorded). Pull requests are not
-/// bounded by a short expiry: a request whose expiry notice went missing would hold the
-/// next messages back for seconds. A pull stream that ends or fails is opened again.
+/// client, their ack wait running: a redelivered one finds its delivery recorded). Pull
+/// requests are not bounded by a short expiry: a request whose expiry notice went missing
+/// would hold the next messages back for seconds. A pull stream that ends or fails is opened
+/// again.
 pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliveries: Arc<Deliveries>) {
     let name = deliveries.consumer.name();
     let mut stop = shared.stop.clone();
