@@ -8,6 +8,7 @@
 use crate::for_both_backends;
 use crate::gateway::{NO_ANSWER_CARD, gateway_settings, rig};
 use crate::helpers::{ADMIN_TOKEN, Backend, TestApp, run_with};
+use crate::remittance_faults::{collect_attempts_exhausted, retry_rounds_exhausted};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,20 +63,8 @@ async fn remittance_needing_attention(app: &TestApp) -> String {
         .await;
     let sent = app.remit(&a, &b, 12_000, "console-1").await;
     let id = sent.assert_status(202)["id"].as_str().unwrap().to_owned();
-    for attempt in 1..=3 {
-        for _ in 0..400 {
-            let r = app.admin_get(&format!("/v1/admin/remittances/{id}")).await;
-            if r.body["steps"][0]["attempts"].as_i64() >= Some(attempt) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        app.advance_clock(10).await;
-    }
-    for _ in 0..3 {
-        app.advance_clock(60).await;
-        app.run_job("remittance-retry").await;
-    }
+    collect_attempts_exhausted(app, &id).await;
+    retry_rounds_exhausted(app).await;
     app.remittance_when(&a, &id, &["needs_attention"]).await;
     app.set_bank_account_faults(&a.account_number, json!({"pull": "ok"}))
         .await;

@@ -87,6 +87,31 @@ async fn after_attempts(app: &TestApp, id: &str, step: &str, n: usize) -> Value 
     .await
 }
 
+/// A remittance whose collect keeps failing, through its three attempts ten seconds apart (on
+/// the manual clock), until its dead letter is written; the dead letter.
+pub(crate) async fn collect_attempts_exhausted(app: &TestApp, id: &str) -> Value {
+    after_attempts(app, id, "collect", 1).await;
+    app.advance_clock(RETRY_DELAY_SECS).await;
+    after_attempts(app, id, "collect", 2).await;
+    app.advance_clock(RETRY_DELAY_SECS).await;
+    dead_letter(app, "remittance.collect", id).await
+}
+
+/// The retry job's three rounds for one open dead letter that keeps failing, a minute apart;
+/// after the last a person must decide. Each round's outcome is checked.
+pub(crate) async fn retry_rounds_exhausted(app: &TestApp) {
+    for round in 1..=3 {
+        app.advance_clock(ROUND_DELAY_SECS).await;
+        let run = app.run_job("remittance-retry").await;
+        let gave_up = i64::from(round == 3);
+        assert_eq!(
+            run["details"],
+            json!({"recovered": 0, "failed_again": 1 - gave_up, "needs_attention": gave_up}),
+            "round {round}: {run}"
+        );
+    }
+}
+
 /// Every attempt, oldest first: `(step, outcome)`.
 fn attempts(detail: &Value) -> Vec<(String, String)> {
     detail["attempts"]
@@ -386,11 +411,7 @@ async fn collect_unavailable_forever_needs_attention_until_an_operator_retries(a
     let id = send(&app, &a, &b).await;
 
     // Three attempts, ten seconds apart; then a dead letter due a minute later.
-    after_attempts(&app, &id, "collect", 1).await;
-    app.advance_clock(RETRY_DELAY_SECS).await;
-    after_attempts(&app, &id, "collect", 2).await;
-    app.advance_clock(RETRY_DELAY_SECS).await;
-    let d = dead_letter(&app, "remittance.collect", &id).await;
+    let d = collect_attempts_exhausted(&app, &id).await;
     assert_eq!(
         (d["step"].clone(), d["attempts"].clone(), d["rounds"].clone()),
         (json!("collect"), json!(3), json!(0))
@@ -403,17 +424,7 @@ async fn collect_unavailable_forever_needs_attention_until_an_operator_retries(a
     let r = app.remittance_when(&a, &id, &["requested"]).await;
     assert_state(&r, "requested", "sender_bank", None);
 
-    // The retry job's three rounds, a minute apart; after the last a person must decide.
-    for round in 1..=3 {
-        app.advance_clock(ROUND_DELAY_SECS).await;
-        let run = app.run_job("remittance-retry").await;
-        let gave_up = i64::from(round == 3);
-        assert_eq!(
-            run["details"],
-            json!({"recovered": 0, "failed_again": 1 - gave_up, "needs_attention": gave_up}),
-            "round {round}: {run}"
-        );
-    }
+    retry_rounds_exhausted(&app).await;
     assert_eq!(
         dead_letter_history(&app, "remittance.collect").await,
         [(json!("needs_attention"), json!(6), json!(3))]
