@@ -2,9 +2,11 @@
 //! and its event written, the answer stored under the key — answered `202` before the bank is
 //! called. A refund takes its amount from the payment (one conditional statement) and, last
 //! before the commit, its money from the business's balance (under the account locks) in that
-//! same transaction.
+//! same transaction. Concurrent requests go in groups first (`accept_group`, `refund_group`);
+//! what a group hands back is recorded here, on its own.
 
 use crate::accept_group::AcceptPayment;
+use crate::refund_group::AcceptRefund;
 use crate::views::{PaymentView, RefundView};
 use crate::{NewPayment, NewRefund, Payments, internal, subjects};
 use jiff::Timestamp;
@@ -16,7 +18,7 @@ use minipay_events::emit;
 use minipay_services::balances::take_from_balance;
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek, record};
 use minipay_services::{ServiceError, ServiceResult};
-use minipay_store::{BankAccount, Payment, Session, StoredResponse};
+use minipay_store::{BankAccount, Payment, Refund, Session, StoredResponse};
 use serde::Serialize;
 
 /// A request recorded under a key that another request took meanwhile is run once more (it
@@ -123,6 +125,20 @@ impl Payments {
     ) -> ServiceResult<Reply<RefundView>> {
         let key = key.ok_or_else(|| ServiceError::validation("Idempotency-Key is required for a refund"))?;
         let idem = IdempotentRequest::new(Some(key), "refund", &payment.to_string(), &req).expect("a key was given");
+        // With others in one transaction when requests come together (the accounts every
+        // refund's money goes through locked once for all).
+        if self.config.accept_batching.enabled() {
+            let grouped = AcceptRefund {
+                business,
+                payment,
+                req: req.clone(),
+                idem: idem.clone(),
+            };
+            if let Some(reply) = self.refunds.submit_or_alone(grouped).await? {
+                metrics::counter!("minipay_refunds_requested_total").increment(1);
+                return Ok(reply);
+            }
+        }
         for _ in 0..RECORD_TRIES_MAX {
             if let Some(reply) = self.record_refund(business, payment, &req, &idem).await? {
                 self.events.wake();
@@ -133,6 +149,7 @@ impl Payments {
         Err(busy_key())
     }
 
+    /// One transaction; `None` when the key was taken meanwhile (nothing is written then).
     async fn record_refund(
         &self,
         business: BusinessId,
@@ -145,33 +162,10 @@ impl Payments {
         if let Some(stored) = peek(&mut tx, business, Some(idem), now).await? {
             return Ok(Some(Reply::Replayed(stored)));
         }
-        let amount = req.amount.won();
-        let Some(p) = tx.take_refund_amount(payment, business, amount, now).await? else {
-            return Err(refusal(&mut tx, business, payment, amount).await);
+        let Some((p, refund)) = take_refund(&mut tx, business, payment, req, now).await? else {
+            return Err(refusal(&mut tx, business, payment, req.amount.won()).await);
         };
-        // The store sets the status in the same statement; it must be core's rule.
-        if p.status != PaymentStatus::after_refunds(p.amount, p.refunded_amount) {
-            return Err(internal(&format!(
-                "payment {} is {} with {} of {} won refunded",
-                p.id,
-                p.status.as_str(),
-                p.refunded_amount,
-                p.amount
-            )));
-        }
-        let id = RefundId::new();
-        let refund = tx
-            .insert_refund(&minipay_store::NewRefund {
-                id,
-                payment_id: p.id,
-                business_id: business,
-                amount,
-                reason: req.reason.as_deref(),
-                bank_transaction_id: &push_tran_id(id),
-                at: now,
-            })
-            .await?;
-        emit(&mut tx, subjects::REFUND_ACCEPTED, &refund_trigger(id), now).await?;
+        emit(&mut tx, subjects::REFUND_ACCEPTED, &refund_trigger(refund.id), now).await?;
         let view = RefundView::from(&refund);
         if !record(&mut tx, business, Some(idem), &stored_answer(&view)?, now).await? {
             tx.rollback().await?;
@@ -192,6 +186,46 @@ impl Payments {
         tx.commit().await?;
         Ok(Some(Reply::Fresh(view)))
     }
+}
+
+/// Takes `req`'s amount from what is left to refund of the business's `payment` (one
+/// conditional statement) and records the refund (`accepted`), in the caller's transaction:
+/// the payment as it is now, and the refund. `None` — nothing written — when the payment does
+/// not give the amount (not the business's, not paid, or the refunds would exceed it).
+pub(crate) async fn take_refund(
+    tx: &mut Session,
+    business: BusinessId,
+    payment: PaymentId,
+    req: &NewRefund,
+    now: Timestamp,
+) -> ServiceResult<Option<(Payment, Refund)>> {
+    let amount = req.amount.won();
+    let Some(p) = tx.take_refund_amount(payment, business, amount, now).await? else {
+        return Ok(None);
+    };
+    // The store sets the status in the same statement; it must be core's rule.
+    if p.status != PaymentStatus::after_refunds(p.amount, p.refunded_amount) {
+        return Err(internal(&format!(
+            "payment {} is {} with {} of {} won refunded",
+            p.id,
+            p.status.as_str(),
+            p.refunded_amount,
+            p.amount
+        )));
+    }
+    let id = RefundId::new();
+    let refund = tx
+        .insert_refund(&minipay_store::NewRefund {
+            id,
+            payment_id: p.id,
+            business_id: business,
+            amount,
+            reason: req.reason.as_deref(),
+            bank_transaction_id: &push_tran_id(id),
+            at: now,
+        })
+        .await?;
+    Ok(Some((p, refund)))
 }
 
 /// A new payment's id and its pull's transfer id, fixed with it (unique by construction).

@@ -101,9 +101,18 @@ impl PaymentGroups {
             return Ok(all_alone(group.len()));
         }
         tx.commit().await?;
+        count_committed_group("payment", events.len());
         if !events.is_empty() {
             self.events.wake();
         }
         Ok(answers)
     }
+}
+
+/// Counts a committed group of `kind` requests and the requests it recorded (the rest of its
+/// requests were replays or ran on their own): `minipay_accept_groups_total` and
+/// `minipay_accepted_in_groups_total`, labelled by kind.
+pub(crate) fn count_committed_group(kind: &'static str, recorded: usize) {
+    metrics::counter!("minipay_accept_groups_total", "kind" => kind).increment(1);
+    metrics::counter!("minipay_accepted_in_groups_total", "kind" => kind).increment(recorded as u64);
 }

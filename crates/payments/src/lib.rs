@@ -10,6 +10,7 @@ mod batch;
 mod consumers;
 mod jobs;
 mod refund_batch;
+mod refund_group;
 mod request;
 mod settle;
 pub mod views;
@@ -61,8 +62,8 @@ pub struct PaymentsConfig {
     /// The recovery job settles payments and refunds that have not moved for this long
     /// (a crash, a delivery that gave up).
     pub recover_after: SignedDuration,
-    /// How concurrent payment requests are grouped into one transaction (the wallet's
-    /// settings).
+    /// How concurrent payment requests, and refund requests, are grouped into one transaction
+    /// (the wallet's settings).
     pub accept_batching: BatchConfig,
 }
 
@@ -88,6 +89,7 @@ pub struct Payments {
     webhooks: Arc<Webhooks>,
     config: PaymentsConfig,
     accepts: GroupCommit<accept_group::AcceptPayment, accept_group::Accepted>,
+    refunds: GroupCommit<refund_group::AcceptRefund, refund_group::RefundAccepted>,
 }
 
 impl Payments {
@@ -104,8 +106,14 @@ impl Payments {
             clock: clock.clone(),
             events: events.clone(),
         };
+        let refund_groups = refund_group::RefundGroups {
+            store: store.clone(),
+            clock: clock.clone(),
+            events: events.clone(),
+        };
         Self {
             accepts: GroupCommit::new(config.accept_batching, Arc::new(groups)),
+            refunds: GroupCommit::new(config.accept_batching, Arc::new(refund_groups)),
             store,
             bank,
             clock,

@@ -1,12 +1,22 @@
-//! Taking money out of a business's balance on the ledger (a refund, a payout), for the
-//! business-side systems: one posting under the accounts' locks, refused with
-//! `insufficient_funds` — changing nothing — when the balance is short.
+//! Taking money out of businesses' balances on the ledger (refunds, a payout), for the
+//! business-side systems: postings under the accounts' locks, refused with
+//! `insufficient_funds` — changing nothing — when a balance is short.
 
 use crate::{ServiceError, ServiceResult};
 use jiff::Timestamp;
 use minipay_core::ledger::{BalancePosting, LedgerError, balance_journal, business_account};
 use minipay_core::{Amount, BusinessId, JournalId};
 use minipay_store::Session;
+
+/// Money one request takes out of a business's balance.
+pub struct BalanceTake<'a> {
+    /// A posting that takes money out of the balance.
+    pub posting: BalancePosting,
+    pub business: BusinessId,
+    /// Who the ledger's entries name on the other side (an order, a payout).
+    pub counterparty: &'a str,
+    pub amount: Amount,
+}
 
 /// Posts `posting` (one that takes `amount` out of `business`'s balance) in the caller's
 /// transaction; `what` names the money for the refusal ("refund", "payout").
@@ -19,19 +29,45 @@ pub async fn take_from_balance(
     what: &str,
     now: Timestamp,
 ) -> ServiceResult<()> {
-    let account = business_account(business);
-    let journal = balance_journal(posting, account, counterparty, amount);
-    let mut locked = tx.lock_accounts(journal.accounts()).await?;
-    let posted = match locked.post(&journal, JournalId::new(), now) {
-        Ok(posted) => posted,
-        Err(LedgerError::InsufficientFunds(_)) => {
-            let balance = locked.get(account).map_or(0, |a| a.available());
-            return Err(ServiceError::InsufficientFunds(format!(
-                "the business's balance ({balance} won) is short of the {what} ({} won)",
-                amount.won()
-            )));
-        }
+    let take = BalanceTake {
+        posting,
+        business,
+        counterparty,
+        amount,
     };
-    tx.write_postings(&locked, &[posted]).await?;
+    take_all_from_balances(tx, &[take], what, now).await
+}
+
+/// Posts every take in the caller's transaction under one set of locks (every account they
+/// touch, locked once, in the store's order). When a balance is short of a take (after the
+/// takes before it), nothing is written and the first such take is refused.
+pub async fn take_all_from_balances(
+    tx: &mut Session,
+    takes: &[BalanceTake<'_>],
+    what: &str,
+    now: Timestamp,
+) -> ServiceResult<()> {
+    if takes.is_empty() {
+        return Ok(());
+    }
+    let journals: Vec<_> = takes
+        .iter()
+        .map(|t| balance_journal(t.posting, business_account(t.business), t.counterparty, t.amount))
+        .collect();
+    let mut locked = tx.lock_accounts(journals.iter().flat_map(|j| j.accounts())).await?;
+    let mut posted = Vec::with_capacity(journals.len());
+    for (take, journal) in takes.iter().zip(&journals) {
+        match locked.post(journal, JournalId::new(), now) {
+            Ok(p) => posted.push(p),
+            Err(LedgerError::InsufficientFunds(_)) => {
+                let balance = locked.get(business_account(take.business)).map_or(0, |a| a.available());
+                return Err(ServiceError::InsufficientFunds(format!(
+                    "the business's balance ({balance} won) is short of the {what} ({} won)",
+                    take.amount.won()
+                )));
+            }
+        }
+    }
+    tx.write_postings(&locked, &posted).await?;
     Ok(())
 }

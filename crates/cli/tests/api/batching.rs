@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
 /// A long batch window, so that requests sent together surely share a batch.
-fn long_batches(s: &mut Settings) {
+pub(crate) fn long_batches(s: &mut Settings) {
     s.transfer_batch_max = 256;
     s.transfer_batch_wait_us = 300_000;
 }

@@ -4,11 +4,12 @@
 //! the idempotency key, the customer-support history; each bank balance and the ledger audit
 //! checked after each.
 
+use crate::batching::long_batches;
 use crate::helpers::{
     Backend, EVENTUALLY_MAX, Engine, TestApp, TestBusiness, TestEvents, TestUser, env_refs, eventually,
-    fresh_bank_account_number, fresh_bank_account_number_ending, join_all, spawn_serve_process,
+    fresh_bank_account_number, fresh_bank_account_number_ending, join_all, run_with, spawn_serve_process,
 };
-use crate::{for_every_engine, on_both_backends, on_every_engine};
+use crate::{for_both_backends, for_every_engine, on_both_backends, on_every_engine};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -29,6 +30,11 @@ on_every_engine!(
 );
 
 for_every_engine!(a_crash_between_the_pull_and_its_record_pays_once);
+
+for_both_backends!(
+    refunds_sent_together_share_one_transaction,
+    refunds_sent_together_beyond_the_balance_take_what_it_holds,
+);
 
 on_both_backends!(
     order_ids_and_idempotency_keys,
@@ -481,6 +487,163 @@ async fn refunds_sent_together_each_get_their_own_outcome(app: TestApp) {
     assert_eq!(app.business_balance(&closed.shop).await, WON);
     assert_eq!(app.platform_bank_balance().await, 2 * WON - refunded);
     app.assert_invariants().await;
+}
+
+/// How many refund groups this server has committed, and the refunds they recorded (its
+/// `/metrics`).
+async fn refund_groups(app: &TestApp) -> (u64, u64) {
+    let metrics = app.request(Method::GET, "/metrics", None, None, None).await;
+    metrics.assert_status(200);
+    let counter = |name: &str| {
+        metrics
+            .text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(r#"kind="refund""#))
+            .map_or(0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    };
+    (
+        counter("minipay_accept_groups_total"),
+        counter("minipay_accepted_in_groups_total"),
+    )
+}
+
+/// `n` payments of [`WON`] by `p`'s user to its shop, paid; their ids.
+async fn paid_n(app: &TestApp, p: &Parties, n: usize) -> Vec<String> {
+    let sent = join_all((0..n).map(|i| {
+        let app = app.clone();
+        let (shop, user) = (p.shop.clone(), p.user.clone());
+        async move {
+            let order = format!("ORDER-G{i}");
+            app.pay(&shop, &user, WON, &order, &format!("key-{order}")).await
+        }
+    }))
+    .await;
+    let mut ids = Vec::with_capacity(n);
+    for answer in sent {
+        let id = text(&answer.assert_status(202)["id"]);
+        app.payment_when(&p.shop, &id, &["paid"]).await;
+        ids.push(id);
+    }
+    ids
+}
+
+/// Refunds sent together are recorded by one transaction (one group), each with its own
+/// answer: a refund its payment cannot give and a repeated key, handed back by the group, are
+/// answered on their own — the one refused, the other the same refund.
+async fn refunds_sent_together_share_one_transaction(backend: Backend) {
+    run_with(backend, long_batches, |app| async move {
+        const EACH: i64 = 10_000;
+        let p = parties(&app).await;
+        let ids = paid_n(&app, &p, 6).await;
+        let before = refund_groups(&app).await;
+        let mut sends: Vec<(String, i64, String)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), EACH, format!("grouped-{i}")))
+            .collect();
+        sends.push((ids[0].clone(), WON + 1, "beyond".into()));
+        sends.push((ids[1].clone(), EACH, "grouped-1".into()));
+        let answers = join_all(sends.iter().cloned().map(|(id, won, key)| {
+            let (app, shop) = (app.clone(), p.shop.clone());
+            async move { app.refund(&shop, &id, won, &key).await }
+        }))
+        .await;
+        answers[6].assert_error(422, "refund_exceeds_payment");
+        assert_eq!(
+            answers[7].assert_status(202)["id"],
+            answers[1].assert_status(202)["id"],
+            "a repeated key is the same refund"
+        );
+        let after = refund_groups(&app).await;
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (1, 6),
+            "one group recorded the six refunds"
+        );
+        for answer in &answers[..6] {
+            let refund = text(&answer.assert_status(202)["id"]);
+            app.refund_when(&p.shop, &refund, &["succeeded"]).await;
+        }
+        for id in &ids {
+            let after = app.payment_when(&p.shop, id, &["partially_refunded"]).await;
+            assert_eq!(after["refunded_amount"], json!(EACH), "{after}");
+        }
+        let refunded = 6 * EACH;
+        assert_money(
+            &app,
+            &p,
+            [OPENING_WON - 6 * WON + refunded, 6 * WON - refunded, 6 * WON - refunded],
+        )
+        .await;
+    })
+    .await
+}
+
+/// Refunds sent together whose business's balance holds only some of them: the group cannot
+/// take them all, so each runs on its own — as many are accepted as the balance holds, the
+/// others refused with `insufficient_funds`, and the balance never goes below zero.
+async fn refunds_sent_together_beyond_the_balance_take_what_it_holds(backend: Backend) {
+    run_with(backend, long_batches, |app| async move {
+        const EACH: i64 = 20_000;
+        let p = parties(&app).await;
+        let ids = paid_n(&app, &p, 3).await;
+        // 30,000 won left of 150,000: one refund of 20,000 fits, two do not.
+        let payout = app.payout(&p.shop, 3 * WON - 30_000, "payout-most").await;
+        let payout = text(&payout.assert_status(202)["id"]);
+        app.remittance_when(&p.shop, &payout, &["completed"]).await;
+        let before = refund_groups(&app).await;
+        let answers = join_all(ids.iter().enumerate().map(|(i, id)| {
+            let (app, shop, id) = (app.clone(), p.shop.clone(), id.clone());
+            async move { app.refund(&shop, &id, EACH, &format!("short-{i}")).await }
+        }))
+        .await;
+        let accepted: Vec<String> = answers
+            .iter()
+            .filter(|a| a.status == 202)
+            .map(|a| text(&a.body["id"]))
+            .collect();
+        let refused = answers
+            .iter()
+            .filter(|a| a.status == 422 && a.code() == "insufficient_funds")
+            .count();
+        assert_eq!(
+            (accepted.len(), refused),
+            (1, 2),
+            "{:?}",
+            answers.iter().map(|a| (a.status, a.code())).collect::<Vec<_>>()
+        );
+        let after = refund_groups(&app).await;
+        assert_eq!(
+            after.1 - before.1,
+            0,
+            "the group that could not take them all wrote nothing"
+        );
+        app.refund_when(&p.shop, &accepted[0], &["succeeded"]).await;
+        let refunded: Vec<i64> = join_all(ids.iter().map(|id| {
+            let (app, shop, id) = (app.clone(), p.shop.clone(), id.clone());
+            async move {
+                let payment = app.biz_get(&shop, &format!("/v1/biz/payments/{id}")).await;
+                payment.assert_status(200)["refunded_amount"].as_i64().unwrap()
+            }
+        }))
+        .await;
+        assert_eq!(
+            refunded.iter().sum::<i64>(),
+            EACH,
+            "only the accepted refund was taken: {refunded:?}"
+        );
+        assert_money(
+            &app,
+            &p,
+            [
+                OPENING_WON - 3 * WON + EACH,
+                3 * WON - EACH - (3 * WON - 30_000),
+                30_000 - EACH,
+            ],
+        )
+        .await;
+    })
+    .await
 }
 
 async fn order_ids_and_idempotency_keys(app: TestApp) {
