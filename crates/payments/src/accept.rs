@@ -18,8 +18,9 @@ use minipay_events::emit;
 use minipay_services::balances::take_from_balance;
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek, record};
 use minipay_services::{ServiceError, ServiceResult};
-use minipay_store::{BankAccount, Payment, Refund, Session, StoredResponse};
+use minipay_store::{BankAccount, Payment, Refund, RefundAmountTake, Session, StoredResponse};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 
 /// A request recorded under a key that another request took meanwhile is run once more (it
 /// then replays that request's answer).
@@ -162,7 +163,8 @@ impl Payments {
         if let Some(stored) = peek(&mut tx, business, Some(idem), now).await? {
             return Ok(Some(Reply::Replayed(stored)));
         }
-        let Some((p, refund)) = take_refund(&mut tx, business, payment, req, now).await? else {
+        let asked = RefundAsked { business, payment, req };
+        let Some((p, refund)) = take_refunds(&mut tx, &[asked], now).await?.pop().flatten() else {
             return Err(refusal(&mut tx, business, payment, req.amount.won()).await);
         };
         emit(&mut tx, subjects::REFUND_ACCEPTED, &refund_trigger(refund.id), now).await?;
@@ -188,22 +190,79 @@ impl Payments {
     }
 }
 
-/// Takes `req`'s amount from what is left to refund of the business's `payment` (one
-/// conditional statement) and records the refund (`accepted`), in the caller's transaction:
-/// the payment as it is now, and the refund. `None` — nothing written — when the payment does
-/// not give the amount (not the business's, not paid, or the refunds would exceed it).
-pub(crate) async fn take_refund(
+/// A refund asked for: whose, of which payment, what.
+pub(crate) struct RefundAsked<'a> {
+    pub business: BusinessId,
+    pub payment: PaymentId,
+    pub req: &'a NewRefund,
+}
+
+/// Takes each refund's amount from what is left to refund of its business's payment and
+/// records the refunds (`accepted`), in the caller's transaction: for each, the payment as it
+/// is then and the refund, or `None` — nothing written for it — when the payment does not give
+/// the amount (not the business's, not paid, or the refunds would exceed it). The first refund
+/// of each payment is taken with the others' by one conditional statement, another refund of
+/// the same payment after them on its own; the refunds' rows are written by one statement.
+pub(crate) async fn take_refunds(
     tx: &mut Session,
-    business: BusinessId,
-    payment: PaymentId,
-    req: &NewRefund,
+    asked: &[RefundAsked<'_>],
     now: Timestamp,
-) -> ServiceResult<Option<(Payment, Refund)>> {
-    let amount = req.amount.won();
-    let Some(p) = tx.take_refund_amount(payment, business, amount, now).await? else {
-        return Ok(None);
-    };
-    // The store sets the status in the same statement; it must be core's rule.
+) -> ServiceResult<Vec<Option<(Payment, Refund)>>> {
+    let mut seen = HashSet::new();
+    let first_of_its_payment: Vec<bool> = asked.iter().map(|a| seen.insert(a.payment)).collect();
+    let firsts: Vec<RefundAmountTake> = asked
+        .iter()
+        .zip(&first_of_its_payment)
+        .filter(|(_, first)| **first)
+        .map(|(a, _)| RefundAmountTake {
+            payment: a.payment,
+            business: a.business,
+            amount: a.req.amount.won(),
+        })
+        .collect();
+    let mut given: HashMap<PaymentId, Payment> = tx
+        .take_refund_amounts(&firsts, now)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let mut taken: Vec<Option<Payment>> = Vec::with_capacity(asked.len());
+    for (a, first) in asked.iter().zip(first_of_its_payment) {
+        taken.push(if first {
+            given.remove(&a.payment)
+        } else {
+            tx.take_refund_amount(a.payment, a.business, a.req.amount.won(), now)
+                .await?
+        });
+    }
+    let ids: Vec<Option<RefundId>> = taken.iter().map(|p| p.as_ref().map(|_| RefundId::new())).collect();
+    let tran_ids: Vec<String> = ids.iter().flatten().map(|id| push_tran_id(*id)).collect();
+    let mut rows = Vec::with_capacity(tran_ids.len());
+    for ((a, p), id) in asked.iter().zip(&taken).zip(&ids) {
+        let (Some(p), Some(id)) = (p, id) else { continue };
+        check_refund_taken(p)?;
+        rows.push(minipay_store::NewRefund {
+            id: *id,
+            payment_id: p.id,
+            business_id: a.business,
+            amount: a.req.amount.won(),
+            reason: a.req.reason.as_deref(),
+            bank_transaction_id: &tran_ids[rows.len()],
+            at: now,
+        });
+    }
+    let mut recorded: HashMap<RefundId, Refund> =
+        tx.insert_refunds(&rows).await?.into_iter().map(|r| (r.id, r)).collect();
+    Ok(taken
+        .into_iter()
+        .zip(ids)
+        .map(|(p, id)| Some((p?, recorded.remove(&id?)?)))
+        .collect())
+}
+
+/// The store sets a payment's status in the statement that takes a refund's amount; it must be
+/// core's rule.
+fn check_refund_taken(p: &Payment) -> ServiceResult<()> {
     if p.status != PaymentStatus::after_refunds(p.amount, p.refunded_amount) {
         return Err(internal(&format!(
             "payment {} is {} with {} of {} won refunded",
@@ -213,19 +272,7 @@ pub(crate) async fn take_refund(
             p.amount
         )));
     }
-    let id = RefundId::new();
-    let refund = tx
-        .insert_refund(&minipay_store::NewRefund {
-            id,
-            payment_id: p.id,
-            business_id: business,
-            amount,
-            reason: req.reason.as_deref(),
-            bank_transaction_id: &push_tran_id(id),
-            at: now,
-        })
-        .await?;
-    Ok(Some((p, refund)))
+    Ok(())
 }
 
 /// A new payment's id and its pull's transfer id, fixed with it (unique by construction).

@@ -6,7 +6,7 @@
 //! request the group does not record (its key taken, its payment not giving the amount, a
 //! balance short, the group failing as a whole) is handed back to run on its own, which says why.
 
-use crate::accept::{order_label, refund_trigger, stored_answer, take_refund};
+use crate::accept::{RefundAsked, order_label, refund_trigger, stored_answer, take_refunds};
 use crate::accept_group::count_committed_group;
 use crate::views::RefundView;
 use crate::{NewRefund, subjects};
@@ -77,17 +77,22 @@ impl RefundGroups {
                 }
             });
         }
-        // The payments' rows are locked in one order by every group, so that two groups never
+        // The payments' rows are taken in one order by every group, so that two groups never
         // wait for each other's.
         fresh.sort_by_key(|&i| group[i].payment.as_uuid());
+        let asked: Vec<RefundAsked> = fresh
+            .iter()
+            .map(|&i| RefundAsked {
+                business: group[i].business,
+                payment: group[i].payment,
+                req: &group[i].req,
+            })
+            .collect();
+        let taken = take_refunds(&mut tx, &asked, now).await?;
         let mut recorded: Vec<Recorded> = Vec::new();
         let mut events = Vec::new();
-        for i in fresh {
-            let a = &group[i];
-            // Not given by its payment: on its own, it is told why.
-            let Some((p, refund)) = take_refund(&mut tx, a.business, a.payment, &a.req, now).await? else {
-                continue;
-            };
+        // Not given by its payment: on its own, it is told why.
+        for (i, (p, refund)) in fresh.into_iter().zip(taken).filter_map(|(i, t)| Some((i, t?))) {
             events.push((subjects::REFUND_ACCEPTED, refund_trigger(refund.id)));
             let view = RefundView::from(&refund);
             recorded.push(Recorded {

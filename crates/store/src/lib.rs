@@ -64,7 +64,7 @@ pub use jobs::{AttemptedJob, JobRun, QueuedJob, QueuedOutcome, SlotState};
 pub use notifications::Notification;
 pub use payments::{
     BankCall, FinishedBankCall, NewBankCall, NewPayment, NewRefund, Payment, PaymentFailure, PaymentFilter,
-    PaymentStatusChange, Refund,
+    PaymentStatusChange, Refund, RefundAmountTake,
 };
 pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow};
 pub use savings::{AutoDebitStatus, InterestPaid, InterestState};

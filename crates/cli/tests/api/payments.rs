@@ -528,51 +528,58 @@ async fn paid_n(app: &TestApp, p: &Parties, n: usize) -> Vec<String> {
 }
 
 /// Refunds sent together are recorded by one transaction (one group), each with its own
-/// answer: a refund its payment cannot give and a repeated key, handed back by the group, are
-/// answered on their own — the one refused, the other the same refund.
+/// answer: a second refund of one payment is taken after the first; a refund its payment cannot
+/// give and a repeated key, handed back by the group, are answered on their own — the one
+/// refused, the other the same refund.
 async fn refunds_sent_together_share_one_transaction(backend: Backend) {
     run_with(backend, long_batches, |app| async move {
         const EACH: i64 = 10_000;
         let p = parties(&app).await;
-        let ids = paid_n(&app, &p, 6).await;
+        let ids = paid_n(&app, &p, 7).await;
         let before = refund_groups(&app).await;
-        let mut sends: Vec<(String, i64, String)> = ids
+        let mut sends: Vec<(String, i64, String)> = ids[..6]
             .iter()
             .enumerate()
             .map(|(i, id)| (id.clone(), EACH, format!("grouped-{i}")))
             .collect();
-        sends.push((ids[0].clone(), WON + 1, "beyond".into()));
+        sends.push((ids[0].clone(), EACH, "again-0".into()));
+        sends.push((ids[6].clone(), WON + 1, "beyond".into()));
         sends.push((ids[1].clone(), EACH, "grouped-1".into()));
         let answers = join_all(sends.iter().cloned().map(|(id, won, key)| {
             let (app, shop) = (app.clone(), p.shop.clone());
             async move { app.refund(&shop, &id, won, &key).await }
         }))
         .await;
-        answers[6].assert_error(422, "refund_exceeds_payment");
+        answers[7].assert_error(422, "refund_exceeds_payment");
         assert_eq!(
-            answers[7].assert_status(202)["id"],
+            answers[8].assert_status(202)["id"],
             answers[1].assert_status(202)["id"],
             "a repeated key is the same refund"
         );
         let after = refund_groups(&app).await;
         assert_eq!(
             (after.0 - before.0, after.1 - before.1),
-            (1, 6),
-            "one group recorded the six refunds"
+            (1, 7),
+            "one group recorded the seven refunds"
         );
-        for answer in &answers[..6] {
+        for answer in &answers[..7] {
             let refund = text(&answer.assert_status(202)["id"]);
             app.refund_when(&p.shop, &refund, &["succeeded"]).await;
         }
-        for id in &ids {
-            let after = app.payment_when(&p.shop, id, &["partially_refunded"]).await;
-            assert_eq!(after["refunded_amount"], json!(EACH), "{after}");
+        for (i, id) in ids.iter().enumerate() {
+            let (status, refunded) = match i {
+                0 => ("partially_refunded", 2 * EACH),
+                6 => ("paid", 0),
+                _ => ("partially_refunded", EACH),
+            };
+            let after = app.payment_when(&p.shop, id, &[status]).await;
+            assert_eq!(after["refunded_amount"], json!(refunded), "{after}");
         }
-        let refunded = 6 * EACH;
+        let (paid, refunded) = (7 * WON, 7 * EACH);
         assert_money(
             &app,
             &p,
-            [OPENING_WON - 6 * WON + refunded, 6 * WON - refunded, 6 * WON - refunded],
+            [OPENING_WON - paid + refunded, paid - refunded, paid - refunded],
         )
         .await;
     })

@@ -6,5 +6,5 @@ mod payment;
 mod refunds;
 
 pub use bank_calls::{BankCall, FinishedBankCall, NewBankCall};
-pub use payment::{NewPayment, Payment, PaymentFailure, PaymentFilter, PaymentStatusChange};
+pub use payment::{NewPayment, Payment, PaymentFailure, PaymentFilter, PaymentStatusChange, RefundAmountTake};
 pub use refunds::{NewRefund, Refund};

@@ -25,6 +25,14 @@ pub struct NewPayment<'a> {
     pub at: Timestamp,
 }
 
+/// A refund's amount to take from a business's payment ([`Session::take_refund_amounts`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RefundAmountTake {
+    pub payment: PaymentId,
+    pub business: BusinessId,
+    pub amount: i64,
+}
+
 /// A payment's move from `from` to `to`, made only if it is still in `from`.
 #[derive(Debug, Clone, Copy)]
 pub struct PaymentStatusChange<'a> {
@@ -338,6 +346,49 @@ impl Session {
         .fetch_optional(c)
         .await)?;
         row.map(Payment::try_from).transpose()
+    }
+
+    /// [`Self::take_refund_amount`] for several payments at once, each at most once: one
+    /// statement on PostgreSQL (the rows taken in payment-id order), a statement per payment on
+    /// SQLite. The payments that gave their amount, as after; the others are left as they were.
+    pub async fn take_refund_amounts(&mut self, takes: &[RefundAmountTake], at: Timestamp) -> Result<Vec<Payment>> {
+        self.assert_writable();
+        let mut takes = takes.to_vec();
+        takes.sort_by_key(|t| t.payment.as_uuid());
+        assert!(
+            takes.windows(2).all(|w| w[0].payment != w[1].payment),
+            "one take per payment in one statement"
+        );
+        if takes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Db::Pg(c) = self.db() else {
+            let mut taken = Vec::with_capacity(takes.len());
+            for t in &takes {
+                taken.extend(self.take_refund_amount(t.payment, t.business, t.amount, at).await?);
+            }
+            return Ok(taken);
+        };
+        let ids: Vec<Uuid> = takes.iter().map(|t| t.payment.as_uuid()).collect();
+        let businesses: Vec<Uuid> = takes.iter().map(|t| t.business.as_uuid()).collect();
+        let amounts: Vec<i64> = takes.iter().map(|t| t.amount).collect();
+        let rows: Vec<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE payments SET refunded_amount = refunded_amount + t.take,
+                 status = CASE WHEN refunded_amount + t.take = amount THEN 'refunded' ELSE 'partially_refunded' END,
+                 updated_at = $4
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[]) AS t(payment, business, take)
+             WHERE id = t.payment AND business_id = t.business
+               AND status IN ('paid', 'partially_refunded', 'refunded')
+               AND refunded_amount + t.take <= amount
+             RETURNING {COLUMNS}"
+        )))
+        .bind(&ids)
+        .bind(&businesses)
+        .bind(&amounts)
+        .bind(DbTime(at))
+        .fetch_all(c)
+        .await?;
+        rows.into_iter().map(Payment::try_from).collect()
     }
 
     /// Gives a failed refund's `amount` back to the payment's refundable amount.

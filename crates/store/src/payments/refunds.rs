@@ -1,6 +1,6 @@
 //! Refunds of payments. Status changes are conditional on the status read.
 
-use crate::session::Session;
+use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
 use jiff::Timestamp;
@@ -96,6 +96,47 @@ impl Session {
         .fetch_one(c)
         .await)?;
         row.try_into()
+    }
+
+    /// [`Self::insert_refund`] for several: one statement on PostgreSQL, a statement per
+    /// refund on SQLite. The refunds as recorded, in no particular order.
+    pub async fn insert_refunds(&mut self, refunds: &[NewRefund<'_>]) -> Result<Vec<Refund>> {
+        self.assert_writable();
+        if refunds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Db::Pg(c) = self.db() else {
+            let mut recorded = Vec::with_capacity(refunds.len());
+            for r in refunds {
+                recorded.push(self.insert_refund(r).await?);
+            }
+            return Ok(recorded);
+        };
+        let ids: Vec<Uuid> = refunds.iter().map(|r| r.id.as_uuid()).collect();
+        let payments: Vec<Uuid> = refunds.iter().map(|r| r.payment_id.as_uuid()).collect();
+        let businesses: Vec<Uuid> = refunds.iter().map(|r| r.business_id.as_uuid()).collect();
+        let amounts: Vec<i64> = refunds.iter().map(|r| r.amount).collect();
+        let reasons: Vec<Option<&str>> = refunds.iter().map(|r| r.reason).collect();
+        let tran_ids: Vec<&str> = refunds.iter().map(|r| r.bank_transaction_id).collect();
+        let at: Vec<DbTime> = refunds.iter().map(|r| DbTime(r.at)).collect();
+        let rows: Vec<RefundRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO refunds (id, payment_id, business_id, amount, reason, bank_transaction_id, status,
+                 created_at, updated_at)
+             SELECT t.id, t.payment_id, t.business_id, t.amount, t.reason, t.tran_id, 'accepted', t.at, t.at
+             FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::timestamptz[])
+                  AS t(id, payment_id, business_id, amount, reason, tran_id, at)
+             RETURNING {COLUMNS}"
+        )))
+        .bind(&ids)
+        .bind(&payments)
+        .bind(&businesses)
+        .bind(&amounts)
+        .bind(&reasons)
+        .bind(&tran_ids)
+        .bind(&at)
+        .fetch_all(c)
+        .await?;
+        rows.into_iter().map(Refund::try_from).collect()
     }
 
     pub async fn refund(&mut self, id: RefundId) -> Result<Option<Refund>> {
