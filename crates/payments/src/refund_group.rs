@@ -3,22 +3,25 @@
 //! every answer stored under its key, and last every refund's money taken from its business's
 //! balance under one set of account locks — so the accounts every refund locks (refunds in
 //! transit) are locked once per group, not once per refund, and one commit answers many. A
-//! request the group does not record (its key taken, its payment not giving the amount, a
-//! balance short, the group failing as a whole) is handed back to run on its own, which says why.
+//! business whose balance is short of its refunds in the group leaves it (the group is tried
+//! again without them). A request the group does not record (its key taken, its payment not
+//! giving the amount, its business's balance short, the group failing as a whole) is handed
+//! back to run on its own, which says why.
 
 use crate::accept::{RefundAsked, order_label, refund_trigger, stored_answer, take_refunds};
 use crate::accept_group::count_committed_group;
 use crate::views::RefundView;
 use crate::{NewRefund, subjects};
 use async_trait::async_trait;
+use jiff::Timestamp;
 use minipay_core::ledger::BalancePosting;
 use minipay_core::{BusinessId, Clock, KeyOwner, PaymentId};
 use minipay_events::{Events, emit_all};
+use minipay_services::ServiceResult;
 use minipay_services::balances::{BalanceTake, take_all_from_balances};
 use minipay_services::group_commit::{BatchRunner, OrAlone, all_alone, answers_or_all_alone};
 use minipay_services::idempotency::{IdempotentRequest, Reply, peek_all, record_all};
-use minipay_services::{ServiceError, ServiceResult};
-use minipay_store::{Store, StoredResponse};
+use minipay_store::{Session, Store, StoredResponse};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -40,11 +43,36 @@ pub(crate) struct RefundGroups {
     pub events: Events,
 }
 
+/// Businesses whose balances a group leaves out, one at a time, before every request runs on
+/// its own instead.
+const SHORT_BALANCES_MAX: usize = 3;
+
 #[async_trait]
 impl BatchRunner<AcceptRefund, RefundAccepted> for RefundGroups {
     async fn run(&self, group: Vec<AcceptRefund>) -> Vec<RefundAccepted> {
-        answers_or_all_alone(self.record_group(&group).await, group.len(), "refund requests")
+        // A business whose balance is short of its refunds in the group leaves it: its
+        // requests run on their own (where the ones the balance cannot pay are refused), the
+        // others' are recorded by the group tried again without them.
+        let mut apart = HashSet::new();
+        loop {
+            match self.record_group(&group, &apart).await {
+                Ok(Attempt::Answered(answers)) => return answers,
+                Ok(Attempt::Short(business)) if apart.len() < SHORT_BALANCES_MAX => {
+                    apart.insert(business);
+                }
+                Ok(Attempt::Short(_)) => return all_alone(group.len()),
+                Err(e) => return answers_or_all_alone(Err(e), group.len(), "refund requests"),
+            }
+        }
     }
+}
+
+/// How one try of a group ended.
+enum Attempt {
+    /// Each request's answer (`Ok(None)`: run it on its own).
+    Answered(Vec<RefundAccepted>),
+    /// The business's balance is short of its refunds in the group; nothing was written.
+    Short(BusinessId),
 }
 
 /// A refund the group recorded: its place in the group, its order (for the ledger), its answer.
@@ -55,53 +83,19 @@ struct Recorded {
 }
 
 impl RefundGroups {
-    async fn record_group(&self, group: &[AcceptRefund]) -> ServiceResult<Vec<RefundAccepted>> {
+    /// One transaction for the group, but for the requests of the businesses `apart`.
+    async fn record_group(&self, group: &[AcceptRefund], apart: &HashSet<BusinessId>) -> ServiceResult<Attempt> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
-        let keys: Vec<(KeyOwner, &IdempotentRequest)> = group.iter().map(|a| (a.business.into(), &a.idem)).collect();
-        let verdicts = peek_all(&mut tx, &keys, now).await?;
-        let mut answers: Vec<RefundAccepted> = Vec::with_capacity(group.len());
-        // The requests to record here, by place in the group.
-        let mut fresh: Vec<usize> = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, (a, verdict)) in group.iter().zip(verdicts).enumerate() {
-            answers.push(match verdict {
-                Err(e) => Err(e),
-                Ok(Some(replayed)) => Ok(Some(Reply::Replayed(replayed))),
-                // The same key twice in one group: the first is recorded here, the second runs
-                // on its own afterwards (and replays it).
-                Ok(None) if !seen.insert((a.business, a.idem.key().to_owned())) => Ok(None),
-                Ok(None) => {
-                    fresh.push(i);
-                    Ok(None)
-                }
-            });
-        }
-        // The payments' rows are taken in one order by every group, so that two groups never
-        // wait for each other's.
-        fresh.sort_by_key(|&i| group[i].payment.as_uuid());
-        let asked: Vec<RefundAsked> = fresh
+        let (mut answers, fresh) = fresh_requests(&mut tx, group, apart, now).await?;
+        let recorded = record_refunds(&mut tx, group, fresh, &mut answers, now).await?;
+        let events: Vec<_> = answers
             .iter()
-            .map(|&i| RefundAsked {
-                business: group[i].business,
-                payment: group[i].payment,
-                req: &group[i].req,
+            .filter_map(|a| match a {
+                Ok(Some(Reply::Fresh(view))) => Some((subjects::REFUND_ACCEPTED, refund_trigger(view.id))),
+                _ => None,
             })
             .collect();
-        let taken = take_refunds(&mut tx, &asked, now).await?;
-        let mut recorded: Vec<Recorded> = Vec::new();
-        let mut events = Vec::new();
-        // Not given by its payment: on its own, it is told why.
-        for (i, (p, refund)) in fresh.into_iter().zip(taken).filter_map(|(i, t)| Some((i, t?))) {
-            events.push((subjects::REFUND_ACCEPTED, refund_trigger(refund.id)));
-            let view = RefundView::from(&refund);
-            recorded.push(Recorded {
-                at: i,
-                order: order_label(&p),
-                answer: stored_answer(&view)?,
-            });
-            answers[i] = Ok(Some(Reply::Fresh(view)));
-        }
         emit_all(&mut tx, &events, now).await?;
         let to_record: Vec<(KeyOwner, &IdempotentRequest, &StoredResponse)> = recorded
             .iter()
@@ -110,7 +104,7 @@ impl RefundGroups {
         if !record_all(&mut tx, &to_record, now).await? {
             // Another request took one of the keys meanwhile: every request runs on its own.
             tx.rollback().await?;
-            return Ok(all_alone(group.len()));
+            return Ok(Attempt::Answered(all_alone(group.len())));
         }
         // The money last, right before the commit (see `record_refund`), for every refund at once.
         let takes: Vec<BalanceTake> = recorded
@@ -122,21 +116,81 @@ impl RefundGroups {
                 amount: group[r.at].req.amount,
             })
             .collect();
-        match take_all_from_balances(&mut tx, &takes, "refund", now).await {
-            Ok(()) => {}
-            // A balance short of its business's refunds here: each runs on its own, and the
-            // ones it cannot pay are refused there.
-            Err(ServiceError::InsufficientFunds(_)) => {
-                tx.rollback().await?;
-                return Ok(all_alone(group.len()));
-            }
-            Err(e) => return Err(e),
+        if let Err(short) = take_all_from_balances(&mut tx, &takes, now).await? {
+            tx.rollback().await?;
+            return Ok(Attempt::Short(short.business));
         }
         tx.commit().await?;
         count_committed_group("refund", recorded.len());
         if !events.is_empty() {
             self.events.wake();
         }
-        Ok(answers)
+        Ok(Attempt::Answered(answers))
     }
+}
+
+/// The group's keys read together: each request's answer so far (a replay, a refusal, or
+/// `Ok(None)`), and the places of the requests to record here.
+async fn fresh_requests(
+    tx: &mut Session,
+    group: &[AcceptRefund],
+    apart: &HashSet<BusinessId>,
+    now: Timestamp,
+) -> ServiceResult<(Vec<RefundAccepted>, Vec<usize>)> {
+    let keys: Vec<(KeyOwner, &IdempotentRequest)> = group.iter().map(|a| (a.business.into(), &a.idem)).collect();
+    let verdicts = peek_all(tx, &keys, now).await?;
+    let mut answers: Vec<RefundAccepted> = Vec::with_capacity(group.len());
+    let mut fresh: Vec<usize> = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, (a, verdict)) in group.iter().zip(verdicts).enumerate() {
+        answers.push(match verdict {
+            Err(e) => Err(e),
+            Ok(Some(replayed)) => Ok(Some(Reply::Replayed(replayed))),
+            // Its business's balance left the group: on its own.
+            Ok(None) if apart.contains(&a.business) => Ok(None),
+            // The same key twice in one group: the first is recorded here, the second runs on
+            // its own afterwards (and replays it).
+            Ok(None) if !seen.insert((a.business, a.idem.key().to_owned())) => Ok(None),
+            Ok(None) => {
+                fresh.push(i);
+                Ok(None)
+            }
+        });
+    }
+    Ok((answers, fresh))
+}
+
+/// Takes the `fresh` requests' amounts from their payments and records the refunds, setting
+/// their answers; the refunds recorded. A refund its payment does not give stays `Ok(None)`:
+/// on its own, it is told why.
+async fn record_refunds(
+    tx: &mut Session,
+    group: &[AcceptRefund],
+    mut fresh: Vec<usize>,
+    answers: &mut [RefundAccepted],
+    now: Timestamp,
+) -> ServiceResult<Vec<Recorded>> {
+    // The payments' rows are taken in one order by every group, so that two groups never wait
+    // for each other's.
+    fresh.sort_by_key(|&i| group[i].payment.as_uuid());
+    let asked: Vec<RefundAsked> = fresh
+        .iter()
+        .map(|&i| RefundAsked {
+            business: group[i].business,
+            payment: group[i].payment,
+            req: &group[i].req,
+        })
+        .collect();
+    let taken = take_refunds(tx, &asked, now).await?;
+    let mut recorded = Vec::new();
+    for (i, (p, refund)) in fresh.into_iter().zip(taken).filter_map(|(i, t)| Some((i, t?))) {
+        let view = RefundView::from(&refund);
+        recorded.push(Recorded {
+            at: i,
+            order: order_label(&p),
+            answer: stored_answer(&view)?,
+        });
+        answers[i] = Ok(Some(Reply::Fresh(view)));
+    }
+    Ok(recorded)
 }

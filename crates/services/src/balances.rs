@@ -18,6 +18,15 @@ pub struct BalanceTake<'a> {
     pub amount: Amount,
 }
 
+/// A take a business's balance is short of (nothing was written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortBalance {
+    pub business: BusinessId,
+    /// What the balance held for it, after the takes before it.
+    pub available: i64,
+    pub amount: Amount,
+}
+
 /// Posts `posting` (one that takes `amount` out of `business`'s balance) in the caller's
 /// transaction; `what` names the money for the refusal ("refund", "payout").
 pub async fn take_from_balance(
@@ -35,20 +44,25 @@ pub async fn take_from_balance(
         counterparty,
         amount,
     };
-    take_all_from_balances(tx, &[take], what, now).await
+    take_all_from_balances(tx, &[take], now).await?.map_err(|short| {
+        ServiceError::InsufficientFunds(format!(
+            "the business's balance ({} won) is short of the {what} ({} won)",
+            short.available,
+            short.amount.won()
+        ))
+    })
 }
 
 /// Posts every take in the caller's transaction under one set of locks (every account they
 /// touch, locked once, in the store's order). When a balance is short of a take (after the
-/// takes before it), nothing is written and the first such take is refused.
+/// takes before it), nothing is written and that take is told.
 pub async fn take_all_from_balances(
     tx: &mut Session,
     takes: &[BalanceTake<'_>],
-    what: &str,
     now: Timestamp,
-) -> ServiceResult<()> {
+) -> ServiceResult<Result<(), ShortBalance>> {
     if takes.is_empty() {
-        return Ok(());
+        return Ok(Ok(()));
     }
     let journals: Vec<_> = takes
         .iter()
@@ -60,14 +74,14 @@ pub async fn take_all_from_balances(
         match locked.post(journal, JournalId::new(), now) {
             Ok(p) => posted.push(p),
             Err(LedgerError::InsufficientFunds(_)) => {
-                let balance = locked.get(business_account(take.business)).map_or(0, |a| a.available());
-                return Err(ServiceError::InsufficientFunds(format!(
-                    "the business's balance ({balance} won) is short of the {what} ({} won)",
-                    take.amount.won()
-                )));
+                return Ok(Err(ShortBalance {
+                    business: take.business,
+                    available: locked.get(business_account(take.business)).map_or(0, |a| a.available()),
+                    amount: take.amount,
+                }));
             }
         }
     }
     tx.write_postings(&locked, &posted).await?;
-    Ok(())
+    Ok(Ok(()))
 }

@@ -586,30 +586,38 @@ async fn refunds_sent_together_share_one_transaction(backend: Backend) {
     .await
 }
 
-/// Refunds sent together whose business's balance holds only some of them: the group cannot
-/// take them all, so each runs on its own — as many are accepted as the balance holds, the
-/// others refused with `insufficient_funds`, and the balance never goes below zero.
+/// Refunds sent together whose business's balance holds only some of them: that business's
+/// requests leave the group and run on their own — as many are accepted as the balance holds,
+/// the others refused with `insufficient_funds`, and the balance never goes below zero — while
+/// another business's refunds sent with them are still recorded by the group.
 async fn refunds_sent_together_beyond_the_balance_take_what_it_holds(backend: Backend) {
     run_with(backend, long_batches, |app| async move {
         const EACH: i64 = 20_000;
-        let p = parties(&app).await;
-        let ids = paid_n(&app, &p, 3).await;
+        let (short, other) = (parties(&app).await, parties(&app).await);
+        let ids = paid_n(&app, &short, 3).await;
+        let other_ids = paid_n(&app, &other, 2).await;
         // 30,000 won left of 150,000: one refund of 20,000 fits, two do not.
-        let payout = app.payout(&p.shop, 3 * WON - 30_000, "payout-most").await;
+        let payout = app.payout(&short.shop, 3 * WON - 30_000, "payout-most").await;
         let payout = text(&payout.assert_status(202)["id"]);
-        app.remittance_when(&p.shop, &payout, &["completed"]).await;
+        app.remittance_when(&short.shop, &payout, &["completed"]).await;
         let before = refund_groups(&app).await;
-        let answers = join_all(ids.iter().enumerate().map(|(i, id)| {
-            let (app, shop, id) = (app.clone(), p.shop.clone(), id.clone());
+        let sends: Vec<(TestBusiness, String)> = ids
+            .iter()
+            .map(|id| (short.shop.clone(), id.clone()))
+            .chain(other_ids.iter().map(|id| (other.shop.clone(), id.clone())))
+            .collect();
+        let answers = join_all(sends.into_iter().enumerate().map(|(i, (shop, id))| {
+            let app = app.clone();
             async move { app.refund(&shop, &id, EACH, &format!("short-{i}")).await }
         }))
         .await;
-        let accepted: Vec<String> = answers
+        let (shorts, others) = answers.split_at(3);
+        let accepted: Vec<String> = shorts
             .iter()
             .filter(|a| a.status == 202)
             .map(|a| text(&a.body["id"]))
             .collect();
-        let refused = answers
+        let refused = shorts
             .iter()
             .filter(|a| a.status == 422 && a.code() == "insufficient_funds")
             .count();
@@ -617,17 +625,21 @@ async fn refunds_sent_together_beyond_the_balance_take_what_it_holds(backend: Ba
             (accepted.len(), refused),
             (1, 2),
             "{:?}",
-            answers.iter().map(|a| (a.status, a.code())).collect::<Vec<_>>()
+            shorts.iter().map(|a| (a.status, a.code())).collect::<Vec<_>>()
         );
         let after = refund_groups(&app).await;
         assert_eq!(
             after.1 - before.1,
-            0,
-            "the group that could not take them all wrote nothing"
+            2,
+            "the other business's two refunds were recorded by the group, the short one's on their own"
         );
-        app.refund_when(&p.shop, &accepted[0], &["succeeded"]).await;
+        app.refund_when(&short.shop, &accepted[0], &["succeeded"]).await;
+        for answer in others {
+            let refund = text(&answer.assert_status(202)["id"]);
+            app.refund_when(&other.shop, &refund, &["succeeded"]).await;
+        }
         let refunded: Vec<i64> = join_all(ids.iter().map(|id| {
-            let (app, shop, id) = (app.clone(), p.shop.clone(), id.clone());
+            let (app, shop, id) = (app.clone(), short.shop.clone(), id.clone());
             async move {
                 let payment = app.biz_get(&shop, &format!("/v1/biz/payments/{id}")).await;
                 payment.assert_status(200)["refunded_amount"].as_i64().unwrap()
@@ -639,16 +651,13 @@ async fn refunds_sent_together_beyond_the_balance_take_what_it_holds(backend: Ba
             EACH,
             "only the accepted refund was taken: {refunded:?}"
         );
-        assert_money(
-            &app,
-            &p,
-            [
-                OPENING_WON - 3 * WON + EACH,
-                3 * WON - EACH - (3 * WON - 30_000),
-                30_000 - EACH,
-            ],
-        )
-        .await;
+        assert_eq!(
+            app.bank_balance_of(&other.account).await,
+            OPENING_WON - 2 * WON + 2 * EACH
+        );
+        assert_eq!(app.business_balance(&other.shop).await, 2 * WON - 2 * EACH);
+        let platform = (3 * WON - (3 * WON - 30_000) - EACH) + (2 * WON - 2 * EACH);
+        assert_money(&app, &short, [OPENING_WON - 3 * WON + EACH, platform, 30_000 - EACH]).await;
     })
     .await
 }
