@@ -200,41 +200,14 @@ pub(crate) struct RefundAsked<'a> {
 /// Takes each refund's amount from what is left to refund of its business's payment and
 /// records the refunds (`accepted`), in the caller's transaction: for each, the payment as it
 /// is then and the refund, or `None` — nothing written for it — when the payment does not give
-/// the amount (not the business's, not paid, or the refunds would exceed it). The first refund
-/// of each payment is taken with the others' by one conditional statement, another refund of
-/// the same payment after them on its own; the refunds' rows are written by one statement.
+/// the amount (not the business's, not paid, or the refunds would exceed it). The refunds' rows
+/// are written by one statement.
 pub(crate) async fn take_refunds(
     tx: &mut Session,
     asked: &[RefundAsked<'_>],
     now: Timestamp,
 ) -> ServiceResult<Vec<Option<(Payment, Refund)>>> {
-    let mut seen = HashSet::new();
-    let first_of_its_payment: Vec<bool> = asked.iter().map(|a| seen.insert(a.payment)).collect();
-    let firsts: Vec<RefundAmountTake> = asked
-        .iter()
-        .zip(&first_of_its_payment)
-        .filter(|(_, first)| **first)
-        .map(|(a, _)| RefundAmountTake {
-            payment: a.payment,
-            business: a.business,
-            amount: a.req.amount.won(),
-        })
-        .collect();
-    let mut given: HashMap<PaymentId, Payment> = tx
-        .take_refund_amounts(&firsts, now)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p))
-        .collect();
-    let mut taken: Vec<Option<Payment>> = Vec::with_capacity(asked.len());
-    for (a, first) in asked.iter().zip(first_of_its_payment) {
-        taken.push(if first {
-            given.remove(&a.payment)
-        } else {
-            tx.take_refund_amount(a.payment, a.business, a.req.amount.won(), now)
-                .await?
-        });
-    }
+    let taken = take_amounts(tx, asked, now).await?;
     let ids: Vec<Option<RefundId>> = taken.iter().map(|p| p.as_ref().map(|_| RefundId::new())).collect();
     let tran_ids: Vec<String> = ids.iter().flatten().map(|id| push_tran_id(*id)).collect();
     let mut rows = Vec::with_capacity(tran_ids.len());
@@ -253,11 +226,57 @@ pub(crate) async fn take_refunds(
     }
     let mut recorded: HashMap<RefundId, Refund> =
         tx.insert_refunds(&rows).await?.into_iter().map(|r| (r.id, r)).collect();
-    Ok(taken
+    taken
         .into_iter()
         .zip(ids)
-        .map(|(p, id)| Some((p?, recorded.remove(&id?)?)))
-        .collect())
+        .map(|(p, id)| match (p, id) {
+            (Some(p), Some(id)) => {
+                let refund = recorded
+                    .remove(&id)
+                    .ok_or_else(|| internal(&format!("refund {id} not recorded")))?;
+                Ok(Some((p, refund)))
+            }
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Takes each refund's amount from its payment: the payment after, or `None` when it does not
+/// give the amount. The first refund of each payment is taken with the others' by one
+/// conditional statement, another refund of the same payment after them, on its own.
+async fn take_amounts(
+    tx: &mut Session,
+    asked: &[RefundAsked<'_>],
+    now: Timestamp,
+) -> ServiceResult<Vec<Option<Payment>>> {
+    let mut seen = HashSet::new();
+    let first_of_its_payment: Vec<bool> = asked.iter().map(|a| seen.insert(a.payment)).collect();
+    let firsts: Vec<RefundAmountTake> = asked
+        .iter()
+        .zip(&first_of_its_payment)
+        .filter(|(_, first)| **first)
+        .map(|(a, _)| RefundAmountTake {
+            payment: a.payment,
+            business: a.business,
+            amount: a.req.amount.won(),
+        })
+        .collect();
+    let mut given: HashMap<PaymentId, Payment> = tx
+        .take_refund_amounts(&firsts, now)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let mut taken = Vec::with_capacity(asked.len());
+    for (a, first) in asked.iter().zip(first_of_its_payment) {
+        taken.push(if first {
+            given.remove(&a.payment)
+        } else {
+            tx.take_refund_amount(a.payment, a.business, a.req.amount.won(), now)
+                .await?
+        });
+    }
+    Ok(taken)
 }
 
 /// The store sets a payment's status in the statement that takes a refund's amount; it must be

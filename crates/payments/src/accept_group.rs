@@ -5,7 +5,7 @@
 //! bank account, the group failing as a whole) is handed back to run on its own, which says why.
 
 use crate::accept::{NewPaymentIds, stored_answer, trigger};
-use crate::views::PaymentView;
+use crate::views::{AcceptGroupCounts, PaymentView};
 use crate::{NewPayment, subjects};
 use async_trait::async_trait;
 use minipay_core::{BusinessId, Clock, KeyOwner, PaymentId};
@@ -16,6 +16,7 @@ use minipay_services::idempotency::{IdempotentRequest, Reply, peek_all, record_a
 use minipay_store::{Payment, Store, StoredResponse};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A payment request, with its key.
 pub(crate) struct AcceptPayment {
@@ -32,6 +33,7 @@ pub(crate) struct PaymentGroups {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub events: Events,
+    pub counter: Arc<GroupCounter>,
 }
 
 #[async_trait]
@@ -101,7 +103,7 @@ impl PaymentGroups {
             return Ok(all_alone(group.len()));
         }
         tx.commit().await?;
-        count_committed_group("payment", events.len());
+        self.counter.count(events.len());
         if !events.is_empty() {
             self.events.wake();
         }
@@ -109,10 +111,41 @@ impl PaymentGroups {
     }
 }
 
-/// Counts a committed group of `kind` requests and the requests it recorded (the rest of its
-/// requests were replays or ran on their own): `minipay_accept_groups_total` and
-/// `minipay_accepted_in_groups_total`, labelled by kind.
-pub(crate) fn count_committed_group(kind: &'static str, recorded: usize) {
-    metrics::counter!("minipay_accept_groups_total", "kind" => kind).increment(1);
-    metrics::counter!("minipay_accepted_in_groups_total", "kind" => kind).increment(recorded as u64);
+/// What one kind of accept group has recorded since the instance started (each instance counts
+/// its own), also counted in Prometheus (`minipay_accept_groups_total`,
+/// `minipay_accepted_in_groups_total`, labelled by kind).
+#[derive(Debug)]
+pub(crate) struct GroupCounter {
+    kind: &'static str,
+    groups: AtomicU64,
+    recorded: AtomicU64,
+}
+
+impl GroupCounter {
+    pub(crate) fn new(kind: &'static str) -> Self {
+        Self {
+            kind,
+            groups: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+        }
+    }
+
+    /// A committed group that recorded `recorded` requests (the rest of its requests were
+    /// replays or ran on their own); a group that recorded none is not counted.
+    pub(crate) fn count(&self, recorded: usize) {
+        if recorded == 0 {
+            return;
+        }
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        self.recorded.fetch_add(recorded as u64, Ordering::Relaxed);
+        metrics::counter!("minipay_accept_groups_total", "kind" => self.kind).increment(1);
+        metrics::counter!("minipay_accepted_in_groups_total", "kind" => self.kind).increment(recorded as u64);
+    }
+
+    pub(crate) fn view(&self) -> AcceptGroupCounts {
+        AcceptGroupCounts {
+            groups: self.groups.load(Ordering::Relaxed),
+            recorded: self.recorded.load(Ordering::Relaxed),
+        }
+    }
 }

@@ -34,7 +34,7 @@ use minipay_services::views::Page;
 use minipay_services::{ServiceError, ServiceResult};
 use minipay_store::{Payment, PaymentFilter, Store};
 use std::sync::Arc;
-use views::{BalanceView, PaymentHistoryView, PaymentView, RefundView};
+use views::{AcceptGroupsView, BalanceView, PaymentHistoryView, PaymentView, RefundView};
 
 /// Subjects of the payments' events.
 pub mod subjects {
@@ -90,6 +90,8 @@ pub struct Payments {
     config: PaymentsConfig,
     accepts: GroupCommit<accept_group::AcceptPayment, accept_group::Accepted>,
     refunds: GroupCommit<refund_group::AcceptRefund, refund_group::RefundAccepted>,
+    /// What the payment groups and the refund groups recorded.
+    group_counters: [Arc<accept_group::GroupCounter>; 2],
 }
 
 impl Payments {
@@ -101,17 +103,24 @@ impl Payments {
         webhooks: Arc<Webhooks>,
         config: PaymentsConfig,
     ) -> Self {
+        let (payment_counter, refund_counter) = (
+            Arc::new(accept_group::GroupCounter::new("payment")),
+            Arc::new(accept_group::GroupCounter::new("refund")),
+        );
         let groups = accept_group::PaymentGroups {
             store: store.clone(),
             clock: clock.clone(),
             events: events.clone(),
+            counter: payment_counter.clone(),
         };
         let refund_groups = refund_group::RefundGroups {
             store: store.clone(),
             clock: clock.clone(),
             events: events.clone(),
+            counter: refund_counter.clone(),
         };
         Self {
+            group_counters: [payment_counter, refund_counter],
             accepts: GroupCommit::new(config.accept_batching, Arc::new(groups)),
             refunds: GroupCommit::new(config.accept_batching, Arc::new(refund_groups)),
             store,
@@ -125,6 +134,15 @@ impl Payments {
 
     pub fn config(&self) -> &PaymentsConfig {
         &self.config
+    }
+
+    /// What this instance's accept groups have recorded since it started.
+    pub fn accept_groups(&self) -> AcceptGroupsView {
+        let [payments, refunds] = &self.group_counters;
+        AcceptGroupsView {
+            payments: payments.view(),
+            refunds: refunds.view(),
+        }
     }
 
     /// A payment as its business sees it; anyone else's is `not_found`.

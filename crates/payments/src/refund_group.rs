@@ -9,7 +9,7 @@
 //! back to run on its own, which says why.
 
 use crate::accept::{RefundAsked, order_label, refund_trigger, stored_answer, take_refunds};
-use crate::accept_group::count_committed_group;
+use crate::accept_group::GroupCounter;
 use crate::views::RefundView;
 use crate::{NewRefund, subjects};
 use async_trait::async_trait;
@@ -41,6 +41,7 @@ pub(crate) struct RefundGroups {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub events: Events,
+    pub counter: Arc<GroupCounter>,
 }
 
 /// Businesses whose balances a group leaves out, one at a time, before every request runs on
@@ -121,7 +122,7 @@ impl RefundGroups {
             return Ok(Attempt::Short(short.business));
         }
         tx.commit().await?;
-        count_committed_group("refund", recorded.len());
+        self.counter.count(recorded.len());
         if !events.is_empty() {
             self.events.wake();
         }
@@ -170,8 +171,9 @@ async fn record_refunds(
     answers: &mut [RefundAccepted],
     now: Timestamp,
 ) -> ServiceResult<Vec<Recorded>> {
-    // The payments' rows are taken in one order by every group, so that two groups never wait
-    // for each other's.
+    // The payments' rows are asked for in one order by every group, so that two groups sharing
+    // payments rarely take them crosswise (the statement's plan decides the order in the end; a
+    // deadlock fails one group, whose requests then run on their own).
     fresh.sort_by_key(|&i| group[i].payment.as_uuid());
     let asked: Vec<RefundAsked> = fresh
         .iter()

@@ -176,3 +176,20 @@ pub struct BalanceView {
     /// Payouts to the business's bank account not yet finished.
     pub pending_payouts: i64,
 }
+
+/// What this instance's accept groups have recorded since it started
+/// (`GET /v1/admin/payment-groups`).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct AcceptGroupsView {
+    pub payments: AcceptGroupCounts,
+    pub refunds: AcceptGroupCounts,
+}
+
+/// One kind of request's groups.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct AcceptGroupCounts {
+    /// Groups committed that recorded requests.
+    pub groups: u64,
+    /// Requests they recorded (the others replayed, or ran on their own).
+    pub recorded: u64,
+}

@@ -448,6 +448,7 @@ pub(crate) fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi
         .routes(routes!(payments::balance))
         .routes(routes!(payments::mine))
         .routes(routes!(payments::admin_list))
+        .routes(routes!(payments::accept_groups))
         .routes(routes!(payments::admin_get))
         .routes(routes!(operations::alerts))
         .routes(routes!(operations::acknowledge))

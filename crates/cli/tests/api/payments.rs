@@ -489,21 +489,14 @@ async fn refunds_sent_together_each_get_their_own_outcome(app: TestApp) {
     app.assert_invariants().await;
 }
 
-/// How many refund groups this server has committed, and the refunds they recorded (its
-/// `/metrics`).
+/// How many refund groups this server has committed that recorded refunds, and the refunds
+/// they recorded (its own counters).
 async fn refund_groups(app: &TestApp) -> (u64, u64) {
-    let metrics = app.request(Method::GET, "/metrics", None, None, None).await;
-    metrics.assert_status(200);
-    let counter = |name: &str| {
-        metrics
-            .text
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(r#"kind="refund""#))
-            .map_or(0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
-    };
+    let counts = app.admin_get("/v1/admin/payment-groups").await;
+    let refunds = &counts.assert_status(200)["refunds"];
     (
-        counter("minipay_accept_groups_total"),
-        counter("minipay_accepted_in_groups_total"),
+        refunds["groups"].as_u64().unwrap(),
+        refunds["recorded"].as_u64().unwrap(),
     )
 }
 

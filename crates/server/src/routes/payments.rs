@@ -14,7 +14,7 @@ use axum::response::Response;
 use minipay_core::payment::{OrderId, PaymentStatus};
 use minipay_core::request::PageLimit;
 use minipay_core::{BusinessId, PaymentId, RefundId, UserId};
-use minipay_payments::views::{BalanceView, PaymentHistoryView, PaymentView, RefundView};
+use minipay_payments::views::{AcceptGroupsView, BalanceView, PaymentHistoryView, PaymentView, RefundView};
 use minipay_payments::{NewPayment, NewRefund};
 use minipay_services::views::Page;
 use minipay_services::{ServiceError, schema};
@@ -259,4 +259,12 @@ pub async fn admin_get(
     ApiPath(id): ApiPath<PaymentId>,
 ) -> ApiResult<Json<PaymentHistoryView>> {
     Ok(Json(app.payments.payment_history(id).await?))
+}
+
+/// What this instance's accept groups have recorded since it started: payment and refund
+/// requests recorded by a group transaction (each instance counts its own).
+#[utoipa::path(get, path = "/v1/admin/payment-groups", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = AcceptGroupsView)))]
+pub async fn accept_groups(State(app): State<AppState>, _admin: Admin) -> Json<AcceptGroupsView> {
+    Json(app.payments.accept_groups())
 }

@@ -349,8 +349,8 @@ impl Session {
     }
 
     /// [`Self::take_refund_amount`] for several payments at once, each at most once: one
-    /// statement on PostgreSQL (the rows taken in payment-id order), a statement per payment on
-    /// SQLite. The payments that gave their amount, as after; the others are left as they were.
+    /// statement on PostgreSQL (the payments given to it in id order), a statement per payment
+    /// on SQLite. The payments that gave their amount, as after; the others are left as they were.
     pub async fn take_refund_amounts(&mut self, takes: &[RefundAmountTake], at: Timestamp) -> Result<Vec<Payment>> {
         self.assert_writable();
         let mut takes = takes.to_vec();
