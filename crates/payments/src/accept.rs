@@ -201,7 +201,7 @@ pub(crate) struct RefundAsked<'a> {
 /// records the refunds (`accepted`), in the caller's transaction: for each, the payment as it
 /// is then and the refund, or `None` — nothing written for it — when the payment does not give
 /// the amount (not the business's, not paid, or the refunds would exceed it). The refunds' rows
-/// are written by one statement.
+/// are written together (one statement on PostgreSQL).
 pub(crate) async fn take_refunds(
     tx: &mut Session,
     asked: &[RefundAsked<'_>],

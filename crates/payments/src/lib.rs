@@ -90,8 +90,10 @@ pub struct Payments {
     config: PaymentsConfig,
     accepts: GroupCommit<accept_group::AcceptPayment, accept_group::Accepted>,
     refunds: GroupCommit<refund_group::AcceptRefund, refund_group::RefundAccepted>,
-    /// What the payment groups and the refund groups recorded.
-    group_counters: [Arc<accept_group::GroupCounter>; 2],
+    /// What the payment groups recorded.
+    payment_counter: Arc<accept_group::GroupCounter>,
+    /// What the refund groups recorded.
+    refund_counter: Arc<accept_group::GroupCounter>,
 }
 
 impl Payments {
@@ -111,16 +113,17 @@ impl Payments {
             store: store.clone(),
             clock: clock.clone(),
             events: events.clone(),
-            counter: payment_counter.clone(),
+            counter: Arc::clone(&payment_counter),
         };
         let refund_groups = refund_group::RefundGroups {
             store: store.clone(),
             clock: clock.clone(),
             events: events.clone(),
-            counter: refund_counter.clone(),
+            counter: Arc::clone(&refund_counter),
         };
         Self {
-            group_counters: [payment_counter, refund_counter],
+            payment_counter,
+            refund_counter,
             accepts: GroupCommit::new(config.accept_batching, Arc::new(groups)),
             refunds: GroupCommit::new(config.accept_batching, Arc::new(refund_groups)),
             store,
@@ -138,10 +141,9 @@ impl Payments {
 
     /// What this instance's accept groups have recorded since it started.
     pub fn accept_groups(&self) -> AcceptGroupsView {
-        let [payments, refunds] = &self.group_counters;
         AcceptGroupsView {
-            payments: payments.view(),
-            refunds: refunds.view(),
+            payments: self.payment_counter.view(),
+            refunds: self.refund_counter.view(),
         }
     }
 

@@ -181,7 +181,9 @@ pub struct BalanceView {
 /// (`GET /v1/admin/payment-groups`).
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct AcceptGroupsView {
+    /// Payment requests' groups (Prometheus `kind="payment"`).
     pub payments: AcceptGroupCounts,
+    /// Refund requests' groups (Prometheus `kind="refund"`).
     pub refunds: AcceptGroupCounts,
 }
 

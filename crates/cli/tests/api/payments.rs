@@ -579,6 +579,26 @@ async fn refunds_sent_together_share_one_transaction(backend: Backend) {
     .await
 }
 
+/// `n` payments of [`WON`] paid to `p`'s shop, then all but `left` won paid out (the payout
+/// completed); the payments' ids.
+async fn paid_and_paid_out_but(app: &TestApp, p: &Parties, n: usize, left: i64) -> Vec<String> {
+    let ids = paid_n(app, p, n).await;
+    let payout = app.payout(&p.shop, n as i64 * WON - left, "payout-all-but").await;
+    let payout = text(&payout.assert_status(202)["id"]);
+    app.remittance_when(&p.shop, &payout, &["completed"]).await;
+    ids
+}
+
+/// Each payment's `refunded_amount`, as its business sees it.
+async fn refunded_amounts(app: &TestApp, shop: &TestBusiness, ids: &[String]) -> Vec<i64> {
+    let mut refunded = Vec::with_capacity(ids.len());
+    for id in ids {
+        let payment = app.biz_get(shop, &format!("/v1/biz/payments/{id}")).await;
+        refunded.push(payment.assert_status(200)["refunded_amount"].as_i64().unwrap());
+    }
+    refunded
+}
+
 /// Refunds sent together whose business's balance holds only some of them: that business's
 /// requests leave the group and run on their own — as many are accepted as the balance holds,
 /// the others refused with `insufficient_funds`, and the balance never goes below zero — while
@@ -587,12 +607,9 @@ async fn refunds_sent_together_beyond_the_balance_take_what_it_holds(backend: Ba
     run_with(backend, long_batches, |app| async move {
         const EACH: i64 = 20_000;
         let (short, other) = (parties(&app).await, parties(&app).await);
-        let ids = paid_n(&app, &short, 3).await;
-        let other_ids = paid_n(&app, &other, 2).await;
         // 30,000 won left of 150,000: one refund of 20,000 fits, two do not.
-        let payout = app.payout(&short.shop, 3 * WON - 30_000, "payout-most").await;
-        let payout = text(&payout.assert_status(202)["id"]);
-        app.remittance_when(&short.shop, &payout, &["completed"]).await;
+        let ids = paid_and_paid_out_but(&app, &short, 3, 30_000).await;
+        let other_ids = paid_n(&app, &other, 2).await;
         let before = refund_groups(&app).await;
         let sends: Vec<(TestBusiness, String)> = ids
             .iter()
@@ -631,14 +648,7 @@ async fn refunds_sent_together_beyond_the_balance_take_what_it_holds(backend: Ba
             let refund = text(&answer.assert_status(202)["id"]);
             app.refund_when(&other.shop, &refund, &["succeeded"]).await;
         }
-        let refunded: Vec<i64> = join_all(ids.iter().map(|id| {
-            let (app, shop, id) = (app.clone(), short.shop.clone(), id.clone());
-            async move {
-                let payment = app.biz_get(&shop, &format!("/v1/biz/payments/{id}")).await;
-                payment.assert_status(200)["refunded_amount"].as_i64().unwrap()
-            }
-        }))
-        .await;
+        let refunded = refunded_amounts(&app, &short.shop, &ids).await;
         assert_eq!(
             refunded.iter().sum::<i64>(),
             EACH,

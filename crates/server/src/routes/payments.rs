@@ -263,7 +263,8 @@ pub async fn admin_get(
 
 /// What this instance's accept groups have recorded since it started: payment and refund
 /// requests recorded by a group transaction (each instance counts its own).
-#[utoipa::path(get, path = "/v1/admin/payment-groups", tag = "admin", security(("admin" = [])),
+#[utoipa::path(get, path = "/v1/admin/payment-groups", tag = "admin", operation_id = "payment_groups",
+    security(("admin" = [])),
     responses((status = 200, body = AcceptGroupsView)))]
 pub async fn accept_groups(State(app): State<AppState>, _admin: Admin) -> Json<AcceptGroupsView> {
     Json(app.payments.accept_groups())
