@@ -119,6 +119,22 @@ impl TryFrom<PaymentRow> for Payment {
 const COLUMNS: &str = "id, business_id, user_id, order_id, amount, refunded_amount, description, bank_account_id, \
     fintech_use_num, bank_transaction_id, status, failure_code, failure_message, created_at, updated_at, paid_at";
 
+/// What taking `take` (an SQL expression) more out of a payment's refundable amount sets: the
+/// amount refunded, and the status that follows it (`PaymentStatus::after_refunds`). One rule
+/// for the one-payment and the many-payments statements.
+fn refund_taken(take: &str) -> String {
+    format!(
+        "refunded_amount = refunded_amount + {take},
+         status = CASE WHEN refunded_amount + {take} = amount THEN 'refunded' ELSE 'partially_refunded' END"
+    )
+}
+
+/// When a payment gives `take` (an SQL expression) more: it is paid, and the refunds stay
+/// within its amount.
+fn refund_allowed(take: &str) -> String {
+    format!("status IN ('paid', 'partially_refunded', 'refunded') AND refunded_amount + {take} <= amount")
+}
+
 /// Which payments a list shows (every field optional; all given must match).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PaymentFilter {
@@ -332,12 +348,11 @@ impl Session {
     ) -> Result<Option<Payment>> {
         self.assert_writable();
         let row: Option<PaymentRow> = on_db!(self, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE payments SET refunded_amount = refunded_amount + $3,
-                 status = CASE WHEN refunded_amount + $3 = amount THEN 'refunded' ELSE 'partially_refunded' END,
-                 updated_at = $4
-             WHERE id = $1 AND business_id = $2 AND status IN ('paid', 'partially_refunded', 'refunded')
-               AND refunded_amount + $3 <= amount
-             RETURNING {COLUMNS}"
+            "UPDATE payments SET {taken}, updated_at = $4
+             WHERE id = $1 AND business_id = $2 AND {allowed}
+             RETURNING {COLUMNS}",
+            taken = refund_taken("$3"),
+            allowed = refund_allowed("$3"),
         )))
         .bind(id.as_uuid())
         .bind(business.as_uuid())
@@ -373,14 +388,12 @@ impl Session {
         let businesses: Vec<Uuid> = takes.iter().map(|t| t.business.as_uuid()).collect();
         let amounts: Vec<i64> = takes.iter().map(|t| t.amount).collect();
         let rows: Vec<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "UPDATE payments SET refunded_amount = refunded_amount + t.take,
-                 status = CASE WHEN refunded_amount + t.take = amount THEN 'refunded' ELSE 'partially_refunded' END,
-                 updated_at = $4
+            "UPDATE payments SET {taken}, updated_at = $4
              FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[]) AS t(payment, business, take)
-             WHERE id = t.payment AND business_id = t.business
-               AND status IN ('paid', 'partially_refunded', 'refunded')
-               AND refunded_amount + t.take <= amount
-             RETURNING {COLUMNS}"
+             WHERE id = t.payment AND business_id = t.business AND {allowed}
+             RETURNING {COLUMNS}",
+            taken = refund_taken("t.take"),
+            allowed = refund_allowed("t.take"),
         )))
         .bind(&ids)
         .bind(&businesses)
