@@ -264,6 +264,9 @@ struct ServeArgs {
     /// How often the event relay and consumers look for work nobody woke them for, in ms [default: 250].
     #[arg(long, env = "MINIPAY_EVENTS_POLL_MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
     events_poll_ms: Option<u64>,
+    /// Longest a consumer's batch waits while the intake is at capacity, in ms; 0: never [default: 0].
+    #[arg(long, env = "MINIPAY_EVENTS_YIELD_MAX_MS", value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    events_yield_max_ms: Option<u64>,
     /// How long JetStream waits for a message's ack before offering it again, in ms: how soon a
     /// crashed instance's work is taken up [default: 60000].
     #[arg(long, env = "MINIPAY_NATS_ACK_WAIT_MS", value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
@@ -345,6 +348,7 @@ impl ServeArgs {
             nats_stream: self.nats_stream,
             nats_subject_prefix: self.nats_subject_prefix,
             events_poll_ms: self.events_poll_ms,
+            events_yield_max_ms: self.events_yield_max_ms,
             nats_ack_wait_ms: self.nats_ack_wait_ms,
             remit_attempts: self.remit_attempts,
             remit_retry_delay_ms: self.remit_retry_delay_ms,

@@ -1,11 +1,13 @@
 //! The running engine: the relay (to JetStream, or the embedded dispatcher), one worker per
 //! consumer draining its deliveries (first attempts in embedded mode, retries in both), the
-//! JetStream consumers, and the counters operators and tests read.
+//! JetStream consumers, and the counters operators and tests read. Consumers' batches step
+//! back while this instance's intake is at capacity.
 
 use crate::consumer::{Consumer, Deliveries};
 use crate::{dispatch, jetstream};
 use jiff::Timestamp;
 use minipay_core::Clock;
+use minipay_jobs::IntakeLoad;
 use minipay_store::{BackendKind, Store};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -42,6 +44,11 @@ pub struct EventsConfig {
     /// The embedded dispatcher: outbox rows per transaction, and dispatchers running at once
     /// (`None`: the backend's, see [`DispatchShape::of`]).
     pub dispatch: Option<DispatchShape>,
+    /// Longest a consumer's batch waits while the intake is at capacity (a request group found
+    /// every commit slot busy, or answered its oldest request after
+    /// [`minipay_jobs::SLOW_GROUP`]), held under half the ack wait; zero (the default):
+    /// batches never wait.
+    pub yield_max: Duration,
 }
 
 /// How the embedded dispatcher works through the outbox.
@@ -82,6 +89,7 @@ impl Default for EventsConfig {
             ack_wait: Duration::from_secs(60),
             relay_batch_max: 256,
             dispatch: None,
+            yield_max: Duration::ZERO,
         }
     }
 }
@@ -96,6 +104,17 @@ pub(crate) struct Counters {
 }
 
 impl Shared {
+    /// Before a consumer's batch whose work arrived at `since`: waits while the intake is at
+    /// capacity, never past the bound.
+    pub(crate) async fn yield_to_intake(&self, consumer: &'static str, since: tokio::time::Instant) {
+        let bound = self.config.yield_max.min(self.config.ack_wait / 2);
+        let waited = self.intake.yield_to_intake(since, bound).await;
+        if !waited.is_zero() {
+            let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+            metrics::counter!("minipay_events_yielded_ms_total", "consumer" => consumer).increment(ms);
+        }
+    }
+
     pub(crate) fn dispatch_shape(&self) -> DispatchShape {
         self.config
             .dispatch
@@ -136,6 +155,8 @@ pub(crate) struct Shared {
     pub stop: watch::Receiver<bool>,
     /// When the outbox lag gauge was last recorded.
     pub lag_observed_at: Mutex<Option<std::time::Instant>>,
+    /// Whether this instance's intake is at capacity (its request groups report).
+    pub intake: IntakeLoad,
 }
 
 /// The event engine of one instance. Producers call [`Events::wake`] after committing events.
@@ -160,10 +181,17 @@ impl Events {
                 wake_relay: Notify::new(),
                 stop: stop_rx,
                 lag_observed_at: Mutex::new(None),
+                intake: IntakeLoad::new(),
             }),
             stop: Arc::new(stop),
             tasks: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// What this instance's request groups report to when they are at capacity: the
+    /// consumers' batches step back meanwhile (at most [`EventsConfig::yield_max`]).
+    pub fn intake_load(&self) -> IntakeLoad {
+        self.shared.intake.clone()
     }
 
     pub fn mode(&self) -> &'static str {
@@ -291,6 +319,9 @@ pub(crate) async fn idle(shared: &Shared, wake: &Notify) -> bool {
 /// whose time came on the clock in both modes).
 async fn worker(shared: Arc<Shared>, deliveries: Arc<Deliveries>, wake: Arc<Notify>) {
     while idle(&shared, &wake).await {
+        shared
+            .yield_to_intake(deliveries.consumer.name(), tokio::time::Instant::now())
+            .await;
         let now = shared.clock.now();
         if let Err(e) = minipay_jobs::drain_queue(&shared.store, shared.clock.as_ref(), deliveries.as_ref(), now).await
         {

@@ -176,8 +176,9 @@ async fn publish_batch(shared: &Shared, js: &Context) -> anyhow::Result<usize> {
 const PULL_BATCH_MAX: usize = 256;
 
 /// A consumer's loop: a continuous pull (the client keeps up to [`PULL_BATCH_MAX`] messages
-/// asked for, with heartbeats); what arrives within [`BATCH_LINGER`] of a batch's first
-/// message is taken as one batch, the ones not seen before run and their deliveries
+/// asked for, with heartbeats); a batch's first message waits while the instance's intake is
+/// at capacity (never past `yield_max`), then what has arrived, and what arrives within
+/// [`BATCH_LINGER`], is taken as one batch, the ones not seen before run and their deliveries
 /// recorded, and acknowledged once recorded (messages that arrive meanwhile wait in the
 /// client, their ack wait running: a redelivered one finds its delivery recorded). Pull
 /// requests are not bounded by a short expiry: a request whose expiry notice went missing
@@ -207,6 +208,9 @@ pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliver
             };
             match next {
                 Some(Ok(first)) => {
+                    // Requests first: while the intake is at capacity the batch waits (and
+                    // grows), never past its bound.
+                    shared.yield_to_intake(name, tokio::time::Instant::now()).await;
                     let batch = with_arrived(first, &mut messages, name).await;
                     handle_messages(&shared, &deliveries, batch).await;
                 }

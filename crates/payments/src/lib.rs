@@ -124,8 +124,10 @@ impl Payments {
         Self {
             payment_counter,
             refund_counter,
-            accepts: GroupCommit::new(config.accept_batching, Arc::new(groups)),
-            refunds: GroupCommit::new(config.accept_batching, Arc::new(refund_groups)),
+            // A full intake holds the consumers back (settling, pushing refunds) for a moment.
+            accepts: GroupCommit::new(config.accept_batching, Arc::new(groups)).reporting_to(events.intake_load()),
+            refunds: GroupCommit::new(config.accept_batching, Arc::new(refund_groups))
+                .reporting_to(events.intake_load()),
             store,
             bank,
             clock,

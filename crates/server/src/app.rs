@@ -196,6 +196,7 @@ fn events_config(settings: &Settings) -> EventsConfig {
         stream: settings.nats_stream.clone(),
         subject_prefix: settings.nats_subject_prefix.clone(),
         poll_interval: Duration::from_millis(settings.events_poll_ms.max(1)),
+        yield_max: Duration::from_millis(settings.events_yield_max_ms),
         ack_wait: Duration::from_millis(settings.nats_ack_wait_ms.max(1)),
         ..EventsConfig::default()
     }

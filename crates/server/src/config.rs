@@ -68,6 +68,8 @@ pub struct Settings {
     pub nats_subject_prefix: String,
     /// How often the relay and the consumers look for work nobody woke them for, in ms.
     pub events_poll_ms: u64,
+    /// Longest a consumer's batch waits while the intake is at capacity, in ms (0: never).
+    pub events_yield_max_ms: u64,
     /// How long JetStream waits for a message's ack before offering it again, in ms: how
     /// soon the work of an instance that died mid-attempt is taken up by another.
     pub nats_ack_wait_ms: u64,
@@ -119,6 +121,7 @@ impl Default for Settings {
             nats_stream: "MINIPAY".into(),
             nats_subject_prefix: "minipay".into(),
             events_poll_ms: 250,
+            events_yield_max_ms: 0,
             nats_ack_wait_ms: 60_000,
             remit_attempts: 3,
             remit_retry_delay_ms: 10_000,
@@ -240,6 +243,7 @@ pub struct SettingsLayer {
     pub nats_stream: Option<String>,
     pub nats_subject_prefix: Option<String>,
     pub events_poll_ms: Option<u64>,
+    pub events_yield_max_ms: Option<u64>,
     pub nats_ack_wait_ms: Option<u64>,
     pub remit_attempts: Option<u32>,
     pub remit_retry_delay_ms: Option<u64>,
@@ -277,6 +281,7 @@ impl SettingsLayer {
         "nats_stream",
         "nats_subject_prefix",
         "events_poll_ms",
+        "events_yield_max_ms",
         "nats_ack_wait_ms",
         "remit_attempts",
         "remit_retry_delay_ms",
@@ -320,6 +325,7 @@ impl SettingsLayer {
             nats_stream: self.nats_stream.or(lower.nats_stream),
             nats_subject_prefix: self.nats_subject_prefix.or(lower.nats_subject_prefix),
             events_poll_ms: self.events_poll_ms.or(lower.events_poll_ms),
+            events_yield_max_ms: self.events_yield_max_ms.or(lower.events_yield_max_ms),
             nats_ack_wait_ms: self.nats_ack_wait_ms.or(lower.nats_ack_wait_ms),
             remit_attempts: self.remit_attempts.or(lower.remit_attempts),
             remit_retry_delay_ms: self.remit_retry_delay_ms.or(lower.remit_retry_delay_ms),
@@ -359,6 +365,7 @@ impl SettingsLayer {
             nats_stream: non_empty(self.nats_stream).unwrap_or(d.nats_stream),
             nats_subject_prefix: non_empty(self.nats_subject_prefix).unwrap_or(d.nats_subject_prefix),
             events_poll_ms: self.events_poll_ms.unwrap_or(d.events_poll_ms),
+            events_yield_max_ms: self.events_yield_max_ms.unwrap_or(d.events_yield_max_ms),
             nats_ack_wait_ms: self.nats_ack_wait_ms.unwrap_or(d.nats_ack_wait_ms),
             remit_attempts: self.remit_attempts.unwrap_or(d.remit_attempts),
             remit_retry_delay_ms: self.remit_retry_delay_ms.unwrap_or(d.remit_retry_delay_ms),

@@ -6,6 +6,7 @@
 use crate::ServiceResult;
 use crate::batch::BatchConfig;
 use async_trait::async_trait;
+use minipay_jobs::IntakeLoad;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio::time::Instant;
@@ -41,6 +42,9 @@ struct Inner<C, A> {
     full: Notify,
     /// A permit is held while a batch runs.
     running: Semaphore,
+    /// Told when a batch ready to run finds every slot busy, and how long each batch's oldest
+    /// command waited for its answer (the intake at capacity, or falling behind).
+    load: Option<IntakeLoad>,
 }
 
 struct Waiting<C, A> {
@@ -62,8 +66,19 @@ impl<C: Send + 'static, A: Send + 'static> GroupCommit<C, A> {
                     led: false,
                 }),
                 full: Notify::new(),
+                load: None,
             }),
         }
+    }
+
+    /// Tells `load` whenever a batch ready to run finds every slot busy, and how long each
+    /// batch's oldest command waited: when this intake is at capacity or falling behind,
+    /// background work steps back for a moment.
+    pub fn reporting_to(mut self, load: IntakeLoad) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("a new group commit is not shared yet")
+            .load = Some(load);
+        self
     }
 
     /// Queues `command` for the next batch and waits for its answer; `None` if the batch
@@ -128,7 +143,9 @@ impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
     /// Waits until the batch is full or its oldest request has waited `max_wait`, then — once
     /// a slot is free — runs what is queued, in batches of at most `max_commands`.
     async fn lead(self: Arc<Self>) {
-        let deadline = Instant::now() + self.config.max_wait;
+        // The leader is the first command of its batch: this is when the oldest came.
+        let began = Instant::now();
+        let deadline = began + self.config.max_wait;
         // No wait at all (not even a timer's millisecond tick) when none is asked for.
         while !self.config.max_wait.is_zero() {
             let full = self.full.notified();
@@ -144,6 +161,11 @@ impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
         }
         // What arrives while the slots are busy waits for the next batch, so batches grow with
         // the load instead of competing for the same rows.
+        if self.running.available_permits() == 0
+            && let Some(load) = &self.load
+        {
+            load.at_capacity();
+        }
         let _running = self.running.acquire().await.expect("the semaphore is never closed");
         let mut queued = {
             let mut waiting = self.waiting.lock().expect("group commit lock");
@@ -165,6 +187,9 @@ impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
                 // The caller may have gone away; what its command did stands either way.
                 let _ = answer.send(result);
             }
+            if let Some(load) = &self.load {
+                load.group_answered(began.elapsed());
+            }
             queued = rest;
         }
     }
@@ -181,5 +206,57 @@ mod tests {
         assert!(failed.iter().all(|a| matches!(a, Ok(None))));
         let committed = answers_or_all_alone::<u8, &str>(Ok(vec![Ok(Some(7)), Ok(None)]), 2, "tests");
         assert!(matches!(committed.as_slice(), [Ok(Some(7)), Ok(None)]));
+    }
+
+    /// Answers each command with itself, after holding its slot for the most milliseconds
+    /// any of them names.
+    struct Sleepy;
+
+    #[async_trait]
+    impl BatchRunner<u8, u8> for Sleepy {
+        async fn run(&self, commands: Vec<u8>) -> Vec<u8> {
+            let ms = commands.iter().copied().max().unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(u64::from(ms))).await;
+            commands
+        }
+    }
+
+    fn one_slot(load: &IntakeLoad) -> Arc<GroupCommit<u8, u8>> {
+        let config = BatchConfig {
+            max_commands: 8,
+            max_wait: std::time::Duration::ZERO,
+            in_flight_max: 1,
+        };
+        Arc::new(GroupCommit::new(config, Arc::new(Sleepy)).reporting_to(load.clone()))
+    }
+
+    #[tokio::test]
+    async fn a_batch_answered_slowly_reports_the_intake_at_capacity() {
+        let load = IntakeLoad::new();
+        assert_eq!(one_slot(&load).submit(100).await, Some(100));
+        assert!(load.calm_for().is_some(), "its command waited 100 ms for its answer");
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_finds_every_slot_busy_reports_the_intake_at_capacity() {
+        let load = IntakeLoad::new();
+        let groups = one_slot(&load);
+        let first = tokio::spawn({
+            let groups = groups.clone();
+            async move { groups.submit(200).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // At capacity as soon as it queues behind the first, before either is answered.
+        let second = tokio::spawn({
+            let groups = groups.clone();
+            async move { groups.submit(0).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            load.calm_for().is_some(),
+            "the second batch is waiting for the first's slot"
+        );
+        assert_eq!(first.await.expect("the first batch"), Some(200));
+        assert_eq!(second.await.expect("the second batch"), Some(0));
     }
 }

@@ -7,10 +7,13 @@ use minipay_server::Settings;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
+/// How long a batch of [`long_batches`] waits for others, in microseconds.
+pub(crate) const LONG_BATCH_WAIT_US: u64 = 300_000;
+
 /// A long batch window, so that requests sent together surely share a batch.
 pub(crate) fn long_batches(s: &mut Settings) {
     s.transfer_batch_max = 256;
-    s.transfer_batch_wait_us = 300_000;
+    s.transfer_batch_wait_us = LONG_BATCH_WAIT_US;
 }
 
 macro_rules! with_long_batches {

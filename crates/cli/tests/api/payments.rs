@@ -7,7 +7,7 @@
 use crate::batching::long_batches;
 use crate::helpers::{
     Backend, EVENTUALLY_MAX, Engine, TestApp, TestBusiness, TestEvents, TestUser, env_refs, eventually,
-    fresh_bank_account_number, fresh_bank_account_number_ending, join_all, run_with, spawn_serve_process,
+    fresh_bank_account_number, fresh_bank_account_number_ending, join_all, run_on_with, run_with, spawn_serve_process,
 };
 use crate::{for_both_backends, for_every_engine, on_both_backends, on_every_engine};
 use reqwest::Method;
@@ -29,7 +29,10 @@ on_every_engine!(
     a_payout_to_a_closed_account_comes_back_to_the_balance,
 );
 
-for_every_engine!(a_crash_between_the_pull_and_its_record_pays_once);
+for_every_engine!(
+    a_crash_between_the_pull_and_its_record_pays_once,
+    a_full_intake_holds_the_pull_side_back_and_it_catches_up,
+);
 
 for_both_backends!(
     refunds_sent_together_share_one_transaction,
@@ -1044,4 +1047,45 @@ async fn a_crash_between_the_pull_and_its_record_pays_once(backend: Backend, eng
     restarted.teardown().await;
     app.teardown().await;
     events.remove().await;
+}
+
+/// With `MINIPAY_EVENTS_YIELD_MAX_MS` set, payments whose group answered its oldest request
+/// slowly (here after a 300 ms group window: the intake at capacity) are pulled only once the
+/// intake has been calm for a lull — the pull side's wait is counted, and no payment is paid
+/// before the window and the lull have passed — and then every one is pulled once: money exact.
+async fn a_full_intake_holds_the_pull_side_back_and_it_catches_up(backend: Backend, engine: Engine) {
+    const N: usize = 6;
+    let configure = |s: &mut minipay_server::Settings| {
+        long_batches(s);
+        s.events_yield_max_ms = 5_000;
+    };
+    run_on_with(backend, engine, configure, |app| async move {
+        let p = parties(&app).await;
+        let sent = std::time::Instant::now();
+        let answers = join_all((0..N).map(|i| {
+            let (app, shop, user) = (app.clone(), p.shop.clone(), p.user.clone());
+            async move {
+                app.pay(&shop, &user, WON, &format!("ORDER-{i}"), &format!("full-{i}"))
+                    .await
+            }
+        }))
+        .await;
+        for answer in &answers {
+            app.payment_when(&p.shop, &text(&answer.assert_status(202)["id"]), &["paid"])
+                .await;
+        }
+        let earliest = Duration::from_micros(crate::batching::LONG_BATCH_WAIT_US) + minipay_jobs::LULL;
+        assert!(sent.elapsed() >= earliest, "paid within {:?}", sent.elapsed());
+        let paid = N as i64 * WON;
+        assert_money(&app, &p, [OPENING_WON - paid, paid, paid]).await;
+        let metrics = app.request(Method::GET, "/metrics", None, None, None).await;
+        let waited: f64 = metrics
+            .text
+            .lines()
+            .filter(|l| l.starts_with("minipay_events_yielded_ms_total{") && l.contains(r#"consumer="payment-pull""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(waited > 0.0, "the pull side's wait is counted: {waited}");
+    })
+    .await;
 }
