@@ -37,6 +37,11 @@ pub struct PaymentsBench {
     /// number in flight; each latency then counts from when its request was due.
     #[arg(long)]
     pub rate: Option<f64>,
+    /// Payments sent (64 in flight) and settled before the measured ones, so that these meet
+    /// a server that has done the work before (statements prepared on its connections, caches
+    /// filled); 0 measures from a cold start. Counted in the balances, not in the results.
+    #[arg(long, default_value_t = 0)]
+    pub warm_up: u32,
     /// Won per payment.
     #[arg(long, default_value_t = 10_000)]
     pub amount: i64,
@@ -67,6 +72,11 @@ struct Shop {
 const OPENING_WON: i64 = 100_000_000;
 /// Sign-ups at once (password hashing costs CPU).
 const SIGNUP_PARALLEL: usize = 8;
+/// The measured payments' order ids (`order-0`, ...), and the warm-up's.
+const MEASURED_ORDERS: &str = "order-";
+const WARM_UP_ORDERS: &str = "warm-up-";
+/// The warm-up's payments in flight at once.
+const WARM_UP_IN_FLIGHT: usize = 64;
 /// Connections kept open when sending at a rate (as many as may be in flight).
 const RATE_CONNECTIONS: usize = 512;
 
@@ -105,9 +115,12 @@ struct Phase {
     /// The accepted requests by the second they were sent (or due) in: how the latency went
     /// through the phase (the first second pays for connections being opened).
     timeline: Vec<Second>,
+    /// The first second's requests by the tenth of a second they were sent in (`second` is
+    /// then the slice's index): where in the first second its tail is.
+    first_second_by_tenth: Vec<Second>,
 }
 
-/// The requests sent in one second of a phase.
+/// The requests sent in one slice (a second, or a tenth) of a phase.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Second {
     second: u32,
@@ -157,20 +170,47 @@ impl PaymentsBench {
         let payers = self.sign_up(&client, &base).await?;
         let shops = self.onboard(&client, &base, &admin).await?;
 
+        let warm = self.warm_up(&client, &base, &payers, &shops, database_url).await?;
         println!("sending {} payments ...", self.payments);
-        let paid = self.pay(&client, &base, &payers, &shops).await;
-        let pay_settle = wait_settled(database_url, "payments", "paid", self.payments, self.settle_seconds).await?;
+        let paid = self
+            .pay(
+                &client,
+                &base,
+                &payers,
+                &shops,
+                MEASURED_ORDERS,
+                self.payments,
+                self.pace(),
+            )
+            .await;
+        let measured = format!("order_id LIKE '{MEASURED_ORDERS}%'");
+        let pay_settle = wait_settled(
+            database_url,
+            "payments",
+            "paid",
+            &measured,
+            self.payments,
+            self.settle_seconds,
+        )
+        .await?;
         let payments = phase(self.payments, &paid, &pay_settle);
 
         println!("sending {} refunds ...", self.refunds);
         let refunded = self.refund(&client, &base, &shops, &paid.ids).await;
-        let refund_settle =
-            wait_settled(database_url, "refunds", "succeeded", self.refunds, self.settle_seconds).await?;
+        let refund_settle = wait_settled(
+            database_url,
+            "refunds",
+            "succeeded",
+            "TRUE",
+            self.refunds,
+            self.settle_seconds,
+        )
+        .await?;
         let refunds = phase(self.refunds, &refunded, &refund_settle);
 
         let audit = minipay_loadtest::audit(&client, &base, &admin).await?;
         let exact = self
-            .balances_exact(&client, &base, &admin, &payers, &shops, &paid, &refunded)
+            .balances_exact(&client, &base, &admin, &payers, &shops, &[&warm, &paid], &refunded)
             .await?;
         drop(server);
         delete_stream(&self.nats_url, &stream).await;
@@ -189,6 +229,7 @@ impl PaymentsBench {
                 Pace::PerSecond(r) => json!({"per_second": r}),
             },
             "amount": self.amount,
+            "warm_up_payments": self.warm_up,
             "payments": payments, "refunds": refunds,
             "audit_ok": audit_ok, "bank_balances_exact": exact,
             "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
@@ -270,15 +311,58 @@ impl PaymentsBench {
             .collect()
     }
 
-    /// Payment `i`: payer `i % users` pays shop `(i * 7 + 3) % businesses`, order `order-i`.
-    async fn pay(&self, client: &reqwest::Client, base: &str, payers: &[Payer], shops: &[Shop]) -> Sent {
-        send_all(self.payments as usize, self.pace(), |i| {
+    /// The warm-up's payments (`--warm-up`), settled, then a second's pause; none if it is 0.
+    async fn warm_up(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        payers: &[Payer],
+        shops: &[Shop],
+        database_url: &str,
+    ) -> anyhow::Result<Sent> {
+        if self.warm_up == 0 {
+            return Ok(Sent::default());
+        }
+        println!("warming up with {} payments ...", self.warm_up);
+        let pace = Pace::InFlight(WARM_UP_IN_FLIGHT);
+        let warm = self
+            .pay(client, base, payers, shops, WARM_UP_ORDERS, self.warm_up, pace)
+            .await;
+        anyhow::ensure!(
+            warm.ids.len() == self.warm_up as usize,
+            "a warm-up payment was not accepted"
+        );
+        let filter = format!("order_id LIKE '{WARM_UP_ORDERS}%'");
+        wait_settled(
+            database_url,
+            "payments",
+            "paid",
+            &filter,
+            self.warm_up,
+            self.settle_seconds,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(warm)
+    }
+
+    /// Payment `i`: payer `i % users` pays shop `(i * 7 + 3) % businesses`, order `{orders}i`.
+    #[allow(clippy::too_many_arguments)]
+    async fn pay(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        payers: &[Payer],
+        shops: &[Shop],
+        orders: &str,
+        n: u32,
+        pace: Pace,
+    ) -> Sent {
+        send_all(n as usize, pace, |i| {
             let (payer, shop) = (&payers[i % payers.len()], &shops[(i * 7 + 3) % shops.len()]);
-            let body = json!({"user_id": payer.id, "amount": self.amount, "order_id": format!("order-{i}")});
-            async move {
-                let key = format!("pay-{i}");
-                post_accepted(client, base, "/v1/biz/payments", &shop.key, &key, body).await
-            }
+            let order = format!("{orders}{i}");
+            let body = json!({"user_id": payer.id, "amount": self.amount, "order_id": order});
+            async move { post_accepted(client, base, "/v1/biz/payments", &shop.key, &order, body).await }
         })
         .await
     }
@@ -308,11 +392,11 @@ impl PaymentsBench {
         admin: &str,
         payers: &[Payer],
         shops: &[Shop],
-        paid: &Sent,
+        paid: &[&Sent],
         refunded: &Sent,
     ) -> anyhow::Result<bool> {
         let (mut user_moved, mut shop_moved) = (HashMap::<usize, i64>::new(), HashMap::<usize, i64>::new());
-        for (i, _) in &paid.ids {
+        for (i, _) in paid.iter().flat_map(|sent| &sent.ids) {
             *user_moved.entry(i % payers.len()).or_default() -= self.amount;
             *shop_moved.entry((i * 7 + 3) % shops.len()).or_default() += self.amount;
         }
@@ -350,6 +434,7 @@ impl PaymentsBench {
 
 /// The requests of one phase: which were accepted (index, id), and how long each took and
 /// when it was sent (seconds since the phase began).
+#[derive(Default)]
 struct Sent {
     ids: Vec<(usize, String)>,
     latencies_ms: Vec<f64>,
@@ -492,10 +577,18 @@ struct Settled {
 
 /// Waits until `n` rows of `table` are `status`, then measures from the server's timestamps:
 /// the first request to the last settlement, and each one's request-to-settled time.
-async fn wait_settled(database_url: &str, table: &str, status: &str, n: u32, max_s: u64) -> anyhow::Result<Settled> {
+/// Waits until the `n` rows of `table` that match `filter` have `status`; how fast they settled.
+async fn wait_settled(
+    database_url: &str,
+    table: &str,
+    status: &str,
+    filter: &str,
+    n: u32,
+    max_s: u64,
+) -> anyhow::Result<Settled> {
     let done_at = if table == "payments" { "paid_at" } else { "finished_at" };
     let started = Instant::now();
-    let count_sql = format!("SELECT COUNT(*) FROM {table} WHERE status = '{status}'");
+    let count_sql = format!("SELECT COUNT(*) FROM {table} WHERE status = '{status}' AND {filter}");
     loop {
         let done: i64 = query_scalar(database_url, &count_sql).await?;
         if done >= i64::from(n) {
@@ -508,13 +601,14 @@ async fn wait_settled(database_url: &str, table: &str, status: &str, n: u32, max
     }
     let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(database_url).await?;
     let span_ms: f64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT CAST(EXTRACT(EPOCH FROM MAX({done_at}) - MIN(created_at)) * 1000 AS DOUBLE PRECISION) FROM {table}"
+        "SELECT CAST(EXTRACT(EPOCH FROM MAX({done_at}) - MIN(created_at)) * 1000 AS DOUBLE PRECISION) FROM {table}
+         WHERE {filter}"
     )))
     .fetch_one(&mut c)
     .await?;
     let spans: Vec<f64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT CAST(EXTRACT(EPOCH FROM {done_at} - created_at) * 1000 AS DOUBLE PRECISION) FROM {table}
-         WHERE {done_at} IS NOT NULL"
+         WHERE {done_at} IS NOT NULL AND {filter}"
     )))
     .fetch_all(&mut c)
     .await?;
@@ -535,15 +629,19 @@ fn phase(requests: u32, sent: &Sent, settled: &Settled) -> Phase {
         settled_per_second: settled.per_second,
         settle_p50_ms: settled.p50_ms,
         settle_p99_ms: settled.p99_ms,
-        timeline: timeline(sent),
+        timeline: timeline(sent, 1.0, f64::INFINITY),
+        first_second_by_tenth: timeline(sent, 0.1, 1.0),
     }
 }
 
-/// The accepted requests' latencies second by second of sending.
-fn timeline(sent: &Sent) -> Vec<Second> {
+/// The latencies of the requests sent before `until_s`, by slice of `slice_s` seconds of sending.
+fn timeline(sent: &Sent, slice_s: f64, until_s: f64) -> Vec<Second> {
     let mut by_second: Vec<Vec<f64>> = Vec::new();
     for (ms, at) in sent.latencies_ms.iter().zip(&sent.sent_at_s) {
-        let s = *at as usize;
+        if *at >= until_s {
+            continue;
+        }
+        let s = (*at / slice_s) as usize;
         if by_second.len() <= s {
             by_second.resize(s + 1, Vec::new());
         }
@@ -583,6 +681,12 @@ fn print_table(payments: &Phase, refunds: &Phase, audit_ok: bool, exact: bool) {
     for (name, p) in [("payments", payments), ("refunds", refunds)] {
         let by_second: Vec<String> = p.timeline.iter().map(|s| format!("{:.0}", s.p99_ms)).collect();
         println!("{name} p99 ms by second sent: {}", by_second.join(" "));
+        let by_tenth: Vec<String> = p
+            .first_second_by_tenth
+            .iter()
+            .map(|s| format!("{:.0}", s.p99_ms))
+            .collect();
+        println!("{name} p99 ms by tenth of the first second: {}", by_tenth.join(" "));
     }
     println!("audit clean: {audit_ok}; bank and business balances exact: {exact}");
 }
