@@ -4,7 +4,7 @@
 //! and afterwards the audit and every bank balance (each user's, the platform's) and every
 //! business's balance.
 
-use super::remittances::{delete_stream, get, query_scalar};
+use super::remittances::{delete_stream, get};
 use super::{ScratchDatabase, ServerProcess, percentile};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -575,9 +575,9 @@ struct Settled {
     p99_ms: f64,
 }
 
-/// Waits until `n` rows of `table` are `status`, then measures from the server's timestamps:
-/// the first request to the last settlement, and each one's request-to-settled time.
-/// Waits until the `n` rows of `table` that match `filter` have `status`; how fast they settled.
+/// Waits until the `n` rows of `table` that match `filter` have `status` (one connection,
+/// asking every 200 ms), then measures them from the server's timestamps: the first request to
+/// the last settlement, and each one's request-to-settled time.
 async fn wait_settled(
     database_url: &str,
     table: &str,
@@ -589,8 +589,11 @@ async fn wait_settled(
     let done_at = if table == "payments" { "paid_at" } else { "finished_at" };
     let started = Instant::now();
     let count_sql = format!("SELECT COUNT(*) FROM {table} WHERE status = '{status}' AND {filter}");
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(database_url).await?;
     loop {
-        let done: i64 = query_scalar(database_url, &count_sql).await?;
+        let done: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.clone()))
+            .fetch_one(&mut c)
+            .await?;
         if done >= i64::from(n) {
             break;
         }
@@ -599,7 +602,6 @@ async fn wait_settled(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(database_url).await?;
     let span_ms: f64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT CAST(EXTRACT(EPOCH FROM MAX({done_at}) - MIN(created_at)) * 1000 AS DOUBLE PRECISION) FROM {table}
          WHERE {filter}"
