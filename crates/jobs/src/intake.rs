@@ -90,7 +90,7 @@ impl IntakeLoad {
 /// How much longer a background batch waits before it starts: `None` to start now — the
 /// intake was never at capacity or has been calm for [`LULL`], or the batch has waited its
 /// `bound` already.
-pub fn wait_before_batch(calm_for: Option<Duration>, waited: Duration, bound: Duration) -> Option<Duration> {
+fn wait_before_batch(calm_for: Option<Duration>, waited: Duration, bound: Duration) -> Option<Duration> {
     let calm_for = calm_for?;
     if calm_for >= LULL || waited >= bound {
         return None;

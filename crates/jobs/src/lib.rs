@@ -6,7 +6,7 @@ mod intake;
 mod queue;
 mod runner;
 
-pub use intake::{IntakeLoad, LULL, SLOW_GROUP, wait_before_batch};
+pub use intake::{IntakeLoad, LULL, SLOW_GROUP};
 
 pub use queue::{
     QueueHandler, QueueReport, Retry, Settled, claim_lease_until, drain_queue, run_batch, run_claimed,

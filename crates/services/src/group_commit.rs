@@ -238,6 +238,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_batch_answered_at_once_with_a_slot_free_leaves_the_intake_calm() {
+        let load = IntakeLoad::new();
+        let groups = one_slot(&load);
+        assert_eq!(groups.submit(0).await, Some(0));
+        assert_eq!(groups.submit(1).await, Some(1));
+        assert_eq!(load.calm_for(), None, "no batch waited for a slot or for its answer");
+    }
+
+    #[tokio::test]
     async fn a_batch_that_finds_every_slot_busy_reports_the_intake_at_capacity() {
         let load = IntakeLoad::new();
         let groups = one_slot(&load);
