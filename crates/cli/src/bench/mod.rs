@@ -112,6 +112,43 @@ where
     result
 }
 
+/// PostgreSQL's WAL segment files, counted through `pg_ls_waldir()` (superuser or
+/// `pg_monitor`). When the server needs a segment it has none to recycle for, it makes one
+/// while it writes the WAL — zero-fills 16 MB and syncs it under the WAL write lock — and
+/// every commit waits for that (30–60 ms on the bench's 2-core box). The count grows by the
+/// segments made; a recycled segment is renamed, so it does not count (and a checkpoint that
+/// removes old segments in between lowers it: the difference of two counts is net).
+pub struct WalSegments {
+    conn: sqlx::PgConnection,
+}
+
+impl WalSegments {
+    pub async fn watch(database_url: &str) -> anyhow::Result<Self> {
+        let conn = sqlx::PgConnection::connect(database_url).await.context("connecting")?;
+        Ok(Self { conn })
+    }
+
+    /// The segment files now; `None` when this role may not list them.
+    pub async fn count(&mut self) -> Option<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'")
+            .fetch_one(&mut self.conn)
+            .await
+            .ok()
+    }
+
+    /// The settings that decide how many segments are kept to recycle: `min_wal_size` (kept
+    /// even when unused) and `max_wal_size`.
+    pub async fn settings(&mut self) -> Value {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name IN ('min_wal_size', 'max_wal_size')",
+        )
+        .fetch_all(&mut self.conn)
+        .await
+        .unwrap_or_default();
+        rows.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+    }
+}
+
 /// `minipay serve` as a child process (killed when dropped).
 pub struct ServerProcess {
     child: tokio::process::Child,

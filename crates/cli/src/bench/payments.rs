@@ -5,7 +5,7 @@
 //! business's balance.
 
 use super::remittances::{delete_stream, get};
-use super::{ScratchDatabase, ServerProcess, percentile};
+use super::{ScratchDatabase, ServerProcess, WalSegments, percentile};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -118,6 +118,9 @@ struct Phase {
     /// The first second's requests by the tenth of a second they were sent in (`second` is
     /// then the slice's index): where in the first second its tail is.
     first_second_by_tenth: Vec<Second>,
+    /// WAL segments PostgreSQL made (none to recycle) while the phase's requests were sent:
+    /// each stalls every commit for tens of milliseconds. `None` when they cannot be counted.
+    wal_segments_made: Option<i64>,
 }
 
 /// The requests sent in one slice (a second, or a tenth) of a phase.
@@ -171,7 +174,10 @@ impl PaymentsBench {
         let shops = self.onboard(&client, &base, &admin).await?;
 
         let warm = self.warm_up(&client, &base, &payers, &shops, database_url).await?;
+        let mut wal = WalSegments::watch(database_url).await?;
+        let postgres = wal.settings().await;
         println!("sending {} payments ...", self.payments);
+        let segments_before = wal.count().await;
         let paid = self
             .pay(
                 &client,
@@ -183,6 +189,7 @@ impl PaymentsBench {
                 self.pace(),
             )
             .await;
+        let pay_segments = made(segments_before, wal.count().await);
         let measured = format!("order_id LIKE '{MEASURED_ORDERS}%'");
         let pay_settle = wait_settled(
             database_url,
@@ -193,10 +200,12 @@ impl PaymentsBench {
             self.settle_seconds,
         )
         .await?;
-        let payments = phase(self.payments, &paid, &pay_settle);
+        let payments = phase(self.payments, &paid, &pay_settle, pay_segments);
 
         println!("sending {} refunds ...", self.refunds);
+        let segments_before = wal.count().await;
         let refunded = self.refund(&client, &base, &shops, &paid.ids).await;
+        let refund_segments = made(segments_before, wal.count().await);
         let refund_settle = wait_settled(
             database_url,
             "refunds",
@@ -206,7 +215,7 @@ impl PaymentsBench {
             self.settle_seconds,
         )
         .await?;
-        let refunds = phase(self.refunds, &refunded, &refund_settle);
+        let refunds = phase(self.refunds, &refunded, &refund_settle, refund_segments);
 
         let audit = minipay_loadtest::audit(&client, &base, &admin).await?;
         let exact = self
@@ -216,6 +225,7 @@ impl PaymentsBench {
         delete_stream(&self.nats_url, &stream).await;
         let audit_ok = audit["ok"] == json!(true);
         print_table(&payments, &refunds, audit_ok, exact);
+        print_wal(&payments, &refunds, &postgres);
         if !audit_ok || !exact || paid.ids.len() < self.payments as usize || refunded.ids.len() < self.refunds as usize
         {
             bail!("the run does not add up: audit {audit}, balances exact: {exact}");
@@ -232,6 +242,7 @@ impl PaymentsBench {
             "warm_up_payments": self.warm_up,
             "payments": payments, "refunds": refunds,
             "audit_ok": audit_ok, "bank_balances_exact": exact,
+            "postgres": postgres,
             "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
         }))
     }
@@ -621,7 +632,12 @@ async fn wait_settled(
     })
 }
 
-fn phase(requests: u32, sent: &Sent, settled: &Settled) -> Phase {
+/// Segments made between two counts (`None` if either is missing).
+fn made(before: Option<i64>, after: Option<i64>) -> Option<i64> {
+    Some(after? - before?)
+}
+
+fn phase(requests: u32, sent: &Sent, settled: &Settled, wal_segments_made: Option<i64>) -> Phase {
     Phase {
         requests,
         accepted: sent.ids.len() as u32,
@@ -633,6 +649,7 @@ fn phase(requests: u32, sent: &Sent, settled: &Settled) -> Phase {
         settle_p99_ms: settled.p99_ms,
         timeline: timeline(sent, 1.0, f64::INFINITY),
         first_second_by_tenth: timeline(sent, 0.1, 1.0),
+        wal_segments_made,
     }
 }
 
@@ -691,4 +708,15 @@ fn print_table(payments: &Phase, refunds: &Phase, audit_ok: bool, exact: bool) {
         println!("{name} p99 ms by tenth of the first second: {}", by_tenth.join(" "));
     }
     println!("audit clean: {audit_ok}; bank and business balances exact: {exact}");
+}
+
+fn print_wal(payments: &Phase, refunds: &Phase, postgres: &Value) {
+    let shown = |n: Option<i64>| n.map_or("unknown".to_owned(), |n| n.to_string());
+    println!(
+        "WAL segments PostgreSQL made (none to recycle) while sending: payments {}, refunds {}; min_wal_size {}, max_wal_size {}",
+        shown(payments.wal_segments_made),
+        shown(refunds.wal_segments_made),
+        postgres["min_wal_size"].as_str().unwrap_or("?"),
+        postgres["max_wal_size"].as_str().unwrap_or("?"),
+    );
 }
