@@ -115,7 +115,8 @@ where
 /// PostgreSQL's WAL segment files, counted through `pg_ls_waldir()` (superuser or
 /// `pg_monitor`). When the server needs a segment it has none to recycle for, it makes one
 /// while it writes the WAL — zero-fills 16 MB and syncs it under the WAL write lock — and
-/// every commit waits for that (30–60 ms on the bench's 2-core box). The count grows by the
+/// every commit waits for that (30–65 ms in a machine's first run of the payments bench; too
+/// short to see in later runs, docs/bench/payments.md run 13). The count grows by the
 /// segments made; a recycled segment is renamed, so it does not count (and a checkpoint that
 /// removes old segments in between lowers it: the difference of two counts is net).
 pub struct WalSegments {

@@ -119,7 +119,8 @@ struct Phase {
     /// then the slice's index): where in the first second its tail is.
     first_second_by_tenth: Vec<Second>,
     /// WAL segments PostgreSQL made (none to recycle) while the phase's requests were sent:
-    /// each stalls every commit for tens of milliseconds. `None` when they cannot be counted.
+    /// every commit waits while one is made ([`WalSegments`]). `None` when they cannot be
+    /// counted.
     wal_segments_made: Option<i64>,
 }
 
