@@ -118,9 +118,9 @@ struct Phase {
     /// The first second's requests by the tenth of a second they were sent in (`second` is
     /// then the slice's index): where in the first second its tail is.
     first_second_by_tenth: Vec<Second>,
-    /// WAL segments PostgreSQL made (none to recycle) while the phase's requests were sent:
-    /// every commit waits while one is made ([`WalSegments`]). `None` when they cannot be
-    /// counted.
+    /// WAL segments PostgreSQL made (none to recycle) while the phase's requests were sent,
+    /// net of any a checkpoint removed meanwhile ([`WalSegments`]): commits wait while one is
+    /// made. `None` when they cannot be counted.
     wal_segments_made: Option<i64>,
 }
 
@@ -633,7 +633,7 @@ async fn wait_settled(
     })
 }
 
-/// Segments made between two counts (`None` if either is missing).
+/// Segments made between two counts, net of those removed (`None` if either is missing).
 fn made(before: Option<i64>, after: Option<i64>) -> Option<i64> {
     Some(after? - before?)
 }
