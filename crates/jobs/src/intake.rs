@@ -56,9 +56,10 @@ impl IntakeLoad {
         self.inner.at_capacity_us.fetch_max(us + 1, Ordering::Relaxed);
     }
 
-    /// A group was answered, its oldest request having waited `oldest_waited`: at capacity
-    /// when that is [`SLOW_GROUP`] or more.
-    pub fn group_answered(&self, oldest_waited: Duration) {
+    /// A group's oldest request has waited `oldest_waited` so far: at capacity when that is
+    /// [`SLOW_GROUP`] or more. A group says so before its commit (what the commit wakes, its
+    /// events' consumers, must already see it) and again once answered.
+    pub fn oldest_request_waited(&self, oldest_waited: Duration) {
         if oldest_waited >= SLOW_GROUP {
             self.at_capacity();
         }
@@ -162,9 +163,9 @@ mod tests {
     #[test]
     fn a_group_answered_within_the_slow_mark_leaves_the_intake_calm() {
         let load = IntakeLoad::new();
-        load.group_answered(SLOW_GROUP - ms(1));
+        load.oldest_request_waited(SLOW_GROUP - ms(1));
         assert_eq!(load.calm_for(), None);
-        load.group_answered(SLOW_GROUP);
+        load.oldest_request_waited(SLOW_GROUP);
         assert!(load.calm_for().is_some_and(|calm| calm < SLOW_GROUP));
     }
 

@@ -181,6 +181,11 @@ impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
                 stats.commands += commands.len() as u64;
                 stats.largest = stats.largest.max(commands.len() as u64);
             }
+            // Said before the commit as well as after: the commit wakes its events' consumers,
+            // and they must already see a slow group (tests/api/payments.rs, "a full intake").
+            if let Some(load) = &self.load {
+                load.oldest_request_waited(began.elapsed());
+            }
             let results = self.runner.run(commands).await;
             assert_eq!(results.len(), answers.len(), "one answer per command");
             for (answer, result) in answers.into_iter().zip(results) {
@@ -188,7 +193,7 @@ impl<C: Send + 'static, A: Send + 'static> Inner<C, A> {
                 let _ = answer.send(result);
             }
             if let Some(load) = &self.load {
-                load.group_answered(began.elapsed());
+                load.oldest_request_waited(began.elapsed());
             }
             queued = rest;
         }
@@ -244,6 +249,31 @@ mod tests {
         assert_eq!(groups.submit(0).await, Some(0));
         assert_eq!(groups.submit(1).await, Some(1));
         assert_eq!(load.calm_for(), None, "no batch waited for a slot or for its answer");
+    }
+
+    /// Answers whether, while it ran, the intake it reports to was already at capacity.
+    struct Peeking(IntakeLoad);
+
+    #[async_trait]
+    impl BatchRunner<u8, bool> for Peeking {
+        async fn run(&self, commands: Vec<u8>) -> Vec<bool> {
+            let at_capacity = self.0.calm_for().is_some();
+            commands.iter().map(|_| at_capacity).collect()
+        }
+    }
+
+    /// A group whose oldest request waited past the slow mark before it ran says so before
+    /// its commit: what the commit wakes (its events' consumers) already sees it.
+    #[tokio::test]
+    async fn a_group_that_waited_long_reports_the_intake_at_capacity_before_its_commit() {
+        let load = IntakeLoad::new();
+        let config = BatchConfig {
+            max_commands: 8,
+            max_wait: minipay_jobs::SLOW_GROUP + std::time::Duration::from_millis(5),
+            in_flight_max: 1,
+        };
+        let groups = GroupCommit::new(config, Arc::new(Peeking(load.clone()))).reporting_to(load.clone());
+        assert_eq!(groups.submit(0).await, Some(true));
     }
 
     #[tokio::test]
