@@ -22,18 +22,23 @@ impl Event {
     }
 }
 
+/// An event to write to the outbox, with a fresh id (time-ordered), happening `now`.
+pub fn new_event(subject: &str, data: serde_json::Value, now: Timestamp) -> NewEvent {
+    NewEvent {
+        id: Uuid::now_v7(),
+        subject: subject.to_owned(),
+        payload: data,
+        created_at: now,
+    }
+}
+
 /// Writes an event to the outbox in the caller's transaction, so it exists iff the change it
 /// reports commits. Call [`crate::Events::wake`] after the commit to publish it at once.
 pub async fn emit(tx: &mut Session, subject: &str, data: &impl Serialize, now: Timestamp) -> Result<Uuid, StoreError> {
-    let id = Uuid::now_v7();
     let payload = serde_json::to_value(data).map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?;
-    tx.insert_events(&[NewEvent {
-        id,
-        subject: subject.to_owned(),
-        payload,
-        created_at: now,
-    }])
-    .await?;
+    let event = new_event(subject, payload, now);
+    let id = event.id;
+    tx.insert_events(&[event]).await?;
     Ok(id)
 }
 
@@ -45,12 +50,7 @@ pub async fn emit_all(
 ) -> Result<(), StoreError> {
     let rows: Vec<NewEvent> = events
         .iter()
-        .map(|(subject, data)| NewEvent {
-            id: Uuid::now_v7(),
-            subject: (*subject).to_owned(),
-            payload: data.clone(),
-            created_at: now,
-        })
+        .map(|(subject, data)| new_event(subject, data.clone(), now))
         .collect();
     tx.insert_events(&rows).await
 }

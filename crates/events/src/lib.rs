@@ -21,5 +21,5 @@ pub mod webhooks;
 
 pub use consumer::{Consumer, Failure, InTransaction, RetryPolicy, as_batch_of_one, delivery_kind};
 pub use engine::{DispatchShape, EngineStats, Events, EventsConfig};
-pub use event::{Event, emit, emit_all};
+pub use event::{Event, emit, emit_all, new_event};
 pub use replay::{ReplaySource, replay};

@@ -309,6 +309,10 @@ impl NewPaymentIds {
         }
     }
 
+    pub(crate) fn id(&self) -> PaymentId {
+        self.id
+    }
+
     /// The payment's row as the store records it.
     pub(crate) fn payment<'a>(
         &'a self,

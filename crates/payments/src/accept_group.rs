@@ -1,20 +1,21 @@
-//! Accepting payments in groups: concurrent requests share one transaction — their keys read
-//! together, the payments written by one statement that also finds each user's bank account,
-//! their events, every answer stored under its key — so one commit (one WAL flush) answers
-//! many. A request the group does not record (its key or order id taken, its user without a
-//! bank account, the group failing as a whole) is handed back to run on its own, which says why.
+//! Accepting payments in groups: concurrent requests share one statement (on PostgreSQL; one
+//! transaction on SQLite) — the payments, each pulling from its user's bank account found by
+//! it, their events, every answer stored under its key — so one round trip and one commit (one
+//! WAL flush) answer many. A request the group does not record (its key used before, its order
+//! id taken, its user without a bank account, the group failing as a whole) is handed back to
+//! run on its own, which says why.
 
 use crate::accept::{NewPaymentIds, stored_answer, trigger};
 use crate::views::{AcceptGroupCounts, PaymentView};
 use crate::{NewPayment, subjects};
 use async_trait::async_trait;
-use minipay_core::{BusinessId, Clock, KeyOwner, PaymentId};
-use minipay_events::{Events, emit_all};
+use minipay_core::{BusinessId, Clock, PaymentId};
+use minipay_events::{Events, new_event};
 use minipay_services::ServiceResult;
 use minipay_services::group_commit::{BatchRunner, all_alone, answers_or_all_alone};
-use minipay_services::idempotency::{IdempotentRequest, Reply, peek_all, record_all};
-use minipay_store::{Payment, Store, StoredResponse};
-use std::collections::{HashMap, HashSet};
+use minipay_services::idempotency::{IdempotentRequest, Reply, key_expiry};
+use minipay_store::{AcceptedPayment, Store, StoredResponse};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -44,71 +45,70 @@ impl BatchRunner<AcceptPayment, Accepted> for PaymentGroups {
 }
 
 impl PaymentGroups {
+    /// Records the group's fresh requests in one statement (PostgreSQL; one transaction on
+    /// SQLite) with their events and their answers, which are known beforehand: a new
+    /// payment's view is its row. Every other request — its key used before, its order id or
+    /// key repeated in the group, its order taken, its user without a bank account — and every
+    /// request of a group whose key was taken meanwhile runs on its own, which says why.
     async fn record_group(&self, group: &[AcceptPayment]) -> ServiceResult<Vec<Accepted>> {
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let keys: Vec<(KeyOwner, &IdempotentRequest)> = group.iter().map(|a| (a.business.into(), &a.idem)).collect();
-        let verdicts = peek_all(&mut tx, &keys, now).await?;
-        let mut answers: Vec<Accepted> = Vec::with_capacity(group.len());
-        // The requests to record here: (their place in the group, their ids).
-        let mut fresh: Vec<(usize, NewPaymentIds)> = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, (a, verdict)) in group.iter().zip(verdicts).enumerate() {
-            answers.push(match verdict {
-                Err(e) => Err(e),
-                Ok(Some(replayed)) => Ok(Some(Reply::Replayed(replayed))),
-                // The same key or order twice in one group: the first is recorded here, the
-                // second runs on its own afterwards (and replays it, or finds the order).
-                Ok(None)
-                    if !seen.insert((a.business, a.idem.key().to_owned()))
-                        || !seen.insert((a.business, format!("order:{}", a.req.order_id.as_str()))) =>
-                {
-                    Ok(None)
-                }
-                Ok(None) => {
-                    fresh.push((i, NewPaymentIds::new()));
-                    Ok(None)
-                }
-            });
-        }
-        let rows: Vec<_> = fresh
-            .iter()
-            .map(|(i, ids)| ids.payment(group[*i].business, &group[*i].req, now))
-            .collect();
-        // A request not recorded (its order taken, or its user without a bank account to pull
-        // from) stays `Ok(None)`: on its own, it is told why.
-        let mut recorded: HashMap<PaymentId, Payment> = tx
-            .insert_payments_from_charging_accounts(&rows)
-            .await?
+        let fresh: Vec<(usize, NewPaymentIds)> = first_of_each_key_and_order(group)
             .into_iter()
-            .map(|p| (p.id, p))
+            .map(|i| (i, NewPaymentIds::new()))
             .collect();
-        let mut events = Vec::new();
-        let mut stored: Vec<(usize, StoredResponse)> = Vec::new();
-        for (i, row) in fresh.iter().map(|(i, _)| *i).zip(&rows) {
-            let Some(p) = recorded.remove(&row.id) else { continue };
-            events.push((subjects::ACCEPTED, trigger(p.id)));
-            let view = PaymentView::from(&p);
-            stored.push((i, stored_answer(&view)?));
-            answers[i] = Ok(Some(Reply::Fresh(view)));
-        }
-        emit_all(&mut tx, &events, now).await?;
-        let to_record: Vec<(KeyOwner, &IdempotentRequest, &StoredResponse)> = stored
+        let views: Vec<PaymentView> = fresh
             .iter()
-            .map(|(i, answer)| (KeyOwner::from(group[*i].business), &group[*i].idem, answer))
+            .map(|(i, ids)| PaymentView::accepted(&ids.payment(group[*i].business, &group[*i].req, now)))
             .collect();
-        if !record_all(&mut tx, &to_record, now).await? {
+        let answers: Vec<StoredResponse> = views.iter().map(stored_answer).collect::<ServiceResult<_>>()?;
+        let rows: Vec<AcceptedPayment> = fresh
+            .iter()
+            .zip(&answers)
+            .map(|((i, ids), answer)| {
+                let a = &group[*i];
+                AcceptedPayment {
+                    payment: ids.payment(a.business, &a.req, now),
+                    event: new_event(subjects::ACCEPTED, trigger(ids.id()), now),
+                    key_owner: a.business.into(),
+                    key: a.idem.key(),
+                    fingerprint: a.idem.fingerprint(),
+                    answer,
+                }
+            })
+            .collect();
+        let mut session = self.store.one_statement().await?;
+        let Some(recorded) = session.insert_accepted_payments(&rows, now, key_expiry(now)).await? else {
             // Another request took one of the keys meanwhile: every request runs on its own.
-            tx.rollback().await?;
+            session.rollback().await?;
             return Ok(all_alone(group.len()));
-        }
-        tx.commit().await?;
-        self.counter.count(events.len());
-        if !events.is_empty() {
+        };
+        session.commit().await?;
+        self.counter.count(recorded.len());
+        if !recorded.is_empty() {
             self.events.wake();
         }
-        Ok(answers)
+        let recorded: HashSet<PaymentId> = recorded.into_iter().collect();
+        let mut out = all_alone(group.len());
+        for ((i, ids), view) in fresh.iter().zip(views) {
+            if recorded.contains(&ids.id()) {
+                out[*i] = Ok(Some(Reply::Fresh(view)));
+            }
+        }
+        Ok(out)
     }
+}
+
+/// The requests a group may record: the first of each idempotency key and of each order id of
+/// a business (a repeat runs on its own afterwards, and replays the first or finds its order).
+fn first_of_each_key_and_order(group: &[AcceptPayment]) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    (0..group.len())
+        .filter(|&i| {
+            let a = &group[i];
+            seen.insert((a.business, a.idem.key().to_owned()))
+                & seen.insert((a.business, format!("order:{}", a.req.order_id.as_str())))
+        })
+        .collect()
 }
 
 /// What one kind of accept group has recorded since the instance started (each instance counts

@@ -71,6 +71,27 @@ impl From<&Payment> for PaymentView {
     }
 }
 
+impl PaymentView {
+    /// A payment as it is recorded from `p` (`accepted`, nothing refunded, no failure): its
+    /// answer can be stored with it in the same statement.
+    pub(crate) fn accepted(p: &minipay_store::NewPayment<'_>) -> Self {
+        Self {
+            id: p.id,
+            status: PaymentStatus::Accepted,
+            amount: p.amount,
+            refunded_amount: 0,
+            business_id: p.business_id,
+            user_id: p.user_id,
+            order_id: p.order_id.to_owned(),
+            description: p.description.map(str::to_owned),
+            bank_transaction_id: p.bank_transaction_id.to_owned(),
+            failure: None,
+            created_at: p.at,
+            paid_at: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RefundView {
     #[schema(value_type = String, format = Uuid)]
@@ -194,4 +215,49 @@ pub struct AcceptGroupCounts {
     pub groups: u64,
     /// Requests they recorded (the others replayed, or ran on their own).
     pub recorded: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minipay_core::BankAccountId;
+
+    /// The answer a group stores before the payment's row exists is the view of that row.
+    #[test]
+    fn an_accepted_payments_view_is_the_view_of_its_recorded_row() {
+        let at = Timestamp::from_microsecond(1_780_000_000_123_456).unwrap();
+        for description in [None, Some("커피 두 잔")] {
+            let new = minipay_store::NewPayment {
+                id: PaymentId::new(),
+                business_id: BusinessId::new(),
+                user_id: UserId::new(),
+                order_id: "ORDER-1",
+                amount: 12_000,
+                description,
+                bank_transaction_id: "M202600001U123456789",
+                at,
+            };
+            let recorded = Payment {
+                id: new.id,
+                business_id: new.business_id,
+                user_id: new.user_id,
+                order_id: new.order_id.to_owned(),
+                amount: new.amount,
+                refunded_amount: 0,
+                description: description.map(str::to_owned),
+                bank_account_id: BankAccountId::new(),
+                fintech_use_num: "120000000000000000000001".to_owned(),
+                bank_transaction_id: new.bank_transaction_id.to_owned(),
+                status: PaymentStatus::Accepted,
+                failure: None,
+                created_at: at,
+                updated_at: at,
+                paid_at: None,
+            };
+            assert_eq!(
+                serde_json::to_value(PaymentView::accepted(&new)).unwrap(),
+                serde_json::to_value(PaymentView::from(&recorded)).unwrap()
+            );
+        }
+    }
 }

@@ -31,6 +31,11 @@ impl IdempotentRequest {
         self.key.as_str()
     }
 
+    /// The digest of what the request asks for, stored with its key's answer.
+    pub fn fingerprint(&self) -> &[u8] {
+        &self.fingerprint
+    }
+
     /// Whether `other` asks for exactly what this request asks for.
     pub(crate) fn same_request(&self, other: &Self) -> bool {
         self.fingerprint == other.fingerprint
@@ -85,13 +90,18 @@ pub(crate) async fn claim_all(
     requests: &[(KeyOwner, &IdempotentRequest)],
     now: Timestamp,
 ) -> ServiceResult<Vec<ServiceResult<Option<StoredResponse>>>> {
-    let expires = now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS);
+    let expires = key_expiry(now);
     let keys: Vec<_> = requests
         .iter()
         .map(|(user, req)| (*user, req.key(), req.fingerprint.as_slice()))
         .collect();
     let claims = tx.claim_idempotency_keys(&keys, now, expires).await?;
     Ok(claims.into_iter().map(verdict).collect())
+}
+
+/// When a key recorded at `now` expires (then a request may use it afresh).
+pub fn key_expiry(now: Timestamp) -> Timestamp {
+    now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS)
 }
 
 /// What a request does given its key's claim: go ahead (`Ok(None)`), replay, or be refused.
@@ -159,7 +169,7 @@ pub async fn record_all(
     answered: &[(KeyOwner, &IdempotentRequest, &StoredResponse)],
     now: Timestamp,
 ) -> ServiceResult<bool> {
-    let expires = now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS);
+    let expires = key_expiry(now);
     let keys: Vec<_> = answered
         .iter()
         .map(|(user, req, stored)| (*user, req.key(), req.fingerprint.as_slice(), *stored))

@@ -63,8 +63,8 @@ pub use idempotency::{Claim, StoredResponse};
 pub use jobs::{AttemptedJob, JobRun, QueuedJob, QueuedOutcome, SlotState};
 pub use notifications::Notification;
 pub use payments::{
-    BankCall, FinishedBankCall, NewBankCall, NewPayment, NewRefund, Payment, PaymentFailure, PaymentFilter,
-    PaymentStatusChange, Refund, RefundAmountTake,
+    AcceptedPayment, BankCall, FinishedBankCall, NewBankCall, NewPayment, NewRefund, Payment, PaymentFailure,
+    PaymentFilter, PaymentStatusChange, Refund, RefundAmountTake,
 };
 pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow};
 pub use savings::{AutoDebitStatus, InterestPaid, InterestState};

@@ -719,10 +719,12 @@ async fn order_ids_and_idempotency_keys(app: TestApp) {
     app.assert_invariants().await;
 }
 
-/// Requests arriving together are recorded in one transaction (one statement finds every
-/// user's bank account): each is still answered as if it came alone — fresh orders accepted,
-/// the same order with the same body the same payment, a taken order with another body a
-/// conflict, a user with no bank account refused — and only the fresh payments are pulled.
+/// Requests arriving together are recorded by one statement (on PostgreSQL; one transaction on
+/// SQLite) that finds every user's bank account: each is still answered as if it came alone —
+/// fresh orders accepted (the answer is the payment as recorded), the same order with the same
+/// body the same payment, a taken order with another body a conflict, a user with no bank
+/// account refused, a key used before replayed or refused — and only the fresh payments are
+/// pulled.
 async fn payments_sent_together_are_each_answered_as_if_alone(app: TestApp) {
     const FRESH: usize = 20;
     const SAME_ORDER: usize = 5;
@@ -734,7 +736,27 @@ async fn payments_sent_together_are_each_answered_as_if_alone(app: TestApp) {
     let same = (0..SAME_ORDER).map(|i| (p.user.clone(), WON, "ORDER-SAME".to_owned(), format!("same-{i}")));
     let conflict = std::iter::once((p.user.clone(), WON + 1, "ORDER-TAKEN".to_owned(), "conflict".to_owned()));
     let refused = (0..NO_BANK).map(|i| (no_bank.clone(), WON, format!("ORDER-NB-{i}"), format!("nb-{i}")));
-    let requests: Vec<_> = fresh.chain(same).chain(conflict).chain(refused).collect();
+    // The taken order's key: once with its body (a replay), once with another (refused).
+    let used_key = [
+        (
+            p.user.clone(),
+            WON,
+            "ORDER-TAKEN".to_owned(),
+            "key-ORDER-TAKEN".to_owned(),
+        ),
+        (
+            p.user.clone(),
+            WON,
+            "ORDER-KEY-REUSED".to_owned(),
+            "key-ORDER-TAKEN".to_owned(),
+        ),
+    ];
+    let requests: Vec<_> = fresh
+        .chain(same)
+        .chain(conflict)
+        .chain(refused)
+        .chain(used_key)
+        .collect();
     let answers = join_all(requests.into_iter().map(|(user, won, order, key)| {
         let (app, shop) = (app.clone(), p.shop.clone());
         async move { app.pay(&shop, &user, won, &order, &key).await }
@@ -743,7 +765,13 @@ async fn payments_sent_together_are_each_answered_as_if_alone(app: TestApp) {
 
     let (fresh, rest) = answers.split_at(FRESH);
     let (same, rest) = rest.split_at(SAME_ORDER);
-    let (conflict, refused) = rest.split_at(1);
+    let (conflict, rest) = rest.split_at(1);
+    let (refused, used_key) = rest.split_at(NO_BANK);
+    let replay = &used_key[0];
+    replay.assert_status(202);
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(text(&replay.body["id"]), taken);
+    used_key[1].assert_error(422, "idempotency_key_reused");
     let mut ids: Vec<String> = fresh.iter().map(|r| text(&r.assert_status(202)["id"])).collect();
     ids.sort();
     ids.dedup();
@@ -757,6 +785,32 @@ async fn payments_sent_together_are_each_answered_as_if_alone(app: TestApp) {
     assert!(!ids.contains(&taken) && !ids.contains(&same_ids[0]));
     for id in ids.iter().chain([&same_ids[0]]) {
         app.payment_when(&p.shop, id, &["paid"]).await;
+    }
+    for answer in fresh {
+        let recorded = app
+            .biz_get(&p.shop, &format!("/v1/biz/payments/{}", text(&answer.body["id"])))
+            .await;
+        let recorded = recorded.assert_status(200);
+        let fields = [
+            "id",
+            "amount",
+            "refunded_amount",
+            "business_id",
+            "user_id",
+            "order_id",
+            "description",
+            "bank_transaction_id",
+            "failure",
+            "created_at",
+        ];
+        for field in fields {
+            assert_eq!(
+                answer.body[field], recorded[field],
+                "{field}: {} vs {recorded}",
+                answer.body
+            );
+        }
+        assert_eq!(answer.body["status"], json!("accepted"), "{}", answer.body);
     }
     // The taken order, the fresh ones and the one shared order: pulled once each.
     let paid = (FRESH as i64 + 2) * WON;

@@ -3,7 +3,6 @@
 //! payment can never add up to more than it.
 
 use crate::BankAccount;
-use crate::bank_accounts::charging_account;
 use crate::session::{Db, Session};
 use crate::types::DbTime;
 use crate::{Result, StoreError};
@@ -169,59 +168,6 @@ impl Session {
         .fetch_optional(c)
         .await)?;
         row.map(Payment::try_from).transpose()
-    }
-
-    /// Records each payment pulling from its user's charging bank account, found by the same
-    /// statement (one statement on PostgreSQL). Those recorded, in no particular order; one whose
-    /// user has no registered account, or whose order id the business has used, is not.
-    pub async fn insert_payments_from_charging_accounts(&mut self, rows: &[NewPayment<'_>]) -> Result<Vec<Payment>> {
-        self.assert_writable();
-        let Db::Pg(c) = self.db() else {
-            let mut recorded = Vec::with_capacity(rows.len());
-            for p in rows {
-                if let Some(account) = self.charging_bank_account(p.user_id).await? {
-                    recorded.extend(self.insert_payment(p, &account).await?);
-                }
-            }
-            return Ok(recorded);
-        };
-        let ids: Vec<Uuid> = rows.iter().map(|p| p.id.as_uuid()).collect();
-        let businesses: Vec<Uuid> = rows.iter().map(|p| p.business_id.as_uuid()).collect();
-        let users: Vec<Uuid> = rows.iter().map(|p| p.user_id.as_uuid()).collect();
-        let orders: Vec<&str> = rows.iter().map(|p| p.order_id).collect();
-        let amounts: Vec<i64> = rows.iter().map(|p| p.amount).collect();
-        let descriptions: Vec<Option<&str>> = rows.iter().map(|p| p.description).collect();
-        let tran_ids: Vec<&str> = rows.iter().map(|p| p.bank_transaction_id).collect();
-        let at: Vec<DbTime> = rows.iter().map(|p| DbTime(p.at)).collect();
-        let recorded: Vec<PaymentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            concat!(
-                "INSERT INTO payments (id, business_id, user_id, order_id, amount, description, bank_account_id,
-                     fintech_use_num, bank_transaction_id, status, created_at, updated_at)
-                 SELECT t.id, t.business_id, t.user_id, t.order_id, t.amount, t.description, a.id,
-                        a.fintech_use_num, t.tran_id, 'accepted', t.at, t.at
-                 FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[], $7::text[],
-                             $8::timestamptz[])
-                      AS t(id, business_id, user_id, order_id, amount, description, tran_id, at)
-                 CROSS JOIN LATERAL (SELECT id, fintech_use_num FROM bank_accounts
-                                     WHERE user_id = t.user_id AND ",
-                charging_account!(),
-                ") a
-                 ON CONFLICT (business_id, order_id) DO NOTHING
-                 RETURNING {COLUMNS}"
-            ),
-            COLUMNS = COLUMNS
-        )))
-        .bind(&ids)
-        .bind(&businesses)
-        .bind(&users)
-        .bind(&orders)
-        .bind(&amounts)
-        .bind(&descriptions)
-        .bind(&tran_ids)
-        .bind(&at)
-        .fetch_all(c)
-        .await?;
-        recorded.into_iter().map(Payment::try_from).collect()
     }
 
     pub async fn payment(&mut self, id: PaymentId) -> Result<Option<Payment>> {
