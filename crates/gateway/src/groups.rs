@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use minipay_core::Clock;
 use minipay_core::gateway::breaker::{Admission, Breaker, BreakerPolicy};
-use minipay_events::Events;
+use minipay_events::{Events, new_event};
 use minipay_services::group_commit::{BatchRunner, GroupCommit, answers_or_all_alone};
 use minipay_services::{BatchConfig, ServiceResult};
-use minipay_store::{AnsweredApproval, ApprovalStep, NewApproval, NewEvent, RoutedApproval, Store};
+use minipay_store::{AnsweredApproval, ApprovalStep, NewApproval, RoutedApproval, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -187,12 +187,7 @@ fn step(
 ) -> ApprovalStep {
     ApprovalStep {
         approval_id: id,
-        event: NewEvent {
-            id: Uuid::now_v7(),
-            subject: subject.to_owned(),
-            payload: data(subject, id, seq, upstream, detail, now),
-            created_at: now,
-        },
+        event: new_event(subject, data(subject, id, seq, upstream, detail, now), now),
     }
 }
 

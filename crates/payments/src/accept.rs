@@ -39,7 +39,7 @@ impl Payments {
     ) -> ServiceResult<Reply<PaymentView>> {
         let key = key.ok_or_else(|| ServiceError::validation("Idempotency-Key is required for a payment"))?;
         let idem = IdempotentRequest::new(Some(key), "payment", "", &req).expect("a key was given");
-        // With others in one transaction when requests come together (one commit for all; each
+        // With others in one statement when requests come together (one commit for all; each
         // user's bank account read by the statement that records the payments).
         if self.config.accept_batching.enabled() {
             let grouped = AcceptPayment {

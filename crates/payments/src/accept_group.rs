@@ -101,12 +101,13 @@ impl PaymentGroups {
 /// The requests a group may record: the first of each idempotency key and of each order id of
 /// a business (a repeat runs on its own afterwards, and replays the first or finds its order).
 fn first_of_each_key_and_order(group: &[AcceptPayment]) -> Vec<usize> {
-    let mut seen = HashSet::new();
+    let (mut keys, mut orders) = (HashSet::new(), HashSet::new());
     (0..group.len())
         .filter(|&i| {
             let a = &group[i];
-            seen.insert((a.business, a.idem.key().to_owned()))
-                & seen.insert((a.business, format!("order:{}", a.req.order_id.as_str())))
+            // Both sets take the request's key and order, whichever was seen before (`&`, not
+            // `&&`): a later request repeating either one is left out too.
+            keys.insert((a.business, a.idem.key())) & orders.insert((a.business, a.req.order_id.as_str()))
         })
         .collect()
 }

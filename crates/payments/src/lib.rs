@@ -62,8 +62,8 @@ pub struct PaymentsConfig {
     /// The recovery job settles payments and refunds that have not moved for this long
     /// (a crash, a delivery that gave up).
     pub recover_after: SignedDuration,
-    /// How concurrent payment requests, and refund requests, are grouped into one transaction
-    /// (the wallet's settings).
+    /// How concurrent payment requests (one statement a group), and refund requests (one
+    /// transaction a group), are grouped (the wallet's settings).
     pub accept_batching: BatchConfig,
 }
 

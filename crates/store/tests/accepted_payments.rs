@@ -1,9 +1,12 @@
 //! A group of new payments recorded at once (`Session::insert_accepted_payments`), on SQLite
 //! and PostgreSQL: only what may be recorded is, each payment with its event and its key's
-//! answer; and a key taken meanwhile by another request leaves nothing of the group written.
+//! answer; a key taken meanwhile by another request, or twice in the group, leaves nothing of
+//! the group written.
 
 use jiff::{SignedDuration, Timestamp};
 use minipay_core::business::RegistrationNumber;
+use minipay_core::payment::PaymentStatus;
+use minipay_core::request::IDEMPOTENCY_KEY_TTL_HOURS;
 use minipay_core::{AccountId, BankAccountId, BusinessId, KeyOwner, PaymentId, UserId};
 use minipay_store::testing::TestDb;
 use minipay_store::{
@@ -32,7 +35,9 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_group_records_only_what_it_may,
-    a_key_taken_meanwhile_leaves_nothing_of_the_group_written,
+    a_key_taken_meanwhile_is_never_answered_twice,
+    a_key_twice_in_one_group_leaves_nothing_written,
+    an_expired_key_is_left_out_on_postgres_and_used_afresh_on_sqlite,
 );
 
 /// A migrated store on a fresh database, a business, a user with a registered bank account
@@ -105,14 +110,23 @@ impl World {
     }
 
     fn keys_expire_at(&self) -> Timestamp {
-        self.now + SignedDuration::from_hours(48)
+        self.now + SignedDuration::from_hours(IDEMPOTENCY_KEY_TTL_HOURS)
     }
 
     /// Records `group` in a one-statement session, committed unless a key was taken.
     async fn record(&self, group: &[AcceptedPayment<'_>]) -> Option<Vec<PaymentId>> {
+        self.record_with_keys_expiring(group, self.keys_expire_at()).await
+    }
+
+    /// [`Self::record`], the keys' answers expiring at `keys_expire_at`.
+    async fn record_with_keys_expiring(
+        &self,
+        group: &[AcceptedPayment<'_>],
+        keys_expire_at: Timestamp,
+    ) -> Option<Vec<PaymentId>> {
         let mut s = self.store.one_statement().await.unwrap();
         let recorded = s
-            .insert_accepted_payments(group, self.now, self.keys_expire_at())
+            .insert_accepted_payments(group, self.now, keys_expire_at)
             .await
             .unwrap();
         match recorded {
@@ -139,7 +153,10 @@ impl World {
     async fn events(&self) -> Vec<serde_json::Value> {
         let mut s = self.store.read().await.unwrap();
         let events = s.unpublished_events(100).await.unwrap();
-        events.into_iter().map(|e| serde_json::from_str(&e.payload).unwrap()).collect()
+        events
+            .into_iter()
+            .map(|e| serde_json::from_str(&e.payload).unwrap())
+            .collect()
     }
 
     async fn payment_exists(&self, id: PaymentId) -> bool {
@@ -182,7 +199,7 @@ impl Request {
                 user_id: self.user,
                 order_id: &self.order,
                 amount: 10_000,
-                description: None,
+                description: Some("두 잔"),
                 bank_transaction_id: &self.tran_id,
                 at: w.now,
             },
@@ -224,6 +241,19 @@ async fn a_group_records_only_what_it_may(backend: BackendKind) {
     for r in [&used_key, &no_bank, &used_order] {
         assert!(!w.payment_exists(r.id).await, "{} was left out", r.order);
     }
+    for r in [&first, &second] {
+        let p = w.store.read().await.unwrap().payment(r.id).await.unwrap().unwrap();
+        assert_eq!(p.status, PaymentStatus::Accepted);
+        assert_eq!((p.refunded_amount, p.amount), (0, 10_000));
+        assert_eq!((p.created_at, p.updated_at, p.paid_at), (w.now, w.now, None));
+        assert_eq!((p.business_id, p.user_id), (w.shop, w.payer));
+        assert_eq!(
+            (p.order_id.as_str(), p.description.as_deref()),
+            (r.order.as_str(), Some("두 잔"))
+        );
+        assert_eq!(p.bank_transaction_id, r.tran_id);
+        assert_eq!((p.fintech_use_num.as_str(), p.failure), ("FIN-PAYER", None));
+    }
     let events: Vec<_> = [&earlier, &first, &second]
         .iter()
         .map(|r| serde_json::json!({ "payment_id": r.id }))
@@ -238,10 +268,10 @@ async fn a_group_records_only_what_it_may(backend: BackendKind) {
 }
 
 /// Another request's transaction records a key of the group and commits while the group is
-/// being written. PostgreSQL: the group's statement waits for it, then writes nothing at all
-/// (`None`: every request runs on its own). SQLite (one writer): the group waits for the
-/// writer, then leaves that request out and records the other.
-async fn a_key_taken_meanwhile_leaves_nothing_of_the_group_written(backend: BackendKind) {
+/// being written: the group never answers under it. PostgreSQL: the group's statement waits
+/// for it, then writes nothing at all (`None`: every request runs on its own). SQLite (one
+/// writer): the group waits for the writer, then leaves that request out and records the other.
+async fn a_key_taken_meanwhile_is_never_answered_twice(backend: BackendKind) {
     let Some(w) = World::new(backend).await else { return };
     let w = std::sync::Arc::new(w);
     let taken = Request::new(w.payer, "ORDER-1", "key-taken");
@@ -307,7 +337,49 @@ async fn waits_for_the_other_transaction(w: &World, backend: BackendKind) {
         if waiting > 0 {
             return;
         }
-        assert!(tokio::time::Instant::now() < until, "the group never waited for the key");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the group never waited for the key"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The same key twice in one group (the service never sends that; the store still refuses
+/// it): nothing of the group is written.
+async fn a_key_twice_in_one_group_leaves_nothing_written(backend: BackendKind) {
+    let Some(w) = World::new(backend).await else { return };
+    let first = Request::new(w.payer, "ORDER-1", "key-twice");
+    let again = Request::new(w.payer, "ORDER-2", "key-twice");
+    assert_eq!(w.record(&[first.row(&w), again.row(&w)]).await, None);
+    assert!(!w.payment_exists(first.id).await && !w.payment_exists(again.id).await);
+    assert_eq!(w.events().await, Vec::<serde_json::Value>::new());
+    assert_eq!(w.answer_under("key-twice").await, None);
+    w.db.remove().await;
+}
+
+/// A key whose answer has expired: PostgreSQL's statement leaves its request out (it runs on
+/// its own, which uses the key afresh); SQLite's group uses it afresh itself.
+async fn an_expired_key_is_left_out_on_postgres_and_used_afresh_on_sqlite(backend: BackendKind) {
+    let Some(w) = World::new(backend).await else { return };
+    let earlier = Request::new(w.payer, "ORDER-EARLIER", "key-expired");
+    let expired = w.now - SignedDuration::from_hours(1);
+    let recorded = w.record_with_keys_expiring(&[earlier.row(&w)], expired).await;
+    assert_eq!(recorded, Some(vec![earlier.id]));
+    assert_eq!(w.answer_under("key-expired").await, None, "expired: free to use again");
+
+    let afresh = Request::new(w.payer, "ORDER-AFRESH", "key-expired");
+    let recorded = w.record(&[afresh.row(&w)]).await;
+    match backend {
+        BackendKind::Postgres => {
+            assert_eq!(recorded, Some(vec![]));
+            assert!(!w.payment_exists(afresh.id).await);
+            assert_eq!(w.answer_under("key-expired").await, None);
+        }
+        BackendKind::Sqlite => {
+            assert_eq!(recorded, Some(vec![afresh.id]));
+            assert_eq!(w.answer_under("key-expired").await, Some(afresh.answer.body.clone()));
+        }
+    }
+    w.db.remove().await;
 }

@@ -35,13 +35,13 @@ for_every_engine!(
 );
 
 for_both_backends!(
+    payments_sent_together_are_each_answered_as_if_alone,
     refunds_sent_together_share_one_transaction,
     refunds_sent_together_beyond_the_balance_take_what_it_holds,
 );
 
 on_both_backends!(
     order_ids_and_idempotency_keys,
-    payments_sent_together_are_each_answered_as_if_alone,
     bad_payment_and_refund_requests_change_nothing,
     fifty_concurrent_refunds_never_exceed_the_payment,
     refunds_and_payouts_beyond_the_balance_change_nothing,
@@ -495,12 +495,19 @@ async fn refunds_sent_together_each_get_their_own_outcome(app: TestApp) {
 /// How many refund groups this server has committed that recorded refunds, and the refunds
 /// they recorded (its own counters).
 async fn refund_groups(app: &TestApp) -> (u64, u64) {
+    accept_groups(app, "refunds").await
+}
+
+/// [`refund_groups`] for payments.
+async fn payment_groups(app: &TestApp) -> (u64, u64) {
+    accept_groups(app, "payments").await
+}
+
+/// This server's accept groups of one `kind` that recorded something, and what they recorded.
+async fn accept_groups(app: &TestApp, kind: &str) -> (u64, u64) {
     let counts = app.admin_get("/v1/admin/payment-groups").await;
-    let refunds = &counts.assert_status(200)["refunds"];
-    (
-        refunds["groups"].as_u64().unwrap(),
-        refunds["recorded"].as_u64().unwrap(),
-    )
+    let groups = &counts.assert_status(200)[kind];
+    (groups["groups"].as_u64().unwrap(), groups["recorded"].as_u64().unwrap())
 }
 
 /// `n` payments of [`WON`] by `p`'s user to its shop, paid; their ids.
@@ -725,96 +732,106 @@ async fn order_ids_and_idempotency_keys(app: TestApp) {
 /// body the same payment, a taken order with another body a conflict, a user with no bank
 /// account refused, a key used before replayed or refused — and only the fresh payments are
 /// pulled.
-async fn payments_sent_together_are_each_answered_as_if_alone(app: TestApp) {
-    const FRESH: usize = 20;
-    const SAME_ORDER: usize = 5;
-    const NO_BANK: usize = 3;
-    let p = parties(&app).await;
-    let no_bank = app.user("박은행없음").await;
-    let taken = app.paid(&p, WON, "ORDER-TAKEN").await;
-    let fresh = (0..FRESH).map(|i| (p.user.clone(), WON, format!("ORDER-{i}"), format!("fresh-{i}")));
-    let same = (0..SAME_ORDER).map(|i| (p.user.clone(), WON, "ORDER-SAME".to_owned(), format!("same-{i}")));
-    let conflict = std::iter::once((p.user.clone(), WON + 1, "ORDER-TAKEN".to_owned(), "conflict".to_owned()));
-    let refused = (0..NO_BANK).map(|i| (no_bank.clone(), WON, format!("ORDER-NB-{i}"), format!("nb-{i}")));
-    // The taken order's key: once with its body (a replay), once with another (refused).
-    let used_key = [
-        (
-            p.user.clone(),
-            WON,
-            "ORDER-TAKEN".to_owned(),
-            "key-ORDER-TAKEN".to_owned(),
-        ),
-        (
-            p.user.clone(),
-            WON,
-            "ORDER-KEY-REUSED".to_owned(),
-            "key-ORDER-TAKEN".to_owned(),
-        ),
-    ];
-    let requests: Vec<_> = fresh
-        .chain(same)
-        .chain(conflict)
-        .chain(refused)
-        .chain(used_key)
-        .collect();
-    let answers = join_all(requests.into_iter().map(|(user, won, order, key)| {
-        let (app, shop) = (app.clone(), p.shop.clone());
-        async move { app.pay(&shop, &user, won, &order, &key).await }
-    }))
-    .await;
-
-    let (fresh, rest) = answers.split_at(FRESH);
-    let (same, rest) = rest.split_at(SAME_ORDER);
-    let (conflict, rest) = rest.split_at(1);
-    let (refused, used_key) = rest.split_at(NO_BANK);
-    let replay = &used_key[0];
-    replay.assert_status(202);
-    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
-    assert_eq!(text(&replay.body["id"]), taken);
-    used_key[1].assert_error(422, "idempotency_key_reused");
-    let mut ids: Vec<String> = fresh.iter().map(|r| text(&r.assert_status(202)["id"])).collect();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), FRESH, "each fresh order is its own payment");
-    let same_ids: Vec<String> = same.iter().map(|r| text(&r.assert_status(202)["id"])).collect();
-    assert!(same_ids.iter().all(|id| *id == same_ids[0]), "{same_ids:?}");
-    conflict[0].assert_error(409, "conflict");
-    for r in refused {
-        r.assert_error(409, "invalid_state");
-    }
-    assert!(!ids.contains(&taken) && !ids.contains(&same_ids[0]));
-    for id in ids.iter().chain([&same_ids[0]]) {
-        app.payment_when(&p.shop, id, &["paid"]).await;
-    }
-    for answer in fresh {
-        let recorded = app
-            .biz_get(&p.shop, &format!("/v1/biz/payments/{}", text(&answer.body["id"])))
-            .await;
-        let recorded = recorded.assert_status(200);
-        let fields = [
-            "id",
-            "amount",
-            "refunded_amount",
-            "business_id",
-            "user_id",
-            "order_id",
-            "description",
-            "bank_transaction_id",
-            "failure",
-            "created_at",
+async fn payments_sent_together_are_each_answered_as_if_alone(backend: Backend) {
+    run_with(backend, long_batches, |app| async move {
+        const FRESH: usize = 20;
+        const SAME_ORDER: usize = 5;
+        const NO_BANK: usize = 3;
+        let p = parties(&app).await;
+        let no_bank = app.user("박은행없음").await;
+        let taken = app.paid(&p, WON, "ORDER-TAKEN").await;
+        let before = payment_groups(&app).await;
+        let fresh = (0..FRESH).map(|i| (p.user.clone(), WON, format!("ORDER-{i}"), format!("fresh-{i}")));
+        let same = (0..SAME_ORDER).map(|i| (p.user.clone(), WON, "ORDER-SAME".to_owned(), format!("same-{i}")));
+        let conflict = std::iter::once((p.user.clone(), WON + 1, "ORDER-TAKEN".to_owned(), "conflict".to_owned()));
+        let refused = (0..NO_BANK).map(|i| (no_bank.clone(), WON, format!("ORDER-NB-{i}"), format!("nb-{i}")));
+        // The taken order's key: once with its body (a replay), once with another (refused).
+        let used_key = [
+            (
+                p.user.clone(),
+                WON,
+                "ORDER-TAKEN".to_owned(),
+                "key-ORDER-TAKEN".to_owned(),
+            ),
+            (
+                p.user.clone(),
+                WON,
+                "ORDER-KEY-REUSED".to_owned(),
+                "key-ORDER-TAKEN".to_owned(),
+            ),
         ];
-        for field in fields {
-            assert_eq!(
-                answer.body[field], recorded[field],
-                "{field}: {} vs {recorded}",
-                answer.body
-            );
+        let requests: Vec<_> = fresh
+            .chain(same)
+            .chain(conflict)
+            .chain(refused)
+            .chain(used_key)
+            .collect();
+        let answers = join_all(requests.into_iter().map(|(user, won, order, key)| {
+            let (app, shop) = (app.clone(), p.shop.clone());
+            async move { app.pay(&shop, &user, won, &order, &key).await }
+        }))
+        .await;
+
+        let (fresh, rest) = answers.split_at(FRESH);
+        let (same, rest) = rest.split_at(SAME_ORDER);
+        let (conflict, rest) = rest.split_at(1);
+        let (refused, used_key) = rest.split_at(NO_BANK);
+        let replay = &used_key[0];
+        replay.assert_status(202);
+        assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+        assert_eq!(text(&replay.body["id"]), taken);
+        used_key[1].assert_error(422, "idempotency_key_reused");
+        let mut ids: Vec<String> = fresh.iter().map(|r| text(&r.assert_status(202)["id"])).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), FRESH, "each fresh order is its own payment");
+        let same_ids: Vec<String> = same.iter().map(|r| text(&r.assert_status(202)["id"])).collect();
+        assert!(same_ids.iter().all(|id| *id == same_ids[0]), "{same_ids:?}");
+        conflict[0].assert_error(409, "conflict");
+        for r in refused {
+            r.assert_error(409, "invalid_state");
         }
-        assert_eq!(answer.body["status"], json!("accepted"), "{}", answer.body);
-    }
-    // The taken order, the fresh ones and the one shared order: pulled once each.
-    let paid = (FRESH as i64 + 2) * WON;
-    assert_money(&app, &p, [OPENING_WON - paid, paid, paid]).await;
+        assert!(!ids.contains(&taken) && !ids.contains(&same_ids[0]));
+        let (_, recorded) = payment_groups(&app).await;
+        assert_eq!(
+            recorded - before.1,
+            FRESH as u64 + 1,
+            "the fresh orders and the first of the shared one were recorded by groups"
+        );
+        for id in ids.iter().chain([&same_ids[0]]) {
+            app.payment_when(&p.shop, id, &["paid"]).await;
+        }
+        for answer in fresh {
+            let recorded = app
+                .biz_get(&p.shop, &format!("/v1/biz/payments/{}", text(&answer.body["id"])))
+                .await;
+            let recorded = recorded.assert_status(200);
+            let fields = [
+                "id",
+                "amount",
+                "refunded_amount",
+                "business_id",
+                "user_id",
+                "order_id",
+                "description",
+                "bank_transaction_id",
+                "failure",
+                "created_at",
+            ];
+            for field in fields {
+                assert_eq!(
+                    answer.body[field], recorded[field],
+                    "{field}: {} vs {recorded}",
+                    answer.body
+                );
+            }
+            assert_eq!(answer.body["status"], json!("accepted"), "{}", answer.body);
+        }
+        // The taken order, the fresh ones and the one shared order: pulled once each.
+        let paid = (FRESH as i64 + 2) * WON;
+        assert_money(&app, &p, [OPENING_WON - paid, paid, paid]).await;
+    })
+    .await;
 }
 
 async fn bad_payment_and_refund_requests_change_nothing(app: TestApp) {

@@ -57,19 +57,19 @@ impl Session {
                 .insert_accepted_payments_one_by_one(group, now, keys_expire_at)
                 .await;
         };
-        let p = |f: fn(&AcceptedPayment<'_>) -> Uuid| group.iter().map(f).collect::<Vec<Uuid>>();
+        let uuids = |f: fn(&AcceptedPayment<'_>) -> Uuid| group.iter().map(f).collect::<Vec<Uuid>>();
         let recorded: std::result::Result<Vec<(Uuid,)>, sqlx::Error> = sqlx::query_as(INSERT_GROUP)
-            .bind(p(|a| a.payment.id.as_uuid()))
-            .bind(p(|a| a.payment.business_id.as_uuid()))
-            .bind(p(|a| a.payment.user_id.as_uuid()))
+            .bind(uuids(|a| a.payment.id.as_uuid()))
+            .bind(uuids(|a| a.payment.business_id.as_uuid()))
+            .bind(uuids(|a| a.payment.user_id.as_uuid()))
             .bind(group.iter().map(|a| a.payment.order_id).collect::<Vec<_>>())
             .bind(group.iter().map(|a| a.payment.amount).collect::<Vec<_>>())
             .bind(group.iter().map(|a| a.payment.description).collect::<Vec<_>>())
             .bind(group.iter().map(|a| a.payment.bank_transaction_id).collect::<Vec<_>>())
-            .bind(p(|a| a.event.id))
+            .bind(uuids(|a| a.event.id))
             .bind(group.iter().map(|a| a.event.subject.as_str()).collect::<Vec<_>>())
             .bind(group.iter().map(|a| a.event.payload.to_string()).collect::<Vec<_>>())
-            .bind(p(|a| a.key_owner.as_uuid()))
+            .bind(uuids(|a| a.key_owner.as_uuid()))
             .bind(group.iter().map(|a| a.key).collect::<Vec<_>>())
             .bind(group.iter().map(|a| a.fingerprint).collect::<Vec<_>>())
             .bind(group.iter().map(|a| i32::from(a.answer.status)).collect::<Vec<_>>())
