@@ -52,6 +52,11 @@ impl Payments {
                 return Ok(reply);
             }
         }
+        // A key used before answers first, whatever the body asks: a replay, or `422` for
+        // another body (even one naming a user with no bank account).
+        if let Some(stored) = self.replay(business, &idem).await? {
+            return Ok(Reply::Replayed(stored));
+        }
         let bank_account = self.pull_account(&req).await?;
         for _ in 0..RECORD_TRIES_MAX {
             if let Some(reply) = self.record_payment(business, &req, &idem, &bank_account).await? {
@@ -61,6 +66,13 @@ impl Payments {
             }
         }
         Err(busy_key())
+    }
+
+    /// The answer stored under the request's key, read outside any transaction; `None` when the
+    /// key is free.
+    async fn replay(&self, business: BusinessId, idem: &IdempotentRequest) -> ServiceResult<Option<StoredResponse>> {
+        let mut s = self.store.read().await?;
+        peek(&mut s, business, Some(idem), self.clock.now()).await
     }
 
     /// The user's registered bank account the payment will pull from.

@@ -745,7 +745,8 @@ async fn payments_sent_together_are_each_answered_as_if_alone(backend: Backend) 
         let same = (0..SAME_ORDER).map(|i| (p.user.clone(), WON, "ORDER-SAME".to_owned(), format!("same-{i}")));
         let conflict = std::iter::once((p.user.clone(), WON + 1, "ORDER-TAKEN".to_owned(), "conflict".to_owned()));
         let refused = (0..NO_BANK).map(|i| (no_bank.clone(), WON, format!("ORDER-NB-{i}"), format!("nb-{i}")));
-        // The taken order's key: once with its body (a replay), once with another (refused).
+        // The taken order's key: once with its body (a replay), twice with another (refused,
+        // even for a user with no bank account).
         let used_key = [
             (
                 p.user.clone(),
@@ -757,6 +758,12 @@ async fn payments_sent_together_are_each_answered_as_if_alone(backend: Backend) 
                 p.user.clone(),
                 WON,
                 "ORDER-KEY-REUSED".to_owned(),
+                "key-ORDER-TAKEN".to_owned(),
+            ),
+            (
+                no_bank.clone(),
+                WON,
+                "ORDER-KEY-REUSED-NB".to_owned(),
                 "key-ORDER-TAKEN".to_owned(),
             ),
         ];
@@ -781,6 +788,7 @@ async fn payments_sent_together_are_each_answered_as_if_alone(backend: Backend) 
         assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
         assert_eq!(text(&replay.body["id"]), taken);
         used_key[1].assert_error(422, "idempotency_key_reused");
+        used_key[2].assert_error(422, "idempotency_key_reused");
         let mut ids: Vec<String> = fresh.iter().map(|r| text(&r.assert_status(202)["id"])).collect();
         ids.sort();
         ids.dedup();
