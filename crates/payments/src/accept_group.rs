@@ -56,18 +56,19 @@ impl PaymentGroups {
             .into_iter()
             .map(|i| (i, NewPaymentIds::new()))
             .collect();
-        let views: Vec<PaymentView> = fresh
+        let payments: Vec<minipay_store::NewPayment> = fresh
             .iter()
-            .map(|(i, ids)| PaymentView::accepted(&ids.payment(group[*i].business, &group[*i].req, now)))
+            .map(|(i, ids)| ids.payment(group[*i].business, &group[*i].req, now))
             .collect();
+        let views: Vec<PaymentView> = payments.iter().map(PaymentView::accepted).collect();
         let answers: Vec<StoredResponse> = views.iter().map(stored_answer).collect::<ServiceResult<_>>()?;
         let rows: Vec<AcceptedPayment> = fresh
             .iter()
-            .zip(&answers)
-            .map(|((i, ids), answer)| {
+            .zip(payments.iter().zip(&answers))
+            .map(|((i, ids), (payment, answer))| {
                 let a = &group[*i];
                 AcceptedPayment {
-                    payment: ids.payment(a.business, &a.req, now),
+                    payment: payment.clone(),
                     event: new_event(subjects::ACCEPTED, trigger(ids.id()), now),
                     key_owner: a.business.into(),
                     key: a.idem.key(),
