@@ -68,7 +68,7 @@ pub use payments::{
 };
 pub use readside::{ApprovalView, ApprovalViewFilter, HistoryStep, ReconciliationRecord, SettledRow};
 pub use savings::{AutoDebitStatus, InterestPaid, InterestState};
-pub use session::{BackendKind, Session, Store, StoreOptions};
+pub use session::{BackendKind, IDLE_BEFORE_PING, Session, Store, StoreOptions};
 pub use settlements::{Settlement, SettlementRole, Share, ShareStatus};
 pub use transfers::{Direction, NewTransfer, Transfer, TransferCursor};
 pub use users::{NewUser, User};

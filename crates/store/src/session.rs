@@ -2,10 +2,10 @@
 
 use crate::Result;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgConnection, PgPool, Postgres, SqlStr, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, SqlStr, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -44,6 +44,29 @@ impl Default for StoreOptions {
     }
 }
 
+/// A pooled connection that idled at least this long is pinged before it is handed out, and
+/// replaced if the database has closed it meanwhile; one used more recently is handed out as
+/// it is (HikariCP's alive-bypass window, 500 ms). sqlx by default pings on every acquire: a
+/// round trip to the database before every session, however busy the connection.
+pub const IDLE_BEFORE_PING: Duration = Duration::from_millis(500);
+
+/// A pool of at most `max` connections, waiting at most `acquire` for one, that pings only
+/// connections idle for [`IDLE_BEFORE_PING`] or more before handing them out.
+fn pool_options<DB: sqlx::Database>(max: u32, acquire: Duration) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire)
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
     Postgres(PgPool),
@@ -67,10 +90,8 @@ impl Store {
         let acquire = Duration::from_millis(opts.acquire_timeout_ms);
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?.application_name("minipay");
-            let pool = PgPoolOptions::new()
-                .max_connections(opts.pg_connections_max)
+            let pool = pool_options::<Postgres>(opts.pg_connections_max, acquire)
                 .min_connections(opts.pg_connections_min.min(opts.pg_connections_max))
-                .acquire_timeout(acquire)
                 .connect_with(connect)
                 .await?;
             Backend::Postgres(pool)
@@ -82,14 +103,8 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_millis(opts.sqlite_busy_timeout_ms));
-            let writer = SqlitePoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(acquire)
-                .connect_with(connect.clone())
-                .await?;
-            let reader = SqlitePoolOptions::new()
-                .max_connections(opts.sqlite_readers_max)
-                .acquire_timeout(acquire)
+            let writer = pool_options::<Sqlite>(1, acquire).connect_with(connect.clone()).await?;
+            let reader = pool_options::<Sqlite>(opts.sqlite_readers_max, acquire)
                 .connect_with(connect.read_only(true))
                 .await?;
             Backend::Sqlite { writer, reader }
