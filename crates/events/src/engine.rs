@@ -46,8 +46,9 @@ pub struct EventsConfig {
     pub dispatch: Option<DispatchShape>,
     /// Longest a consumer's batch waits while the intake is at capacity (a request group found
     /// every commit slot busy, or answered its oldest request after
-    /// [`minipay_jobs::SLOW_GROUP`]), held under half the ack wait; zero (the default):
-    /// batches never wait.
+    /// [`minipay_jobs::SLOW_GROUP`]), held under half the ack wait — on JetStream counted from
+    /// when the batch's first message was stored, so a backlog runs at once; zero (the
+    /// default): batches never wait.
     pub yield_max: Duration,
 }
 

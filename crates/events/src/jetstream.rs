@@ -209,8 +209,9 @@ pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliver
             match next {
                 Some(Ok(first)) => {
                     // Requests first: while the intake is at capacity the batch waits (and
-                    // grows), never past its bound.
-                    shared.yield_to_intake(name, tokio::time::Instant::now()).await;
+                    // grows), never past its bound from when its first message was stored —
+                    // so a backlog under a busy intake runs at once, batch after batch.
+                    shared.yield_to_intake(name, stored_at(&first)).await;
                     let batch = with_arrived(first, &mut messages, name).await;
                     handle_messages(&shared, &deliveries, batch).await;
                 }
@@ -222,6 +223,26 @@ pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliver
             }
         }
     }
+}
+
+/// When JetStream stored `message`, on this process's monotonic clock: now, less the age its
+/// metadata gives (now when the metadata cannot be read or the age is negative — the
+/// server's clock ahead of ours).
+fn stored_at(message: &Message) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let Ok(info) = message.info() else {
+        return now;
+    };
+    let age = age_at(info.published.unix_timestamp_nanos(), std::time::SystemTime::now());
+    now.checked_sub(age).unwrap_or(now)
+}
+
+/// How long ago `stored_unix_nanos` was, at `now`; zero if it is not in the past.
+fn age_at(stored_unix_nanos: i128, now: std::time::SystemTime) -> Duration {
+    let now_nanos = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+    u64::try_from(now_nanos.saturating_sub(stored_unix_nanos)).map_or(Duration::ZERO, Duration::from_nanos)
 }
 
 /// `first` and the messages that arrive behind it within [`BATCH_LINGER`], up to
@@ -325,4 +346,29 @@ async fn deliver(shared: &Shared, deliveries: &Deliveries, events: &[Event]) -> 
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    fn nanos(t: SystemTime) -> i128 {
+        i128::try_from(t.duration_since(UNIX_EPOCH).unwrap().as_nanos()).unwrap()
+    }
+
+    #[test]
+    fn a_message_stored_earlier_is_as_old_as_the_time_since() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let stored = now - Duration::from_millis(7_250);
+        assert_eq!(age_at(nanos(stored), now), Duration::from_millis(7_250));
+        assert_eq!(age_at(nanos(now), now), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_message_stamped_after_now_is_taken_as_new() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ahead = now + Duration::from_millis(40);
+        assert_eq!(age_at(nanos(ahead), now), Duration::ZERO);
+    }
 }
