@@ -211,7 +211,11 @@ pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliver
                     // Requests first: while the intake is at capacity the batch waits (and
                     // grows), never past its bound from when its first message was stored —
                     // so a backlog under a busy intake runs at once, batch after batch.
-                    shared.yield_to_intake(name, stored_at(&first)).await;
+                    // (A message older than this process's monotonic clock can say has waited
+                    // past any bound.)
+                    if let Some(stored) = tokio::time::Instant::now().checked_sub(stored_age(&first)) {
+                        shared.yield_to_intake(name, stored).await;
+                    }
                     let batch = with_arrived(first, &mut messages, name).await;
                     handle_messages(&shared, &deliveries, batch).await;
                 }
@@ -225,24 +229,25 @@ pub(crate) async fn consume(shared: Arc<Shared>, consumer: PullConsumer, deliver
     }
 }
 
-/// When JetStream stored `message`, on this process's monotonic clock: now, less the age its
-/// metadata gives (now when the metadata cannot be read or the age is negative — the
-/// server's clock ahead of ours).
-fn stored_at(message: &Message) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
-    let Ok(info) = message.info() else {
-        return now;
-    };
-    let age = age_at(info.published.unix_timestamp_nanos(), std::time::SystemTime::now());
-    now.checked_sub(age).unwrap_or(now)
+/// How long ago JetStream stored `message`, by its metadata: zero when that cannot be read or
+/// is not in the past (the server's clock ahead of ours).
+fn stored_age(message: &Message) -> Duration {
+    message.info().map_or(Duration::ZERO, |info| {
+        age_at(info.published.unix_timestamp_nanos(), std::time::SystemTime::now())
+    })
 }
 
-/// How long ago `stored_unix_nanos` was, at `now`; zero if it is not in the past.
+/// How long ago `stored_unix_nanos` was, at `now`: zero if it is not in the past, the longest
+/// duration a `Duration` of nanoseconds holds if it is further back than that.
 fn age_at(stored_unix_nanos: i128, now: std::time::SystemTime) -> Duration {
     let now_nanos = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
-    u64::try_from(now_nanos.saturating_sub(stored_unix_nanos)).map_or(Duration::ZERO, Duration::from_nanos)
+    let ago = now_nanos.saturating_sub(stored_unix_nanos);
+    if ago <= 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(u64::try_from(ago).unwrap_or(u64::MAX))
 }
 
 /// `first` and the messages that arrive behind it within [`BATCH_LINGER`], up to
@@ -363,6 +368,12 @@ mod tests {
         let stored = now - Duration::from_millis(7_250);
         assert_eq!(age_at(nanos(stored), now), Duration::from_millis(7_250));
         assert_eq!(age_at(nanos(now), now), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_message_stored_before_the_range_of_nanoseconds_is_as_old_as_can_be() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(age_at(i128::MIN, now), Duration::from_nanos(u64::MAX));
     }
 
     #[test]
