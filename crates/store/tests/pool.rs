@@ -58,7 +58,7 @@ async fn a_connection_closed_in_steady_use_costs_one_statement() {
         return;
     };
     let last_used = Instant::now();
-    // The connection's return to the pool (sqlx checks it then) is done before it is closed.
+    // Give the connection's return to the pool (sqlx checks it then) time to finish first.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(close_connections_to(&db).await, 1, "the pool's one connection was open");
 
