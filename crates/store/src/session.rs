@@ -404,6 +404,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether each statement commits by itself (PostgreSQL's [`Store::one_statement`]).
+    pub(crate) fn is_one_statement(&self) -> bool {
+        matches!(self.conn, Conn::PgOneStatement(_))
+    }
+
     pub(crate) fn assert_writable(&self) {
         assert!(
             matches!(self.conn, Conn::PgTx(_) | Conn::PgOneStatement(_) | Conn::SqliteTx(_)),

@@ -3,6 +3,8 @@
 //! unreachable, unless it is required (CI, or `MINIPAY_TEST_REQUIRE_POSTGRES=1`).
 
 use crate::BackendKind;
+/// The payment group's first statement, for a test of its plans.
+pub use crate::payments::PAYMENT_GROUP_STATEMENT;
 use sqlx::Connection;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,6 +7,8 @@ mod payment;
 mod refunds;
 
 pub use accept::AcceptedPayment;
+#[cfg(feature = "testing")]
+pub use accept::PAYMENT_GROUP_STATEMENT;
 pub use bank_calls::{BankCall, FinishedBankCall, NewBankCall};
 pub use payment::{NewPayment, Payment, PaymentFailure, PaymentFilter, PaymentStatusChange, RefundAmountTake};
 pub use refunds::{NewRefund, Refund};
