@@ -45,11 +45,12 @@ impl BatchRunner<AcceptPayment, Accepted> for PaymentGroups {
 }
 
 impl PaymentGroups {
-    /// Records the group's fresh requests in one statement (PostgreSQL; one transaction on
-    /// SQLite) with their events and their answers, which are known beforehand: a new
-    /// payment's view is its row. Every other request — its key used before, its order id or
-    /// key repeated in the group, its order taken, its user without a bank account — and every
-    /// request of a group whose key was taken meanwhile runs on its own, which says why.
+    /// Records the group's fresh requests in one statement (PostgreSQL, two when a key has a
+    /// record; one transaction on SQLite) with their events and their answers, which are known
+    /// beforehand: a new payment's view is its row. Every other request — its key used before,
+    /// its order id or key repeated in the group, its order taken, its user without a bank
+    /// account — and every request of a group the store could not record (a key taken
+    /// meanwhile; on PostgreSQL, during its second try) runs on its own, which says why.
     async fn record_group(&self, group: &[AcceptPayment]) -> ServiceResult<Vec<Accepted>> {
         let now = self.clock.now();
         let fresh: Vec<(usize, NewPaymentIds)> = first_of_each_key_and_order(group)
@@ -79,7 +80,8 @@ impl PaymentGroups {
             .collect();
         let mut session = self.store.one_statement().await?;
         let Some(recorded) = session.insert_accepted_payments(&rows, now, key_expiry(now)).await? else {
-            // Another request took one of the keys meanwhile: every request runs on its own.
+            // Another request took one of the keys meanwhile (on PostgreSQL, during the store's
+            // second try): every request runs on its own.
             session.rollback().await?;
             return Ok(all_alone(group.len()));
         };

@@ -179,7 +179,8 @@ impl Store {
     /// A session for one write statement, atomic by itself: on PostgreSQL a pooled connection
     /// outside any transaction (no `BEGIN` and `COMMIT` round trips: a worker polling an empty
     /// queue costs one), on SQLite a transaction on the single writer. Run exactly one write in
-    /// it, then `commit` (a no-op on PostgreSQL).
+    /// it (or, after a write that failed and so wrote nothing, one more), then `commit` (a no-op
+    /// on PostgreSQL).
     pub async fn one_statement(&self) -> Result<Session> {
         match self.autocommit_pg().await? {
             Some(c) => Ok(Session {
