@@ -161,20 +161,16 @@ impl Session {
     }
 }
 
-/// The statement for a group's rows (`t`, in the callers' order, filtered by `$which_rows`),
-/// named by the comment `$name` (in PostgreSQL's logs and `pg_stat_activity`):
+/// The statement for a group's rows (`t`, in the callers' order, filtered by `$which_rows`):
 /// the payments of those whose user has a charging account and whose order id is free
 /// (`paid`); then, for those alone, the events (in the group's order: the outbox's `seq`) and
 /// the keys (in key order, as every writer of keys takes them). A key with a record, or
 /// inserted meanwhile by another request, fails the whole statement (`idempotency_keys_pkey`):
 /// no `ON CONFLICT` there.
 macro_rules! insert_group {
-    ($name:literal, $which_rows:literal) => {
+    ($which_rows:literal) => {
         concat!(
-            "/* ",
-            $name,
-            " */
-             WITH t AS (
+            "WITH t AS (
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int8[], $6::text[],
                                       $7::text[], $8::uuid[], $9::text[], $10::text[], $11::uuid[], $12::text[],
                                       $13::bytea[], $14::int4[], $15::text[]) WITH ORDINALITY
@@ -211,12 +207,11 @@ macro_rules! insert_group {
 }
 
 /// The group's statement without a key lookup: a key with a record fails it.
-const INSERT_GROUP: &str = insert_group!("payment group", "");
+const INSERT_GROUP: &str = insert_group!("");
 
 /// The group's statement leaving out the rows whose key has a record (even an expired one):
 /// the second try, after [`INSERT_GROUP`] met a key with a record.
 const INSERT_GROUP_LEAVING_USED_KEYS_OUT: &str = insert_group!(
-    "payment group, keys with a record left out",
     "WHERE NOT EXISTS (SELECT 1 FROM idempotency_keys i WHERE i.user_id = t.key_owner AND i.key = t.key)"
 );
 
