@@ -432,8 +432,9 @@ async fn a_key_twice_in_one_group_leaves_nothing_written(backend: BackendKind) {
     w.db.remove().await;
 }
 
-/// A key whose answer has expired: PostgreSQL's statement leaves its request out (it runs on
-/// its own, which uses the key afresh); SQLite's group uses it afresh itself.
+/// A key whose answer has expired: PostgreSQL's group leaves its request out (its first
+/// statement fails on the key, the second leaves it out; on its own, the request uses the key
+/// afresh); SQLite's group uses it afresh itself.
 async fn an_expired_key_is_left_out_on_postgres_and_used_afresh_on_sqlite(backend: BackendKind) {
     let Some(w) = World::new(backend).await else { return };
     let earlier = Request::new(w.payer, "ORDER-EARLIER", "key-expired");
